@@ -1,0 +1,184 @@
+//! The command line: clap types, logging set-up, dispatch to one module per
+//! subcommand, and the mapping of errors to the exit codes of DESIGN §6.
+//! Results go to stdout, logs and errors to stderr.
+
+mod generate;
+mod quickstart;
+mod run;
+mod summary;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::period::Period;
+
+#[derive(Debug, Parser)]
+#[command(name = "segments", version, about = "Monthly customer segmentation on Apache DataFusion, published as Parquet tables.")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// More logs (-v info, -vv debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Classify every customer for a period and publish the tables.
+    Run(RunArgs),
+    /// Check a job (and a config) without reading any data.
+    Validate(JobArgs),
+    /// Print the plan of each SQL step of a job.
+    Explain(ExplainArgs),
+    /// Write deterministic synthetic transactions, one Parquet folder per month.
+    Generate(GenerateArgs),
+    /// Generate a small sample (if ./data is empty), run the default job on
+    /// its last two months into ./warehouse and show how to query the tables.
+    Quickstart(QuickstartArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job file: what to compute.
+    #[arg(long, default_value = "jobs/rfm_monthly.yaml")]
+    job: PathBuf,
+    /// The config file: where data lives and how to run.
+    #[arg(long, default_value = "config/local.yaml")]
+    config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// The month to classify (YYYY-MM); default: the last complete month in
+    /// the business timezone.
+    #[arg(long)]
+    period: Option<String>,
+    /// Compute and print the summary and migration matrix; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// The month whose parameters are bound (default: the last complete month).
+    #[arg(long)]
+    period: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of loyalty-card customers.
+    #[arg(long, default_value_t = 10_000)]
+    customers: u64,
+    /// Number of months.
+    #[arg(long, default_value_t = 24)]
+    months: u32,
+    /// First month (fixed default, so a seed always gives the same data).
+    #[arg(long, default_value = "2024-01")]
+    start: String,
+    /// Random seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Output directory (a local path or file:// URL); transactions go to
+    /// <out>/transactions/month=YYYY-MM/part-0.parquet.
+    #[arg(long, default_value = "data")]
+    out: String,
+}
+
+#[derive(Debug, Args)]
+pub struct QuickstartArgs {
+    /// Customers of the generated sample.
+    #[arg(long, default_value_t = 2_000)]
+    customers: u64,
+}
+
+/// A failure with its exit code; printed as `error: …` on stderr.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure { code: 1, error: error.into() }
+    }
+}
+
+pub(crate) fn failure(code: u8, error: impl Into<anyhow::Error>) -> Failure {
+    Failure { code, error: error.into() }
+}
+
+pub(crate) fn parse_period(text: &str) -> Result<Period, Failure> {
+    text.parse::<Period>().map_err(|e| failure(2, e))
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = if cli.quiet {
+        "error"
+    } else {
+        match cli.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+            Command::Validate(args) => validate::validate(args).await,
+            Command::Explain(args) => validate::explain(args).await,
+            Command::Generate(args) => generate::generate(args),
+            Command::Quickstart(args) => quickstart::quickstart(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.error);
+            for cause in failure.error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(failure.code)
+        }
+    }
+}

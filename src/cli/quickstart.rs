@@ -1,0 +1,73 @@
+//! `segments quickstart`: the first impression. Generates a small sample into
+//! `./data` when there is none, runs the default job on its last two months
+//! into `./warehouse`, and shows how to query the tables.
+
+use std::path::Path;
+
+use crate::generate::{self, GenerateOptions};
+use crate::period::Period;
+use crate::runner::{self, RunOptions};
+
+use super::run::load;
+use super::{failure, summary, Failure, JobArgs, QuickstartArgs};
+
+const SAMPLE_START: &str = "2024-01";
+const SAMPLE_MONTHS: u32 = 24;
+
+/// The months present as `month=YYYY-MM` folders.
+fn months_in(dir: &Path) -> Vec<Period> {
+    let mut months: Vec<Period> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str()?.strip_prefix("month=")?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    months.sort();
+    months
+}
+
+pub async fn quickstart(args: QuickstartArgs) -> Result<(), Failure> {
+    let data = Path::new("data");
+    let transactions = data.join("transactions");
+    if months_in(&transactions).is_empty() {
+        let options = GenerateOptions {
+            customers: args.customers,
+            months: SAMPLE_MONTHS,
+            start: SAMPLE_START.parse().expect("valid period"),
+            seed: 42,
+            out_dir: data.to_path_buf(),
+        };
+        let report = generate::generate(&options).map_err(|e| failure(1, e))?;
+        println!(
+            "Generated a sample: {} transaction lines for {} customers, {} months from {} under {}",
+            report.rows,
+            args.customers,
+            SAMPLE_MONTHS,
+            SAMPLE_START,
+            transactions.display()
+        );
+    } else {
+        println!("Using the existing data under {}", transactions.display());
+    }
+    let months = months_in(&transactions);
+    let last = *months.last().expect("data was just generated");
+    let job_args = JobArgs { job: "jobs/rfm_monthly.yaml".into(), config: "config/local.yaml".into() };
+    for period in [last.previous(), last] {
+        let (job, config, _) = load(&job_args, Some(&period.to_string()))?;
+        let outcome = runner::run(&job, &config, RunOptions { period, dry_run: false })
+            .await
+            .map_err(|e| failure(e.exit_code(), e))?;
+        println!();
+        summary::print_run(&job, &outcome);
+    }
+    println!();
+    println!("Query the tables, e.g. with DuckDB:");
+    println!(
+        "  duckdb -c \"SELECT segment, count(*) AS customers FROM read_parquet('warehouse/rfm_monthly/snapshots/*/*.parquet', hive_partitioning = true) WHERE period = '{last}' GROUP BY segment ORDER BY customers DESC\""
+    );
+    println!("  duckdb -c \"SELECT * FROM 'warehouse/rfm_monthly/migration_matrix/period={last}/part-0.parquet'\"");
+    println!("Next: edit jobs/rfm_monthly.yaml or sql/*.sql, then `segments validate` and `segments run --period {last}`.");
+    Ok(())
+}

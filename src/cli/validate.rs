@@ -1,0 +1,69 @@
+//! `segments validate` and `segments explain`: plan everything without
+//! running the job on data. `validate` binds representative parameters and
+//! plans each step, rule and output query against empty canonical inputs.
+
+use datafusion::prelude::SessionContext;
+
+use crate::config::{Config, Job};
+use crate::engine;
+use crate::outputs::build_period_tables;
+use crate::period::Period;
+use crate::pipeline::{self, Parameters};
+
+use super::{failure, parse_period, ExplainArgs, Failure, JobArgs};
+
+fn render(errors: &[pipeline::PipelineError]) -> String {
+    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+}
+
+pub async fn validate(args: JobArgs) -> Result<(), Failure> {
+    let job = Job::load(&args.job).map_err(|e| failure(2, e))?;
+    let config = Config::load(&args.config).map_err(|e| failure(2, e))?;
+    config.check_inputs_for(&job.inputs, &job.path).map_err(|e| failure(2, e))?;
+    let ctx: SessionContext = engine::session(&config).map_err(|e| failure(1, e))?;
+    engine::register_canonical_placeholders(&ctx, &job.inputs).map_err(|e| failure(1, e))?;
+    let params = Parameters::new(Period::last_complete(config.timezone), job.window_months);
+    let classified = pipeline::validate_rules(&ctx, &job, &params)
+        .await
+        .map_err(|errors| failure(2, anyhow::anyhow!(render(&errors))))?;
+    // Run the output queries over the empty inputs: they must accept the
+    // job's columns. No data is read.
+    let current = classified.cache().await.map_err(|e| failure(2, e))?;
+    let previous = current
+        .clone()
+        .select_columns(&["customer_id", "segment", "segment_rank", "frequency", "monetary"])
+        .map_err(|e| failure(2, e))?;
+    build_period_tables(&ctx, &job, &params, current, previous, "validate")
+        .await
+        .map_err(|e| failure(2, e))?;
+    println!(
+        "{}: ok — {} step(s), {} segment(s), inputs {}; config {}: ok",
+        job.path.display(),
+        job.steps.len(),
+        job.segments.len(),
+        job.inputs.join(", "),
+        config.path.display()
+    );
+    Ok(())
+}
+
+pub async fn explain(args: ExplainArgs) -> Result<(), Failure> {
+    let job = Job::load(&args.job.job).map_err(|e| failure(2, e))?;
+    let config = Config::load(&args.job.config).map_err(|e| failure(2, e))?;
+    config.check_inputs_for(&job.inputs, &job.path).map_err(|e| failure(2, e))?;
+    let period = match args.period.as_deref() {
+        Some(text) => parse_period(text)?,
+        None => Period::last_complete(config.timezone),
+    };
+    let ctx = engine::session(&config).map_err(|e| failure(1, e))?;
+    engine::register_inputs(&ctx, &config, &job.inputs).await.map_err(|e| failure(3, e))?;
+    let params = Parameters::new(period, job.window_months);
+    pipeline::register_steps(&ctx, &job, &params).await.map_err(|e| failure(2, e))?;
+    for step in &job.steps {
+        let frame = ctx.table(step.name.as_str()).await.map_err(|e| failure(2, e))?;
+        let plan = frame.explain(false, false).map_err(|e| failure(2, e))?.collect().await.map_err(|e| failure(1, e))?;
+        println!("== step `{}` ({}) for {period}", step.name, step.origin);
+        println!("{}", datafusion::arrow::util::pretty::pretty_format_batches(&plan).map_err(|e| failure(1, e))?);
+    }
+    Ok(())
+}

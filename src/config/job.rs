@@ -1,0 +1,381 @@
+//! `jobs/*.yaml`: what to compute. Inputs by logical name, ordered SQL steps
+//! (each a view for the next), the ordered segments and the outputs.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::error::{ConfigError, Problem};
+use super::settings::{Config, KNOWN_INPUTS};
+use super::yaml;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobFile {
+    name: String,
+    version: u32,
+    #[serde(default)]
+    description: String,
+    #[serde(default = "default_window_months")]
+    window_months: u32,
+    /// Where `file:` steps are found, relative to the job file.
+    #[serde(default = "default_sql_dir")]
+    sql_dir: String,
+    inputs: Vec<String>,
+    steps: Vec<StepFile>,
+    classification: ClassificationFile,
+    #[serde(default = "default_outputs")]
+    outputs: Vec<OutputTable>,
+}
+
+fn default_window_months() -> u32 {
+    12
+}
+
+fn default_sql_dir() -> String {
+    "../sql".into()
+}
+
+fn default_outputs() -> Vec<OutputTable> {
+    OutputTable::ALL.to_vec()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepFile {
+    name: String,
+    #[serde(default)]
+    file: Option<String>,
+    #[serde(default)]
+    sql: Option<String>,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassificationFile {
+    /// The step whose rows (one per customer) are classified; the last step
+    /// when omitted.
+    #[serde(default)]
+    from: Option<String>,
+    segments: Vec<SegmentFile>,
+    /// A declared segment that takes customers matching no rule. Without it,
+    /// such a customer is a job error.
+    #[serde(default)]
+    fallback: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SegmentFile {
+    name: String,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    description: String,
+    rule: String,
+}
+
+/// The tables a job can publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputTable {
+    Snapshots,
+    Migrations,
+    MigrationMatrix,
+    SegmentSummary,
+    ScoreThresholds,
+    SegmentDefinitions,
+}
+
+impl OutputTable {
+    pub const ALL: [OutputTable; 6] = [
+        OutputTable::Snapshots,
+        OutputTable::Migrations,
+        OutputTable::MigrationMatrix,
+        OutputTable::SegmentSummary,
+        OutputTable::ScoreThresholds,
+        OutputTable::SegmentDefinitions,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputTable::Snapshots => "snapshots",
+            OutputTable::Migrations => "migrations",
+            OutputTable::MigrationMatrix => "migration_matrix",
+            OutputTable::SegmentSummary => "segment_summary",
+            OutputTable::ScoreThresholds => "score_thresholds",
+            OutputTable::SegmentDefinitions => "segment_definitions",
+        }
+    }
+}
+
+/// Where a step's SQL came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlOrigin {
+    File(PathBuf),
+    Inline { job: PathBuf, line: Option<usize> },
+}
+
+impl std::fmt::Display for SqlOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SqlOrigin::File(path) => write!(f, "{}", path.display()),
+            SqlOrigin::Inline { job, line: Some(line) } => write!(f, "{}:{line}", job.display()),
+            SqlOrigin::Inline { job, line: None } => write!(f, "{}", job.display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub sql: String,
+    pub origin: SqlOrigin,
+    pub description: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub name: String,
+    /// 1 = best; the position in the job's list.
+    pub rank: i32,
+    pub label: String,
+    pub description: String,
+    pub rule: String,
+    /// Line of the rule in the job file.
+    pub line: Option<usize>,
+}
+
+/// A job after both parsing phases: every file read, every name checked.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub path: PathBuf,
+    pub name: String,
+    pub version: u32,
+    pub description: String,
+    pub window_months: u32,
+    pub inputs: Vec<String>,
+    pub steps: Vec<Step>,
+    pub classify_from: String,
+    pub segments: Vec<Segment>,
+    pub fallback: Option<String>,
+    pub outputs: Vec<OutputTable>,
+    /// Hash of the job file and its SQL, labels included.
+    pub job_hash: String,
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl Job {
+    /// Read and check a job file and the SQL files it names. No data is read.
+    pub fn load(path: &Path) -> Result<Job, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file: JobFile = yaml::parse(path, &text).map_err(|p| ConfigError::Invalid(vec![p]))?;
+        Self::check(path, &text, file)
+    }
+
+    fn check(path: &Path, text: &str, file: JobFile) -> Result<Job, ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |key: String, needle: Option<&str>, message: String| {
+            problems.push(Problem {
+                file: path.to_path_buf(),
+                key,
+                line: needle.and_then(|n| yaml::line_of(text, n, 1)),
+                column: None,
+                message,
+            });
+        };
+
+        if !is_identifier(&file.name) {
+            problem("name".into(), Some("name:"), format!("'{}' is not a valid job name: use lowercase letters, digits and _ (it becomes a folder of the warehouse)", file.name));
+        }
+        if !(1..=120).contains(&file.window_months) {
+            problem("window_months".into(), Some("window_months:"), format!("{} is out of range: the window is 1 to 120 months", file.window_months));
+        }
+
+        let mut input_names = BTreeSet::new();
+        for (index, input) in file.inputs.iter().enumerate() {
+            if !KNOWN_INPUTS.contains(&input.as_str()) {
+                problem(format!("inputs[{index}]"), Some(input), format!("unknown input '{input}'; known inputs are {}", KNOWN_INPUTS.join(", ")));
+            } else if !input_names.insert(input.as_str()) {
+                problem(format!("inputs[{index}]"), Some(input), format!("input '{input}' is listed twice"));
+            }
+        }
+        if !input_names.contains("transactions") {
+            problem("inputs".into(), Some("inputs:"), "every job needs the `transactions` input".into());
+        }
+
+        let job_dir = path.parent().unwrap_or(Path::new("."));
+        let sql_dir = job_dir.join(&file.sql_dir);
+        let mut steps = Vec::new();
+        let mut step_names = BTreeSet::new();
+        let mut search_from = 1;
+        for (index, step) in file.steps.iter().enumerate() {
+            let key = format!("steps[{index}]");
+            let line = yaml::line_of(text, &step.name, search_from);
+            if let Some(line) = line {
+                search_from = line;
+            }
+            let mut located = |key: String, message: String| {
+                problems.push(Problem { file: path.to_path_buf(), key, line, column: None, message });
+            };
+            if !is_identifier(&step.name) {
+                located(format!("{key}.name"), format!("'{}' is not a valid step name: use lowercase letters, digits and _", step.name));
+            } else if input_names.contains(step.name.as_str()) || !step_names.insert(step.name.clone()) {
+                located(format!("{key}.name"), format!("step name '{}' is already used by an input or an earlier step", step.name));
+            }
+            let (sql, origin) = match (&step.file, &step.sql) {
+                (Some(relative), None) => {
+                    let sql_path = sql_dir.join(relative);
+                    match std::fs::read_to_string(&sql_path) {
+                        Ok(sql) => (sql, SqlOrigin::File(sql_path)),
+                        Err(error) => {
+                            located(format!("{key}.file"), format!("cannot read SQL file {}: {error} (paths are relative to sql_dir '{}' next to the job file)", sql_path.display(), file.sql_dir));
+                            continue;
+                        }
+                    }
+                }
+                (None, Some(sql)) => (sql.clone(), SqlOrigin::Inline { job: path.to_path_buf(), line }),
+                _ => {
+                    located(key.clone(), "a step needs exactly one of `file:` (a SQL file in sql_dir) or `sql:` (inline SQL)".into());
+                    continue;
+                }
+            };
+            if sql.trim().is_empty() {
+                located(key.clone(), "the step's SQL is empty".into());
+            }
+            steps.push(Step { name: step.name.clone(), sql, origin, description: step.description.clone() });
+        }
+        if file.steps.is_empty() {
+            problem("steps".into(), Some("steps:"), "a job needs at least one SQL step".into());
+        }
+
+        let classification = &file.classification;
+        let classify_from = match &classification.from {
+            Some(from) if file.steps.iter().any(|s| &s.name == from) => from.clone(),
+            Some(from) => {
+                let known: Vec<_> = file.steps.iter().map(|s| s.name.as_str()).collect();
+                problem("classification.from".into(), Some("from:"), format!("unknown step '{from}'; steps are {}", known.join(", ")));
+                from.clone()
+            }
+            None => file.steps.last().map(|s| s.name.clone()).unwrap_or_default(),
+        };
+
+        let mut segments = Vec::new();
+        let mut segment_names = BTreeSet::new();
+        let mut search_from = yaml::line_of(text, "segments:", 1).unwrap_or(1);
+        for (index, segment) in classification.segments.iter().enumerate() {
+            let key = format!("classification.segments[{index}]");
+            let name_line = yaml::line_of(text, &format!("name: {}", segment.name), search_from);
+            if let Some(line) = name_line {
+                search_from = line;
+            }
+            let rule_line = yaml::line_of(text, "rule:", search_from).or(name_line);
+            if !is_identifier(&segment.name) {
+                problems.push(Problem { file: path.to_path_buf(), key: format!("{key}.name"), line: name_line, column: None, message: format!("'{}' is not a valid segment name: use lowercase letters, digits and _", segment.name) });
+            } else if !segment_names.insert(segment.name.clone()) {
+                problems.push(Problem { file: path.to_path_buf(), key: format!("{key}.name"), line: name_line, column: None, message: format!("segment '{}' is declared twice; each segment needs its own name", segment.name) });
+            }
+            if segment.rule.trim().is_empty() {
+                problems.push(Problem { file: path.to_path_buf(), key: format!("{key}.rule"), line: rule_line, column: None, message: "empty rule: write a SQL condition such as `r_score = 5 AND f_score >= 4`".into() });
+            }
+            segments.push(Segment {
+                name: segment.name.clone(),
+                rank: index as i32 + 1,
+                label: segment.label.clone().unwrap_or_else(|| segment.name.clone()),
+                description: segment.description.clone(),
+                rule: segment.rule.trim().to_string(),
+                line: rule_line,
+            });
+        }
+        if segments.is_empty() {
+            problem("classification.segments".into(), Some("segments:"), "declare at least one segment".into());
+        }
+        if let Some(fallback) = &classification.fallback {
+            if !segment_names.contains(fallback) {
+                problem("classification.fallback".into(), Some("fallback:"), format!("fallback '{fallback}' is not a declared segment"));
+            }
+        }
+
+        let mut outputs = file.outputs.clone();
+        outputs.sort();
+        outputs.dedup();
+
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems));
+        }
+
+        let mut hasher = Sha256::new();
+        hasher.update(text.as_bytes());
+        for step in &steps {
+            hasher.update(step.sql.as_bytes());
+        }
+        Ok(Job {
+            path: path.to_path_buf(),
+            name: file.name,
+            version: file.version,
+            description: file.description,
+            window_months: file.window_months,
+            inputs: file.inputs,
+            steps,
+            classify_from,
+            segments,
+            fallback: classification.fallback.clone(),
+            outputs,
+            job_hash: hex(&hasher.finalize()),
+        })
+    }
+
+    /// Hash of everything that changes a classification: step SQL, window,
+    /// segments and their order, fallback, timezone and column mapping; not
+    /// labels or descriptions.
+    pub fn rule_hash(&self, config: &Config) -> String {
+        let mut hasher = Sha256::new();
+        let mut field = |name: &str, value: &str| {
+            hasher.update(name.as_bytes());
+            hasher.update([0]);
+            hasher.update(value.len().to_le_bytes());
+            hasher.update(value.as_bytes());
+        };
+        field("window_months", &self.window_months.to_string());
+        for step in &self.steps {
+            field("step", &step.name);
+            field("sql", &step.sql);
+        }
+        field("classify_from", &self.classify_from);
+        for segment in &self.segments {
+            field("segment", &segment.name);
+            field("rule", &segment.rule);
+        }
+        field("fallback", self.fallback.as_deref().unwrap_or(""));
+        field("timezone", config.timezone.name());
+        for (input, mapping) in config.mapping_material() {
+            field("input", &input);
+            field("mapping", &mapping);
+        }
+        hex(&hasher.finalize())
+    }
+
+    pub fn segment(&self, name: &str) -> Option<&Segment> {
+        self.segments.iter().find(|s| s.name == name)
+    }
+
+    pub fn writes(&self, table: OutputTable) -> bool {
+        self.outputs.contains(&table)
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,18 @@
+//! Job and config files: the strict, two-phase reading of `jobs/*.yaml` (what
+//! to compute) and `config/*.yaml` (where data lives and how to run).
+//!
+//! Phase one is serde with `deny_unknown_fields`, which gives line and column;
+//! phase two checks meaning (files exist, names unique, references resolve) and
+//! collects every problem before reporting them together.
+
+mod error;
+mod job;
+mod settings;
+mod yaml;
+
+pub use error::{ConfigError, Problem};
+pub use job::{Job, OutputTable, Segment, SqlOrigin, Step};
+pub use settings::{
+    canonical_columns, CanonicalColumn, Config, CsvOptions, EngineKind, EngineSettings, Input,
+    InputFormat,
+};

@@ -1,0 +1,387 @@
+//! `config/*.yaml`: where data lives and how to run — warehouse URL, input
+//! URLs, formats and column mappings, timezone, engine and memory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use serde::Deserialize;
+
+use super::error::{ConfigError, Problem};
+use super::yaml;
+
+/// Logical input names a job may declare (DESIGN §2).
+pub const KNOWN_INPUTS: [&str; 4] = ["transactions", "events", "products", "sales_calendar"];
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    warehouse: String,
+    #[serde(default = "default_timezone")]
+    timezone: String,
+    inputs: BTreeMap<String, InputFile>,
+    #[serde(default)]
+    engine: EngineFile,
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputFile {
+    url: String,
+    format: InputFormat,
+    /// Hive partition columns in the folder names (e.g. `month` for
+    /// `month=2024-01/`), read as text.
+    #[serde(default)]
+    partition_columns: Vec<String>,
+    /// Canonical column → source column name or SQL expression over the
+    /// source columns. Unmapped canonical columns use the same name.
+    #[serde(default)]
+    columns: BTreeMap<String, String>,
+    #[serde(default)]
+    csv: Option<CsvOptions>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    Parquet,
+    Csv,
+    Ndjson,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CsvOptions {
+    #[serde(default = "default_delimiter")]
+    pub delimiter: char,
+    #[serde(default = "default_true")]
+    pub header: bool,
+}
+
+fn default_delimiter() -> char {
+    ','
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineFile {
+    #[serde(default)]
+    kind: EngineKind,
+    /// e.g. `2GiB`, `512MiB`; unlimited when absent.
+    #[serde(default)]
+    memory_limit: Option<String>,
+    #[serde(default)]
+    spill_dir: Option<String>,
+    #[serde(default)]
+    target_partitions: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineKind {
+    #[default]
+    Local,
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    pub kind: EngineKind,
+    pub memory_limit: Option<usize>,
+    pub spill_dir: Option<PathBuf>,
+    pub target_partitions: Option<usize>,
+}
+
+/// One configured input source.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub name: String,
+    /// Absolute URL (`file:///…`, `s3://…`); a directory URL ends with `/`.
+    pub url: String,
+    pub format: InputFormat,
+    pub partition_columns: Vec<String>,
+    pub columns: BTreeMap<String, String>,
+    pub csv: CsvOptions,
+}
+
+/// A config after both parsing phases.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    /// Absolute warehouse URL, ending with `/`.
+    pub warehouse: String,
+    pub timezone: Tz,
+    pub inputs: BTreeMap<String, Input>,
+    pub engine: EngineSettings,
+}
+
+/// A canonical column of an input (DESIGN §2): what steps can rely on.
+#[derive(Debug, Clone)]
+pub struct CanonicalColumn {
+    pub name: &'static str,
+    pub data_type: DataType,
+    pub required: bool,
+}
+
+/// Canonical columns of a logical input.
+pub fn canonical_columns(input: &str) -> Vec<CanonicalColumn> {
+    let utc = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let money = || DataType::Decimal128(18, 2);
+    let column = |name, data_type, required| CanonicalColumn { name, data_type, required };
+    match input {
+        "transactions" => vec![
+            column("customer_id", DataType::Utf8, true),
+            column("order_id", DataType::Utf8, true),
+            column("ordered_at", utc(), true),
+            column("amount", money(), true),
+            column("quantity", DataType::Int64, false),
+            column("product_id", DataType::Utf8, false),
+            column("category", DataType::Utf8, false),
+            column("channel", DataType::Utf8, false),
+            column("store_id", DataType::Utf8, false),
+            column("discount_amount", money(), false),
+        ],
+        "events" => vec![
+            column("customer_id", DataType::Utf8, true),
+            column("event_type", DataType::Utf8, true),
+            column("occurred_at", utc(), true),
+            column("product_id", DataType::Utf8, false),
+        ],
+        "products" => vec![
+            column("product_id", DataType::Utf8, true),
+            column("category", DataType::Utf8, false),
+            column("list_price", money(), false),
+        ],
+        "sales_calendar" => vec![
+            column("name", DataType::Utf8, true),
+            column("starts_at", utc(), true),
+            column("ends_at", utc(), true),
+            column("kind", DataType::Utf8, false),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// Turn a path or URL from a config into an absolute URL. Relative paths are
+/// relative to the current directory, like every command-line tool.
+pub fn absolute_url(value: &str, directory: bool) -> Result<String, String> {
+    let mut url = if let Some((scheme, _)) = value.split_once("://") {
+        match scheme {
+            "file" | "s3" | "gs" | "az" | "abfss" | "memory" => value.to_string(),
+            other => return Err(format!("unsupported URL scheme '{other}://': use file://, s3://, gs://, az:// or abfss://, or a local path")),
+        }
+    } else {
+        let path = Path::new(value);
+        let absolute = if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            std::env::current_dir().map_err(|e| format!("cannot resolve relative path: {e}"))?.join(path)
+        };
+        let normalized = normalize(&absolute);
+        url::Url::from_file_path(&normalized)
+            .map_err(|_| format!("'{value}' is not a usable local path"))?
+            .to_string()
+    };
+    if directory && !url.ends_with('/') {
+        url.push('/');
+    }
+    Ok(url)
+}
+
+/// Remove `.` and `..` components lexically, so the warehouse prefix is
+/// exact and keys can be checked against it.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Parse `512MiB`, `2GiB`, `4GB`, `1000000` into bytes.
+pub fn parse_bytes(value: &str) -> Option<usize> {
+    let value = value.trim();
+    let split = value.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((number * multiplier) as usize)
+}
+
+impl Config {
+    /// Read a config file, interpolating `${VAR}` from the environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with_env(path, |name| std::env::var(name).ok())
+    }
+
+    pub fn load_with_env(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let text = yaml::interpolate(path, &raw, env).map_err(ConfigError::Invalid)?;
+        let file: ConfigFile = yaml::parse(path, &text).map_err(|p| ConfigError::Invalid(vec![p]))?;
+        Self::check(path, &text, file)
+    }
+
+    fn check(path: &Path, text: &str, file: ConfigFile) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut problem = |key: String, needle: &str, message: String| {
+            problems.push(Problem {
+                file: path.to_path_buf(),
+                key,
+                line: yaml::line_of(text, needle, 1),
+                column: None,
+                message,
+            });
+        };
+
+        let warehouse = absolute_url(&file.warehouse, true).unwrap_or_else(|message| {
+            problem("warehouse".into(), "warehouse:", message);
+            String::new()
+        });
+        let timezone: Tz = file.timezone.parse().unwrap_or_else(|_| {
+            problem("timezone".into(), "timezone:", format!("unknown timezone '{}': use an IANA name such as UTC or Europe/Paris", file.timezone));
+            Tz::UTC
+        });
+
+        let mut inputs = BTreeMap::new();
+        for (name, input) in file.inputs {
+            let key = format!("inputs.{name}");
+            if !KNOWN_INPUTS.contains(&name.as_str()) {
+                problem(key.clone(), &format!("{name}:"), format!("unknown input '{name}'; known inputs are {}", KNOWN_INPUTS.join(", ")));
+                continue;
+            }
+            let canonical = canonical_columns(&name);
+            for column in input.columns.keys() {
+                if !canonical.iter().any(|c| c.name == column) {
+                    let names: Vec<_> = canonical.iter().map(|c| c.name).collect();
+                    problem(format!("{key}.columns.{column}"), &format!("{column}:"), format!("'{column}' is not a canonical column of {name}; they are {}", names.join(", ")));
+                }
+            }
+            let is_directory = input.url.ends_with('/') || !input.url.rsplit('/').next().unwrap_or("").contains('.');
+            let url = match absolute_url(&input.url, is_directory) {
+                Ok(url) => url,
+                Err(message) => {
+                    problem(format!("{key}.url"), "url:", message);
+                    continue;
+                }
+            };
+            if input.format != InputFormat::Csv && input.csv.is_some() {
+                problem(format!("{key}.csv"), "csv:", "csv options are only for `format: csv`".into());
+            }
+            inputs.insert(
+                name.clone(),
+                Input {
+                    name,
+                    url,
+                    format: input.format,
+                    partition_columns: input.partition_columns,
+                    columns: input.columns,
+                    csv: input.csv.unwrap_or(CsvOptions { delimiter: ',', header: true }),
+                },
+            );
+        }
+
+        let memory_limit = match &file.engine.memory_limit {
+            None => None,
+            Some(text_value) => match parse_bytes(text_value) {
+                Some(bytes) if bytes >= 16 * 1024 * 1024 => Some(bytes),
+                _ => {
+                    problem("engine.memory_limit".into(), "memory_limit:", format!("'{text_value}' is not a usable memory limit: write e.g. 512MiB or 4GiB (at least 16MiB)"));
+                    None
+                }
+            },
+        };
+        if file.engine.target_partitions == Some(0) {
+            problem("engine.target_partitions".into(), "target_partitions:", "must be at least 1".into());
+        }
+
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems));
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            warehouse,
+            timezone,
+            inputs,
+            engine: EngineSettings {
+                kind: file.engine.kind,
+                memory_limit,
+                spill_dir: file.engine.spill_dir.map(PathBuf::from),
+                target_partitions: file.engine.target_partitions,
+            },
+        })
+    }
+
+    /// What of the config changes a classification (for the rule hash): the
+    /// column mappings of every input.
+    pub fn mapping_material(&self) -> Vec<(String, String)> {
+        self.inputs
+            .values()
+            .map(|input| {
+                let mapping: Vec<String> = input.columns.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                (input.name.clone(), mapping.join("\n"))
+            })
+            .collect()
+    }
+
+    /// Check that the config provides every input a job declares.
+    pub fn check_inputs_for(&self, job_inputs: &[String], job_path: &Path) -> Result<(), ConfigError> {
+        let missing: Vec<Problem> = job_inputs
+            .iter()
+            .filter(|input| !self.inputs.contains_key(*input))
+            .map(|input| Problem {
+                file: self.path.clone(),
+                key: format!("inputs.{input}"),
+                line: None,
+                column: None,
+                message: format!("job {} reads input '{input}' but this config does not say where it is; add `inputs.{input}` with a url and format", job_path.display()),
+            })
+            .collect();
+        if missing.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(missing)) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes() {
+        assert_eq!(parse_bytes("512MiB"), Some(512 * 1024 * 1024));
+        assert_eq!(parse_bytes("2GiB"), Some(2 * 1024 * 1024 * 1024));
+        assert_eq!(parse_bytes("1.5GB"), Some(1_500_000_000));
+        assert_eq!(parse_bytes("lots"), None);
+    }
+
+    #[test]
+    fn relative_paths_become_file_urls() {
+        let url = absolute_url("warehouse/../out", true).unwrap();
+        assert!(url.starts_with("file:///") && url.ends_with("/out/"), "{url}");
+        assert!(absolute_url("ftp://x/y", false).is_err());
+    }
+}

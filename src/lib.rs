@@ -1,0 +1,17 @@
+//! `segments`: monthly customer segmentation on Apache DataFusion.
+//!
+//! Data flows one way: [`config`] → [`engine`] (inputs) → [`pipeline`] (SQL
+//! steps and classification) → [`outputs`] (tables) → [`publish`]
+//! (warehouse). [`runner`] strings them together for one period; [`cli`] is
+//! the command line on top.
+
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod generate;
+pub mod outputs;
+pub mod period;
+pub mod pipeline;
+pub mod publish;
+pub mod runner;
+pub mod storage;

@@ -1,0 +1,23 @@
+//! Output tables: their checked-in contracts (`schemas/*.json`), the queries
+//! that build them from the classified customers (`sql/outputs/*.sql`) and
+//! conformance of every batch to its contract before anything is written.
+
+mod schema;
+mod tables;
+
+pub use schema::{table_schema, TableSchema};
+pub use tables::{build_period_tables, PeriodTables, TableData};
+
+use datafusion::error::DataFusionError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error("building table `{table}`: {source}")]
+    Query {
+        table: String,
+        #[source]
+        source: DataFusionError,
+    },
+    #[error("table `{table}` does not match its contract in schemas/{table}.json: {message}")]
+    Contract { table: String, message: String },
+}

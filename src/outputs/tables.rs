@@ -1,0 +1,157 @@
+//! Builds a period's tables from the classified customers and the "from"
+//! side, with the queries in `sql/outputs/`, each result conformed to its
+//! contract. Nothing here writes: publishing is a separate step.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::scalar::ScalarValue;
+
+use super::{table_schema, OutputError};
+use crate::config::{Job, OutputTable};
+use crate::pipeline::{sql_options, Parameters};
+
+const TRANSITIONS_SQL: &str = include_str!("../../sql/outputs/transitions.sql");
+
+fn query_of(table: OutputTable) -> &'static str {
+    match table {
+        OutputTable::Snapshots => include_str!("../../sql/outputs/snapshots.sql"),
+        OutputTable::Migrations => include_str!("../../sql/outputs/migrations.sql"),
+        OutputTable::MigrationMatrix => include_str!("../../sql/outputs/migration_matrix.sql"),
+        OutputTable::SegmentSummary => include_str!("../../sql/outputs/segment_summary.sql"),
+        OutputTable::ScoreThresholds => include_str!("../../sql/outputs/score_thresholds.sql"),
+        OutputTable::SegmentDefinitions => include_str!("../../sql/outputs/segment_definitions.sql"),
+    }
+}
+
+/// One built table partition.
+#[derive(Debug, Clone)]
+pub struct TableData {
+    pub table: OutputTable,
+    pub batch: RecordBatch,
+}
+
+/// Everything a period publishes, plus what the run summary prints.
+#[derive(Debug, Clone)]
+pub struct PeriodTables {
+    pub tables: Vec<TableData>,
+    /// (segment, customers) in rank order.
+    pub segment_counts: Vec<(String, i64)>,
+    /// (movement, customers) in a fixed order.
+    pub movement_counts: Vec<(String, i64)>,
+    pub customers: i64,
+}
+
+impl PeriodTables {
+    pub fn get(&self, table: OutputTable) -> Option<&RecordBatch> {
+        self.tables.iter().find(|t| t.table == table).map(|t| &t.batch)
+    }
+}
+
+fn definitions_table(job: &Job) -> Result<MemTable, datafusion::error::DataFusionError> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("segment", DataType::Utf8, false),
+        Field::new("segment_rank", DataType::Int32, false),
+        Field::new("label", DataType::Utf8, false),
+        Field::new("description", DataType::Utf8, false),
+        Field::new("rule", DataType::Utf8, false),
+    ]));
+    let strings = |f: fn(&crate::config::Segment) -> &str| Arc::new(StringArray::from_iter_values(job.segments.iter().map(f)));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            strings(|s| &s.name),
+            Arc::new(datafusion::arrow::array::Int32Array::from_iter_values(job.segments.iter().map(|s| s.rank))),
+            strings(|s| &s.label),
+            strings(|s| &s.description),
+            strings(|s| &s.rule),
+        ],
+    )?;
+    MemTable::try_new(schema, vec![vec![batch]])
+}
+
+async fn run_query(
+    ctx: &SessionContext,
+    name: &str,
+    sql: &str,
+    params: &datafusion::common::ParamValues,
+) -> Result<DataFrame, OutputError> {
+    let query = |source| OutputError::Query { table: name.to_string(), source };
+    ctx.sql_with_options(sql, sql_options())
+        .await
+        .map_err(query)?
+        .with_param_values(params.clone())
+        .map_err(query)
+}
+
+/// Build every output table the job declares for one period.
+///
+/// `current` is the classified frame of the period; `previous` has the "from"
+/// side's `customer_id, segment, segment_rank, frequency, monetary`.
+pub async fn build_period_tables(
+    ctx: &SessionContext,
+    job: &Job,
+    params: &Parameters,
+    current: DataFrame,
+    previous: DataFrame,
+    rule_hash: &str,
+) -> Result<PeriodTables, OutputError> {
+    let setup = |source| OutputError::Query { table: "(setup)".into(), source };
+    for name in ["classified", "previous", "segment_definitions", "transitions"] {
+        ctx.deregister_table(name).map_err(setup)?;
+    }
+    ctx.register_table("classified", current.into_view()).map_err(setup)?;
+    ctx.register_table("previous", previous.into_view()).map_err(setup)?;
+    ctx.register_table("segment_definitions", Arc::new(definitions_table(job).map_err(setup)?)).map_err(setup)?;
+
+    let values = params.with_extra(vec![
+        ("from_period", ScalarValue::Utf8(Some(params.period.previous().to_string()))),
+        ("rule_hash", ScalarValue::Utf8(Some(rule_hash.to_string()))),
+    ]);
+    let transitions = run_query(ctx, "transitions", TRANSITIONS_SQL, &values)
+        .await?
+        .cache()
+        .await
+        .map_err(|source| OutputError::Query { table: "transitions".into(), source })?;
+    ctx.register_table("transitions", transitions.into_view()).map_err(setup)?;
+
+    let mut tables = Vec::new();
+    for table in &job.outputs {
+        let name = table.name();
+        let frame = run_query(ctx, name, query_of(*table), &values).await?;
+        let schema = frame.schema().as_arrow().clone();
+        let batches = frame.collect().await.map_err(|source| OutputError::Query { table: name.into(), source })?;
+        let batch = concat_batches(&Arc::new(schema), &batches).map_err(|e| OutputError::Query { table: name.into(), source: e.into() })?;
+        let contract = table_schema(name);
+        tables.push(TableData { table: *table, batch: contract.conform(&batch)? });
+    }
+
+    let counts = |sql: &str, name: &str| {
+        let sql = sql.to_string();
+        let name = name.to_string();
+        async move {
+            let batches = run_query(ctx, &name, &sql, &values).await?.collect().await.map_err(|source| OutputError::Query { table: name.clone(), source })?;
+            let mut out = Vec::new();
+            for batch in batches {
+                let keys = batch.column(0).as_string::<i32>();
+                let values = batch.column(1).as_primitive::<Int64Type>();
+                for row in 0..batch.num_rows() {
+                    out.push((keys.value(row).to_string(), values.value(row)));
+                }
+            }
+            Ok::<_, OutputError>(out)
+        }
+    };
+    let segment_counts = counts(include_str!("../../sql/outputs/segment_counts.sql"), "segment counts",
+    )
+    .await?;
+    let movement_counts = counts(include_str!("../../sql/outputs/movement_counts.sql"), "movement counts",
+    )
+    .await?;
+    let customers = segment_counts.iter().map(|(_, n)| n).sum();
+    Ok(PeriodTables { tables, segment_counts, movement_counts, customers })
+}

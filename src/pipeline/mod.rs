@@ -1,0 +1,56 @@
+//! The job's SQL pipeline: bound parameters, the ordered steps registered as
+//! views, and the classification of every customer into one segment.
+
+mod classify;
+mod params;
+mod steps;
+
+pub use classify::{classify, validate_rules};
+pub use params::Parameters;
+pub use steps::{register_steps, sql_options};
+
+use crate::config::SqlOrigin;
+use datafusion::error::DataFusionError;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("step `{step}` ({origin}): {message}")]
+    Step {
+        step: String,
+        origin: SqlOrigin,
+        message: String,
+        #[source]
+        source: DataFusionError,
+    },
+    #[error("{}:{}: segment `{segment}`: {message}", job.display(), line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()))]
+    Rule {
+        job: PathBuf,
+        line: Option<usize>,
+        segment: String,
+        message: String,
+    },
+    #[error("{}: step `{step}` must return {message}", job.display())]
+    Shape { job: PathBuf, step: String, message: String },
+    #[error("{}: {count} customer(s) match no segment rule, e.g.:\n{examples}\nhint: add a rule that covers them, or declare `classification.fallback: <segment>`", job.display())]
+    Unmatched { job: PathBuf, count: usize, examples: String },
+    #[error("query failed: {context}: {source}")]
+    Execution {
+        context: String,
+        #[source]
+        source: DataFusionError,
+    },
+}
+
+impl PipelineError {
+    /// Whether the job (not the data or the machine) is at fault: exit code 2.
+    pub fn is_job_error(&self) -> bool {
+        !matches!(self, PipelineError::Execution { .. })
+    }
+}
+
+/// A DataFusion error without the wrapping noise ("Error during planning: …"
+/// stays, that tells the user what kind of problem it is).
+pub(crate) fn describe(error: &DataFusionError) -> String {
+    error.to_string()
+}

@@ -1,0 +1,55 @@
+//! The typed parameters every SQL step can use (`$period_start`, …), bound as
+//! DataFusion placeholders, never pasted into SQL text.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use datafusion::common::ParamValues;
+use datafusion::scalar::ScalarValue;
+
+use crate::period::Period;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parameters {
+    pub period: Period,
+    pub window_months: u32,
+}
+
+fn date(value: NaiveDate) -> ScalarValue {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    ScalarValue::Date32(Some((value - epoch).num_days() as i32))
+}
+
+impl Parameters {
+    pub fn new(period: Period, window_months: u32) -> Self {
+        Self { period, window_months }
+    }
+
+    /// Names and values, as documented in the README.
+    pub fn named(&self) -> Vec<(&'static str, ScalarValue)> {
+        let period = self.period;
+        vec![
+            ("period", ScalarValue::Utf8(Some(period.to_string()))),
+            ("previous_period", ScalarValue::Utf8(Some(period.previous().to_string()))),
+            ("period_start", date(period.start())),
+            ("period_end", date(period.end())),
+            ("as_of_date", date(period.as_of_date())),
+            ("window_start", date(period.window_start(self.window_months))),
+        ]
+    }
+
+    pub fn values(&self) -> ParamValues {
+        self.with_extra(Vec::new())
+    }
+
+    /// The step parameters plus extra ones (output queries).
+    pub fn with_extra(&self, extra: Vec<(&'static str, ScalarValue)>) -> ParamValues {
+        let map: HashMap<String, ScalarValue> = self
+            .named()
+            .into_iter()
+            .chain(extra)
+            .map(|(name, value)| (name.to_string(), value))
+            .collect();
+        ParamValues::from(map)
+    }
+}

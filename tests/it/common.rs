@@ -1,0 +1,75 @@
+//! Helpers shared by the integration tests: running the binary, writing a
+//! config for a temp warehouse, reading published Parquet back.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+/// Path of the repository (for `jobs/`, `sql/`, `schemas/`).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The default job file.
+pub fn default_job() -> PathBuf {
+    repo().join("jobs/rfm_monthly.yaml")
+}
+
+/// Run `segments` with arguments, in `cwd`.
+pub fn segments(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_segments"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("the segments binary runs")
+}
+
+/// Run `segments` and fail the test with its stderr unless it exits 0.
+pub fn segments_ok(cwd: &Path, args: &[&str]) -> String {
+    let output = segments(cwd, args);
+    assert!(
+        output.status.success(),
+        "segments {args:?} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Write a config reading Parquet transactions under `data` (Hive `month=`
+/// folders) and publishing to `warehouse`. Returns its path.
+pub fn write_config(dir: &Path, data: &Path, warehouse: &Path) -> PathBuf {
+    let path = dir.join("config.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "warehouse: {}\ntimezone: UTC\ninputs:\n  transactions:\n    url: {}/\n    format: parquet\n    partition_columns: [month]\n",
+            warehouse.display(),
+            data.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Read one Parquet file into batches.
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap()
+}
+
+/// Path of a published table partition.
+pub fn table_file(warehouse: &Path, job: &str, table: &str, period: &str) -> PathBuf {
+    warehouse.join(job).join(table).join(format!("period={period}")).join("part-0.parquet")
+}
