@@ -13,7 +13,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::common::Column;
 use datafusion::logical_expr::{cast, lit, Expr, ExprSchemable};
-use datafusion::prelude::{CsvReadOptions, NdJsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 use serde::Serialize;
 
 use crate::config::{canonical_columns, Config, Input, InputFormat};
@@ -119,6 +119,7 @@ fn extension(format: InputFormat) -> &'static str {
 
 async fn list_files(input: &Input, location: &storage::Location) -> Result<Vec<InputFile>, EngineError> {
     use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
     let listed: Vec<_> = if input.url.ends_with('/') {
         location
             .store
@@ -169,7 +170,7 @@ async fn register_source(ctx: &SessionContext, input: &Input) -> Result<(), Engi
             ctx.register_csv(&table, &input.url, options).await
         }
         InputFormat::Ndjson => {
-            let mut options = NdJsonReadOptions::default().file_extension(".json");
+            let mut options = JsonReadOptions::default().file_extension(".json");
             options.table_partition_cols = partition_columns;
             ctx.register_json(&table, &input.url, options).await
         }

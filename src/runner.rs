@@ -113,7 +113,7 @@ async fn frame_of(ctx: &SessionContext, batches: Vec<RecordBatch>) -> Result<Dat
     let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(crate::outputs::table_schema("snapshots").schema.as_ref().clone()));
     let table = MemTable::try_new(schema, vec![batches]).map_err(execution)?;
     let frame = ctx.read_table(Arc::new(table)).map_err(execution)?;
-    frame.select(FROM_COLUMNS.iter().map(|c| col(*c)).collect()).map_err(execution)
+    frame.select(FROM_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>()).map_err(execution)
 }
 
 /// Run `job` for one period.
@@ -161,7 +161,7 @@ pub async fn run(job: &Job, config: &Config, options: RunOptions) -> Result<RunO
             let previous_params = Parameters::new(previous_period, job.window_months);
             let classified = pipeline::classify(&ctx, job, &previous_params).await?;
             let execution = |source| PipelineError::Execution { context: "selecting the previous period".into(), source };
-            let selected = classified.select(FROM_COLUMNS.iter().map(|c| col(*c)).collect()).map_err(execution)?;
+            let selected = classified.select(FROM_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>()).map_err(execution)?;
             (selected, "reclassified", reason)
         }
     };

@@ -9,7 +9,7 @@ use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectMeta, ObjectStore, PutPayload};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload};
 use url::Url;
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +100,7 @@ impl Warehouse {
             if !valid {
                 return Err(StorageError::BadKey { key: parts.join("/") });
             }
-            key = key.child(*part);
+            key = key.join(*part);
         }
         Ok(key)
     }

@@ -187,33 +187,31 @@ impl Job {
 
     fn check(path: &Path, text: &str, file: JobFile) -> Result<Job, ConfigError> {
         let mut problems = Vec::new();
-        let mut problem = |key: String, needle: Option<&str>, message: String| {
-            problems.push(Problem {
-                file: path.to_path_buf(),
-                key,
-                line: needle.and_then(|n| yaml::line_of(text, n, 1)),
-                column: None,
-                message,
-            });
+        let at = |key: String, needle: Option<&str>, message: String| Problem {
+            file: path.to_path_buf(),
+            key,
+            line: needle.and_then(|n| yaml::line_of(text, n, 1)),
+            column: None,
+            message,
         };
 
         if !is_identifier(&file.name) {
-            problem("name".into(), Some("name:"), format!("'{}' is not a valid job name: use lowercase letters, digits and _ (it becomes a folder of the warehouse)", file.name));
+            problems.push(at("name".into(), Some("name:"), format!("'{}' is not a valid job name: use lowercase letters, digits and _ (it becomes a folder of the warehouse)", file.name)));
         }
         if !(1..=120).contains(&file.window_months) {
-            problem("window_months".into(), Some("window_months:"), format!("{} is out of range: the window is 1 to 120 months", file.window_months));
+            problems.push(at("window_months".into(), Some("window_months:"), format!("{} is out of range: the window is 1 to 120 months", file.window_months)));
         }
 
         let mut input_names = BTreeSet::new();
         for (index, input) in file.inputs.iter().enumerate() {
             if !KNOWN_INPUTS.contains(&input.as_str()) {
-                problem(format!("inputs[{index}]"), Some(input), format!("unknown input '{input}'; known inputs are {}", KNOWN_INPUTS.join(", ")));
+                problems.push(at(format!("inputs[{index}]"), Some(input), format!("unknown input '{input}'; known inputs are {}", KNOWN_INPUTS.join(", "))));
             } else if !input_names.insert(input.as_str()) {
-                problem(format!("inputs[{index}]"), Some(input), format!("input '{input}' is listed twice"));
+                problems.push(at(format!("inputs[{index}]"), Some(input), format!("input '{input}' is listed twice")));
             }
         }
         if !input_names.contains("transactions") {
-            problem("inputs".into(), Some("inputs:"), "every job needs the `transactions` input".into());
+            problems.push(at("inputs".into(), Some("inputs:"), "every job needs the `transactions` input".into()));
         }
 
         let job_dir = path.parent().unwrap_or(Path::new("."));
@@ -258,7 +256,7 @@ impl Job {
             steps.push(Step { name: step.name.clone(), sql, origin, description: step.description.clone() });
         }
         if file.steps.is_empty() {
-            problem("steps".into(), Some("steps:"), "a job needs at least one SQL step".into());
+            problems.push(at("steps".into(), Some("steps:"), "a job needs at least one SQL step".into()));
         }
 
         let classification = &file.classification;
@@ -266,7 +264,7 @@ impl Job {
             Some(from) if file.steps.iter().any(|s| &s.name == from) => from.clone(),
             Some(from) => {
                 let known: Vec<_> = file.steps.iter().map(|s| s.name.as_str()).collect();
-                problem("classification.from".into(), Some("from:"), format!("unknown step '{from}'; steps are {}", known.join(", ")));
+                problems.push(at("classification.from".into(), Some("from:"), format!("unknown step '{from}'; steps are {}", known.join(", "))));
                 from.clone()
             }
             None => file.steps.last().map(|s| s.name.clone()).unwrap_or_default(),
@@ -300,11 +298,11 @@ impl Job {
             });
         }
         if segments.is_empty() {
-            problem("classification.segments".into(), Some("segments:"), "declare at least one segment".into());
+            problems.push(at("classification.segments".into(), Some("segments:"), "declare at least one segment".into()));
         }
         if let Some(fallback) = &classification.fallback {
             if !segment_names.contains(fallback) {
-                problem("classification.fallback".into(), Some("fallback:"), format!("fallback '{fallback}' is not a declared segment"));
+                problems.push(at("classification.fallback".into(), Some("fallback:"), format!("fallback '{fallback}' is not a declared segment")));
             }
         }
 

@@ -130,28 +130,33 @@ pub async fn build_period_tables(
         tables.push(TableData { table: *table, batch: contract.conform(&batch)? });
     }
 
-    let counts = |sql: &str, name: &str| {
-        let sql = sql.to_string();
-        let name = name.to_string();
-        async move {
-            let batches = run_query(ctx, &name, &sql, &values).await?.collect().await.map_err(|source| OutputError::Query { table: name.clone(), source })?;
-            let mut out = Vec::new();
-            for batch in batches {
-                let keys = batch.column(0).as_string::<i32>();
-                let values = batch.column(1).as_primitive::<Int64Type>();
-                for row in 0..batch.num_rows() {
-                    out.push((keys.value(row).to_string(), values.value(row)));
-                }
-            }
-            Ok::<_, OutputError>(out)
-        }
-    };
-    let segment_counts = counts(include_str!("../../sql/outputs/segment_counts.sql"), "segment counts",
-    )
+    let segment_counts = counts(ctx, include_str!("../../sql/outputs/segment_counts.sql"), "segment counts", &values)
     .await?;
-    let movement_counts = counts(include_str!("../../sql/outputs/movement_counts.sql"), "movement counts",
-    )
+    let movement_counts = counts(ctx, include_str!("../../sql/outputs/movement_counts.sql"), "movement counts", &values)
     .await?;
     let customers = segment_counts.iter().map(|(_, n)| n).sum();
     Ok(PeriodTables { tables, segment_counts, movement_counts, customers })
+}
+
+/// Run a two-column (key, count) query.
+async fn counts(
+    ctx: &SessionContext,
+    sql: &str,
+    name: &str,
+    values: &datafusion::common::ParamValues,
+) -> Result<Vec<(String, i64)>, OutputError> {
+    let batches = run_query(ctx, name, sql, values)
+        .await?
+        .collect()
+        .await
+        .map_err(|source| OutputError::Query { table: name.to_string(), source })?;
+    let mut out = Vec::new();
+    for batch in batches {
+        let keys = batch.column(0).as_string::<i32>();
+        let counts = batch.column(1).as_primitive::<Int64Type>();
+        for row in 0..batch.num_rows() {
+            out.push((keys.value(row).to_string(), counts.value(row)));
+        }
+    }
+    Ok(out)
 }

@@ -6,6 +6,7 @@
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::Column;
+use datafusion::logical_expr::conditional_expressions::CaseBuilder;
 use datafusion::logical_expr::{lit, when, Expr, ExprSchemable};
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
@@ -125,11 +126,11 @@ pub async fn validate_rules(ctx: &SessionContext, job: &Job, params: &Parameters
 
 fn with_segments(job: &Job, frame: DataFrame, rules: Vec<Expr>) -> Result<DataFrame, PipelineError> {
     let otherwise = |value: ScalarValue| lit(value);
-    let mut segment_case = None;
+    let mut segment_case: Option<CaseBuilder> = None;
     for (segment, rule) in job.segments.iter().zip(rules) {
         segment_case = Some(match segment_case {
             None => when(rule, lit(segment.name.as_str())),
-            Some(case) => case.when(rule, lit(segment.name.as_str())),
+            Some(mut case) => case.when(rule, lit(segment.name.as_str())),
         });
     }
     let fallback = job.fallback.as_deref().map(|f| ScalarValue::Utf8(Some(f.to_string())));
@@ -137,12 +138,12 @@ fn with_segments(job: &Job, frame: DataFrame, rules: Vec<Expr>) -> Result<DataFr
         .expect("a job has at least one segment")
         .otherwise(otherwise(fallback.unwrap_or(ScalarValue::Utf8(None))))
         .map_err(|source| PipelineError::Execution { context: "building the segment rules".into(), source })?;
-    let mut rank_case = None;
+    let mut rank_case: Option<CaseBuilder> = None;
     for segment in &job.segments {
         let condition = column("segment").eq(lit(segment.name.as_str()));
         rank_case = Some(match rank_case {
             None => when(condition, lit(segment.rank)),
-            Some(case) => case.when(condition, lit(segment.rank)),
+            Some(mut case) => case.when(condition, lit(segment.rank)),
         });
     }
     let rank_expr = rank_case
@@ -179,7 +180,7 @@ async fn check_all_matched(job: &Job, classified: &DataFrame) -> Result<(), Pipe
     }
     let shown = ["customer_id", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score"];
     let sample = unmatched
-        .select(shown.iter().map(|n| column(n)).collect())
+        .select(shown.iter().map(|n| column(n)).collect::<Vec<_>>())
         .map_err(execution)?
         .limit(0, Some(5))
         .map_err(execution)?

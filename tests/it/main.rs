@@ -2,4 +2,5 @@
 //! real `segments` binary or its library parts against real files.
 
 mod common;
+mod fixture;
 mod reference;

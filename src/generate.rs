@@ -1,0 +1,1092 @@
+//! Synthetic, deterministic loyalty transactions for `segments generate`: one Parquet file per month.
+//!
+//! The data is shaped so that every RFM segment is populated: customers arrive
+//! over the months, buy at rates from a skewed mixture (many one-time buyers, a
+//! few who buy several times a month), churn for good, refund some orders
+//! (partly or wholly, sometimes a month later) and sometimes pay at the till
+//! without their loyalty card (anonymous lines). Every random draw comes from a
+//! ChaCha8 stream seeded from `(seed, customer)` or `(seed, customer, month)`,
+//! so the same options always give byte-identical files.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Decimal128Array, Int64Array, StringBuilder, TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::errors::ParquetError;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Geometric, Poisson};
+
+use crate::period::Period;
+
+/// What to generate and where.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    /// Number of loyalty customers (ids `C0000001` …).
+    pub customers: u64,
+    /// Number of calendar months to generate, starting at `start`.
+    pub months: u32,
+    /// First month generated.
+    pub start: Period,
+    /// Seed of every random draw: same options, same bytes.
+    pub seed: u64,
+    /// Local directory; files go to `<out_dir>/transactions/month=YYYY-MM/part-0.parquet`.
+    pub out_dir: PathBuf,
+}
+
+/// What was written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GenerateReport {
+    /// Transaction lines written.
+    pub rows: u64,
+    /// Distinct order ids written (sales, anonymous tickets and refund orders).
+    pub orders: u64,
+    /// One file per month, in month order.
+    pub files: Vec<PathBuf>,
+    /// Lines with no customer id (till tickets without a loyalty card).
+    pub anonymous_rows: u64,
+    /// Lines with a negative amount (refund lines of an order and refund orders).
+    pub refund_rows: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error("invalid generate options: {0}")]
+    InvalidOptions(String),
+    #[error("I/O error on {}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write Parquet file {}: {source}", .path.display())]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: ParquetError,
+    },
+    #[error("cannot build a record batch: {0}")]
+    Arrow(#[from] ArrowError),
+}
+
+const MICROS_PER_HOUR: i64 = 3_600_000_000;
+const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
+/// Rows per Arrow batch handed to the Parquet writer.
+const BATCH_ROWS: usize = 64 * 1024;
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 1024 * 1024;
+const PRODUCTS: usize = 500;
+const STORES: usize = 40;
+/// Customer ids have at least this many digits (`C0000123`).
+const MIN_ID_DIGITS: usize = 7;
+
+const CHANNELS: [&str; 3] = ["web", "store", "app"];
+const STORE: u8 = 1;
+/// `Line::customer` of an anonymous line; customers are numbered from 1.
+const ANONYMOUS: u32 = 0;
+/// `Line::store` of a web or app line.
+const NO_STORE: u16 = u16::MAX;
+
+/// Share of store orders paid without a loyalty card.
+const ANONYMOUS_SHARE: f64 = 0.10;
+/// Share of orders that get refund lines (same order id, dated later).
+const REFUND_SHARE: f64 = 0.04;
+/// Share of those refunds that refund the whole order.
+const WHOLE_REFUND_SHARE: f64 = 0.25;
+/// Chance per active month (after the first) of a separate refund order.
+const REFUND_ORDER_SHARE: f64 = 0.01;
+/// Chance that a line comes from one of the customer's favourite categories.
+const FAVOURITE_SHARE: f64 = 0.7;
+
+/// Name, cheapest and dearest list price in euros, share of demand.
+const CATEGORIES: [(&str, f64, f64, u32); 12] = [
+    ("grocery", 2.0, 30.0, 16),
+    ("beauty", 5.0, 80.0, 11),
+    ("apparel", 10.0, 120.0, 14),
+    ("shoes", 30.0, 180.0, 7),
+    ("home", 8.0, 200.0, 9),
+    ("kitchen", 5.0, 150.0, 8),
+    ("electronics", 20.0, 900.0, 6),
+    ("sports", 10.0, 300.0, 7),
+    ("toys", 5.0, 120.0, 6),
+    ("books", 5.0, 40.0, 7),
+    ("garden", 5.0, 250.0, 5),
+    ("jewelry", 20.0, 600.0, 4),
+];
+
+/// Order-rate multiplier per calendar month (January sales, summer sales, Christmas).
+const SEASONALITY: [f64; 12] = [
+    1.05, 0.85, 0.95, 0.95, 1.0, 1.0, 1.2, 0.9, 0.95, 1.0, 1.15, 1.45,
+];
+/// Share of discounted lines per calendar month (sales in January, late June–July, November).
+const DISCOUNT_SHARE: [f64; 12] = [
+    0.35, 0.12, 0.10, 0.10, 0.10, 0.20, 0.35, 0.12, 0.10, 0.10, 0.25, 0.15,
+];
+/// Discount rates in percent and their weights.
+const DISCOUNT_RATES: [(i64, u32); 5] = [(10, 30), (20, 30), (30, 20), (40, 10), (50, 10)];
+const STORE_HOUR_WEIGHTS: [u32; 24] = [
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 5, 7, 9, 8, 7, 8, 9, 10, 9, 6, 0, 0, 0, 0,
+];
+const ONLINE_HOUR_WEIGHTS: [u32; 24] = [
+    2, 1, 1, 1, 1, 1, 2, 3, 4, 5, 5, 6, 7, 6, 5, 5, 6, 7, 8, 9, 10, 9, 7, 4,
+];
+/// Preferred channel weights, in `CHANNELS` order.
+const CHANNEL_WEIGHTS: [u32; 3] = [35, 50, 15];
+/// Quantity of a line (1 to 5) and its weights.
+const QUANTITY_WEIGHTS: [u32; 5] = [78, 14, 5, 2, 1];
+
+/// Seed streams, so the catalog, the profiles and the months never share draws.
+const STREAM_CATALOG: u64 = 1;
+const STREAM_PROFILE: u64 = 2;
+const STREAM_MONTH: u64 = 3;
+
+/// Write the transactions of `options.months` months, one Parquet file per month.
+pub fn generate(options: &GenerateOptions) -> Result<GenerateReport, GenerateError> {
+    if options.customers == 0 {
+        return Err(GenerateError::InvalidOptions(
+            "customers must be at least 1".into(),
+        ));
+    }
+    if options.customers >= u64::from(u32::MAX) {
+        return Err(GenerateError::InvalidOptions(format!(
+            "customers must be below {}",
+            u32::MAX
+        )));
+    }
+    if options.months == 0 {
+        return Err(GenerateError::InvalidOptions(
+            "months must be at least 1".into(),
+        ));
+    }
+    if options.months > 1200 {
+        return Err(GenerateError::InvalidOptions(
+            "months must be at most 1200".into(),
+        ));
+    }
+
+    let tables = Tables::new(options.seed);
+    let profiles: Vec<Profile> = (0..options.customers as u32)
+        .map(|c| Profile::draw(options.seed, c, options.months, &tables))
+        .collect();
+    let writer = MonthWriter::new(options.customers);
+    let last = options.start.add_months(options.months as i32 - 1);
+    let horizon = micros_at(last.end());
+
+    let mut report = GenerateReport::default();
+    let mut carried: Vec<Line> = Vec::new();
+    for index in 0..options.months {
+        let period = options.start.add_months(index as i32);
+        let ctx = MonthContext::new(period, index, horizon);
+        let mut month = MonthLines {
+            lines: std::mem::take(&mut carried),
+            next_month: Vec::new(),
+            next_seq: 0,
+        };
+        for (c, profile) in profiles.iter().enumerate() {
+            if profile.active_in(index) {
+                customer_month(options.seed, c as u32, profile, &ctx, &tables, &mut month);
+            }
+        }
+        // Stable: lines of one order keep their order, ties keep generation order.
+        month.lines.sort_by_key(|line| line.ts);
+
+        report.rows += month.lines.len() as u64;
+        report.orders += u64::from(month.next_seq);
+        for line in &month.lines {
+            report.anonymous_rows += u64::from(line.customer == ANONYMOUS);
+            report.refund_rows += u64::from(line.amount < 0);
+        }
+        let dir = options
+            .out_dir
+            .join("transactions")
+            .join(format!("month={period}"));
+        report
+            .files
+            .push(writer.write(&dir, &month.lines, &tables)?);
+        carried = month.next_month;
+    }
+    Ok(report)
+}
+
+/// The Arrow schema of the generated files.
+fn transactions_schema() -> SchemaRef {
+    let money = DataType::Decimal128(18, 2);
+    Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, true),
+        Field::new("order_id", DataType::Utf8, false),
+        Field::new(
+            "ordered_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("amount", money.clone(), false),
+        Field::new("quantity", DataType::Int64, false),
+        Field::new("product_id", DataType::Utf8, false),
+        Field::new("category", DataType::Utf8, false),
+        Field::new("channel", DataType::Utf8, false),
+        Field::new("store_id", DataType::Utf8, true),
+        Field::new("discount_amount", money, false),
+    ]))
+}
+
+/// One transaction line, without any heap allocation.
+#[derive(Debug, Clone, Copy)]
+struct Line {
+    /// `ordered_at`, microseconds since the epoch (UTC).
+    ts: i64,
+    /// Cents, negative for a refund.
+    amount: i64,
+    /// Cents, 0 when none.
+    discount: i64,
+    /// `ANONYMOUS` or customer index + 1.
+    customer: u32,
+    /// Month of the order id, `YYYYMM`.
+    order_month: u32,
+    /// Counter of the order id within its month.
+    order_seq: u32,
+    /// Negative for a refund.
+    quantity: i16,
+    product: u16,
+    /// `NO_STORE` or store index.
+    store: u16,
+    channel: u8,
+}
+
+/// A customer's stable traits, drawn once from `(seed, customer)`.
+#[derive(Debug, Clone, Copy)]
+struct Profile {
+    /// Orders per month while active (before seasonality).
+    rate: f32,
+    /// Chance of one more line in a basket (1 to 6 lines).
+    more_lines: f32,
+    /// First active month (index from the start); the first order is in it.
+    arrival: u32,
+    /// First month index after churn (exclusive end of activity).
+    leave: u32,
+    home_store: u16,
+    favourites: [u8; 2],
+    channel: u8,
+}
+
+impl Profile {
+    fn draw(seed: u64, customer: u32, months: u32, tables: &Tables) -> Self {
+        let mut rng =
+            ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_PROFILE, u64::from(customer), 0));
+        // About 40% active from the first month, the others arrive evenly later.
+        let arrival = if months == 1 || rng.random_bool(0.4) {
+            0
+        } else {
+            rng.random_range(1..months)
+        };
+        // A skewed mixture: one-time buyers, rare, regular and frequent buyers,
+        // each with its own monthly churn probability.
+        let kind: f64 = rng.random();
+        let (rate, churn) = if kind < 0.30 {
+            (0.0, 1.0)
+        } else if kind < 0.62 {
+            (rng.random_range(0.06..0.30), rng.random_range(0.03..0.12))
+        } else if kind < 0.90 {
+            (rng.random_range(0.4..1.5), rng.random_range(0.02..0.07))
+        } else {
+            (rng.random_range(2.0..5.0), rng.random_range(0.005..0.03))
+        };
+        let active_months = 1 + Geometric::new(churn).map_or(0, |g| g.sample(&mut rng));
+        let leave = u64::from(arrival)
+            .saturating_add(active_months)
+            .min(u64::from(months)) as u32;
+        let channel = pick(&mut rng, &tables.channel_cumulative) as u8;
+        let home_store = pick(&mut rng, &tables.store_cumulative) as u16;
+        let first = pick(&mut rng, &tables.category_cumulative) as u8;
+        let mut second = pick(&mut rng, &tables.category_cumulative) as u8;
+        if second == first {
+            second = (first + 1) % CATEGORIES.len() as u8;
+        }
+        Self {
+            rate: rate as f32,
+            more_lines: rng.random_range(0.15f32..0.65),
+            arrival,
+            leave,
+            home_store,
+            favourites: [first, second],
+            channel,
+        }
+    }
+
+    fn active_in(&self, month: u32) -> bool {
+        self.arrival <= month && month < self.leave
+    }
+}
+
+/// The catalog, the stores and the weight tables, drawn once from the seed.
+struct Tables {
+    product_ids: Vec<String>,
+    product_category: Vec<u8>,
+    product_price: Vec<i64>,
+    products_by_category: Vec<Vec<u16>>,
+    store_ids: Vec<String>,
+    store_cumulative: Vec<u32>,
+    category_cumulative: Vec<u32>,
+    channel_cumulative: Vec<u32>,
+    store_hours: Vec<u32>,
+    online_hours: Vec<u32>,
+    discount_cumulative: Vec<u32>,
+    quantity_cumulative: Vec<u32>,
+}
+
+impl Tables {
+    fn new(seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(seed, STREAM_CATALOG, 0, 0));
+        let category_cumulative = cumulative(CATEGORIES.iter().map(|c| c.3));
+        let mut product_ids = Vec::with_capacity(PRODUCTS);
+        let mut product_category = Vec::with_capacity(PRODUCTS);
+        let mut product_price = Vec::with_capacity(PRODUCTS);
+        let mut products_by_category = vec![Vec::new(); CATEGORIES.len()];
+        for p in 0..PRODUCTS {
+            // Every category gets products; popular categories get more.
+            let category = if p < CATEGORIES.len() {
+                p
+            } else {
+                pick(&mut rng, &category_cumulative)
+            };
+            let (_, low, high, _) = CATEGORIES[category];
+            let euros = (low.ln() + rng.random::<f64>() * (high.ln() - low.ln())).exp();
+            product_ids.push(format!("P{:04}", p + 1));
+            product_category.push(category as u8);
+            product_price.push(euros.round().max(1.0) as i64 * 100 - 1);
+            products_by_category[category].push(p as u16);
+        }
+        // Some stores are much busier than others.
+        let store_weights = (0..STORES).map(|s| (1000.0 / ((s + 1) as f64).powf(0.7)) as u32);
+        Self {
+            product_ids,
+            product_category,
+            product_price,
+            products_by_category,
+            store_ids: (1..=STORES).map(|s| format!("S{s:03}")).collect(),
+            store_cumulative: cumulative(store_weights),
+            category_cumulative,
+            channel_cumulative: cumulative(CHANNEL_WEIGHTS),
+            store_hours: cumulative(STORE_HOUR_WEIGHTS),
+            online_hours: cumulative(ONLINE_HOUR_WEIGHTS),
+            discount_cumulative: cumulative(DISCOUNT_RATES.iter().map(|d| d.1)),
+            quantity_cumulative: cumulative(QUANTITY_WEIGHTS),
+        }
+    }
+
+    /// A product of `category`, best sellers first.
+    fn pick_product(&self, rng: &mut ChaCha8Rng, category: u8) -> u16 {
+        let products = &self.products_by_category[category as usize];
+        let u: f64 = rng.random();
+        products[((u * u * products.len() as f64) as usize).min(products.len() - 1)]
+    }
+}
+
+/// Running sums of weights, for `pick`.
+fn cumulative(weights: impl IntoIterator<Item = u32>) -> Vec<u32> {
+    weights
+        .into_iter()
+        .scan(0u32, |sum, w| {
+            *sum += w;
+            Some(*sum)
+        })
+        .collect()
+}
+
+/// An index drawn with the weights behind `cumulative`.
+fn pick(rng: &mut ChaCha8Rng, cumulative: &[u32]) -> usize {
+    let total = *cumulative.last().expect("non-empty weights");
+    let x = rng.random_range(0..total);
+    cumulative.partition_point(|&c| c <= x)
+}
+
+/// splitmix64 finaliser.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A seed for one stream of draws, independent of the order anything is generated in.
+fn derive_seed(seed: u64, stream: u64, a: u64, b: u64) -> u64 {
+    mix(mix(mix(seed ^ mix(stream)) ^ a) ^ b)
+}
+
+/// Microseconds since the epoch at midnight UTC of `date`.
+fn micros_at(date: chrono::NaiveDate) -> i64 {
+    date.and_time(chrono::NaiveTime::MIN)
+        .and_utc()
+        .timestamp_micros()
+}
+
+/// Facts about the month being generated.
+struct MonthContext {
+    index: u32,
+    /// `YYYYMM`, for order ids.
+    label: u32,
+    start: i64,
+    end: i64,
+    /// End of the last generated month: later refunds are dropped.
+    horizon: i64,
+    days: u32,
+    season: f64,
+    discount_share: f64,
+}
+
+impl MonthContext {
+    fn new(period: Period, index: u32, horizon: i64) -> Self {
+        let calendar = period.month() as usize - 1;
+        Self {
+            index,
+            label: period.year() as u32 * 100 + period.month(),
+            start: micros_at(period.start()),
+            end: micros_at(period.end()),
+            horizon,
+            days: (period.end() - period.start()).num_days() as u32,
+            season: SEASONALITY[calendar],
+            discount_share: DISCOUNT_SHARE[calendar],
+        }
+    }
+}
+
+/// Lines of the month being generated, and refunds dated in the next one.
+struct MonthLines {
+    lines: Vec<Line>,
+    next_month: Vec<Line>,
+    next_seq: u32,
+}
+
+impl MonthLines {
+    fn next_order(&mut self) -> u32 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
+    }
+}
+
+/// Everything one customer does in one month, from its own seed.
+fn customer_month(
+    seed: u64,
+    customer: u32,
+    profile: &Profile,
+    ctx: &MonthContext,
+    tables: &Tables,
+    out: &mut MonthLines,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(
+        seed,
+        STREAM_MONTH,
+        u64::from(customer),
+        u64::from(ctx.index),
+    ));
+    let lambda = f64::from(profile.rate) * ctx.season;
+    let mut orders = if lambda > 0.0 {
+        Poisson::new(lambda).map_or(0, |p| p.sample(&mut rng) as u32)
+    } else {
+        0
+    };
+    let first_month = ctx.index == profile.arrival;
+    if first_month {
+        orders = orders.max(1);
+    }
+    for k in 0..orders {
+        // The order that makes the customer arrive is always identified.
+        order(
+            &mut rng,
+            customer,
+            profile,
+            ctx,
+            tables,
+            first_month && k == 0,
+            out,
+        );
+    }
+    if !first_month && rng.random_bool(REFUND_ORDER_SHARE) {
+        refund_order(&mut rng, customer, profile, ctx, tables, out);
+    }
+}
+
+/// A channel, a store and a timestamp in the month, for one order.
+fn order_place(
+    rng: &mut ChaCha8Rng,
+    profile: &Profile,
+    ctx: &MonthContext,
+    tables: &Tables,
+) -> (u8, u16, i64) {
+    let channel = if rng.random_bool(0.8) {
+        profile.channel
+    } else {
+        rng.random_range(0..CHANNELS.len() as u8)
+    };
+    let store = if channel != STORE {
+        NO_STORE
+    } else if rng.random_bool(0.85) {
+        profile.home_store
+    } else {
+        pick(rng, &tables.store_cumulative) as u16
+    };
+    let hours = if channel == STORE {
+        &tables.store_hours
+    } else {
+        &tables.online_hours
+    };
+    let day = i64::from(rng.random_range(0..ctx.days));
+    let hour = pick(rng, hours) as i64;
+    let ts = ctx.start
+        + day * MICROS_PER_DAY
+        + hour * MICROS_PER_HOUR
+        + rng.random_range(0..MICROS_PER_HOUR);
+    (channel, store, ts)
+}
+
+/// One sale of 1 to 6 lines, and maybe its refund.
+fn order(
+    rng: &mut ChaCha8Rng,
+    customer: u32,
+    profile: &Profile,
+    ctx: &MonthContext,
+    tables: &Tables,
+    identified: bool,
+    out: &mut MonthLines,
+) {
+    let seq = out.next_order();
+    let (channel, store, ts) = order_place(rng, profile, ctx, tables);
+    let customer = if channel == STORE && !identified && rng.random_bool(ANONYMOUS_SHARE) {
+        ANONYMOUS
+    } else {
+        customer + 1
+    };
+    let mut lines = 1;
+    while lines < 6 && rng.random_bool(f64::from(profile.more_lines)) {
+        lines += 1;
+    }
+    // (product, quantity, discount percent); one line per product.
+    let mut basket = [(0u16, 0i64, 0i64); 6];
+    let mut used = 0;
+    for _ in 0..lines {
+        let category = if rng.random_bool(FAVOURITE_SHARE) {
+            profile.favourites[rng.random_range(0..2)]
+        } else {
+            pick(rng, &tables.category_cumulative) as u8
+        };
+        let product = tables.pick_product(rng, category);
+        let quantity = pick(rng, &tables.quantity_cumulative) as i64 + 1;
+        let percent = if rng.random_bool(ctx.discount_share) {
+            DISCOUNT_RATES[pick(rng, &tables.discount_cumulative)].0
+        } else {
+            0
+        };
+        match basket[..used].iter_mut().find(|item| item.0 == product) {
+            Some(item) => item.1 += quantity,
+            None => {
+                basket[used] = (product, quantity, percent);
+                used += 1;
+            }
+        }
+    }
+    let first = out.lines.len();
+    for &(product, quantity, percent) in &basket[..used] {
+        let gross = tables.product_price[product as usize] * quantity;
+        let discount = (gross * percent + 50) / 100;
+        out.lines.push(Line {
+            ts,
+            amount: gross - discount,
+            discount,
+            customer,
+            order_month: ctx.label,
+            order_seq: seq,
+            quantity: quantity as i16,
+            product,
+            store,
+            channel,
+        });
+    }
+
+    if rng.random_bool(REFUND_SHARE) {
+        // At most 28 days later, so never past the next month.
+        let refunded_at = ts + rng.random_range(MICROS_PER_HOUR..28 * MICROS_PER_DAY);
+        let whole = rng.random_bool(WHOLE_REFUND_SHARE);
+        let one = rng.random_range(0..used);
+        let share: f64 = rng.random();
+        if refunded_at >= ctx.horizon {
+            return;
+        }
+        let refunded = if whole { 0..used } else { one..one + 1 };
+        for i in refunded {
+            let sold = out.lines[first + i];
+            let units = if whole {
+                sold.quantity
+            } else {
+                (1 + (share * f64::from(sold.quantity)) as i16).min(sold.quantity)
+            };
+            let refund = Line {
+                ts: refunded_at,
+                amount: -(sold.amount * i64::from(units) / i64::from(sold.quantity)),
+                discount: 0,
+                quantity: -units,
+                ..sold
+            };
+            if refunded_at < ctx.end {
+                out.lines.push(refund);
+            } else {
+                out.next_month.push(refund);
+            }
+        }
+    }
+}
+
+/// A refund with its own order id and only negative lines (a return without
+/// the original receipt), for a customer who has bought before.
+fn refund_order(
+    rng: &mut ChaCha8Rng,
+    customer: u32,
+    profile: &Profile,
+    ctx: &MonthContext,
+    tables: &Tables,
+    out: &mut MonthLines,
+) {
+    let seq = out.next_order();
+    let (channel, store, ts) = order_place(rng, profile, ctx, tables);
+    let lines = if rng.random_bool(0.2) { 2 } else { 1 };
+    let mut previous = None;
+    for _ in 0..lines {
+        let category = profile.favourites[rng.random_range(0..2)];
+        let product = tables.pick_product(rng, category);
+        if previous == Some(product) {
+            continue;
+        }
+        previous = Some(product);
+        out.lines.push(Line {
+            ts,
+            amount: -tables.product_price[product as usize],
+            discount: 0,
+            customer: customer + 1,
+            order_month: ctx.label,
+            order_seq: seq,
+            quantity: -1,
+            product,
+            store,
+            channel,
+        });
+    }
+}
+
+/// Turns a month's lines into a Parquet file.
+struct MonthWriter {
+    schema: SchemaRef,
+    properties: WriterProperties,
+    id_digits: usize,
+}
+
+impl MonthWriter {
+    fn new(customers: u64) -> Self {
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(ZstdLevel::default()))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            // Unique values: a dictionary would only be built to be dropped.
+            .set_column_dictionary_enabled(ColumnPath::from("order_id"), false)
+            .set_column_dictionary_enabled(ColumnPath::from("ordered_at"), false)
+            .build();
+        Self {
+            schema: transactions_schema(),
+            properties,
+            id_digits: customers.to_string().len().max(MIN_ID_DIGITS),
+        }
+    }
+
+    /// Writes `dir/part-0.parquet` through a hidden temporary file and a rename,
+    /// so a reader never sees a half-written file.
+    fn write(&self, dir: &Path, lines: &[Line], tables: &Tables) -> Result<PathBuf, GenerateError> {
+        let path = dir.join("part-0.parquet");
+        let temporary = dir.join(".part-0.parquet.tmp");
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let file = File::create(&temporary).map_err(io(&temporary))?;
+        let parquet = |source| GenerateError::Parquet {
+            path: path.clone(),
+            source,
+        };
+        let mut writer = ArrowWriter::try_new(
+            BufWriter::with_capacity(1 << 20, file),
+            self.schema.clone(),
+            Some(self.properties.clone()),
+        )
+        .map_err(parquet)?;
+        for chunk in lines.chunks(BATCH_ROWS) {
+            writer.write(&self.batch(chunk, tables)?).map_err(parquet)?;
+        }
+        let mut buffered = writer.into_inner().map_err(parquet)?;
+        buffered.flush().map_err(io(&temporary))?;
+        drop(buffered);
+        fs::rename(&temporary, &path).map_err(io(&path))?;
+        Ok(path)
+    }
+
+    fn batch(&self, lines: &[Line], tables: &Tables) -> Result<RecordBatch, ArrowError> {
+        let rows = lines.len();
+        let mut customer_ids = StringBuilder::with_capacity(rows, rows * (self.id_digits + 1));
+        let mut order_ids = StringBuilder::with_capacity(rows, rows * 16);
+        let mut product_ids = StringBuilder::with_capacity(rows, rows * 5);
+        let mut categories = StringBuilder::with_capacity(rows, rows * 8);
+        let mut channels = StringBuilder::with_capacity(rows, rows * 5);
+        let mut stores = StringBuilder::with_capacity(rows, rows * 4);
+        let mut customer_id = vec![b'0'; 1 + self.id_digits];
+        customer_id[0] = b'C';
+        // `O` + YYYYMM + 9-digit counter.
+        let mut order_id = [b'0'; 16];
+        order_id[0] = b'O';
+        for line in lines {
+            if line.customer == ANONYMOUS {
+                customer_ids.append_null();
+            } else {
+                write_digits(&mut customer_id[1..], u64::from(line.customer));
+                customer_ids.append_value(ascii(&customer_id));
+            }
+            write_digits(&mut order_id[1..7], u64::from(line.order_month));
+            write_digits(&mut order_id[7..], u64::from(line.order_seq));
+            order_ids.append_value(ascii(&order_id));
+            product_ids.append_value(&tables.product_ids[line.product as usize]);
+            let category = tables.product_category[line.product as usize];
+            categories.append_value(CATEGORIES[category as usize].0);
+            channels.append_value(CHANNELS[line.channel as usize]);
+            if line.store == NO_STORE {
+                stores.append_null();
+            } else {
+                stores.append_value(&tables.store_ids[line.store as usize]);
+            }
+        }
+        let ordered_at: TimestampMicrosecondArray =
+            lines.iter().map(|l| l.ts).collect::<Vec<_>>().into();
+        let amounts: Decimal128Array = lines
+            .iter()
+            .map(|l| i128::from(l.amount))
+            .collect::<Vec<_>>()
+            .into();
+        let quantities: Int64Array = lines
+            .iter()
+            .map(|l| i64::from(l.quantity))
+            .collect::<Vec<_>>()
+            .into();
+        let discounts: Decimal128Array = lines
+            .iter()
+            .map(|l| i128::from(l.discount))
+            .collect::<Vec<_>>()
+            .into();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(customer_ids.finish()),
+            Arc::new(order_ids.finish()),
+            Arc::new(ordered_at.with_timezone("UTC")),
+            Arc::new(amounts.with_precision_and_scale(18, 2)?),
+            Arc::new(quantities),
+            Arc::new(product_ids.finish()),
+            Arc::new(categories.finish()),
+            Arc::new(channels.finish()),
+            Arc::new(stores.finish()),
+            Arc::new(discounts.with_precision_and_scale(18, 2)?),
+        ];
+        RecordBatch::try_new(self.schema.clone(), columns)
+    }
+}
+
+/// Maps an I/O error to one that names `path`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> GenerateError + use<> {
+    let path = path.to_path_buf();
+    move |source| GenerateError::Io { path, source }
+}
+
+/// Writes `value` as zero-padded decimal digits filling `digits`.
+fn write_digits(digits: &mut [u8], mut value: u64) {
+    for digit in digits.iter_mut().rev() {
+        *digit = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+}
+
+fn ascii(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes).expect("ids are ASCII digits")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Decimal128Type, Int64Type, TimestampMicrosecondType};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    use super::*;
+
+    fn options(out_dir: &Path, customers: u64, months: u32) -> GenerateOptions {
+        GenerateOptions {
+            customers,
+            months,
+            start: Period::new(2024, 1).unwrap(),
+            seed: 42,
+            out_dir: out_dir.to_path_buf(),
+        }
+    }
+
+    /// Every line of a file, as plain values.
+    #[derive(Debug, Clone)]
+    struct Row {
+        customer_id: Option<String>,
+        order_id: String,
+        ordered_at: i64,
+        amount: i128,
+        quantity: i64,
+        channel: String,
+        store_id: Option<String>,
+        discount_amount: i128,
+    }
+
+    fn read_rows(path: &Path) -> Vec<Row> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut rows = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let customer = batch.column(0).as_string::<i32>();
+            let order = batch.column(1).as_string::<i32>();
+            let ts = batch.column(2).as_primitive::<TimestampMicrosecondType>();
+            let amount = batch.column(3).as_primitive::<Decimal128Type>();
+            let quantity = batch.column(4).as_primitive::<Int64Type>();
+            let channel = batch.column(7).as_string::<i32>();
+            let store = batch.column(8).as_string::<i32>();
+            let discount = batch.column(9).as_primitive::<Decimal128Type>();
+            for i in 0..batch.num_rows() {
+                rows.push(Row {
+                    customer_id: customer.is_valid(i).then(|| customer.value(i).to_string()),
+                    order_id: order.value(i).to_string(),
+                    ordered_at: ts.value(i),
+                    amount: amount.value(i),
+                    quantity: quantity.value(i),
+                    channel: channel.value(i).to_string(),
+                    store_id: store.is_valid(i).then(|| store.value(i).to_string()),
+                    discount_amount: discount.value(i),
+                });
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn same_options_give_identical_bytes() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let first = generate(&options(a.path(), 1500, 4)).unwrap();
+        let second = generate(&options(b.path(), 1500, 4)).unwrap();
+        assert_eq!(first.rows, second.rows);
+        assert_eq!(first.files.len(), 4);
+        for (x, y) in first.files.iter().zip(&second.files) {
+            assert_eq!(
+                x.strip_prefix(a.path()).unwrap(),
+                y.strip_prefix(b.path()).unwrap()
+            );
+            assert!(
+                fs::read(x).unwrap() == fs::read(y).unwrap(),
+                "{} differs",
+                x.display()
+            );
+        }
+        let other_seed = GenerateOptions {
+            seed: 43,
+            ..options(b.path(), 1500, 4)
+        };
+        generate(&other_seed).unwrap();
+        assert!(fs::read(&first.files[0]).unwrap() != fs::read(&second.files[0]).unwrap());
+    }
+
+    #[test]
+    fn files_match_the_report_and_the_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = generate(&options(dir.path(), 3000, 6)).unwrap();
+        let expected: Vec<PathBuf> = [
+            "2024-01", "2024-02", "2024-03", "2024-04", "2024-05", "2024-06",
+        ]
+        .iter()
+        .map(|m| {
+            dir.path()
+                .join(format!("transactions/month={m}/part-0.parquet"))
+        })
+        .collect();
+        assert_eq!(report.files, expected);
+
+        let builder =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(&report.files[0]).unwrap())
+                .unwrap();
+        assert_eq!(builder.schema().fields(), transactions_schema().fields());
+        let names: Vec<&str> = builder
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "customer_id",
+                "order_id",
+                "ordered_at",
+                "amount",
+                "quantity",
+                "product_id",
+                "category",
+                "channel",
+                "store_id",
+                "discount_amount"
+            ]
+        );
+        let column = builder.metadata().row_group(0).column(0);
+        assert_eq!(
+            column.compression(),
+            Compression::ZSTD(ZstdLevel::default())
+        );
+        assert!(column.statistics().is_some());
+
+        let (mut rows, mut anonymous, mut refunds) = (0u64, 0u64, 0u64);
+        let mut orders = HashSet::new();
+        let mut all = Vec::new();
+        for (month, file) in report.files.iter().enumerate() {
+            let lines = read_rows(file);
+            assert!(!lines.is_empty());
+            assert!(
+                lines.windows(2).all(|w| w[0].ordered_at <= w[1].ordered_at),
+                "sorted by ordered_at"
+            );
+            let period = Period::new(2024, 1).unwrap().add_months(month as i32);
+            for line in &lines {
+                assert!(
+                    micros_at(period.start()) <= line.ordered_at
+                        && line.ordered_at < micros_at(period.end())
+                );
+                assert_eq!(line.store_id.is_some(), line.channel == "store", "{line:?}");
+                assert!(
+                    line.customer_id.is_some() || line.channel == "store",
+                    "{line:?}"
+                );
+                assert!(line.discount_amount >= 0);
+                assert_eq!(line.amount < 0, line.quantity < 0, "{line:?}");
+                if let Some(id) = &line.customer_id {
+                    assert_eq!(id.len(), 8);
+                    assert!(id.starts_with('C'));
+                }
+                rows += 1;
+                anonymous += u64::from(line.customer_id.is_none());
+                refunds += u64::from(line.amount < 0);
+                orders.insert(line.order_id.clone());
+            }
+            all.extend(lines.into_iter().map(|l| (month, l)));
+        }
+        assert_eq!(rows, report.rows);
+        assert_eq!(anonymous, report.anonymous_rows);
+        assert_eq!(refunds, report.refund_rows);
+        assert_eq!(orders.len() as u64, report.orders);
+        assert!(anonymous > 0 && refunds > 0);
+        assert!(all.iter().any(|(_, l)| l.discount_amount > 0));
+
+        // Orders: lines of one order share the customer; refunds of a sale keep
+        // its id (sometimes dated a month later); refund orders exist.
+        let mut by_order: HashMap<&str, Vec<&(usize, Row)>> = HashMap::new();
+        for entry in &all {
+            by_order
+                .entry(entry.1.order_id.as_str())
+                .or_default()
+                .push(entry);
+        }
+        let mut refunded_sales = 0;
+        let mut refunded_next_month = 0;
+        let mut whole_refunds = 0;
+        let mut refund_orders = 0;
+        for lines in by_order.values() {
+            assert!(lines.len() <= 12);
+            assert!(
+                lines
+                    .iter()
+                    .all(|(_, l)| l.customer_id == lines[0].1.customer_id)
+            );
+            let positive = lines.iter().filter(|(_, l)| l.amount > 0).count();
+            let negative = lines.len() - positive;
+            if positive == 0 {
+                refund_orders += 1;
+            } else if negative > 0 {
+                refunded_sales += 1;
+                refunded_next_month += usize::from(lines.iter().any(|(m, _)| *m != lines[0].0));
+                whole_refunds +=
+                    usize::from(lines.iter().map(|(_, l)| l.amount).sum::<i128>() == 0);
+            }
+        }
+        assert!(
+            refunded_sales > 0 && refunded_next_month > 0 && whole_refunds > 0 && refund_orders > 0
+        );
+
+        // Customers keep arriving; a large share buy once, some buy often.
+        let mut first_month: HashMap<&str, usize> = HashMap::new();
+        let mut customer_orders: HashMap<&str, HashSet<&str>> = HashMap::new();
+        for (month, line) in &all {
+            if let Some(id) = &line.customer_id {
+                first_month.entry(id).or_insert(*month);
+                if line.amount > 0 {
+                    customer_orders
+                        .entry(id)
+                        .or_default()
+                        .insert(&line.order_id);
+                }
+            }
+        }
+        assert!(first_month.values().any(|&m| m >= 3));
+        for month in 0..6 {
+            assert!(
+                first_month.values().any(|&m| m == month),
+                "new customers in month {month}"
+            );
+        }
+        let from_start = first_month.values().filter(|&&m| m == 0).count() as f64;
+        assert!((0.3..0.55).contains(&(from_start / first_month.len() as f64)));
+        let once = customer_orders.values().filter(|o| o.len() == 1).count() as f64;
+        let share_once = once / customer_orders.len() as f64;
+        assert!(
+            (0.25..0.75).contains(&share_once),
+            "one-time buyers: {share_once}"
+        );
+        assert!(customer_orders.values().any(|o| o.len() >= 12));
+    }
+
+    #[test]
+    fn invalid_options_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        for (customers, months) in [(0, 3), (10, 0)] {
+            let err = generate(&options(dir.path(), customers, months)).unwrap_err();
+            assert!(matches!(err, GenerateError::InvalidOptions(_)), "{err}");
+        }
+        assert!(!dir.path().join("transactions").exists());
+    }
+
+    #[test]
+    fn io_errors_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("file");
+        fs::write(&blocker, b"not a directory").unwrap();
+        let err = generate(&options(&blocker, 10, 1)).unwrap_err();
+        assert!(matches!(err, GenerateError::Io { .. }), "{err}");
+        assert!(err.to_string().contains("file"), "{err}");
+    }
+
+    #[test]
+    fn ids_are_fixed_width() {
+        let mut buffer = [b'x'; 7];
+        write_digits(&mut buffer, 123);
+        assert_eq!(ascii(&buffer), "0000123");
+    }
+}
