@@ -117,7 +117,7 @@ type SnapshotRow = (&'static str, &'static str, i32, Option<i8>, Option<i8>, Opt
 // F: 11 one-timers → F=1 scores 1; F=2 (11 below) 1+floor(55/17)=4; F=3 (13
 // below) 1+floor(65/17)=4; F=4 (14) 1+floor(70/17)=5; F=5 (16) 5. Scores 2 and 3
 // are empty: the quantile gap the README explains.
-// R (more days = worse): 365:0→1, 351:1→1, 264:2→1, 212:3→1, 172:4→2, 151:5→2,
+// R (more days = worse): 365:0→1, 351:1→1, 264:2→1, 212:3→1, 172:4→2, 150:5→2,
 // 121:6→2, 90:7→3, 41 (×2):8→3, 27:10→3, 20:11→4, 10 (×2):12→4, 5 (×2):14→5, 2:16→5.
 // M: 20:0→1, 25:1→1, 30 (×2):2→1, 35 (×2):4→2, 40 (×2):6→2, 45:8→3, 60:9→3,
 // 70:10→3, 90:11→4, 160:12→4, 200:13→4, 400:14→5, 1000:15→5, 2500:16→5.
@@ -129,7 +129,7 @@ const SNAPSHOT_2024_06: &[SnapshotRow] = &[
     ("c05", "about_to_sleep", 7, Some(3), Some(1), Some(2), Some("312"), 41, 1, 40, "2024-05-20", "2024-05-20"),
     ("c06", "about_to_sleep", 7, Some(3), Some(1), Some(2), Some("312"), 41, 1, 40, "2024-05-20", "2024-05-20"),
     ("c07", "about_to_sleep", 7, Some(3), Some(1), Some(3), Some("313"), 90, 1, 60, "2024-04-01", "2024-04-01"),
-    ("c08", "hibernating", 10, Some(2), Some(1), Some(1), Some("211"), 151, 1, 25, "2024-02-01", "2024-02-01"),
+    ("c08", "hibernating", 10, Some(2), Some(1), Some(1), Some("211"), 150, 1, 25, "2024-02-01", "2024-02-01"),
     ("c09", "cant_lose", 8, Some(1), Some(5), Some(5), Some("155"), 212, 5, 2500, "2023-08-01", "2023-12-01"),
     ("c10", "hibernating", 10, Some(1), Some(1), Some(1), Some("111"), 351, 1, 20, "2023-07-15", "2023-07-15"),
     // c11 bought only before the window: lost, null scores, monetary 0.
