@@ -166,12 +166,12 @@ pub async fn classify(ctx: &SessionContext, job: &Job, params: &Parameters) -> R
         context: format!("running the steps of job {} for {}", job.name, params.period),
         source,
     })?;
-    check_all_matched(job, &classified).await?;
+    check_all_matched(job, params, &classified).await?;
     Ok(classified)
 }
 
 /// A customer that matches no rule is a job error naming its values.
-async fn check_all_matched(job: &Job, classified: &DataFrame) -> Result<(), PipelineError> {
+async fn check_all_matched(job: &Job, params: &Parameters, classified: &DataFrame) -> Result<(), PipelineError> {
     let execution = |source| PipelineError::Execution { context: "checking unmatched customers".into(), source };
     let unmatched = classified.clone().filter(column("segment").is_null()).map_err(execution)?;
     let count = unmatched.clone().count().await.map_err(execution)?;
@@ -201,5 +201,5 @@ async fn check_all_matched(job: &Job, classified: &DataFrame) -> Result<(), Pipe
             examples.push_str(&format!("  {}\n", values.join(" ")));
         }
     }
-    Err(PipelineError::Unmatched { job: job.path.clone(), count, examples: examples.trim_end().to_string() })
+    Err(PipelineError::Unmatched { job: job.path.clone(), period: params.period, count, examples: examples.trim_end().to_string() })
 }

@@ -32,8 +32,13 @@ pub enum PipelineError {
     },
     #[error("{}: step `{step}` must return {message}", job.display())]
     Shape { job: PathBuf, step: String, message: String },
-    #[error("{}: {count} customer(s) match no segment rule, e.g.:\n{examples}\nhint: add a rule that covers them, or declare `classification.fallback: <segment>`", job.display())]
-    Unmatched { job: PathBuf, count: usize, examples: String },
+    #[error("{}: {count} customer(s) of {period} match no segment rule, e.g.:\n{examples}\nhint: add a rule that covers them, or declare `classification.fallback: <segment>`", job.display())]
+    Unmatched {
+        job: PathBuf,
+        period: crate::period::Period,
+        count: usize,
+        examples: String,
+    },
     #[error("query failed: {context}: {source}")]
     Execution {
         context: String,

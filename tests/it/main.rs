@@ -2,5 +2,6 @@
 //! real `segments` binary or its library parts against real files.
 
 mod common;
+mod cli;
 mod fixture;
 mod reference;
