@@ -4,4 +4,5 @@
 mod common;
 mod cli;
 mod fixture;
+mod readers;
 mod reference;
