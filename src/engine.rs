@@ -6,31 +6,37 @@ use std::sync::Arc;
 
 use chrono_tz::Tz;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::common::Column;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::common::Column;
-use datafusion::logical_expr::{cast, lit, Expr, ExprSchemable};
-use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion::logical_expr::{Expr, ExprSchemable, cast, lit};
+use datafusion::prelude::{
+    CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
+};
 use serde::Serialize;
 
-use crate::config::{canonical_columns, Config, Input, InputFormat};
+use crate::config::{Config, Input, InputFormat, canonical_columns};
 use crate::storage::{self, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cannot set up the query engine: {0}")]
     Setup(#[source] DataFusionError),
-    #[error("cannot read input '{input}' at {url}: {source}\nhint: check the url and format in the config, and that the files exist")]
+    #[error(
+        "cannot read input '{input}' at {url}: {source}\nhint: check the url and format in the config, and that the files exist"
+    )]
     Source {
         input: String,
         url: String,
         #[source]
         source: DataFusionError,
     },
-    #[error("input '{input}': the mapping of column `{column}` (`{expression}`) does not work on the source columns [{available}]: {source}\nhint: fix `inputs.{input}.columns.{column}` in {config}")]
+    #[error(
+        "input '{input}': the mapping of column `{column}` (`{expression}`) does not work on the source columns [{available}]: {source}\nhint: fix `inputs.{input}.columns.{column}` in {config}"
+    )]
     Mapping {
         input: String,
         column: String,
@@ -40,7 +46,9 @@ pub enum EngineError {
         #[source]
         source: DataFusionError,
     },
-    #[error("input '{input}': required column `{column}` is missing from the source (found: [{available}]); map it in `inputs.{input}.columns.{column}` of {config}")]
+    #[error(
+        "input '{input}': required column `{column}` is missing from the source (found: [{available}]); map it in `inputs.{input}.columns.{column}` of {config}"
+    )]
     MissingColumn {
         input: String,
         column: String,
@@ -68,7 +76,8 @@ pub fn session(config: &Config) -> Result<SessionContext, EngineError> {
     }
     if let Some(dir) = &config.engine.spill_dir {
         runtime = runtime.with_disk_manager_builder(
-            DiskManagerBuilder::default().with_mode(DiskManagerMode::Directories(vec![dir.clone()])),
+            DiskManagerBuilder::default()
+                .with_mode(DiskManagerMode::Directories(vec![dir.clone()])),
         );
     }
     let runtime = runtime.build_arc().map_err(EngineError::Setup)?;
@@ -99,7 +108,10 @@ pub async fn register_inputs(
 ) -> Result<Vec<InputFile>, EngineError> {
     let mut files = Vec::new();
     for name in inputs {
-        let input = config.inputs.get(name).expect("config checked against the job");
+        let input = config
+            .inputs
+            .get(name)
+            .expect("config checked against the job");
         let location = storage::open(&input.url)?;
         ctx.register_object_store(&location.store_url, location.store.clone());
         files.extend(list_files(input, &location).await?);
@@ -117,7 +129,10 @@ fn extension(format: InputFormat) -> &'static str {
     }
 }
 
-async fn list_files(input: &Input, location: &storage::Location) -> Result<Vec<InputFile>, EngineError> {
+async fn list_files(
+    input: &Input,
+    location: &storage::Location,
+) -> Result<Vec<InputFile>, EngineError> {
     use futures::TryStreamExt;
     use object_store::ObjectStoreExt;
     let listed: Vec<_> = if input.url.ends_with('/') {
@@ -132,11 +147,17 @@ async fn list_files(input: &Input, location: &storage::Location) -> Result<Vec<I
                 source: DataFusionError::ObjectStore(Box::new(e)),
             })?
     } else {
-        vec![location.store.head(&location.prefix).await.map_err(|e| EngineError::Source {
-            input: input.name.clone(),
-            url: input.url.clone(),
-            source: DataFusionError::ObjectStore(Box::new(e)),
-        })?]
+        vec![
+            location
+                .store
+                .head(&location.prefix)
+                .await
+                .map_err(|e| EngineError::Source {
+                    input: input.name.clone(),
+                    url: input.url.clone(),
+                    source: DataFusionError::ObjectStore(Box::new(e)),
+                })?,
+        ]
     };
     let mut files: Vec<InputFile> = listed
         .into_iter()
@@ -153,8 +174,11 @@ async fn list_files(input: &Input, location: &storage::Location) -> Result<Vec<I
 }
 
 async fn register_source(ctx: &SessionContext, input: &Input) -> Result<(), EngineError> {
-    let partition_columns: Vec<(String, DataType)> =
-        input.partition_columns.iter().map(|c| (c.clone(), DataType::Utf8)).collect();
+    let partition_columns: Vec<(String, DataType)> = input
+        .partition_columns
+        .iter()
+        .map(|c| (c.clone(), DataType::Utf8))
+        .collect();
     let table = source_table(&input.name);
     let result = match input.format {
         InputFormat::Parquet => {
@@ -185,13 +209,25 @@ async fn register_source(ctx: &SessionContext, input: &Input) -> Result<(), Engi
 /// `SELECT CAST(<mapping> AS <canonical type>) AS <canonical name>, …` over the
 /// source, plus `ordered_date`/`occurred_date`, the local date in the business
 /// timezone (a timezone cannot be a bound parameter, so steps get a column).
-async fn register_canonical_view(ctx: &SessionContext, config: &Config, input: &Input) -> Result<(), EngineError> {
-    let source = ctx.table(source_table(&input.name)).await.map_err(|source| EngineError::Source {
-        input: input.name.clone(),
-        url: input.url.clone(),
-        source,
-    })?;
-    let available: Vec<String> = source.schema().fields().iter().map(|f| f.name().clone()).collect();
+async fn register_canonical_view(
+    ctx: &SessionContext,
+    config: &Config,
+    input: &Input,
+) -> Result<(), EngineError> {
+    let source = ctx
+        .table(source_table(&input.name))
+        .await
+        .map_err(|source| EngineError::Source {
+            input: input.name.clone(),
+            url: input.url.clone(),
+            source,
+        })?;
+    let available: Vec<String> = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
     let mut projection = Vec::new();
     for column in canonical_columns(&input.name) {
         let mapped = input.columns.get(column.name);
@@ -229,17 +265,23 @@ async fn register_canonical_view(ctx: &SessionContext, config: &Config, input: &
                     config: config.path.display().to_string(),
                 });
             }
-            None => lit(datafusion::scalar::ScalarValue::try_from(&column.data_type).map_err(EngineError::Setup)?),
+            None => lit(datafusion::scalar::ScalarValue::try_from(&column.data_type)
+                .map_err(EngineError::Setup)?),
         };
-        let typed = to_canonical_type(expression, &column.data_type, source.schema(), config.timezone)
-            .map_err(|source| EngineError::Mapping {
-                input: input.name.clone(),
-                column: column.name.into(),
-                expression: mapped.cloned().unwrap_or_else(|| column.name.to_string()),
-                available: available.join(", "),
-                config: config.path.display().to_string(),
-                source,
-            })?;
+        let typed = to_canonical_type(
+            expression,
+            &column.data_type,
+            source.schema(),
+            config.timezone,
+        )
+        .map_err(|source| EngineError::Mapping {
+            input: input.name.clone(),
+            column: column.name.into(),
+            expression: mapped.cloned().unwrap_or_else(|| column.name.to_string()),
+            available: available.join(", "),
+            config: config.path.display().to_string(),
+            source,
+        })?;
         projection.push(typed.alias(column.name));
     }
     let date_column = match input.name.as_str() {
@@ -250,11 +292,17 @@ async fn register_canonical_view(ctx: &SessionContext, config: &Config, input: &
     let mut view = source.select(projection).map_err(EngineError::Setup)?;
     if let Some((timestamp, date)) = date_column {
         let local = local_date(column_ref(timestamp), config.timezone);
-        let mut columns: Vec<Expr> = view.schema().fields().iter().map(|f| column_ref(f.name())).collect();
+        let mut columns: Vec<Expr> = view
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| column_ref(f.name()))
+            .collect();
         columns.push(local.alias(date));
         view = view.select(columns).map_err(EngineError::Setup)?;
     }
-    ctx.register_table(input.name.as_str(), view.into_view()).map_err(EngineError::Setup)?;
+    ctx.register_table(input.name.as_str(), view.into_view())
+        .map_err(EngineError::Setup)?;
     Ok(())
 }
 
@@ -272,7 +320,10 @@ fn to_canonical_type(
             let local = DataType::Timestamp(*unit, Some(timezone.name().into()));
             cast(cast(expression, local), target.clone())
         }
-        (DataType::Timestamp(_, Some(_)), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
+        (
+            DataType::Timestamp(_, Some(_)),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View,
+        ) => {
             // Text without an offset is local time in the business timezone.
             let naive = DataType::Timestamp(TimeUnit::Microsecond, None);
             let local = DataType::Timestamp(TimeUnit::Microsecond, Some(timezone.name().into()));
@@ -291,7 +342,10 @@ fn local_date(timestamp: Expr, timezone: Tz) -> Expr {
 
 /// Register empty tables with the canonical schemas, so steps and rules can be
 /// planned (`validate`, `explain`) without reading any data.
-pub fn register_canonical_placeholders(ctx: &SessionContext, inputs: &[String]) -> Result<(), EngineError> {
+pub fn register_canonical_placeholders(
+    ctx: &SessionContext,
+    inputs: &[String],
+) -> Result<(), EngineError> {
     for name in inputs {
         let mut fields: Vec<Field> = canonical_columns(name)
             .into_iter()
@@ -304,7 +358,8 @@ pub fn register_canonical_placeholders(ctx: &SessionContext, inputs: &[String]) 
         }
         let schema = Arc::new(Schema::new(fields));
         let table = MemTable::try_new(schema, vec![vec![]]).map_err(EngineError::Setup)?;
-        ctx.register_table(name.as_str(), Arc::new(table)).map_err(EngineError::Setup)?;
+        ctx.register_table(name.as_str(), Arc::new(table))
+            .map_err(EngineError::Setup)?;
     }
     Ok(())
 }

@@ -831,12 +831,12 @@ impl MonthWriter {
 
 /// Indices of `lines` (all in `[start, end)`) in `ordered_at` order, ties in
 /// generation order, so the lines of an order stay together and in order: a
-/// stable counting sort on 10-second buckets, then an insertion sort inside
-/// each (small) bucket. Much cheaper than a comparison sort of the lines.
+/// stable counting sort into buckets of about four lines, then an insertion
+/// sort inside each bucket. Much cheaper than a comparison sort of the lines.
 fn time_order(lines: &[Line], start: i64, end: i64) -> Vec<u32> {
-    const BUCKET: i64 = 10_000_000;
-    let bucket = |line: &Line| ((line.ts - start) / BUCKET) as usize;
-    let buckets = ((end - start) / BUCKET) as usize + 1;
+    let buckets = (lines.len() / 4).clamp(1, 1 << 24);
+    let width = (end - start) / buckets as i64 + 1;
+    let bucket = |line: &Line| ((line.ts - start) / width) as usize;
     let mut bounds = vec![0u32; buckets + 1];
     for line in lines {
         bounds[bucket(line) + 1] += 1;

@@ -5,6 +5,10 @@
 //! (warehouse). [`runner`] strings them together for one period; [`cli`] is
 //! the command line on top.
 
+// Errors carry DataFusion's error (large) on cold paths; boxing them all would
+// only add noise.
+#![allow(clippy::result_large_err)]
+
 pub mod cli;
 pub mod config;
 pub mod engine;

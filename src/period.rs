@@ -11,7 +11,9 @@ use chrono_tz::Tz;
 /// Errors for a period given on the command line or found in a path.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum PeriodError {
-    #[error("'{input}' is not a period: expected YYYY-MM with a month from 01 to 12 (e.g. 2024-06)")]
+    #[error(
+        "'{input}' is not a period: expected YYYY-MM with a month from 01 to 12 (e.g. 2024-06)"
+    )]
     Malformed { input: String },
     #[error(
         "period {period} is not complete yet in timezone {timezone} (the last complete month is {last_complete}); pass --period {last_complete} or earlier"
@@ -55,7 +57,9 @@ impl Period {
 
     /// Last day of the month: the date scores are computed "as of".
     pub fn as_of_date(self) -> NaiveDate {
-        self.end().pred_opt().expect("not the first day of the calendar")
+        self.end()
+            .pred_opt()
+            .expect("not the first day of the calendar")
     }
 
     /// Start of a window of `months` months ending at `end()` (exclusive).
@@ -89,7 +93,9 @@ impl Period {
 
     /// The calendar month before the current one in `timezone`.
     pub fn last_complete(timezone: Tz) -> Self {
-        let today = timezone.from_utc_datetime(&Utc::now().naive_utc()).date_naive();
+        let today = timezone
+            .from_utc_datetime(&Utc::now().naive_utc())
+            .date_naive();
         Self::of_date(today).previous()
     }
 
@@ -155,8 +161,20 @@ mod tests {
 
     #[test]
     fn parses_strictly() {
-        assert_eq!("2024-06".parse::<Period>().unwrap(), Period::new(2024, 6).unwrap());
-        for bad in ["2024-6", "2024-13", "2024-00", "24-06", "2024/06", "2024-06/..", " 2024-06", "2024-0a"] {
+        assert_eq!(
+            "2024-06".parse::<Period>().unwrap(),
+            Period::new(2024, 6).unwrap()
+        );
+        for bad in [
+            "2024-6",
+            "2024-13",
+            "2024-00",
+            "24-06",
+            "2024/06",
+            "2024-06/..",
+            " 2024-06",
+            "2024-0a",
+        ] {
             assert!(bad.parse::<Period>().is_err(), "{bad} should be refused");
         }
     }
@@ -166,11 +184,23 @@ mod tests {
         let p: Period = "2024-02".parse().unwrap();
         assert_eq!(p.start(), NaiveDate::from_ymd_opt(2024, 2, 1).unwrap());
         assert_eq!(p.end(), NaiveDate::from_ymd_opt(2024, 3, 1).unwrap());
-        assert_eq!(p.as_of_date(), NaiveDate::from_ymd_opt(2024, 2, 29).unwrap());
-        assert_eq!(p.window_start(12), NaiveDate::from_ymd_opt(2023, 3, 1).unwrap());
+        assert_eq!(
+            p.as_of_date(),
+            NaiveDate::from_ymd_opt(2024, 2, 29).unwrap()
+        );
+        assert_eq!(
+            p.window_start(12),
+            NaiveDate::from_ymd_opt(2023, 3, 1).unwrap()
+        );
         assert_eq!(p.previous().to_string(), "2024-01");
-        assert_eq!("2024-01".parse::<Period>().unwrap().previous().to_string(), "2023-12");
-        assert_eq!("2023-12".parse::<Period>().unwrap().next().to_string(), "2024-01");
+        assert_eq!(
+            "2024-01".parse::<Period>().unwrap().previous().to_string(),
+            "2023-12"
+        );
+        assert_eq!(
+            "2023-12".parse::<Period>().unwrap().next().to_string(),
+            "2024-01"
+        );
     }
 
     #[test]

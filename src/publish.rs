@@ -16,7 +16,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::InputFile;
-use crate::outputs::{table_schema, PeriodTables};
+use crate::outputs::{PeriodTables, table_schema};
 use crate::period::Period;
 use crate::storage::{StorageError, Warehouse};
 
@@ -35,7 +35,9 @@ pub enum PublishError {
         #[source]
         source: ParquetError,
     },
-    #[error("reading published {what}: {message}\nhint: the file may be corrupt; rerun that period to republish it")]
+    #[error(
+        "reading published {what}: {message}\nhint: the file may be corrupt; rerun that period to republish it"
+    )]
     Corrupt { what: String, message: String },
 }
 
@@ -78,27 +80,37 @@ fn partition(period: Period) -> String {
 
 /// Encode a batch as one Parquet file: zstd, statistics for BI readers.
 pub fn encode_parquet(table: &str, batch: &RecordBatch) -> Result<Bytes, PublishError> {
-    let encode = |source| PublishError::Encode { table: table.to_string(), source };
+    let encode = |source| PublishError::Encode {
+        table: table.to_string(),
+        source,
+    };
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(encode)?))
         .set_max_row_group_row_count(Some(1_000_000))
         .set_created_by(format!("segments {}", env!("CARGO_PKG_VERSION")))
         .build();
     let mut buffer = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut buffer, batch.schema(), Some(properties)).map_err(encode)?;
+    let mut writer =
+        ArrowWriter::try_new(&mut buffer, batch.schema(), Some(properties)).map_err(encode)?;
     writer.write(batch).map_err(encode)?;
     writer.close().map_err(encode)?;
     Ok(Bytes::from(buffer))
 }
 
 fn decode_parquet(what: &str, bytes: Bytes) -> Result<Vec<RecordBatch>, PublishError> {
-    let corrupt = |e: ParquetError| PublishError::Corrupt { what: what.to_string(), message: e.to_string() };
+    let corrupt = |e: ParquetError| PublishError::Corrupt {
+        what: what.to_string(),
+        message: e.to_string(),
+    };
     ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(corrupt)?
         .build()
         .map_err(corrupt)?
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| PublishError::Corrupt { what: what.to_string(), message: e.to_string() })
+        .map_err(|e| PublishError::Corrupt {
+            what: what.to_string(),
+            message: e.to_string(),
+        })
 }
 
 /// Publish a period: `_SUCCESS` off, each table partition replaced by one
@@ -111,12 +123,16 @@ pub async fn publish(
     manifest: &Manifest,
 ) -> Result<(), PublishError> {
     let runs = [job, RUNS, &partition(period)];
-    warehouse.delete(&warehouse.key(&[&runs[..], &[SUCCESS]].concat())?).await?;
+    warehouse
+        .delete(&warehouse.key(&[&runs[..], &[SUCCESS]].concat())?)
+        .await?;
     for table in &tables.tables {
         let name = table.table.name();
         let folder = warehouse.key(&[job, name, &partition(period)])?;
         let file = warehouse.key(&[job, name, &partition(period), PART_FILE])?;
-        warehouse.put(&file, encode_parquet(name, &table.batch)?).await?;
+        warehouse
+            .put(&file, encode_parquet(name, &table.batch)?)
+            .await?;
         // Anything else in the partition (an older layout, a staged file of a
         // killed run) would be read by BI tools as more rows: remove it.
         for stale in warehouse.list(&folder).await? {
@@ -126,28 +142,55 @@ pub async fn publish(
         }
     }
     let manifest_bytes = serde_json::to_vec_pretty(manifest).expect("manifest serialises");
-    warehouse.put(&warehouse.key(&[&runs[..], &[MANIFEST]].concat())?, Bytes::from(manifest_bytes)).await?;
-    warehouse.put(&warehouse.key(&[&runs[..], &[SUCCESS]].concat())?, Bytes::from_static(b"")).await?;
+    warehouse
+        .put(
+            &warehouse.key(&[&runs[..], &[MANIFEST]].concat())?,
+            Bytes::from(manifest_bytes),
+        )
+        .await?;
+    warehouse
+        .put(
+            &warehouse.key(&[&runs[..], &[SUCCESS]].concat())?,
+            Bytes::from_static(b""),
+        )
+        .await?;
     rebuild_published_periods(warehouse, job).await
 }
 
 /// The manifest of a published period (`_SUCCESS` present), if any.
-pub async fn published_manifest(warehouse: &Warehouse, job: &str, period: Period) -> Result<Option<Manifest>, PublishError> {
+pub async fn published_manifest(
+    warehouse: &Warehouse,
+    job: &str,
+    period: Period,
+) -> Result<Option<Manifest>, PublishError> {
     let runs = [job, RUNS, &partition(period)];
-    if !warehouse.exists(&warehouse.key(&[&runs[..], &[SUCCESS]].concat())?).await? {
+    if !warehouse
+        .exists(&warehouse.key(&[&runs[..], &[SUCCESS]].concat())?)
+        .await?
+    {
         return Ok(None);
     }
-    let Some(bytes) = warehouse.get(&warehouse.key(&[&runs[..], &[MANIFEST]].concat())?).await? else {
+    let Some(bytes) = warehouse
+        .get(&warehouse.key(&[&runs[..], &[MANIFEST]].concat())?)
+        .await?
+    else {
         return Ok(None);
     };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| PublishError::Corrupt {
-        what: format!("manifest of {job} {period}"),
-        message: e.to_string(),
-    })
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| PublishError::Corrupt {
+            what: format!("manifest of {job} {period}"),
+            message: e.to_string(),
+        })
 }
 
 /// Read a published table partition.
-pub async fn read_table(warehouse: &Warehouse, job: &str, table: &str, period: Period) -> Result<Option<Vec<RecordBatch>>, PublishError> {
+pub async fn read_table(
+    warehouse: &Warehouse,
+    job: &str,
+    table: &str,
+    period: Period,
+) -> Result<Option<Vec<RecordBatch>>, PublishError> {
     let key = warehouse.key(&[job, table, &partition(period), PART_FILE])?;
     match warehouse.get(&key).await? {
         Some(bytes) => decode_parquet(&format!("{table} of {job} {period}"), bytes).map(Some),
@@ -157,10 +200,17 @@ pub async fn read_table(warehouse: &Warehouse, job: &str, table: &str, period: P
 
 /// Rewrite `published_periods` from the `_runs` folders holding `_SUCCESS`,
 /// so it repairs itself after any crash.
-pub async fn rebuild_published_periods(warehouse: &Warehouse, job: &str) -> Result<(), PublishError> {
+pub async fn rebuild_published_periods(
+    warehouse: &Warehouse,
+    job: &str,
+) -> Result<(), PublishError> {
     let mut manifests = Vec::new();
     for folder in warehouse.folders(&warehouse.key(&[job, RUNS])?).await? {
-        let Some(period) = folder.filename().and_then(|f| f.strip_prefix("period=")).and_then(|p| p.parse::<Period>().ok()) else {
+        let Some(period) = folder
+            .filename()
+            .and_then(|f| f.strip_prefix("period="))
+            .and_then(|p| p.parse::<Period>().ok())
+        else {
             continue;
         };
         if let Some(manifest) = published_manifest(warehouse, job, period).await? {
@@ -171,9 +221,14 @@ pub async fn rebuild_published_periods(warehouse: &Warehouse, job: &str) -> Resu
     let contract = table_schema("published_periods");
     let published_at: Vec<i64> = manifests
         .iter()
-        .map(|m| chrono::DateTime::parse_from_rfc3339(&m.published_at).map(|t| t.timestamp_micros()).unwrap_or(0))
+        .map(|m| {
+            chrono::DateTime::parse_from_rfc3339(&m.published_at)
+                .map(|t| t.timestamp_micros())
+                .unwrap_or(0)
+        })
         .collect();
-    let strings = |f: fn(&Manifest) -> &str| Arc::new(StringArray::from_iter_values(manifests.iter().map(f)));
+    let strings =
+        |f: fn(&Manifest) -> &str| Arc::new(StringArray::from_iter_values(manifests.iter().map(f)));
     let batch = RecordBatch::try_new(
         contract.schema.clone(),
         vec![
@@ -182,12 +237,23 @@ pub async fn rebuild_published_periods(warehouse: &Warehouse, job: &str) -> Resu
             Arc::new(TimestampMicrosecondArray::from(published_at).with_timezone("UTC")),
             strings(|m| &m.job_hash),
             strings(|m| &m.rule_hash),
-            Arc::new(Int64Array::from_iter_values(manifests.iter().map(|m| *m.tables.get("snapshots").unwrap_or(&0) as i64))),
-            Arc::new(Int64Array::from_iter_values(manifests.iter().map(|m| m.rows.read as i64))),
+            Arc::new(Int64Array::from_iter_values(
+                manifests
+                    .iter()
+                    .map(|m| *m.tables.get("snapshots").unwrap_or(&0) as i64),
+            )),
+            Arc::new(Int64Array::from_iter_values(
+                manifests.iter().map(|m| m.rows.read as i64),
+            )),
         ],
     )
-    .map_err(|e| PublishError::Encode { table: "published_periods".into(), source: e.into() })?;
+    .map_err(|e| PublishError::Encode {
+        table: "published_periods".into(),
+        source: e.into(),
+    })?;
     let key = warehouse.key(&[job, "published_periods", PART_FILE])?;
-    warehouse.put(&key, encode_parquet("published_periods", &batch)?).await?;
+    warehouse
+        .put(&key, encode_parquet("published_periods", &batch)?)
+        .await?;
     Ok(())
 }

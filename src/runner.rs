@@ -15,9 +15,9 @@ use tracing::info;
 
 use crate::config::{Config, ConfigError, Job};
 use crate::engine::{self, EngineError};
-use crate::outputs::{build_period_tables, OutputError, PeriodTables};
+use crate::outputs::{OutputError, PeriodTables, build_period_tables};
 use crate::period::Period;
-use crate::pipeline::{self, sql_options, Parameters, PipelineError};
+use crate::pipeline::{self, Parameters, PipelineError, sql_options};
 use crate::publish::{self, Manifest, PublishError, RowCounts};
 use crate::storage::{StorageError, Warehouse};
 
@@ -45,9 +45,15 @@ impl RunError {
         match self {
             RunError::Config(_) => 2,
             RunError::Pipeline(error) if error.is_job_error() => 2,
-            RunError::Engine(EngineError::Mapping { .. } | EngineError::MissingColumn { .. } | EngineError::Source { .. }) => 3,
+            RunError::Engine(
+                EngineError::Mapping { .. }
+                | EngineError::MissingColumn { .. }
+                | EngineError::Source { .. },
+            ) => 3,
             RunError::Gate { .. } => 3,
-            RunError::Storage(_) | RunError::Publish(PublishError::Storage(_)) | RunError::Engine(EngineError::Storage(_)) => 4,
+            RunError::Storage(_)
+            | RunError::Publish(PublishError::Storage(_))
+            | RunError::Engine(EngineError::Storage(_)) => 4,
             _ => 1,
         }
     }
@@ -77,10 +83,19 @@ struct InputStats {
     identified_revenue_cents: i128,
 }
 
-async fn input_stats(ctx: &SessionContext, params: &Parameters) -> Result<InputStats, PipelineError> {
-    let execution = |source| PipelineError::Execution { context: "counting input rows".into(), source };
+async fn input_stats(
+    ctx: &SessionContext,
+    params: &Parameters,
+) -> Result<InputStats, PipelineError> {
+    let execution = |source| PipelineError::Execution {
+        context: "counting input rows".into(),
+        source,
+    };
     let batches = ctx
-        .sql_with_options(include_str!("../sql/outputs/input_stats.sql"), sql_options())
+        .sql_with_options(
+            include_str!("../sql/outputs/input_stats.sql"),
+            sql_options(),
+        )
         .await
         .map_err(execution)?
         .with_param_values(params.values())
@@ -88,7 +103,10 @@ async fn input_stats(ctx: &SessionContext, params: &Parameters) -> Result<InputS
         .collect()
         .await
         .map_err(execution)?;
-    let batch = batches.iter().find(|b| b.num_rows() > 0).expect("an aggregate returns one row");
+    let batch = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .expect("an aggregate returns one row");
     let int = |i: usize| batch.column(i).as_primitive::<Int64Type>().value(0) as u64;
     let cents = |i: usize| batch.column(i).as_primitive::<Decimal128Type>().value(0);
     Ok(InputStats {
@@ -106,14 +124,35 @@ fn format_cents(cents: i128) -> String {
 }
 
 /// The "from" side columns the output queries need.
-const FROM_COLUMNS: [&str; 5] = ["customer_id", "segment", "segment_rank", "frequency", "monetary"];
+const FROM_COLUMNS: [&str; 5] = [
+    "customer_id",
+    "segment",
+    "segment_rank",
+    "frequency",
+    "monetary",
+];
 
-async fn frame_of(ctx: &SessionContext, batches: Vec<RecordBatch>) -> Result<DataFrame, PipelineError> {
-    let execution = |source| PipelineError::Execution { context: "loading the previous snapshot".into(), source };
-    let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| Arc::new(crate::outputs::table_schema("snapshots").schema.as_ref().clone()));
+async fn frame_of(
+    ctx: &SessionContext,
+    batches: Vec<RecordBatch>,
+) -> Result<DataFrame, PipelineError> {
+    let execution = |source| PipelineError::Execution {
+        context: "loading the previous snapshot".into(),
+        source,
+    };
+    let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| {
+        Arc::new(
+            crate::outputs::table_schema("snapshots")
+                .schema
+                .as_ref()
+                .clone(),
+        )
+    });
     let table = MemTable::try_new(schema, vec![batches]).map_err(execution)?;
     let frame = ctx.read_table(Arc::new(table)).map_err(execution)?;
-    frame.select(FROM_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>()).map_err(execution)
+    frame
+        .select(FROM_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>())
+        .map_err(execution)
 }
 
 /// Run `job` for one period.
@@ -147,21 +186,40 @@ pub async fn run(job: &Job, config: &Config, options: RunOptions) -> Result<RunO
     // same rules; otherwise reclassified with the current rules.
     let previous_period = period.previous();
     let step = Instant::now();
-    let previous_manifest = publish::published_manifest(&warehouse, &job.name, previous_period).await?;
+    let previous_manifest =
+        publish::published_manifest(&warehouse, &job.name, previous_period).await?;
     let (previous, from_side, from_side_reason) = match previous_manifest {
         Some(manifest) if manifest.rule_hash == rule_hash => {
-            let batches = publish::read_table(&warehouse, &job.name, "snapshots", previous_period).await?.unwrap_or_default();
-            (frame_of(&ctx, batches).await?, "published", format!("{previous_period} was published by run {} with the same rules", manifest.run_id))
+            let batches = publish::read_table(&warehouse, &job.name, "snapshots", previous_period)
+                .await?
+                .unwrap_or_default();
+            (
+                frame_of(&ctx, batches).await?,
+                "published",
+                format!(
+                    "{previous_period} was published by run {} with the same rules",
+                    manifest.run_id
+                ),
+            )
         }
         other => {
             let reason = match other {
-                Some(_) => format!("{previous_period} was published with other rules; reclassified with the current rules"),
-                None => format!("{previous_period} is not published; reclassified with the current rules"),
+                Some(_) => format!(
+                    "{previous_period} was published with other rules; reclassified with the current rules"
+                ),
+                None => format!(
+                    "{previous_period} is not published; reclassified with the current rules"
+                ),
             };
             let previous_params = Parameters::new(previous_period, job.window_months);
             let classified = pipeline::classify(&ctx, job, &previous_params).await?;
-            let execution = |source| PipelineError::Execution { context: "selecting the previous period".into(), source };
-            let selected = classified.select(FROM_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>()).map_err(execution)?;
+            let execution = |source| PipelineError::Execution {
+                context: "selecting the previous period".into(),
+                source,
+            };
+            let selected = classified
+                .select(FROM_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>())
+                .map_err(execution)?;
             (selected, "reclassified", reason)
         }
     };
@@ -193,11 +251,21 @@ pub async fn run(job: &Job, config: &Config, options: RunOptions) -> Result<RunO
         period_revenue: format_cents(stats.period_revenue_cents),
         identification_rate: (stats.period_revenue_cents != 0)
             .then(|| stats.identified_revenue_cents as f64 / stats.period_revenue_cents as f64),
-        tables: tables.tables.iter().map(|t| (t.table.name().to_string(), t.batch.num_rows() as u64)).collect(),
+        tables: tables
+            .tables
+            .iter()
+            .map(|t| (t.table.name().to_string(), t.batch.num_rows() as u64))
+            .collect(),
         timings_ms: timings,
         versions: BTreeMap::from([
-            ("segments".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-            ("datafusion".to_string(), datafusion::DATAFUSION_VERSION.to_string()),
+            (
+                "segments".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            ),
+            (
+                "datafusion".to_string(),
+                datafusion::DATAFUSION_VERSION.to_string(),
+            ),
         ]),
         inputs: files,
     };
@@ -205,9 +273,19 @@ pub async fn run(job: &Job, config: &Config, options: RunOptions) -> Result<RunO
     if !options.dry_run {
         let step = Instant::now();
         publish::publish(&warehouse, &job.name, period, &tables, &manifest).await?;
-        manifest.timings_ms.insert("publish".to_string(), step.elapsed().as_millis() as u64);
+        manifest
+            .timings_ms
+            .insert("publish".to_string(), step.elapsed().as_millis() as u64);
         info!(job = %job.name, %period, customers = tables.customers, "Published period.");
     }
-    manifest.timings_ms.insert("total".to_string(), started.elapsed().as_millis() as u64);
-    Ok(RunOutcome { period, tables, manifest, published: !options.dry_run, warehouse: config.warehouse.clone() })
+    manifest
+        .timings_ms
+        .insert("total".to_string(), started.elapsed().as_millis() as u64);
+    Ok(RunOutcome {
+        period,
+        tables,
+        manifest,
+        published: !options.dry_run,
+        warehouse: config.warehouse.clone(),
+    })
 }

@@ -81,7 +81,9 @@ pub struct Warehouse {
 
 impl Warehouse {
     pub fn open(url: &str) -> Result<Self, StorageError> {
-        Ok(Self { location: open(url)? })
+        Ok(Self {
+            location: open(url)?,
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -98,7 +100,9 @@ impl Warehouse {
                 && !part.contains('/')
                 && Path::parse(*part).is_ok();
             if !valid {
-                return Err(StorageError::BadKey { key: parts.join("/") });
+                return Err(StorageError::BadKey {
+                    key: parts.join("/"),
+                });
             }
             key = key.join(*part);
         }
@@ -107,7 +111,14 @@ impl Warehouse {
 
     fn error(&self, key: &Path, source: object_store::Error) -> StorageError {
         StorageError::Store {
-            location: format!("{}{}", self.location.url, key.as_ref().strip_prefix(self.location.prefix.as_ref()).unwrap_or(key.as_ref()).trim_start_matches('/')),
+            location: format!(
+                "{}{}",
+                self.location.url,
+                key.as_ref()
+                    .strip_prefix(self.location.prefix.as_ref())
+                    .unwrap_or(key.as_ref())
+                    .trim_start_matches('/')
+            ),
             source,
         }
     }
@@ -124,7 +135,11 @@ impl Warehouse {
 
     pub async fn get(&self, key: &Path) -> Result<Option<Bytes>, StorageError> {
         match self.location.store.get(key).await {
-            Ok(result) => result.bytes().await.map(Some).map_err(|e| self.error(key, e)),
+            Ok(result) => result
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| self.error(key, e)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error(key, e)),
         }

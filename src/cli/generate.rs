@@ -5,16 +5,23 @@ use std::time::Instant;
 
 use crate::generate::{self, GenerateOptions};
 
-use super::{failure, parse_period, Failure, GenerateArgs};
+use super::{Failure, GenerateArgs, failure, parse_period};
 
 /// A local directory from a path or `file://` URL.
 pub(crate) fn local_dir(out: &str) -> Result<PathBuf, Failure> {
     if let Some((scheme, _)) = out.split_once("://") {
         if scheme != "file" {
-            return Err(failure(2, anyhow::anyhow!("generate writes local files: use a path or a file:// URL, not {scheme}://")));
+            return Err(failure(
+                2,
+                anyhow::anyhow!(
+                    "generate writes local files: use a path or a file:// URL, not {scheme}://"
+                ),
+            ));
         }
         let url = url::Url::parse(out).map_err(|e| failure(2, e))?;
-        return url.to_file_path().map_err(|_| failure(2, anyhow::anyhow!("'{out}' is not a local path")));
+        return url
+            .to_file_path()
+            .map_err(|_| failure(2, anyhow::anyhow!("'{out}' is not a local path")));
     }
     Ok(PathBuf::from(out))
 }

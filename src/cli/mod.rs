@@ -16,7 +16,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::period::Period;
 
 #[derive(Debug, Parser)]
-#[command(name = "segments", version, about = "Monthly customer segmentation on Apache DataFusion, published as Parquet tables.")]
+#[command(
+    name = "segments",
+    version,
+    about = "Monthly customer segmentation on Apache DataFusion, published as Parquet tables."
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -120,12 +124,18 @@ pub struct Failure {
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(error: E) -> Self {
-        Failure { code: 1, error: error.into() }
+        Failure {
+            code: 1,
+            error: error.into(),
+        }
     }
 }
 
 pub(crate) fn failure(code: u8, error: impl Into<anyhow::Error>) -> Failure {
-    Failure { code, error: error.into() }
+    Failure {
+        code,
+        error: error.into(),
+    }
 }
 
 pub(crate) fn parse_period(text: &str) -> Result<Period, Failure> {
@@ -144,7 +154,9 @@ fn init_logging(cli: &Cli) {
         }
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -155,7 +167,10 @@ fn init_logging(cli: &Cli) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");

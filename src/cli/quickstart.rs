@@ -9,7 +9,7 @@ use crate::period::Period;
 use crate::runner::{self, RunOptions};
 
 use super::run::load;
-use super::{failure, summary, Failure, JobArgs, QuickstartArgs};
+use super::{Failure, JobArgs, QuickstartArgs, failure, summary};
 
 const SAMPLE_START: &str = "2024-01";
 const SAMPLE_MONTHS: u32 = 24;
@@ -53,12 +53,22 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), Failure> {
     }
     let months = months_in(&transactions);
     let last = *months.last().expect("data was just generated");
-    let job_args = JobArgs { job: "jobs/rfm_monthly.yaml".into(), config: "config/local.yaml".into() };
+    let job_args = JobArgs {
+        job: "jobs/rfm_monthly.yaml".into(),
+        config: "config/local.yaml".into(),
+    };
     for period in [last.previous(), last] {
         let (job, config, _) = load(&job_args, Some(&period.to_string()))?;
-        let outcome = runner::run(&job, &config, RunOptions { period, dry_run: false })
-            .await
-            .map_err(|e| failure(e.exit_code(), e))?;
+        let outcome = runner::run(
+            &job,
+            &config,
+            RunOptions {
+                period,
+                dry_run: false,
+            },
+        )
+        .await
+        .map_err(|e| failure(e.exit_code(), e))?;
         println!();
         summary::print_run(&job, &outcome);
     }
@@ -67,7 +77,11 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), Failure> {
     println!(
         "  duckdb -c \"SELECT segment, count(*) AS customers FROM read_parquet('warehouse/rfm_monthly/snapshots/*/*.parquet', hive_partitioning = true) WHERE period = '{last}' GROUP BY segment ORDER BY customers DESC\""
     );
-    println!("  duckdb -c \"SELECT * FROM 'warehouse/rfm_monthly/migration_matrix/period={last}/part-0.parquet'\"");
-    println!("Next: edit jobs/rfm_monthly.yaml or sql/*.sql, then `segments validate` and `segments run --period {last}`.");
+    println!(
+        "  duckdb -c \"SELECT * FROM 'warehouse/rfm_monthly/migration_matrix/period={last}/part-0.parquet'\""
+    );
+    println!(
+        "Next: edit jobs/rfm_monthly.yaml or sql/*.sql, then `segments validate` and `segments run --period {last}`."
+    );
     Ok(())
 }

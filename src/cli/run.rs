@@ -4,26 +4,37 @@ use crate::config::{Config, Job};
 use crate::period::Period;
 use crate::runner::{self, RunOptions};
 
-use super::{failure, parse_period, summary, Failure, JobArgs, RunArgs};
+use super::{Failure, JobArgs, RunArgs, failure, parse_period, summary};
 
 /// Load the job and config, and the period (default: last complete month).
 pub(crate) fn load(args: &JobArgs, period: Option<&str>) -> Result<(Job, Config, Period), Failure> {
     let job = Job::load(&args.job).map_err(|e| failure(2, e))?;
     let config = Config::load(&args.config).map_err(|e| failure(2, e))?;
-    config.check_inputs_for(&job.inputs, &job.path).map_err(|e| failure(2, e))?;
+    config
+        .check_inputs_for(&job.inputs, &job.path)
+        .map_err(|e| failure(2, e))?;
     let period = match period {
         Some(text) => parse_period(text)?,
         None => Period::last_complete(config.timezone),
     };
-    let period = period.ensure_complete(config.timezone).map_err(|e| failure(2, e))?;
+    let period = period
+        .ensure_complete(config.timezone)
+        .map_err(|e| failure(2, e))?;
     Ok((job, config, period))
 }
 
 pub async fn run(args: RunArgs) -> Result<(), Failure> {
     let (job, config, period) = load(&args.job, args.period.as_deref())?;
-    let outcome = runner::run(&job, &config, RunOptions { period, dry_run: args.dry_run })
-        .await
-        .map_err(|e| failure(e.exit_code(), e))?;
+    let outcome = runner::run(
+        &job,
+        &config,
+        RunOptions {
+            period,
+            dry_run: args.dry_run,
+        },
+    )
+    .await
+    .map_err(|e| failure(e.exit_code(), e))?;
     summary::print_run(&job, &outcome);
     Ok(())
 }

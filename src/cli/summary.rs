@@ -8,17 +8,38 @@ use crate::runner::RunOutcome;
 
 pub fn print_run(job: &Job, outcome: &RunOutcome) {
     let manifest = &outcome.manifest;
-    let verb = if outcome.published { "Published" } else { "Dry run (nothing written) for" };
-    println!("{verb} {} {} — {} customers", job.name, outcome.period, outcome.tables.customers);
+    let verb = if outcome.published {
+        "Published"
+    } else {
+        "Dry run (nothing written) for"
+    };
+    println!(
+        "{verb} {} {} — {} customers",
+        job.name, outcome.period, outcome.tables.customers
+    );
     println!();
     println!("  {:<24} {:>10} {:>7}", "segment", "customers", "share");
     for (segment, customers) in &outcome.tables.segment_counts {
-        let share = if outcome.tables.customers > 0 { *customers as f64 / outcome.tables.customers as f64 * 100.0 } else { 0.0 };
+        let share = if outcome.tables.customers > 0 {
+            *customers as f64 / outcome.tables.customers as f64 * 100.0
+        } else {
+            0.0
+        };
         println!("  {segment:<24} {customers:>10} {share:>6.1}%");
     }
     println!();
-    let movements: Vec<String> = outcome.tables.movement_counts.iter().map(|(m, n)| format!("{m} {n}")).collect();
-    println!("  movements vs {} ({}): {}", outcome.period.previous(), manifest.from_side, movements.join(", "));
+    let movements: Vec<String> = outcome
+        .tables
+        .movement_counts
+        .iter()
+        .map(|(m, n)| format!("{m} {n}"))
+        .collect();
+    println!(
+        "  movements vs {} ({}): {}",
+        outcome.period.previous(),
+        manifest.from_side,
+        movements.join(", ")
+    );
     let rows = &manifest.rows;
     println!(
         "  rows read {} (used {}, anonymous {}, rejected {}); revenue of the period {}{}",
@@ -27,11 +48,20 @@ pub fn print_run(job: &Job, outcome: &RunOutcome) {
         rows.anonymous,
         rows.rejected,
         manifest.period_revenue,
-        manifest.identification_rate.map(|r| format!(", identified {:.1}%", r * 100.0)).unwrap_or_default()
+        manifest
+            .identification_rate
+            .map(|r| format!(", identified {:.1}%", r * 100.0))
+            .unwrap_or_default()
     );
-    println!("  time {:.2}s", *manifest.timings_ms.get("total").unwrap_or(&0) as f64 / 1000.0);
+    println!(
+        "  time {:.2}s",
+        *manifest.timings_ms.get("total").unwrap_or(&0) as f64 / 1000.0
+    );
     if outcome.published {
-        println!("  tables under {}{}/<table>/period={}/part-0.parquet", outcome.warehouse, job.name, outcome.period);
+        println!(
+            "  tables under {}{}/<table>/period={}/part-0.parquet",
+            outcome.warehouse, job.name, outcome.period
+        );
     } else {
         for table in [OutputTable::SegmentSummary, OutputTable::MigrationMatrix] {
             if let Some(batch) = outcome.tables.get(table) {

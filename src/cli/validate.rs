@@ -10,16 +10,22 @@ use crate::outputs::build_period_tables;
 use crate::period::Period;
 use crate::pipeline::{self, Parameters};
 
-use super::{failure, parse_period, ExplainArgs, Failure, JobArgs};
+use super::{ExplainArgs, Failure, JobArgs, failure, parse_period};
 
 fn render(errors: &[pipeline::PipelineError]) -> String {
-    errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub async fn validate(args: JobArgs) -> Result<(), Failure> {
     let job = Job::load(&args.job).map_err(|e| failure(2, e))?;
     let config = Config::load(&args.config).map_err(|e| failure(2, e))?;
-    config.check_inputs_for(&job.inputs, &job.path).map_err(|e| failure(2, e))?;
+    config
+        .check_inputs_for(&job.inputs, &job.path)
+        .map_err(|e| failure(2, e))?;
     let ctx: SessionContext = engine::session(&config).map_err(|e| failure(1, e))?;
     engine::register_canonical_placeholders(&ctx, &job.inputs).map_err(|e| failure(1, e))?;
     let params = Parameters::new(Period::last_complete(config.timezone), job.window_months);
@@ -31,7 +37,13 @@ pub async fn validate(args: JobArgs) -> Result<(), Failure> {
     let current = classified.cache().await.map_err(|e| failure(2, e))?;
     let previous = current
         .clone()
-        .select_columns(&["customer_id", "segment", "segment_rank", "frequency", "monetary"])
+        .select_columns(&[
+            "customer_id",
+            "segment",
+            "segment_rank",
+            "frequency",
+            "monetary",
+        ])
         .map_err(|e| failure(2, e))?;
     build_period_tables(&ctx, &job, &params, current, previous, "validate")
         .await
@@ -50,20 +62,38 @@ pub async fn validate(args: JobArgs) -> Result<(), Failure> {
 pub async fn explain(args: ExplainArgs) -> Result<(), Failure> {
     let job = Job::load(&args.job.job).map_err(|e| failure(2, e))?;
     let config = Config::load(&args.job.config).map_err(|e| failure(2, e))?;
-    config.check_inputs_for(&job.inputs, &job.path).map_err(|e| failure(2, e))?;
+    config
+        .check_inputs_for(&job.inputs, &job.path)
+        .map_err(|e| failure(2, e))?;
     let period = match args.period.as_deref() {
         Some(text) => parse_period(text)?,
         None => Period::last_complete(config.timezone),
     };
     let ctx = engine::session(&config).map_err(|e| failure(1, e))?;
-    engine::register_inputs(&ctx, &config, &job.inputs).await.map_err(|e| failure(3, e))?;
+    engine::register_inputs(&ctx, &config, &job.inputs)
+        .await
+        .map_err(|e| failure(3, e))?;
     let params = Parameters::new(period, job.window_months);
-    pipeline::register_steps(&ctx, &job, &params).await.map_err(|e| failure(2, e))?;
+    pipeline::register_steps(&ctx, &job, &params)
+        .await
+        .map_err(|e| failure(2, e))?;
     for step in &job.steps {
-        let frame = ctx.table(step.name.as_str()).await.map_err(|e| failure(2, e))?;
-        let plan = frame.explain(false, false).map_err(|e| failure(2, e))?.collect().await.map_err(|e| failure(1, e))?;
+        let frame = ctx
+            .table(step.name.as_str())
+            .await
+            .map_err(|e| failure(2, e))?;
+        let plan = frame
+            .explain(false, false)
+            .map_err(|e| failure(2, e))?
+            .collect()
+            .await
+            .map_err(|e| failure(1, e))?;
         println!("== step `{}` ({}) for {period}", step.name, step.origin);
-        println!("{}", datafusion::arrow::util::pretty::pretty_format_batches(&plan).map_err(|e| failure(1, e))?);
+        println!(
+            "{}",
+            datafusion::arrow::util::pretty::pretty_format_batches(&plan)
+                .map_err(|e| failure(1, e))?
+        );
     }
     Ok(())
 }

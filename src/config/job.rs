@@ -124,7 +124,10 @@ impl std::fmt::Display for SqlOrigin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SqlOrigin::File(path) => write!(f, "{}", path.display()),
-            SqlOrigin::Inline { job, line: Some(line) } => write!(f, "{}:{line}", job.display()),
+            SqlOrigin::Inline {
+                job,
+                line: Some(line),
+            } => write!(f, "{}:{line}", job.display()),
             SqlOrigin::Inline { job, line: None } => write!(f, "{}", job.display()),
         }
     }
@@ -199,19 +202,41 @@ impl Job {
             problems.push(at("name".into(), Some("name:"), format!("'{}' is not a valid job name: use lowercase letters, digits and _ (it becomes a folder of the warehouse)", file.name)));
         }
         if !(1..=120).contains(&file.window_months) {
-            problems.push(at("window_months".into(), Some("window_months:"), format!("{} is out of range: the window is 1 to 120 months", file.window_months)));
+            problems.push(at(
+                "window_months".into(),
+                Some("window_months:"),
+                format!(
+                    "{} is out of range: the window is 1 to 120 months",
+                    file.window_months
+                ),
+            ));
         }
 
         let mut input_names = BTreeSet::new();
         for (index, input) in file.inputs.iter().enumerate() {
             if !KNOWN_INPUTS.contains(&input.as_str()) {
-                problems.push(at(format!("inputs[{index}]"), Some(input), format!("unknown input '{input}'; known inputs are {}", KNOWN_INPUTS.join(", "))));
+                problems.push(at(
+                    format!("inputs[{index}]"),
+                    Some(input),
+                    format!(
+                        "unknown input '{input}'; known inputs are {}",
+                        KNOWN_INPUTS.join(", ")
+                    ),
+                ));
             } else if !input_names.insert(input.as_str()) {
-                problems.push(at(format!("inputs[{index}]"), Some(input), format!("input '{input}' is listed twice")));
+                problems.push(at(
+                    format!("inputs[{index}]"),
+                    Some(input),
+                    format!("input '{input}' is listed twice"),
+                ));
             }
         }
         if !input_names.contains("transactions") {
-            problems.push(at("inputs".into(), Some("inputs:"), "every job needs the `transactions` input".into()));
+            problems.push(at(
+                "inputs".into(),
+                Some("inputs:"),
+                "every job needs the `transactions` input".into(),
+            ));
         }
 
         let job_dir = path.parent().unwrap_or(Path::new("."));
@@ -226,12 +251,32 @@ impl Job {
                 search_from = line;
             }
             let mut located = |key: String, message: String| {
-                problems.push(Problem { file: path.to_path_buf(), key, line, column: None, message });
+                problems.push(Problem {
+                    file: path.to_path_buf(),
+                    key,
+                    line,
+                    column: None,
+                    message,
+                });
             };
             if !is_identifier(&step.name) {
-                located(format!("{key}.name"), format!("'{}' is not a valid step name: use lowercase letters, digits and _", step.name));
-            } else if input_names.contains(step.name.as_str()) || !step_names.insert(step.name.clone()) {
-                located(format!("{key}.name"), format!("step name '{}' is already used by an input or an earlier step", step.name));
+                located(
+                    format!("{key}.name"),
+                    format!(
+                        "'{}' is not a valid step name: use lowercase letters, digits and _",
+                        step.name
+                    ),
+                );
+            } else if input_names.contains(step.name.as_str())
+                || !step_names.insert(step.name.clone())
+            {
+                located(
+                    format!("{key}.name"),
+                    format!(
+                        "step name '{}' is already used by an input or an earlier step",
+                        step.name
+                    ),
+                );
             }
             let (sql, origin) = match (&step.file, &step.sql) {
                 (Some(relative), None) => {
@@ -239,12 +284,25 @@ impl Job {
                     match std::fs::read_to_string(&sql_path) {
                         Ok(sql) => (sql, SqlOrigin::File(sql_path)),
                         Err(error) => {
-                            located(format!("{key}.file"), format!("cannot read SQL file {}: {error} (paths are relative to sql_dir '{}' next to the job file)", sql_path.display(), file.sql_dir));
+                            located(
+                                format!("{key}.file"),
+                                format!(
+                                    "cannot read SQL file {}: {error} (paths are relative to sql_dir '{}' next to the job file)",
+                                    sql_path.display(),
+                                    file.sql_dir
+                                ),
+                            );
                             continue;
                         }
                     }
                 }
-                (None, Some(sql)) => (sql.clone(), SqlOrigin::Inline { job: path.to_path_buf(), line }),
+                (None, Some(sql)) => (
+                    sql.clone(),
+                    SqlOrigin::Inline {
+                        job: path.to_path_buf(),
+                        line,
+                    },
+                ),
                 _ => {
                     located(key.clone(), "a step needs exactly one of `file:` (a SQL file in sql_dir) or `sql:` (inline SQL)".into());
                     continue;
@@ -253,10 +311,19 @@ impl Job {
             if sql.trim().is_empty() {
                 located(key.clone(), "the step's SQL is empty".into());
             }
-            steps.push(Step { name: step.name.clone(), sql, origin, description: step.description.clone() });
+            steps.push(Step {
+                name: step.name.clone(),
+                sql,
+                origin,
+                description: step.description.clone(),
+            });
         }
         if file.steps.is_empty() {
-            problems.push(at("steps".into(), Some("steps:"), "a job needs at least one SQL step".into()));
+            problems.push(at(
+                "steps".into(),
+                Some("steps:"),
+                "a job needs at least one SQL step".into(),
+            ));
         }
 
         let classification = &file.classification;
@@ -264,10 +331,18 @@ impl Job {
             Some(from) if file.steps.iter().any(|s| &s.name == from) => from.clone(),
             Some(from) => {
                 let known: Vec<_> = file.steps.iter().map(|s| s.name.as_str()).collect();
-                problems.push(at("classification.from".into(), Some("from:"), format!("unknown step '{from}'; steps are {}", known.join(", "))));
+                problems.push(at(
+                    "classification.from".into(),
+                    Some("from:"),
+                    format!("unknown step '{from}'; steps are {}", known.join(", ")),
+                ));
                 from.clone()
             }
-            None => file.steps.last().map(|s| s.name.clone()).unwrap_or_default(),
+            None => file
+                .steps
+                .last()
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
         };
 
         let mut segments = Vec::new();
@@ -281,29 +356,66 @@ impl Job {
             }
             let rule_line = yaml::line_of(text, "rule:", search_from).or(name_line);
             if !is_identifier(&segment.name) {
-                problems.push(Problem { file: path.to_path_buf(), key: format!("{key}.name"), line: name_line, column: None, message: format!("'{}' is not a valid segment name: use lowercase letters, digits and _", segment.name) });
+                problems.push(Problem {
+                    file: path.to_path_buf(),
+                    key: format!("{key}.name"),
+                    line: name_line,
+                    column: None,
+                    message: format!(
+                        "'{}' is not a valid segment name: use lowercase letters, digits and _",
+                        segment.name
+                    ),
+                });
             } else if !segment_names.insert(segment.name.clone()) {
-                problems.push(Problem { file: path.to_path_buf(), key: format!("{key}.name"), line: name_line, column: None, message: format!("segment '{}' is declared twice; each segment needs its own name", segment.name) });
+                problems.push(Problem {
+                    file: path.to_path_buf(),
+                    key: format!("{key}.name"),
+                    line: name_line,
+                    column: None,
+                    message: format!(
+                        "segment '{}' is declared twice; each segment needs its own name",
+                        segment.name
+                    ),
+                });
             }
             if segment.rule.trim().is_empty() {
-                problems.push(Problem { file: path.to_path_buf(), key: format!("{key}.rule"), line: rule_line, column: None, message: "empty rule: write a SQL condition such as `r_score = 5 AND f_score >= 4`".into() });
+                problems.push(Problem {
+                    file: path.to_path_buf(),
+                    key: format!("{key}.rule"),
+                    line: rule_line,
+                    column: None,
+                    message:
+                        "empty rule: write a SQL condition such as `r_score = 5 AND f_score >= 4`"
+                            .into(),
+                });
             }
             segments.push(Segment {
                 name: segment.name.clone(),
                 rank: index as i32 + 1,
-                label: segment.label.clone().unwrap_or_else(|| segment.name.clone()),
+                label: segment
+                    .label
+                    .clone()
+                    .unwrap_or_else(|| segment.name.clone()),
                 description: segment.description.clone(),
                 rule: segment.rule.trim().to_string(),
                 line: rule_line,
             });
         }
         if segments.is_empty() {
-            problems.push(at("classification.segments".into(), Some("segments:"), "declare at least one segment".into()));
+            problems.push(at(
+                "classification.segments".into(),
+                Some("segments:"),
+                "declare at least one segment".into(),
+            ));
         }
-        if let Some(fallback) = &classification.fallback {
-            if !segment_names.contains(fallback) {
-                problems.push(at("classification.fallback".into(), Some("fallback:"), format!("fallback '{fallback}' is not a declared segment")));
-            }
+        if let Some(fallback) = &classification.fallback
+            && !segment_names.contains(fallback)
+        {
+            problems.push(at(
+                "classification.fallback".into(),
+                Some("fallback:"),
+                format!("fallback '{fallback}' is not a declared segment"),
+            ));
         }
 
         let mut outputs = file.outputs.clone();

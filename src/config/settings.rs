@@ -135,7 +135,11 @@ pub struct CanonicalColumn {
 pub fn canonical_columns(input: &str) -> Vec<CanonicalColumn> {
     let utc = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let money = || DataType::Decimal128(18, 2);
-    let column = |name, data_type, required| CanonicalColumn { name, data_type, required };
+    let column = |name, data_type, required| CanonicalColumn {
+        name,
+        data_type,
+        required,
+    };
     match input {
         "transactions" => vec![
             column("customer_id", DataType::Utf8, true),
@@ -176,14 +180,20 @@ pub fn absolute_url(value: &str, directory: bool) -> Result<String, String> {
     let mut url = if let Some((scheme, _)) = value.split_once("://") {
         match scheme {
             "file" | "s3" | "gs" | "az" | "abfss" | "memory" => value.to_string(),
-            other => return Err(format!("unsupported URL scheme '{other}://': use file://, s3://, gs://, az:// or abfss://, or a local path")),
+            other => {
+                return Err(format!(
+                    "unsupported URL scheme '{other}://': use file://, s3://, gs://, az:// or abfss://, or a local path"
+                ));
+            }
         }
     } else {
         let path = Path::new(value);
         let absolute = if path.is_absolute() {
             path.to_path_buf()
         } else {
-            std::env::current_dir().map_err(|e| format!("cannot resolve relative path: {e}"))?.join(path)
+            std::env::current_dir()
+                .map_err(|e| format!("cannot resolve relative path: {e}"))?
+                .join(path)
         };
         let normalized = normalize(&absolute);
         url::Url::from_file_path(&normalized)
@@ -215,7 +225,9 @@ fn normalize(path: &Path) -> PathBuf {
 /// Parse `512MiB`, `2GiB`, `4GB`, `1000000` into bytes.
 pub fn parse_bytes(value: &str) -> Option<usize> {
     let value = value.trim();
-    let split = value.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(value.len());
+    let split = value
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(value.len());
     let (number, unit) = value.split_at(split);
     let number: f64 = number.parse().ok()?;
     let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
@@ -237,13 +249,17 @@ impl Config {
         Self::load_with_env(path, |name| std::env::var(name).ok())
     }
 
-    pub fn load_with_env(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    pub fn load_with_env(
+        path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
         let raw = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
         })?;
         let text = yaml::interpolate(path, &raw, env).map_err(ConfigError::Invalid)?;
-        let file: ConfigFile = yaml::parse(path, &text).map_err(|p| ConfigError::Invalid(vec![p]))?;
+        let file: ConfigFile =
+            yaml::parse(path, &text).map_err(|p| ConfigError::Invalid(vec![p]))?;
         Self::check(path, &text, file)
     }
 
@@ -264,7 +280,14 @@ impl Config {
             String::new()
         });
         let timezone: Tz = file.timezone.parse().unwrap_or_else(|_| {
-            problem("timezone".into(), "timezone:", format!("unknown timezone '{}': use an IANA name such as UTC or Europe/Paris", file.timezone));
+            problem(
+                "timezone".into(),
+                "timezone:",
+                format!(
+                    "unknown timezone '{}': use an IANA name such as UTC or Europe/Paris",
+                    file.timezone
+                ),
+            );
             Tz::UTC
         });
 
@@ -272,17 +295,32 @@ impl Config {
         for (name, input) in file.inputs {
             let key = format!("inputs.{name}");
             if !KNOWN_INPUTS.contains(&name.as_str()) {
-                problem(key.clone(), &format!("{name}:"), format!("unknown input '{name}'; known inputs are {}", KNOWN_INPUTS.join(", ")));
+                problem(
+                    key.clone(),
+                    &format!("{name}:"),
+                    format!(
+                        "unknown input '{name}'; known inputs are {}",
+                        KNOWN_INPUTS.join(", ")
+                    ),
+                );
                 continue;
             }
             let canonical = canonical_columns(&name);
             for column in input.columns.keys() {
                 if !canonical.iter().any(|c| c.name == column) {
                     let names: Vec<_> = canonical.iter().map(|c| c.name).collect();
-                    problem(format!("{key}.columns.{column}"), &format!("{column}:"), format!("'{column}' is not a canonical column of {name}; they are {}", names.join(", ")));
+                    problem(
+                        format!("{key}.columns.{column}"),
+                        &format!("{column}:"),
+                        format!(
+                            "'{column}' is not a canonical column of {name}; they are {}",
+                            names.join(", ")
+                        ),
+                    );
                 }
             }
-            let is_directory = input.url.ends_with('/') || !input.url.rsplit('/').next().unwrap_or("").contains('.');
+            let is_directory = input.url.ends_with('/')
+                || !input.url.rsplit('/').next().unwrap_or("").contains('.');
             let url = match absolute_url(&input.url, is_directory) {
                 Ok(url) => url,
                 Err(message) => {
@@ -291,7 +329,11 @@ impl Config {
                 }
             };
             if input.format != InputFormat::Csv && input.csv.is_some() {
-                problem(format!("{key}.csv"), "csv:", "csv options are only for `format: csv`".into());
+                problem(
+                    format!("{key}.csv"),
+                    "csv:",
+                    "csv options are only for `format: csv`".into(),
+                );
             }
             inputs.insert(
                 name.clone(),
@@ -301,7 +343,10 @@ impl Config {
                     format: input.format,
                     partition_columns: input.partition_columns,
                     columns: input.columns,
-                    csv: input.csv.unwrap_or(CsvOptions { delimiter: ',', header: true }),
+                    csv: input.csv.unwrap_or(CsvOptions {
+                        delimiter: ',',
+                        header: true,
+                    }),
                 },
             );
         }
@@ -311,13 +356,23 @@ impl Config {
             Some(text_value) => match parse_bytes(text_value) {
                 Some(bytes) if bytes >= 16 * 1024 * 1024 => Some(bytes),
                 _ => {
-                    problem("engine.memory_limit".into(), "memory_limit:", format!("'{text_value}' is not a usable memory limit: write e.g. 512MiB or 4GiB (at least 16MiB)"));
+                    problem(
+                        "engine.memory_limit".into(),
+                        "memory_limit:",
+                        format!(
+                            "'{text_value}' is not a usable memory limit: write e.g. 512MiB or 4GiB (at least 16MiB)"
+                        ),
+                    );
                     None
                 }
             },
         };
         if file.engine.target_partitions == Some(0) {
-            problem("engine.target_partitions".into(), "target_partitions:", "must be at least 1".into());
+            problem(
+                "engine.target_partitions".into(),
+                "target_partitions:",
+                "must be at least 1".into(),
+            );
         }
 
         if !problems.is_empty() {
@@ -343,14 +398,22 @@ impl Config {
         self.inputs
             .values()
             .map(|input| {
-                let mapping: Vec<String> = input.columns.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let mapping: Vec<String> = input
+                    .columns
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
                 (input.name.clone(), mapping.join("\n"))
             })
             .collect()
     }
 
     /// Check that the config provides every input a job declares.
-    pub fn check_inputs_for(&self, job_inputs: &[String], job_path: &Path) -> Result<(), ConfigError> {
+    pub fn check_inputs_for(
+        &self,
+        job_inputs: &[String],
+        job_path: &Path,
+    ) -> Result<(), ConfigError> {
         let missing: Vec<Problem> = job_inputs
             .iter()
             .filter(|input| !self.inputs.contains_key(*input))
@@ -362,7 +425,11 @@ impl Config {
                 message: format!("job {} reads input '{input}' but this config does not say where it is; add `inputs.{input}` with a url and format", job_path.display()),
             })
             .collect();
-        if missing.is_empty() { Ok(()) } else { Err(ConfigError::Invalid(missing)) }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(missing))
+        }
     }
 }
 
@@ -381,7 +448,10 @@ mod tests {
     #[test]
     fn relative_paths_become_file_urls() {
         let url = absolute_url("warehouse/../out", true).unwrap();
-        assert!(url.starts_with("file:///") && url.ends_with("/out/"), "{url}");
+        assert!(
+            url.starts_with("file:///") && url.ends_with("/out/"),
+            "{url}"
+        );
         assert!(absolute_url("ftp://x/y", false).is_err());
     }
 }

@@ -35,7 +35,11 @@ pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Problem>
 /// Replace `${NAME}` with the environment variable's value. Done per line so
 /// line numbers survive; a missing variable is an error naming it, never its
 /// would-be value.
-pub fn interpolate(file: &Path, text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, Vec<Problem>> {
+pub fn interpolate(
+    file: &Path,
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<String, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut out = String::with_capacity(text.len());
     for (index, line) in text.split_inclusive('\n').enumerate() {
@@ -49,14 +53,16 @@ pub fn interpolate(file: &Path, text: &str, lookup: impl Fn(&str) -> Option<Stri
                     key: String::new(),
                     line: Some(index + 1),
                     column: Some(line.len() - rest.len() + start + 1),
-                    message: "unclosed `${`: write `${NAME}` to read the environment variable NAME".into(),
+                    message: "unclosed `${`: write `${NAME}` to read the environment variable NAME"
+                        .into(),
                 });
                 out.push_str(&rest[start..]);
                 rest = "";
                 break;
             };
             let name = &after[..end];
-            let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let valid =
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             match (valid, lookup(name)) {
                 (true, Some(value)) => out.push_str(&value),
                 (true, None) => {
@@ -65,7 +71,9 @@ pub fn interpolate(file: &Path, text: &str, lookup: impl Fn(&str) -> Option<Stri
                         key: String::new(),
                         line: Some(index + 1),
                         column: Some(line.len() - rest.len() + start + 1),
-                        message: format!("environment variable {name} is not set; export it before running"),
+                        message: format!(
+                            "environment variable {name} is not set; export it before running"
+                        ),
                     });
                 }
                 (false, _) => problems.push(Problem {
@@ -73,14 +81,20 @@ pub fn interpolate(file: &Path, text: &str, lookup: impl Fn(&str) -> Option<Stri
                     key: String::new(),
                     line: Some(index + 1),
                     column: Some(line.len() - rest.len() + start + 1),
-                    message: format!("`${{{name}}}` is not a variable name (letters, digits and _ only)"),
+                    message: format!(
+                        "`${{{name}}}` is not a variable name (letters, digits and _ only)"
+                    ),
                 }),
             }
             rest = &after[end + 1..];
         }
         out.push_str(rest);
     }
-    if problems.is_empty() { Ok(out) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
 }
 
 /// The 1-based line of the first line at or after `from_line` that contains
@@ -101,7 +115,10 @@ mod tests {
     fn interpolates_and_reports_missing() {
         let file = Path::new("c.yaml");
         let env = |name: &str| (name == "BUCKET").then(|| "b1".to_string());
-        assert_eq!(interpolate(file, "url: s3://${BUCKET}/x\n", env).unwrap(), "url: s3://b1/x\n");
+        assert_eq!(
+            interpolate(file, "url: s3://${BUCKET}/x\n", env).unwrap(),
+            "url: s3://b1/x\n"
+        );
         let problems = interpolate(file, "a: 1\nkey: ${SECRET_KEY}\n", env).unwrap_err();
         assert_eq!(problems[0].line, Some(2));
         assert!(problems[0].message.contains("SECRET_KEY"));

@@ -5,8 +5,8 @@
 mod schema;
 mod tables;
 
-pub use schema::{table_schema, TableSchema};
-pub use tables::{build_period_tables, PeriodTables, TableData};
+pub use schema::{TableSchema, table_schema};
+pub use tables::{PeriodTables, TableData, build_period_tables};
 
 use datafusion::error::DataFusionError;
 

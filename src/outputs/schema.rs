@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{new_null_array, ArrayRef, RecordBatch};
+use datafusion::arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::Deserialize;
@@ -13,11 +13,26 @@ use super::OutputError;
 const CONTRACTS: [(&str, &str); 7] = [
     ("snapshots", include_str!("../../schemas/snapshots.json")),
     ("migrations", include_str!("../../schemas/migrations.json")),
-    ("migration_matrix", include_str!("../../schemas/migration_matrix.json")),
-    ("segment_summary", include_str!("../../schemas/segment_summary.json")),
-    ("score_thresholds", include_str!("../../schemas/score_thresholds.json")),
-    ("segment_definitions", include_str!("../../schemas/segment_definitions.json")),
-    ("published_periods", include_str!("../../schemas/published_periods.json")),
+    (
+        "migration_matrix",
+        include_str!("../../schemas/migration_matrix.json"),
+    ),
+    (
+        "segment_summary",
+        include_str!("../../schemas/segment_summary.json"),
+    ),
+    (
+        "score_thresholds",
+        include_str!("../../schemas/score_thresholds.json"),
+    ),
+    (
+        "segment_definitions",
+        include_str!("../../schemas/segment_definitions.json"),
+    ),
+    (
+        "published_periods",
+        include_str!("../../schemas/published_periods.json"),
+    ),
 ];
 
 #[derive(Debug, Deserialize)]
@@ -65,13 +80,18 @@ fn parse_type(name: &str) -> Option<DataType> {
 /// The contract of a table. Panics only if a checked-in contract is broken,
 /// which the unit test below catches.
 pub fn table_schema(table: &str) -> TableSchema {
-    let (_, text) = CONTRACTS.iter().find(|(name, _)| *name == table).unwrap_or_else(|| panic!("no contract for table {table}"));
-    let file: ContractFile = serde_json::from_str(text).unwrap_or_else(|e| panic!("schemas/{table}.json: {e}"));
+    let (_, text) = CONTRACTS
+        .iter()
+        .find(|(name, _)| *name == table)
+        .unwrap_or_else(|| panic!("no contract for table {table}"));
+    let file: ContractFile =
+        serde_json::from_str(text).unwrap_or_else(|e| panic!("schemas/{table}.json: {e}"));
     let fields: Vec<Field> = file
         .columns
         .iter()
         .map(|c| {
-            let data_type = parse_type(&c.data_type).unwrap_or_else(|| panic!("schemas/{table}.json: unknown type {}", c.data_type));
+            let data_type = parse_type(&c.data_type)
+                .unwrap_or_else(|| panic!("schemas/{table}.json: unknown type {}", c.data_type));
             Field::new(&c.name, data_type, c.nullable)
         })
         .collect();
@@ -79,7 +99,11 @@ pub fn table_schema(table: &str) -> TableSchema {
         name: file.table,
         description: file.description,
         schema: Arc::new(Schema::new(fields)),
-        column_descriptions: file.columns.into_iter().map(|c| (c.name, c.description)).collect(),
+        column_descriptions: file
+            .columns
+            .into_iter()
+            .map(|c| (c.name, c.description))
+            .collect(),
     }
 }
 
@@ -87,21 +111,36 @@ impl TableSchema {
     /// Cast a query result to the contract: same columns in the same order,
     /// exact types, and no null where the contract says not null.
     pub fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch, OutputError> {
-        let contract = |message: String| OutputError::Contract { table: self.name.clone(), message };
+        let contract = |message: String| OutputError::Contract {
+            table: self.name.clone(),
+            message,
+        };
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         for field in self.schema.fields() {
             let column = match batch.schema().index_of(field.name()) {
                 Ok(index) => batch.column(index).clone(),
-                Err(_) if field.is_nullable() => new_null_array(field.data_type(), batch.num_rows()),
-                Err(_) => return Err(contract(format!("the query returns no column `{}`", field.name()))),
+                Err(_) if field.is_nullable() => {
+                    new_null_array(field.data_type(), batch.num_rows())
+                }
+                Err(_) => {
+                    return Err(contract(format!(
+                        "the query returns no column `{}`",
+                        field.name()
+                    )));
+                }
             };
             let column = if column.data_type() == field.data_type() {
                 column
             } else {
-                cast(&column, field.data_type()).map_err(|e| contract(format!("column `{}`: {e}", field.name())))?
+                cast(&column, field.data_type())
+                    .map_err(|e| contract(format!("column `{}`: {e}", field.name())))?
             };
             if !field.is_nullable() && column.null_count() > 0 {
-                return Err(contract(format!("column `{}` has {} null value(s) but is declared not null", field.name(), column.null_count())));
+                return Err(contract(format!(
+                    "column `{}` has {} null value(s) but is declared not null",
+                    field.name(),
+                    column.null_count()
+                )));
             }
             columns.push(column);
         }
@@ -119,7 +158,10 @@ mod tests {
             let table = table_schema(name);
             assert_eq!(table.name, name);
             assert!(!table.schema.fields().is_empty());
-            assert!(table.column_descriptions.iter().all(|(_, d)| !d.is_empty()), "{name}: every column is described");
+            assert!(
+                table.column_descriptions.iter().all(|(_, d)| !d.is_empty()),
+                "{name}: every column is described"
+            );
         }
     }
 }

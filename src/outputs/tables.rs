@@ -11,9 +11,9 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
-use super::{table_schema, OutputError};
+use super::{OutputError, table_schema};
 use crate::config::{Job, OutputTable};
-use crate::pipeline::{sql_options, Parameters};
+use crate::pipeline::{Parameters, sql_options};
 
 const TRANSITIONS_SQL: &str = include_str!("../../sql/outputs/transitions.sql");
 
@@ -24,7 +24,9 @@ fn query_of(table: OutputTable) -> &'static str {
         OutputTable::MigrationMatrix => include_str!("../../sql/outputs/migration_matrix.sql"),
         OutputTable::SegmentSummary => include_str!("../../sql/outputs/segment_summary.sql"),
         OutputTable::ScoreThresholds => include_str!("../../sql/outputs/score_thresholds.sql"),
-        OutputTable::SegmentDefinitions => include_str!("../../sql/outputs/segment_definitions.sql"),
+        OutputTable::SegmentDefinitions => {
+            include_str!("../../sql/outputs/segment_definitions.sql")
+        }
     }
 }
 
@@ -48,7 +50,10 @@ pub struct PeriodTables {
 
 impl PeriodTables {
     pub fn get(&self, table: OutputTable) -> Option<&RecordBatch> {
-        self.tables.iter().find(|t| t.table == table).map(|t| &t.batch)
+        self.tables
+            .iter()
+            .find(|t| t.table == table)
+            .map(|t| &t.batch)
     }
 }
 
@@ -60,12 +65,16 @@ fn definitions_table(job: &Job) -> Result<MemTable, datafusion::error::DataFusio
         Field::new("description", DataType::Utf8, false),
         Field::new("rule", DataType::Utf8, false),
     ]));
-    let strings = |f: fn(&crate::config::Segment) -> &str| Arc::new(StringArray::from_iter_values(job.segments.iter().map(f)));
+    let strings = |f: fn(&crate::config::Segment) -> &str| {
+        Arc::new(StringArray::from_iter_values(job.segments.iter().map(f)))
+    };
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![
             strings(|s| &s.name),
-            Arc::new(datafusion::arrow::array::Int32Array::from_iter_values(job.segments.iter().map(|s| s.rank))),
+            Arc::new(datafusion::arrow::array::Int32Array::from_iter_values(
+                job.segments.iter().map(|s| s.rank),
+            )),
             strings(|s| &s.label),
             strings(|s| &s.description),
             strings(|s| &s.rule),
@@ -80,7 +89,10 @@ async fn run_query(
     sql: &str,
     params: &datafusion::common::ParamValues,
 ) -> Result<DataFrame, OutputError> {
-    let query = |source| OutputError::Query { table: name.to_string(), source };
+    let query = |source| OutputError::Query {
+        table: name.to_string(),
+        source,
+    };
     ctx.sql_with_options(sql, sql_options())
         .await
         .map_err(query)?
@@ -100,42 +112,88 @@ pub async fn build_period_tables(
     previous: DataFrame,
     rule_hash: &str,
 ) -> Result<PeriodTables, OutputError> {
-    let setup = |source| OutputError::Query { table: "(setup)".into(), source };
-    for name in ["classified", "previous", "segment_definitions", "transitions"] {
+    let setup = |source| OutputError::Query {
+        table: "(setup)".into(),
+        source,
+    };
+    for name in [
+        "classified",
+        "previous",
+        "segment_definitions",
+        "transitions",
+    ] {
         ctx.deregister_table(name).map_err(setup)?;
     }
-    ctx.register_table("classified", current.into_view()).map_err(setup)?;
-    ctx.register_table("previous", previous.into_view()).map_err(setup)?;
-    ctx.register_table("segment_definitions", Arc::new(definitions_table(job).map_err(setup)?)).map_err(setup)?;
+    ctx.register_table("classified", current.into_view())
+        .map_err(setup)?;
+    ctx.register_table("previous", previous.into_view())
+        .map_err(setup)?;
+    ctx.register_table(
+        "segment_definitions",
+        Arc::new(definitions_table(job).map_err(setup)?),
+    )
+    .map_err(setup)?;
 
     let values = params.with_extra(vec![
-        ("from_period", ScalarValue::Utf8(Some(params.period.previous().to_string()))),
+        (
+            "from_period",
+            ScalarValue::Utf8(Some(params.period.previous().to_string())),
+        ),
         ("rule_hash", ScalarValue::Utf8(Some(rule_hash.to_string()))),
     ]);
     let transitions = run_query(ctx, "transitions", TRANSITIONS_SQL, &values)
         .await?
         .cache()
         .await
-        .map_err(|source| OutputError::Query { table: "transitions".into(), source })?;
-    ctx.register_table("transitions", transitions.into_view()).map_err(setup)?;
+        .map_err(|source| OutputError::Query {
+            table: "transitions".into(),
+            source,
+        })?;
+    ctx.register_table("transitions", transitions.into_view())
+        .map_err(setup)?;
 
     let mut tables = Vec::new();
     for table in &job.outputs {
         let name = table.name();
         let frame = run_query(ctx, name, query_of(*table), &values).await?;
         let schema = frame.schema().as_arrow().clone();
-        let batches = frame.collect().await.map_err(|source| OutputError::Query { table: name.into(), source })?;
-        let batch = concat_batches(&Arc::new(schema), &batches).map_err(|e| OutputError::Query { table: name.into(), source: e.into() })?;
+        let batches = frame.collect().await.map_err(|source| OutputError::Query {
+            table: name.into(),
+            source,
+        })?;
+        let batch =
+            concat_batches(&Arc::new(schema), &batches).map_err(|e| OutputError::Query {
+                table: name.into(),
+                source: e.into(),
+            })?;
         let contract = table_schema(name);
-        tables.push(TableData { table: *table, batch: contract.conform(&batch)? });
+        tables.push(TableData {
+            table: *table,
+            batch: contract.conform(&batch)?,
+        });
     }
 
-    let segment_counts = counts(ctx, include_str!("../../sql/outputs/segment_counts.sql"), "segment counts", &values)
+    let segment_counts = counts(
+        ctx,
+        include_str!("../../sql/outputs/segment_counts.sql"),
+        "segment counts",
+        &values,
+    )
     .await?;
-    let movement_counts = counts(ctx, include_str!("../../sql/outputs/movement_counts.sql"), "movement counts", &values)
+    let movement_counts = counts(
+        ctx,
+        include_str!("../../sql/outputs/movement_counts.sql"),
+        "movement counts",
+        &values,
+    )
     .await?;
     let customers = segment_counts.iter().map(|(_, n)| n).sum();
-    Ok(PeriodTables { tables, segment_counts, movement_counts, customers })
+    Ok(PeriodTables {
+        tables,
+        segment_counts,
+        movement_counts,
+        customers,
+    })
 }
 
 /// Run a two-column (key, count) query.
@@ -149,7 +207,10 @@ async fn counts(
         .await?
         .collect()
         .await
-        .map_err(|source| OutputError::Query { table: name.to_string(), source })?;
+        .map_err(|source| OutputError::Query {
+            table: name.to_string(),
+            source,
+        })?;
     let mut out = Vec::new();
     for batch in batches {
         let keys = batch.column(0).as_string::<i32>();

@@ -7,11 +7,11 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::Column;
 use datafusion::logical_expr::conditional_expressions::CaseBuilder;
-use datafusion::logical_expr::{lit, when, Expr, ExprSchemable};
+use datafusion::logical_expr::{Expr, ExprSchemable, lit, when};
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
-use super::{register_steps, Parameters, PipelineError};
+use super::{Parameters, PipelineError, register_steps};
 use crate::config::Job;
 
 /// Columns every classified step must provide (the snapshot's metrics).
@@ -41,20 +41,31 @@ fn column(name: &str) -> Expr {
 /// The classification step's frame, with optional columns filled in and
 /// every column cast to its contract type.
 async fn classified_step(ctx: &SessionContext, job: &Job) -> Result<DataFrame, PipelineError> {
-    let frame = ctx.table(job.classify_from.as_str()).await.map_err(|source| PipelineError::Execution {
-        context: format!("reading step `{}`", job.classify_from),
-        source,
-    })?;
+    let frame = ctx
+        .table(job.classify_from.as_str())
+        .await
+        .map_err(|source| PipelineError::Execution {
+            context: format!("reading step `{}`", job.classify_from),
+            source,
+        })?;
     let schema = frame.schema().clone();
     let has = |name: &str| schema.fields().iter().any(|f| f.name() == name);
-    let missing: Vec<&str> = REQUIRED.iter().map(|(n, _)| *n).filter(|n| !has(n)).collect();
+    let missing: Vec<&str> = REQUIRED
+        .iter()
+        .map(|(n, _)| *n)
+        .filter(|n| !has(n))
+        .collect();
     if !missing.is_empty() {
         return Err(PipelineError::Shape {
             job: job.path.clone(),
             step: job.classify_from.clone(),
             message: format!(
                 "one row per customer with the columns {}; missing: {}",
-                REQUIRED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "),
+                REQUIRED
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 missing.join(", ")
             ),
         });
@@ -62,15 +73,25 @@ async fn classified_step(ctx: &SessionContext, job: &Job) -> Result<DataFrame, P
     let mut projection: Vec<Expr> = schema
         .fields()
         .iter()
-        .filter(|f| !REQUIRED.iter().chain(OPTIONAL.iter()).any(|(n, _)| n == f.name()))
+        .filter(|f| {
+            !REQUIRED
+                .iter()
+                .chain(OPTIONAL.iter())
+                .any(|(n, _)| n == f.name())
+        })
         .map(|f| column(f.name()))
         .collect();
     for (name, data_type) in REQUIRED.iter().chain(OPTIONAL.iter()) {
         let value = if has(name) {
-            column(name).cast_to(data_type, &schema).map_err(|source| PipelineError::Execution {
-                context: format!("casting `{name}` of step `{}` to {data_type}", job.classify_from),
-                source,
-            })?
+            column(name)
+                .cast_to(data_type, &schema)
+                .map_err(|source| PipelineError::Execution {
+                    context: format!(
+                        "casting `{name}` of step `{}` to {data_type}",
+                        job.classify_from
+                    ),
+                    source,
+                })?
         } else {
             let null = ScalarValue::try_from(data_type).expect("simple types");
             match *name {
@@ -81,10 +102,12 @@ async fn classified_step(ctx: &SessionContext, job: &Job) -> Result<DataFrame, P
         };
         projection.push(value.alias(*name));
     }
-    frame.select(projection).map_err(|source| PipelineError::Execution {
-        context: format!("shaping step `{}`", job.classify_from),
-        source,
-    })
+    frame
+        .select(projection)
+        .map_err(|source| PipelineError::Execution {
+            context: format!("shaping step `{}`", job.classify_from),
+            source,
+        })
 }
 
 /// Parse and type-check every rule against the frame; all problems at once.
@@ -113,18 +136,32 @@ fn parse_rules(job: &Job, frame: &DataFrame) -> Result<Vec<Expr>, Vec<PipelineEr
             },
         }
     }
-    if problems.is_empty() { Ok(rules) } else { Err(problems) }
+    if problems.is_empty() {
+        Ok(rules)
+    } else {
+        Err(problems)
+    }
 }
 
 /// Plan the steps and check every rule; used by `validate`.
-pub async fn validate_rules(ctx: &SessionContext, job: &Job, params: &Parameters) -> Result<DataFrame, Vec<PipelineError>> {
-    register_steps(ctx, job, params).await.map_err(|e| vec![e])?;
+pub async fn validate_rules(
+    ctx: &SessionContext,
+    job: &Job,
+    params: &Parameters,
+) -> Result<DataFrame, Vec<PipelineError>> {
+    register_steps(ctx, job, params)
+        .await
+        .map_err(|e| vec![e])?;
     let frame = classified_step(ctx, job).await.map_err(|e| vec![e])?;
     let rules = parse_rules(job, &frame)?;
     with_segments(job, frame, rules).map_err(|e| vec![e])
 }
 
-fn with_segments(job: &Job, frame: DataFrame, rules: Vec<Expr>) -> Result<DataFrame, PipelineError> {
+fn with_segments(
+    job: &Job,
+    frame: DataFrame,
+    rules: Vec<Expr>,
+) -> Result<DataFrame, PipelineError> {
     let otherwise = |value: ScalarValue| lit(value);
     let mut segment_case: Option<CaseBuilder> = None;
     for (segment, rule) in job.segments.iter().zip(rules) {
@@ -133,11 +170,17 @@ fn with_segments(job: &Job, frame: DataFrame, rules: Vec<Expr>) -> Result<DataFr
             Some(mut case) => case.when(rule, lit(segment.name.as_str())),
         });
     }
-    let fallback = job.fallback.as_deref().map(|f| ScalarValue::Utf8(Some(f.to_string())));
+    let fallback = job
+        .fallback
+        .as_deref()
+        .map(|f| ScalarValue::Utf8(Some(f.to_string())));
     let segment_expr = segment_case
         .expect("a job has at least one segment")
         .otherwise(otherwise(fallback.unwrap_or(ScalarValue::Utf8(None))))
-        .map_err(|source| PipelineError::Execution { context: "building the segment rules".into(), source })?;
+        .map_err(|source| PipelineError::Execution {
+            context: "building the segment rules".into(),
+            source,
+        })?;
     let mut rank_case: Option<CaseBuilder> = None;
     for segment in &job.segments {
         let condition = column("segment").eq(lit(segment.name.as_str()));
@@ -149,8 +192,14 @@ fn with_segments(job: &Job, frame: DataFrame, rules: Vec<Expr>) -> Result<DataFr
     let rank_expr = rank_case
         .expect("a job has at least one segment")
         .otherwise(lit(ScalarValue::Int32(None)))
-        .map_err(|source| PipelineError::Execution { context: "building the segment ranks".into(), source })?;
-    let execution = |source| PipelineError::Execution { context: "classifying customers".into(), source };
+        .map_err(|source| PipelineError::Execution {
+            context: "building the segment ranks".into(),
+            source,
+        })?;
+    let execution = |source| PipelineError::Execution {
+        context: "classifying customers".into(),
+        source,
+    };
     frame
         .with_column("segment", segment_expr)
         .map_err(execution)?
@@ -160,25 +209,55 @@ fn with_segments(job: &Job, frame: DataFrame, rules: Vec<Expr>) -> Result<DataFr
 
 /// Run the steps for a period and classify every customer. The result is
 /// materialised once (it feeds every output table).
-pub async fn classify(ctx: &SessionContext, job: &Job, params: &Parameters) -> Result<DataFrame, PipelineError> {
-    let frame = validate_rules(ctx, job, params).await.map_err(|mut errors| errors.remove(0))?;
-    let classified = frame.cache().await.map_err(|source| PipelineError::Execution {
-        context: format!("running the steps of job {} for {}", job.name, params.period),
-        source,
-    })?;
+pub async fn classify(
+    ctx: &SessionContext,
+    job: &Job,
+    params: &Parameters,
+) -> Result<DataFrame, PipelineError> {
+    let frame = validate_rules(ctx, job, params)
+        .await
+        .map_err(|mut errors| errors.remove(0))?;
+    let classified = frame
+        .cache()
+        .await
+        .map_err(|source| PipelineError::Execution {
+            context: format!(
+                "running the steps of job {} for {}",
+                job.name, params.period
+            ),
+            source,
+        })?;
     check_all_matched(job, params, &classified).await?;
     Ok(classified)
 }
 
 /// A customer that matches no rule is a job error naming its values.
-async fn check_all_matched(job: &Job, params: &Parameters, classified: &DataFrame) -> Result<(), PipelineError> {
-    let execution = |source| PipelineError::Execution { context: "checking unmatched customers".into(), source };
-    let unmatched = classified.clone().filter(column("segment").is_null()).map_err(execution)?;
+async fn check_all_matched(
+    job: &Job,
+    params: &Parameters,
+    classified: &DataFrame,
+) -> Result<(), PipelineError> {
+    let execution = |source| PipelineError::Execution {
+        context: "checking unmatched customers".into(),
+        source,
+    };
+    let unmatched = classified
+        .clone()
+        .filter(column("segment").is_null())
+        .map_err(execution)?;
     let count = unmatched.clone().count().await.map_err(execution)?;
     if count == 0 {
         return Ok(());
     }
-    let shown = ["customer_id", "recency_days", "frequency", "monetary", "r_score", "f_score", "m_score"];
+    let shown = [
+        "customer_id",
+        "recency_days",
+        "frequency",
+        "monetary",
+        "r_score",
+        "f_score",
+        "m_score",
+    ];
     let sample = unmatched
         .select(shown.iter().map(|n| column(n)).collect::<Vec<_>>())
         .map_err(execution)?
@@ -197,9 +276,18 @@ async fn check_all_matched(job: &Job, params: &Parameters, classified: &DataFram
             .collect::<Result<_, _>>()
             .map_err(|e| execution(e.into()))?;
         for row in 0..batch.num_rows() {
-            let values: Vec<String> = shown.iter().zip(&formatters).map(|(n, f)| format!("{n}={}", f.value(row))).collect();
+            let values: Vec<String> = shown
+                .iter()
+                .zip(&formatters)
+                .map(|(n, f)| format!("{n}={}", f.value(row)))
+                .collect();
             examples.push_str(&format!("  {}\n", values.join(" ")));
         }
     }
-    Err(PipelineError::Unmatched { job: job.path.clone(), period: params.period, count, examples: examples.trim_end().to_string() })
+    Err(PipelineError::Unmatched {
+        job: job.path.clone(),
+        period: params.period,
+        count,
+        examples: examples.trim_end().to_string(),
+    })
 }

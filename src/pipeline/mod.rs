@@ -31,7 +31,11 @@ pub enum PipelineError {
         message: String,
     },
     #[error("{}: step `{step}` must return {message}", job.display())]
-    Shape { job: PathBuf, step: String, message: String },
+    Shape {
+        job: PathBuf,
+        step: String,
+        message: String,
+    },
     #[error("{}: {count} customer(s) of {period} match no segment rule, e.g.:\n{examples}\nhint: add a rule that covers them, or declare `classification.fallback: <segment>`", job.display())]
     Unmatched {
         job: PathBuf,

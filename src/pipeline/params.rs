@@ -22,7 +22,10 @@ fn date(value: NaiveDate) -> ScalarValue {
 
 impl Parameters {
     pub fn new(period: Period, window_months: u32) -> Self {
-        Self { period, window_months }
+        Self {
+            period,
+            window_months,
+        }
     }
 
     /// Names and values, as documented in the README.
@@ -30,11 +33,17 @@ impl Parameters {
         let period = self.period;
         vec![
             ("period", ScalarValue::Utf8(Some(period.to_string()))),
-            ("previous_period", ScalarValue::Utf8(Some(period.previous().to_string()))),
+            (
+                "previous_period",
+                ScalarValue::Utf8(Some(period.previous().to_string())),
+            ),
             ("period_start", date(period.start())),
             ("period_end", date(period.end())),
             ("as_of_date", date(period.as_of_date())),
-            ("window_start", date(period.window_start(self.window_months))),
+            (
+                "window_start",
+                date(period.window_start(self.window_months)),
+            ),
         ]
     }
 

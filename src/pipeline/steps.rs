@@ -5,7 +5,7 @@
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::SessionContext;
 
-use super::{describe, Parameters, PipelineError};
+use super::{Parameters, PipelineError, describe};
 use crate::config::Job;
 
 /// What user SQL may do: queries only.
@@ -18,7 +18,11 @@ pub fn sql_options() -> SQLOptions {
 
 /// Plan every step with the period's parameters and register it as a view
 /// named after the step (replacing a view of an earlier period).
-pub async fn register_steps(ctx: &SessionContext, job: &Job, params: &Parameters) -> Result<(), PipelineError> {
+pub async fn register_steps(
+    ctx: &SessionContext,
+    job: &Job,
+    params: &Parameters,
+) -> Result<(), PipelineError> {
     for step in &job.steps {
         let fail = |source: datafusion::error::DataFusionError| PipelineError::Step {
             step: step.name.clone(),
@@ -26,10 +30,14 @@ pub async fn register_steps(ctx: &SessionContext, job: &Job, params: &Parameters
             message: describe(&source),
             source,
         };
-        let frame = ctx.sql_with_options(&step.sql, sql_options()).await.map_err(fail)?;
+        let frame = ctx
+            .sql_with_options(&step.sql, sql_options())
+            .await
+            .map_err(fail)?;
         let frame = frame.with_param_values(params.values()).map_err(fail)?;
         ctx.deregister_table(step.name.as_str()).map_err(fail)?;
-        ctx.register_table(step.name.as_str(), frame.into_view()).map_err(fail)?;
+        ctx.register_table(step.name.as_str(), frame.into_view())
+            .map_err(fail)?;
     }
     Ok(())
 }

@@ -19,13 +19,21 @@ fn setup() -> Setup {
     write_fixture(&data);
     let warehouse = dir.path().join("warehouse");
     let config = write_config(dir.path(), &data, &warehouse);
-    Setup { dir, config, warehouse }
+    Setup {
+        dir,
+        config,
+        warehouse,
+    }
 }
 
 /// A copy of the default job with `edit` applied, whose SQL is the repo's.
 fn job_with(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
     let text = std::fs::read_to_string(default_job()).unwrap();
-    let text = text.replacen("version: 1\n", &format!("version: 1\nsql_dir: {}\n", repo().join("sql").display()), 1);
+    let text = text.replacen(
+        "version: 1\n",
+        &format!("version: 1\nsql_dir: {}\n", repo().join("sql").display()),
+        1,
+    );
     let path = dir.join("job.yaml");
     std::fs::write(&path, edit(text)).unwrap();
     path
@@ -35,17 +43,35 @@ fn job_with(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
 fn fails(setup: &Setup, args: &[&str]) -> (i32, String) {
     let output = segments(setup.dir.path(), args);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(!output.status.success(), "{args:?} should fail; stdout: {}", String::from_utf8_lossy(&output.stdout));
+    assert!(
+        !output.status.success(),
+        "{args:?} should fail; stdout: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
     assert!(!stderr.contains("panicked"), "no panic: {stderr}");
     (output.status.code().unwrap(), stderr)
 }
 
 fn run_args<'a>(job: &'a Path, config: &'a Path, period: &'a str) -> Vec<&'a str> {
-    vec!["run", "--job", job.to_str().unwrap(), "--config", config.to_str().unwrap(), "--period", period]
+    vec![
+        "run",
+        "--job",
+        job.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--period",
+        period,
+    ]
 }
 
 fn validate_args<'a>(job: &'a Path, config: &'a Path) -> Vec<&'a str> {
-    vec!["validate", "--job", job.to_str().unwrap(), "--config", config.to_str().unwrap()]
+    vec![
+        "validate",
+        "--job",
+        job.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]
 }
 
 /// Each job error: (edit of the job text, what the message must contain).
@@ -53,25 +79,80 @@ fn validate_args<'a>(job: &'a Path, config: &'a Path) -> Vec<&'a str> {
 fn job_errors_name_file_key_and_line() {
     let setup = setup();
     let cases: Vec<(&str, Box<dyn Fn(String) -> String>, Vec<&str>)> = vec![
-        ("unknown key", Box::new(|t| t.replace("window_months: 12", "window_months: 12\nwindow_mnths: 3")), vec!["window_mnths", ":9"]),
-        ("wrong type", Box::new(|t| t.replace("window_months: 12", "window_months: twelve")), vec!["window_months", "invalid type"]),
-        ("missing SQL file", Box::new(|t| t.replace("file: orders.sql", "file: no_such.sql")), vec!["no_such.sql", "steps[0].file"]),
-        ("rule that does not parse", Box::new(|t| t.replace("rule: r_score = 5 AND f_score >= 4", "rule: r_score = = 5")), vec!["champions", "job.yaml:", "does not parse"]),
-        ("rule on an unknown column", Box::new(|t| t.replace("rule: r_score = 5 AND f_score >= 4", "rule: rscore = 5")), vec!["champions", "rscore"]),
-        ("rule that is not a condition", Box::new(|t| t.replace("rule: r_score = 5 AND f_score >= 4", "rule: r_score + 1")), vec!["champions", "not a condition"]),
-        ("unknown input", Box::new(|t| t.replace("inputs: [transactions]", "inputs: [transactions, weather]")), vec!["weather", "inputs[1]"]),
-        ("duplicate segment", Box::new(|t| t.replace("name: loyal\n", "name: champions\n")), vec!["champions", "declared twice"]),
-        ("step SQL on an unknown column", Box::new(|t| t.replace("file: orders.sql", "sql: SELECT customer_id, order_id, ordered_dat AS order_date, amount FROM transactions")), vec!["step `orders`", "ordered_dat"]),
-        ("step SQL with DDL", Box::new(|t| t.replace("file: orders.sql", "sql: CREATE TABLE x AS SELECT 1")), vec!["step `orders`", "DDL"]),
+        (
+            "unknown key",
+            Box::new(|t| t.replace("window_months: 12", "window_months: 12\nwindow_mnths: 3")),
+            vec!["window_mnths", ":9"],
+        ),
+        (
+            "wrong type",
+            Box::new(|t| t.replace("window_months: 12", "window_months: twelve")),
+            vec!["window_months", "invalid type"],
+        ),
+        (
+            "missing SQL file",
+            Box::new(|t| t.replace("file: orders.sql", "file: no_such.sql")),
+            vec!["no_such.sql", "steps[0].file"],
+        ),
+        (
+            "rule that does not parse",
+            Box::new(|t| t.replace("rule: r_score = 5 AND f_score >= 4", "rule: r_score = = 5")),
+            vec!["champions", "job.yaml:", "does not parse"],
+        ),
+        (
+            "rule on an unknown column",
+            Box::new(|t| t.replace("rule: r_score = 5 AND f_score >= 4", "rule: rscore = 5")),
+            vec!["champions", "rscore"],
+        ),
+        (
+            "rule that is not a condition",
+            Box::new(|t| t.replace("rule: r_score = 5 AND f_score >= 4", "rule: r_score + 1")),
+            vec!["champions", "not a condition"],
+        ),
+        (
+            "unknown input",
+            Box::new(|t| t.replace("inputs: [transactions]", "inputs: [transactions, weather]")),
+            vec!["weather", "inputs[1]"],
+        ),
+        (
+            "duplicate segment",
+            Box::new(|t| t.replace("name: loyal\n", "name: champions\n")),
+            vec!["champions", "declared twice"],
+        ),
+        (
+            "step SQL on an unknown column",
+            Box::new(|t| {
+                t.replace("file: orders.sql", "sql: SELECT customer_id, order_id, ordered_dat AS order_date, amount FROM transactions")
+            }),
+            vec!["step `orders`", "ordered_dat"],
+        ),
+        (
+            "step SQL with DDL",
+            Box::new(|t| t.replace("file: orders.sql", "sql: CREATE TABLE x AS SELECT 1")),
+            vec!["step `orders`", "DDL"],
+        ),
     ];
     for (name, edit, expected) in cases {
         let job = job_with(setup.dir.path(), edit);
-        for args in [validate_args(&job, &setup.config), run_args(&job, &setup.config, "2024-06")] {
+        for args in [
+            validate_args(&job, &setup.config),
+            run_args(&job, &setup.config, "2024-06"),
+        ] {
             let (code, stderr) = fails(&setup, &args);
-            assert_eq!(code, 2, "{name} ({}): exit code 2 expected\n{stderr}", args[0]);
-            assert!(stderr.contains("job.yaml") || stderr.contains(".sql"), "{name}: names the file\n{stderr}");
+            assert_eq!(
+                code, 2,
+                "{name} ({}): exit code 2 expected\n{stderr}",
+                args[0]
+            );
+            assert!(
+                stderr.contains("job.yaml") || stderr.contains(".sql"),
+                "{name}: names the file\n{stderr}"
+            );
             for needle in &expected {
-                assert!(stderr.contains(needle), "{name}: message should contain {needle:?}\n{stderr}");
+                assert!(
+                    stderr.contains(needle),
+                    "{name}: message should contain {needle:?}\n{stderr}"
+                );
             }
         }
     }
@@ -84,21 +165,45 @@ fn config_errors_name_file_key_and_line() {
     let job = default_job();
     let base = std::fs::read_to_string(&setup.config).unwrap();
     let cases: Vec<(String, Vec<&str>)> = vec![
-        (base.replace("timezone: UTC", "timezone: UTC\nwarehous: x"), vec!["warehous", "unknown field", ":3"]),
-        (base.replace("timezone: UTC", "timezone: Mars/Olympus"), vec!["timezone", "Mars/Olympus"]),
-        (base.replace("format: parquet", "format: xlsx"), vec!["format", "xlsx"]),
-        (base.replace("timezone: UTC", "timezone: ${SEGMENTS_TEST_UNSET_VARIABLE}"), vec!["SEGMENTS_TEST_UNSET_VARIABLE", ":2"]),
-        (base.replace("  transactions:", "  transactionz:"), vec!["transactionz"]),
-        (format!("{base}    columns:\n      customer: loyalty_card\n"), vec!["customer", "not a canonical column"]),
+        (
+            base.replace("timezone: UTC", "timezone: UTC\nwarehous: x"),
+            vec!["warehous", "unknown field", ":3"],
+        ),
+        (
+            base.replace("timezone: UTC", "timezone: Mars/Olympus"),
+            vec!["timezone", "Mars/Olympus"],
+        ),
+        (
+            base.replace("format: parquet", "format: xlsx"),
+            vec!["format", "xlsx"],
+        ),
+        (
+            base.replace("timezone: UTC", "timezone: ${SEGMENTS_TEST_UNSET_VARIABLE}"),
+            vec!["SEGMENTS_TEST_UNSET_VARIABLE", ":2"],
+        ),
+        (
+            base.replace("  transactions:", "  transactionz:"),
+            vec!["transactionz"],
+        ),
+        (
+            format!("{base}    columns:\n      customer: loyalty_card\n"),
+            vec!["customer", "not a canonical column"],
+        ),
     ];
     for (text, expected) in cases {
         std::fs::write(&setup.config, &text).unwrap();
-        for args in [validate_args(&job, &setup.config), run_args(&job, &setup.config, "2024-06")] {
+        for args in [
+            validate_args(&job, &setup.config),
+            run_args(&job, &setup.config, "2024-06"),
+        ] {
             let (code, stderr) = fails(&setup, &args);
             assert_eq!(code, 2, "{text}\n{stderr}");
             assert!(stderr.contains("config.yaml"), "names the file: {stderr}");
             for needle in &expected {
-                assert!(stderr.contains(needle), "should contain {needle:?}: {stderr}");
+                assert!(
+                    stderr.contains(needle),
+                    "should contain {needle:?}: {stderr}"
+                );
             }
         }
     }
@@ -109,7 +214,11 @@ fn validate_accepts_the_shipped_job_and_reads_no_data() {
     let setup = setup();
     // The config points at a folder that does not exist: validate reads no data.
     let config = setup.dir.path().join("nodata.yaml");
-    std::fs::write(&config, "warehouse: ./w\ninputs:\n  transactions:\n    url: ./missing/\n    format: parquet\n").unwrap();
+    std::fs::write(
+        &config,
+        "warehouse: ./w\ninputs:\n  transactions:\n    url: ./missing/\n    format: parquet\n",
+    )
+    .unwrap();
     let stdout = segments_ok(setup.dir.path(), &validate_args(&default_job(), &config));
     assert!(stdout.contains("ok"), "{stdout}");
 }
@@ -130,7 +239,10 @@ fn periods_are_checked() {
     // A month without transactions is a failed gate (exit 3), nothing published.
     let (code, stderr) = fails(&setup, &run_args(&job, &setup.config, "2022-01"));
     assert_eq!(code, 3, "{stderr}");
-    assert!(stderr.contains("no transaction is dated in 2022-01"), "{stderr}");
+    assert!(
+        stderr.contains("no transaction is dated in 2022-01"),
+        "{stderr}"
+    );
     assert!(!setup.warehouse.exists());
 }
 
@@ -138,15 +250,24 @@ fn periods_are_checked() {
 fn unmatched_customer_is_a_job_error_unless_fallback() {
     let setup = setup();
     // Without the `lost` rule, lost customers match nothing.
-    let job = job_with(setup.dir.path(), |t| t.replace("rule: frequency = 0", "rule: frequency = -1"));
+    let job = job_with(setup.dir.path(), |t| {
+        t.replace("rule: frequency = 0", "rule: frequency = -1")
+    });
     let (code, stderr) = fails(&setup, &run_args(&job, &setup.config, "2024-06"));
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("customer(s) of 2024-05 match no segment rule"), "the previous period is classified first: {stderr}");
-    assert!(stderr.contains("customer_id=c11") && stderr.contains("frequency=0"), "names the customer's values: {stderr}");
+    assert!(
+        stderr.contains("customer(s) of 2024-05 match no segment rule"),
+        "the previous period is classified first: {stderr}"
+    );
+    assert!(
+        stderr.contains("customer_id=c11") && stderr.contains("frequency=0"),
+        "names the customer's values: {stderr}"
+    );
     assert!(!setup.warehouse.exists());
 
     let job = job_with(setup.dir.path(), |t| {
-        t.replace("rule: frequency = 0", "rule: frequency = -1").replace("outputs:", "  fallback: lost\noutputs:")
+        t.replace("rule: frequency = 0", "rule: frequency = -1")
+            .replace("outputs:", "  fallback: lost\noutputs:")
     });
     let stdout = segments_ok(setup.dir.path(), &run_args(&job, &setup.config, "2024-06"));
     assert!(stdout.contains("lost"), "{stdout}");
@@ -160,7 +281,10 @@ fn dry_run_writes_nothing_and_prints_the_matrix() {
     args.push("--dry-run");
     let stdout = segments_ok(setup.dir.path(), &args);
     assert!(stdout.contains("Dry run"), "{stdout}");
-    assert!(stdout.contains("migration_matrix") && stdout.contains("(removed)"), "{stdout}");
+    assert!(
+        stdout.contains("migration_matrix") && stdout.contains("(removed)"),
+        "{stdout}"
+    );
     assert!(stdout.contains("segment_summary"), "{stdout}");
     assert!(!setup.warehouse.exists(), "dry run wrote to the warehouse");
 }
@@ -182,6 +306,7 @@ fn json_logs_are_json() {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty(), "info logs expected with -v");
     for line in lines {
-        serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
 }

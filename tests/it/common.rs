@@ -71,5 +71,9 @@ pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
 
 /// Path of a published table partition.
 pub fn table_file(warehouse: &Path, job: &str, table: &str, period: &str) -> PathBuf {
-    warehouse.join(job).join(table).join(format!("period={period}")).join("part-0.parquet")
+    warehouse
+        .join(job)
+        .join(table)
+        .join(format!("period={period}"))
+        .join("part-0.parquet")
 }

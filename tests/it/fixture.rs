@@ -15,7 +15,10 @@ use chrono::{NaiveDate, NaiveDateTime};
 use datafusion::arrow::array::{
     Array, AsArray, Decimal128Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use datafusion::arrow::datatypes::{DataType, Date32Type, Decimal128Type, Field, Float64Type, Int32Type, Int64Type, Int8Type, Schema, TimeUnit};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Decimal128Type, Field, Float64Type, Int8Type, Int32Type, Int64Type,
+    Schema, TimeUnit,
+};
 use datafusion::parquet::arrow::ArrowWriter;
 
 use crate::common::{default_job, read_parquet, segments_ok, table_file, write_config};
@@ -80,22 +83,50 @@ pub fn write_fixture(data: &Path) {
     let schema = Arc::new(Schema::new(vec![
         Field::new("customer_id", DataType::Utf8, true),
         Field::new("order_id", DataType::Utf8, false),
-        Field::new("ordered_at", DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())), false),
+        Field::new(
+            "ordered_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
         Field::new("amount", DataType::Decimal128(18, 2), false),
     ]));
-    let mut months: std::collections::BTreeMap<String, Vec<&(Option<&str>, &str, &str, i64)>> = Default::default();
+    let mut months: std::collections::BTreeMap<String, Vec<&(Option<&str>, &str, &str, i64)>> =
+        Default::default();
     for line in LINES {
-        months.entry(line.2[..7].to_string()).or_default().push(line);
+        months
+            .entry(line.2[..7].to_string())
+            .or_default()
+            .push(line);
     }
     for (month, lines) in months {
-        let at = |text: &str| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M").unwrap().and_utc().timestamp_micros();
+        let at = |text: &str| {
+            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M")
+                .unwrap()
+                .and_utc()
+                .timestamp_micros()
+        };
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
-                Arc::new(StringArray::from(lines.iter().map(|l| l.0).collect::<Vec<_>>())),
-                Arc::new(StringArray::from(lines.iter().map(|l| l.1).collect::<Vec<_>>())),
-                Arc::new(TimestampMicrosecondArray::from(lines.iter().map(|l| at(l.2)).collect::<Vec<_>>()).with_timezone("UTC")),
-                Arc::new(Decimal128Array::from(lines.iter().map(|l| l.3 as i128 * 100).collect::<Vec<_>>()).with_precision_and_scale(18, 2).unwrap()),
+                Arc::new(StringArray::from(
+                    lines.iter().map(|l| l.0).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    lines.iter().map(|l| l.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(
+                    TimestampMicrosecondArray::from(
+                        lines.iter().map(|l| at(l.2)).collect::<Vec<_>>(),
+                    )
+                    .with_timezone("UTC"),
+                ),
+                Arc::new(
+                    Decimal128Array::from(
+                        lines.iter().map(|l| l.3 as i128 * 100).collect::<Vec<_>>(),
+                    )
+                    .with_precision_and_scale(18, 2)
+                    .unwrap(),
+                ),
             ],
         )
         .unwrap();
@@ -110,7 +141,20 @@ pub fn write_fixture(data: &Path) {
 
 /// A snapshot row: (customer, segment, rank, r, f, m, rfm_code, recency_days,
 /// frequency, monetary in euros, first purchase, last purchase).
-type SnapshotRow = (&'static str, &'static str, i32, Option<i8>, Option<i8>, Option<i8>, Option<&'static str>, i32, i64, i64, &'static str, &'static str);
+type SnapshotRow = (
+    &'static str,
+    &'static str,
+    i32,
+    Option<i8>,
+    Option<i8>,
+    Option<i8>,
+    Option<&'static str>,
+    i32,
+    i64,
+    i64,
+    &'static str,
+    &'static str,
+);
 
 // Period 2024-06: as_of 2024-06-30, window [2023-07-01, 2024-07-01), 17 active
 // customers (n = 17), score = 1 + floor(5 * strictly-worse / 17).
@@ -122,27 +166,274 @@ type SnapshotRow = (&'static str, &'static str, i32, Option<i8>, Option<i8>, Opt
 // M: 20:0→1, 25:1→1, 30 (×2):2→1, 35 (×2):4→2, 40 (×2):6→2, 45:8→3, 60:9→3,
 // 70:10→3, 90:11→4, 160:12→4, 200:13→4, 400:14→5, 1000:15→5, 2500:16→5.
 const SNAPSHOT_2024_06: &[SnapshotRow] = &[
-    ("c01", "loyal", 2, Some(4), Some(5), Some(5), Some("455"), 10, 4, 400, "2024-03-10", "2024-06-20"),
-    ("c02", "loyal", 2, Some(4), Some(5), Some(4), Some("454"), 10, 4, 200, "2023-09-01", "2024-06-20"),
-    ("c03", "new_customers", 4, Some(5), Some(1), Some(1), Some("511"), 5, 1, 30, "2024-06-25", "2024-06-25"),
-    ("c04", "champions", 1, Some(5), Some(4), Some(4), Some("544"), 5, 2, 160, "2023-08-01", "2024-06-25"),
-    ("c05", "about_to_sleep", 7, Some(3), Some(1), Some(2), Some("312"), 41, 1, 40, "2024-05-20", "2024-05-20"),
-    ("c06", "about_to_sleep", 7, Some(3), Some(1), Some(2), Some("312"), 41, 1, 40, "2024-05-20", "2024-05-20"),
-    ("c07", "about_to_sleep", 7, Some(3), Some(1), Some(3), Some("313"), 90, 1, 60, "2024-04-01", "2024-04-01"),
-    ("c08", "hibernating", 10, Some(2), Some(1), Some(1), Some("211"), 150, 1, 25, "2024-02-01", "2024-02-01"),
-    ("c09", "cant_lose", 8, Some(1), Some(5), Some(5), Some("155"), 212, 5, 2500, "2023-08-01", "2023-12-01"),
-    ("c10", "hibernating", 10, Some(1), Some(1), Some(1), Some("111"), 351, 1, 20, "2023-07-15", "2023-07-15"),
+    (
+        "c01",
+        "loyal",
+        2,
+        Some(4),
+        Some(5),
+        Some(5),
+        Some("455"),
+        10,
+        4,
+        400,
+        "2024-03-10",
+        "2024-06-20",
+    ),
+    (
+        "c02",
+        "loyal",
+        2,
+        Some(4),
+        Some(5),
+        Some(4),
+        Some("454"),
+        10,
+        4,
+        200,
+        "2023-09-01",
+        "2024-06-20",
+    ),
+    (
+        "c03",
+        "new_customers",
+        4,
+        Some(5),
+        Some(1),
+        Some(1),
+        Some("511"),
+        5,
+        1,
+        30,
+        "2024-06-25",
+        "2024-06-25",
+    ),
+    (
+        "c04",
+        "champions",
+        1,
+        Some(5),
+        Some(4),
+        Some(4),
+        Some("544"),
+        5,
+        2,
+        160,
+        "2023-08-01",
+        "2024-06-25",
+    ),
+    (
+        "c05",
+        "about_to_sleep",
+        7,
+        Some(3),
+        Some(1),
+        Some(2),
+        Some("312"),
+        41,
+        1,
+        40,
+        "2024-05-20",
+        "2024-05-20",
+    ),
+    (
+        "c06",
+        "about_to_sleep",
+        7,
+        Some(3),
+        Some(1),
+        Some(2),
+        Some("312"),
+        41,
+        1,
+        40,
+        "2024-05-20",
+        "2024-05-20",
+    ),
+    (
+        "c07",
+        "about_to_sleep",
+        7,
+        Some(3),
+        Some(1),
+        Some(3),
+        Some("313"),
+        90,
+        1,
+        60,
+        "2024-04-01",
+        "2024-04-01",
+    ),
+    (
+        "c08",
+        "hibernating",
+        10,
+        Some(2),
+        Some(1),
+        Some(1),
+        Some("211"),
+        150,
+        1,
+        25,
+        "2024-02-01",
+        "2024-02-01",
+    ),
+    (
+        "c09",
+        "cant_lose",
+        8,
+        Some(1),
+        Some(5),
+        Some(5),
+        Some("155"),
+        212,
+        5,
+        2500,
+        "2023-08-01",
+        "2023-12-01",
+    ),
+    (
+        "c10",
+        "hibernating",
+        10,
+        Some(1),
+        Some(1),
+        Some(1),
+        Some("111"),
+        351,
+        1,
+        20,
+        "2023-07-15",
+        "2023-07-15",
+    ),
     // c11 bought only before the window: lost, null scores, monetary 0.
-    ("c11", "lost", 11, None, None, None, None, 426, 0, 0, "2023-05-01", "2023-05-01"),
-    ("c12", "lost", 11, None, None, None, None, 381, 0, 0, "2023-06-15", "2023-06-15"),
+    (
+        "c11",
+        "lost",
+        11,
+        None,
+        None,
+        None,
+        None,
+        426,
+        0,
+        0,
+        "2023-05-01",
+        "2023-05-01",
+    ),
+    (
+        "c12",
+        "lost",
+        11,
+        None,
+        None,
+        None,
+        None,
+        381,
+        0,
+        0,
+        "2023-06-15",
+        "2023-06-15",
+    ),
     // c13: order of 2024-03-01 nets to 120 - 20 = 100, plus the -30 refund order.
-    ("c13", "hibernating", 10, Some(2), Some(1), Some(3), Some("213"), 121, 1, 70, "2024-03-01", "2024-03-01"),
-    ("c14", "hibernating", 10, Some(2), Some(1), Some(3), Some("213"), 172, 1, 45, "2024-01-10", "2024-01-10"),
-    ("c16", "loyal", 2, Some(3), Some(4), Some(1), Some("341"), 27, 3, 30, "2024-06-01", "2024-06-03"),
-    ("c17", "hibernating", 10, Some(1), Some(1), Some(5), Some("115"), 365, 1, 1000, "2023-06-30", "2023-07-01"),
-    ("c18", "champions", 1, Some(5), Some(4), Some(4), Some("544"), 2, 2, 90, "2024-05-31", "2024-06-28"),
-    ("c19", "promising", 5, Some(4), Some(1), Some(2), Some("412"), 20, 1, 35, "2024-06-10", "2024-06-10"),
-    ("c20", "hibernating", 10, Some(1), Some(1), Some(2), Some("112"), 264, 1, 35, "2023-10-10", "2023-10-10"),
+    (
+        "c13",
+        "hibernating",
+        10,
+        Some(2),
+        Some(1),
+        Some(3),
+        Some("213"),
+        121,
+        1,
+        70,
+        "2024-03-01",
+        "2024-03-01",
+    ),
+    (
+        "c14",
+        "hibernating",
+        10,
+        Some(2),
+        Some(1),
+        Some(3),
+        Some("213"),
+        172,
+        1,
+        45,
+        "2024-01-10",
+        "2024-01-10",
+    ),
+    (
+        "c16",
+        "loyal",
+        2,
+        Some(3),
+        Some(4),
+        Some(1),
+        Some("341"),
+        27,
+        3,
+        30,
+        "2024-06-01",
+        "2024-06-03",
+    ),
+    (
+        "c17",
+        "hibernating",
+        10,
+        Some(1),
+        Some(1),
+        Some(5),
+        Some("115"),
+        365,
+        1,
+        1000,
+        "2023-06-30",
+        "2023-07-01",
+    ),
+    (
+        "c18",
+        "champions",
+        1,
+        Some(5),
+        Some(4),
+        Some(4),
+        Some("544"),
+        2,
+        2,
+        90,
+        "2024-05-31",
+        "2024-06-28",
+    ),
+    (
+        "c19",
+        "promising",
+        5,
+        Some(4),
+        Some(1),
+        Some(2),
+        Some("412"),
+        20,
+        1,
+        35,
+        "2024-06-10",
+        "2024-06-10",
+    ),
+    (
+        "c20",
+        "hibernating",
+        10,
+        Some(1),
+        Some(1),
+        Some(2),
+        Some("112"),
+        264,
+        1,
+        35,
+        "2023-10-10",
+        "2023-10-10",
+    ),
 ];
 
 // Period 2024-05 (the "from" side): as_of 2024-05-31, window [2023-06-01,
@@ -156,23 +447,101 @@ const MIGRATIONS_2024_06: &[(&str, Option<&str>, Option<&str>, &str, Option<&str
     ("c01", Some("loyal"), Some("loyal"), "same", Some("same")),
     ("c02", Some("loyal"), Some("loyal"), "same", Some("same")),
     ("c03", None, Some("new_customers"), "new", None),
-    ("c04", Some("hibernating"), Some("champions"), "up", Some("better")),
-    ("c05", Some("new_customers"), Some("about_to_sleep"), "down", Some("watch")),
-    ("c06", Some("new_customers"), Some("about_to_sleep"), "down", Some("watch")),
-    ("c07", Some("promising"), Some("about_to_sleep"), "down", Some("watch")),
-    ("c08", Some("about_to_sleep"), Some("hibernating"), "down", Some("watch")),
-    ("c09", Some("cant_lose"), Some("cant_lose"), "same", Some("same")),
-    ("c10", Some("hibernating"), Some("hibernating"), "same", Some("same")),
+    (
+        "c04",
+        Some("hibernating"),
+        Some("champions"),
+        "up",
+        Some("better"),
+    ),
+    (
+        "c05",
+        Some("new_customers"),
+        Some("about_to_sleep"),
+        "down",
+        Some("watch"),
+    ),
+    (
+        "c06",
+        Some("new_customers"),
+        Some("about_to_sleep"),
+        "down",
+        Some("watch"),
+    ),
+    (
+        "c07",
+        Some("promising"),
+        Some("about_to_sleep"),
+        "down",
+        Some("watch"),
+    ),
+    (
+        "c08",
+        Some("about_to_sleep"),
+        Some("hibernating"),
+        "down",
+        Some("watch"),
+    ),
+    (
+        "c09",
+        Some("cant_lose"),
+        Some("cant_lose"),
+        "same",
+        Some("same"),
+    ),
+    (
+        "c10",
+        Some("hibernating"),
+        Some("hibernating"),
+        "same",
+        Some("same"),
+    ),
     ("c11", Some("lost"), Some("lost"), "same", Some("same")),
-    ("c12", Some("hibernating"), Some("lost"), "churned", Some("watch")),
-    ("c13", Some("about_to_sleep"), Some("hibernating"), "down", Some("watch")),
-    ("c14", Some("hibernating"), Some("hibernating"), "same", Some("same")),
+    (
+        "c12",
+        Some("hibernating"),
+        Some("lost"),
+        "churned",
+        Some("watch"),
+    ),
+    (
+        "c13",
+        Some("about_to_sleep"),
+        Some("hibernating"),
+        "down",
+        Some("watch"),
+    ),
+    (
+        "c14",
+        Some("hibernating"),
+        Some("hibernating"),
+        "same",
+        Some("same"),
+    ),
     ("c15", Some("promising"), None, "removed", None),
     ("c16", None, Some("loyal"), "new", None),
-    ("c17", Some("at_risk"), Some("hibernating"), "down", Some("watch")),
-    ("c18", Some("new_customers"), Some("champions"), "up", Some("better")),
+    (
+        "c17",
+        Some("at_risk"),
+        Some("hibernating"),
+        "down",
+        Some("watch"),
+    ),
+    (
+        "c18",
+        Some("new_customers"),
+        Some("champions"),
+        "up",
+        Some("better"),
+    ),
     ("c19", None, Some("promising"), "new", None),
-    ("c20", Some("hibernating"), Some("hibernating"), "same", Some("same")),
+    (
+        "c20",
+        Some("hibernating"),
+        Some("hibernating"),
+        "same",
+        Some("same"),
+    ),
 ];
 
 /// (from, to, customers, monetary in euros, share_of_from as numerator/denominator)
@@ -233,7 +602,9 @@ const THRESHOLDS_2024_06: &[(&str, i8, Option<&str>, Option<&str>, i64)] = &[
 ];
 
 fn date(text: &str) -> i32 {
-    (NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap() - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32
+    (NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+        - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+    .num_days() as i32
 }
 
 fn one(batches: Vec<RecordBatch>) -> RecordBatch {
@@ -242,81 +613,256 @@ fn one(batches: Vec<RecordBatch>) -> RecordBatch {
 
 fn opt_str(array: &dyn Array, row: usize) -> Option<String> {
     let strings = array.as_string::<i32>();
-    strings.is_valid(row).then(|| strings.value(row).to_string())
+    strings
+        .is_valid(row)
+        .then(|| strings.value(row).to_string())
 }
 
 fn check_snapshot(warehouse: &Path) {
-    let batch = one(read_parquet(&table_file(warehouse, "rfm_monthly", "snapshots", "2024-06")));
-    assert_eq!(batch.num_rows(), SNAPSHOT_2024_06.len(), "one row per customer of the universe (c15 removed)");
+    let batch = one(read_parquet(&table_file(
+        warehouse,
+        "rfm_monthly",
+        "snapshots",
+        "2024-06",
+    )));
+    assert_eq!(
+        batch.num_rows(),
+        SNAPSHOT_2024_06.len(),
+        "one row per customer of the universe (c15 removed)"
+    );
     let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
     for (row, expected) in SNAPSHOT_2024_06.iter().enumerate() {
-        let (id, segment, rank, r, f, m, code, recency, frequency, monetary, first, last) = *expected;
+        let (id, segment, rank, r, f, m, code, recency, frequency, monetary, first, last) =
+            *expected;
         let score = |name: &str| {
             let scores = column(name);
             let scores = scores.as_primitive::<Int8Type>();
             scores.is_valid(row).then(|| scores.value(row))
         };
-        assert_eq!(column("customer_id").as_string::<i32>().value(row), id, "rows sorted by customer_id");
-        assert_eq!(column("as_of_date").as_primitive::<Date32Type>().value(row), date("2024-06-30"), "{id}");
-        assert_eq!(column("segment").as_string::<i32>().value(row), segment, "{id} segment");
-        assert_eq!(column("segment_rank").as_primitive::<Int32Type>().value(row), rank, "{id} rank");
-        assert_eq!((score("r_score"), score("f_score"), score("m_score")), (r, f, m), "{id} scores");
-        assert_eq!(opt_str(column("rfm_code").as_ref(), row).as_deref(), code, "{id} rfm_code");
-        assert_eq!(column("recency_days").as_primitive::<Int32Type>().value(row), recency, "{id} recency");
-        assert_eq!(column("frequency").as_primitive::<Int64Type>().value(row), frequency, "{id} frequency");
-        assert_eq!(column("monetary").as_primitive::<Decimal128Type>().value(row), monetary as i128 * 100, "{id} monetary");
-        assert_eq!(column("first_purchase_date").as_primitive::<Date32Type>().value(row), date(first), "{id} first");
-        assert_eq!(column("last_purchase_date").as_primitive::<Date32Type>().value(row), date(last), "{id} last");
+        assert_eq!(
+            column("customer_id").as_string::<i32>().value(row),
+            id,
+            "rows sorted by customer_id"
+        );
+        assert_eq!(
+            column("as_of_date").as_primitive::<Date32Type>().value(row),
+            date("2024-06-30"),
+            "{id}"
+        );
+        assert_eq!(
+            column("segment").as_string::<i32>().value(row),
+            segment,
+            "{id} segment"
+        );
+        assert_eq!(
+            column("segment_rank")
+                .as_primitive::<Int32Type>()
+                .value(row),
+            rank,
+            "{id} rank"
+        );
+        assert_eq!(
+            (score("r_score"), score("f_score"), score("m_score")),
+            (r, f, m),
+            "{id} scores"
+        );
+        assert_eq!(
+            opt_str(column("rfm_code").as_ref(), row).as_deref(),
+            code,
+            "{id} rfm_code"
+        );
+        assert_eq!(
+            column("recency_days")
+                .as_primitive::<Int32Type>()
+                .value(row),
+            recency,
+            "{id} recency"
+        );
+        assert_eq!(
+            column("frequency").as_primitive::<Int64Type>().value(row),
+            frequency,
+            "{id} frequency"
+        );
+        assert_eq!(
+            column("monetary")
+                .as_primitive::<Decimal128Type>()
+                .value(row),
+            monetary as i128 * 100,
+            "{id} monetary"
+        );
+        assert_eq!(
+            column("first_purchase_date")
+                .as_primitive::<Date32Type>()
+                .value(row),
+            date(first),
+            "{id} first"
+        );
+        assert_eq!(
+            column("last_purchase_date")
+                .as_primitive::<Date32Type>()
+                .value(row),
+            date(last),
+            "{id} last"
+        );
     }
 }
 
 fn check_migrations(warehouse: &Path) {
-    let batch = one(read_parquet(&table_file(warehouse, "rfm_monthly", "migrations", "2024-06")));
+    let batch = one(read_parquet(&table_file(
+        warehouse,
+        "rfm_monthly",
+        "migrations",
+        "2024-06",
+    )));
     assert_eq!(batch.num_rows(), MIGRATIONS_2024_06.len());
     let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
     for (row, (id, from, to, movement, evolution)) in MIGRATIONS_2024_06.iter().enumerate() {
         assert_eq!(column("customer_id").as_string::<i32>().value(row), *id);
-        assert_eq!(column("from_period").as_string::<i32>().value(row), "2024-05");
-        assert_eq!(opt_str(column("from_segment").as_ref(), row).as_deref(), *from, "{id} from");
-        assert_eq!(opt_str(column("to_segment").as_ref(), row).as_deref(), *to, "{id} to");
-        assert_eq!(column("movement").as_string::<i32>().value(row), *movement, "{id} movement");
-        assert_eq!(opt_str(column("evolution").as_ref(), row).as_deref(), *evolution, "{id} evolution");
+        assert_eq!(
+            column("from_period").as_string::<i32>().value(row),
+            "2024-05"
+        );
+        assert_eq!(
+            opt_str(column("from_segment").as_ref(), row).as_deref(),
+            *from,
+            "{id} from"
+        );
+        assert_eq!(
+            opt_str(column("to_segment").as_ref(), row).as_deref(),
+            *to,
+            "{id} to"
+        );
+        assert_eq!(
+            column("movement").as_string::<i32>().value(row),
+            *movement,
+            "{id} movement"
+        );
+        assert_eq!(
+            opt_str(column("evolution").as_ref(), row).as_deref(),
+            *evolution,
+            "{id} evolution"
+        );
     }
 }
 
 fn check_matrix(warehouse: &Path) {
-    let batch = one(read_parquet(&table_file(warehouse, "rfm_monthly", "migration_matrix", "2024-06")));
-    assert_eq!(batch.num_rows(), MATRIX_2024_06.len(), "non-empty cells only");
+    let batch = one(read_parquet(&table_file(
+        warehouse,
+        "rfm_monthly",
+        "migration_matrix",
+        "2024-06",
+    )));
+    assert_eq!(
+        batch.num_rows(),
+        MATRIX_2024_06.len(),
+        "non-empty cells only"
+    );
     let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
     for (row, (from, to, customers, monetary, (num, den))) in MATRIX_2024_06.iter().enumerate() {
-        assert_eq!(column("from_segment").as_string::<i32>().value(row), *from, "row {row}");
-        assert_eq!(column("to_segment").as_string::<i32>().value(row), *to, "row {row}");
-        assert_eq!(column("customers").as_primitive::<Int64Type>().value(row), *customers, "{from}->{to}");
-        assert_eq!(column("monetary").as_primitive::<Decimal128Type>().value(row), *monetary as i128 * 100, "{from}->{to}");
-        let share = column("share_of_from").as_primitive::<Float64Type>().value(row);
-        assert!((share - *num as f64 / *den as f64).abs() < 1e-12, "{from}->{to} share {share}");
+        assert_eq!(
+            column("from_segment").as_string::<i32>().value(row),
+            *from,
+            "row {row}"
+        );
+        assert_eq!(
+            column("to_segment").as_string::<i32>().value(row),
+            *to,
+            "row {row}"
+        );
+        assert_eq!(
+            column("customers").as_primitive::<Int64Type>().value(row),
+            *customers,
+            "{from}->{to}"
+        );
+        assert_eq!(
+            column("monetary")
+                .as_primitive::<Decimal128Type>()
+                .value(row),
+            *monetary as i128 * 100,
+            "{from}->{to}"
+        );
+        let share = column("share_of_from")
+            .as_primitive::<Float64Type>()
+            .value(row);
+        assert!(
+            (share - *num as f64 / *den as f64).abs() < 1e-12,
+            "{from}->{to} share {share}"
+        );
     }
 }
 
 fn check_summary(warehouse: &Path) {
-    let batch = one(read_parquet(&table_file(warehouse, "rfm_monthly", "segment_summary", "2024-06")));
-    assert_eq!(batch.num_rows(), SUMMARY_2024_06.len(), "every declared segment, empty ones included");
+    let batch = one(read_parquet(&table_file(
+        warehouse,
+        "rfm_monthly",
+        "segment_summary",
+        "2024-06",
+    )));
+    assert_eq!(
+        batch.num_rows(),
+        SUMMARY_2024_06.len(),
+        "every declared segment, empty ones included"
+    );
     let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
     for (row, expected) in SUMMARY_2024_06.iter().enumerate() {
-        let (segment, customers, active, revenue, orders, basket, monetary, previous, delta) = *expected;
+        let (segment, customers, active, revenue, orders, basket, monetary, previous, delta) =
+            *expected;
         assert_eq!(column("segment").as_string::<i32>().value(row), segment);
-        assert_eq!(column("customers").as_primitive::<Int64Type>().value(row), customers, "{segment}");
+        assert_eq!(
+            column("customers").as_primitive::<Int64Type>().value(row),
+            customers,
+            "{segment}"
+        );
         let share = column("share").as_primitive::<Float64Type>().value(row);
-        assert!((share - customers as f64 / 19.0).abs() < 1e-12, "{segment} share over 19 customers");
-        assert_eq!(column("active_customers").as_primitive::<Int64Type>().value(row), active, "{segment}");
-        assert_eq!(column("revenue").as_primitive::<Decimal128Type>().value(row), revenue as i128 * 100, "{segment}");
-        assert_eq!(column("orders").as_primitive::<Int64Type>().value(row), orders, "{segment}");
+        assert!(
+            (share - customers as f64 / 19.0).abs() < 1e-12,
+            "{segment} share over 19 customers"
+        );
+        assert_eq!(
+            column("active_customers")
+                .as_primitive::<Int64Type>()
+                .value(row),
+            active,
+            "{segment}"
+        );
+        assert_eq!(
+            column("revenue")
+                .as_primitive::<Decimal128Type>()
+                .value(row),
+            revenue as i128 * 100,
+            "{segment}"
+        );
+        assert_eq!(
+            column("orders").as_primitive::<Int64Type>().value(row),
+            orders,
+            "{segment}"
+        );
         let baskets = column("avg_basket");
         let baskets = baskets.as_primitive::<Decimal128Type>();
-        assert_eq!(baskets.is_valid(row).then(|| baskets.value(row)), basket, "{segment} avg_basket");
-        assert_eq!(column("monetary").as_primitive::<Decimal128Type>().value(row), monetary as i128 * 100, "{segment}");
-        assert_eq!(column("previous_customers").as_primitive::<Int64Type>().value(row), previous, "{segment}");
-        assert_eq!(column("delta").as_primitive::<Int64Type>().value(row), delta, "{segment}");
+        assert_eq!(
+            baskets.is_valid(row).then(|| baskets.value(row)),
+            basket,
+            "{segment} avg_basket"
+        );
+        assert_eq!(
+            column("monetary")
+                .as_primitive::<Decimal128Type>()
+                .value(row),
+            monetary as i128 * 100,
+            "{segment}"
+        );
+        assert_eq!(
+            column("previous_customers")
+                .as_primitive::<Int64Type>()
+                .value(row),
+            previous,
+            "{segment}"
+        );
+        assert_eq!(
+            column("delta").as_primitive::<Int64Type>().value(row),
+            delta,
+            "{segment}"
+        );
     }
     // loyal: frequency (4 + 4 + 3) / 3, recency (10 + 10 + 27) / 3
     let avg_frequency = column("avg_frequency");
@@ -327,15 +873,35 @@ fn check_summary(warehouse: &Path) {
 }
 
 fn check_thresholds(warehouse: &Path) {
-    let batch = one(read_parquet(&table_file(warehouse, "rfm_monthly", "score_thresholds", "2024-06")));
+    let batch = one(read_parquet(&table_file(
+        warehouse,
+        "rfm_monthly",
+        "score_thresholds",
+        "2024-06",
+    )));
     assert_eq!(batch.num_rows(), 15, "3 metrics × 5 scores");
     let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
     for (row, (metric, score, min, max, customers)) in THRESHOLDS_2024_06.iter().enumerate() {
         assert_eq!(column("metric").as_string::<i32>().value(row), *metric);
-        assert_eq!(column("score").as_primitive::<Int8Type>().value(row), *score);
-        assert_eq!(opt_str(column("min_value").as_ref(), row).as_deref(), *min, "{metric} {score} min");
-        assert_eq!(opt_str(column("max_value").as_ref(), row).as_deref(), *max, "{metric} {score} max");
-        assert_eq!(column("customers").as_primitive::<Int64Type>().value(row), *customers, "{metric} {score}");
+        assert_eq!(
+            column("score").as_primitive::<Int8Type>().value(row),
+            *score
+        );
+        assert_eq!(
+            opt_str(column("min_value").as_ref(), row).as_deref(),
+            *min,
+            "{metric} {score} min"
+        );
+        assert_eq!(
+            opt_str(column("max_value").as_ref(), row).as_deref(),
+            *max,
+            "{metric} {score} max"
+        );
+        assert_eq!(
+            column("customers").as_primitive::<Int64Type>().value(row),
+            *customers,
+            "{metric} {score}"
+        );
     }
 }
 
@@ -350,7 +916,18 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
 
 fn run(dir: &Path, config: &Path, period: &str) -> String {
     let job = default_job();
-    segments_ok(dir, &["run", "--job", job.to_str().unwrap(), "--config", config.to_str().unwrap(), "--period", period])
+    segments_ok(
+        dir,
+        &[
+            "run",
+            "--job",
+            job.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--period",
+            period,
+        ],
+    )
 }
 
 #[test]
@@ -389,16 +966,40 @@ fn hand_checked_period_with_published_previous_and_rerun() {
     check_summary(&warehouse);
 
     // Rerunning replaces the period with identical files and no extra ones.
-    let tables = ["snapshots", "migrations", "migration_matrix", "segment_summary", "score_thresholds", "segment_definitions"];
-    let before: Vec<Vec<u8>> = tables.iter().map(|t| std::fs::read(table_file(&warehouse, "rfm_monthly", t, "2024-06")).unwrap()).collect();
+    let tables = [
+        "snapshots",
+        "migrations",
+        "migration_matrix",
+        "segment_summary",
+        "score_thresholds",
+        "segment_definitions",
+    ];
+    let before: Vec<Vec<u8>> = tables
+        .iter()
+        .map(|t| std::fs::read(table_file(&warehouse, "rfm_monthly", t, "2024-06")).unwrap())
+        .collect();
     run(dir.path(), &config, "2024-06");
     for (table, bytes) in tables.iter().zip(before) {
         let after = std::fs::read(table_file(&warehouse, "rfm_monthly", table, "2024-06")).unwrap();
         assert!(after == bytes, "{table} changed on rerun");
-        let folder = warehouse.join("rfm_monthly").join(table).join("period=2024-06");
-        assert_eq!(std::fs::read_dir(folder).unwrap().count(), 1, "{table}: one file per partition");
+        let folder = warehouse
+            .join("rfm_monthly")
+            .join(table)
+            .join("period=2024-06");
+        assert_eq!(
+            std::fs::read_dir(folder).unwrap().count(),
+            1,
+            "{table}: one file per partition"
+        );
     }
-    let published = one(read_parquet(&warehouse.join("rfm_monthly/published_periods/part-0.parquet")));
-    let periods: Vec<&str> = published.column(0).as_string::<i32>().iter().map(|p| p.unwrap()).collect();
+    let published = one(read_parquet(
+        &warehouse.join("rfm_monthly/published_periods/part-0.parquet"),
+    ));
+    let periods: Vec<&str> = published
+        .column(0)
+        .as_string::<i32>()
+        .iter()
+        .map(|p| p.unwrap())
+        .collect();
     assert_eq!(periods, ["2024-05", "2024-06"]);
 }

@@ -1,8 +1,11 @@
 //! Integration tests: one binary, so the linker runs once. Each module runs the
 //! real `segments` binary or its library parts against real files.
 
-mod common;
+// Fixture expectations are literal tuples, written to be read against the rows.
+#![allow(clippy::type_complexity)]
+
 mod cli;
+mod common;
 mod fixture;
 mod readers;
 mod reference;

@@ -12,7 +12,14 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use crate::common::{default_job, repo, segments_ok, table_file, write_config};
 use crate::fixture::write_fixture;
 
-const TABLES: [&str; 6] = ["snapshots", "migrations", "migration_matrix", "segment_summary", "score_thresholds", "segment_definitions"];
+const TABLES: [&str; 6] = [
+    "snapshots",
+    "migrations",
+    "migration_matrix",
+    "segment_summary",
+    "score_thresholds",
+    "segment_definitions",
+];
 
 fn publish_fixture(dir: &Path) -> std::path::PathBuf {
     let data = dir.join("transactions");
@@ -21,20 +28,38 @@ fn publish_fixture(dir: &Path) -> std::path::PathBuf {
     let config = write_config(dir, &data, &warehouse);
     let job = default_job();
     for period in ["2024-05", "2024-06"] {
-        segments_ok(dir, &["run", "--job", job.to_str().unwrap(), "--config", config.to_str().unwrap(), "--period", period]);
+        segments_ok(
+            dir,
+            &[
+                "run",
+                "--job",
+                job.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+                "--period",
+                period,
+            ],
+        );
     }
     warehouse
 }
 
 /// (name, type name as in the contract, nullable)
 fn contract(table: &str) -> Vec<(String, String, bool)> {
-    let text = std::fs::read_to_string(repo().join("schemas").join(format!("{table}.json"))).unwrap();
+    let text =
+        std::fs::read_to_string(repo().join("schemas").join(format!("{table}.json"))).unwrap();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     json["columns"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|c| (c["name"].as_str().unwrap().to_string(), c["type"].as_str().unwrap().to_string(), c["nullable"].as_bool().unwrap()))
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["type"].as_str().unwrap().to_string(),
+                c["nullable"].as_bool().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -47,7 +72,9 @@ fn arrow_type_name(data_type: &DataType) -> String {
         DataType::Float64 => "float64".into(),
         DataType::Date32 => "date32".into(),
         DataType::Decimal128(p, s) => format!("decimal({p},{s})"),
-        DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) if tz.as_ref() == "UTC" => "timestamp_us_utc".into(),
+        DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) if tz.as_ref() == "UTC" => {
+            "timestamp_us_utc".into()
+        }
         other => format!("{other:?}"),
     }
 }
@@ -70,17 +97,34 @@ fn duckdb_type_name(contract_type: &str) -> &'static str {
 fn parquet_schemas_match_the_checked_in_contracts() {
     let dir = tempfile::tempdir().unwrap();
     let warehouse = publish_fixture(dir.path());
-    let mut files: Vec<(&str, std::path::PathBuf)> = TABLES.iter().map(|t| (*t, table_file(&warehouse, "rfm_monthly", t, "2024-06"))).collect();
-    files.push(("published_periods", warehouse.join("rfm_monthly/published_periods/part-0.parquet")));
+    let mut files: Vec<(&str, std::path::PathBuf)> = TABLES
+        .iter()
+        .map(|t| (*t, table_file(&warehouse, "rfm_monthly", t, "2024-06")))
+        .collect();
+    files.push((
+        "published_periods",
+        warehouse.join("rfm_monthly/published_periods/part-0.parquet"),
+    ));
     for (table, file) in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap()).unwrap();
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&file).unwrap()).unwrap();
         let actual: Vec<(String, String, bool)> = reader
             .schema()
             .fields()
             .iter()
-            .map(|f| (f.name().clone(), arrow_type_name(f.data_type()), f.is_nullable()))
+            .map(|f| {
+                (
+                    f.name().clone(),
+                    arrow_type_name(f.data_type()),
+                    f.is_nullable(),
+                )
+            })
             .collect();
-        assert_eq!(actual, contract(table), "{table}: written schema differs from schemas/{table}.json");
+        assert_eq!(
+            actual,
+            contract(table),
+            "{table}: written schema differs from schemas/{table}.json"
+        );
     }
 }
 
@@ -103,16 +147,23 @@ fn duckdb_reads_the_hive_partitioned_tables() {
     let warehouse = publish_fixture(dir.path());
     for table in TABLES {
         let glob = format!("{}/rfm_monthly/{table}/*/*.parquet", warehouse.display());
-        let described = duckdb(&format!("DESCRIBE SELECT * FROM read_parquet('{glob}', hive_partitioning = true)"));
+        let described = duckdb(&format!(
+            "DESCRIBE SELECT * FROM read_parquet('{glob}', hive_partitioning = true)"
+        ));
         let columns: Vec<(String, String)> = described
             .lines()
             .map(|l| {
                 let mut parts = l.split('|');
-                (parts.next().unwrap().to_string(), parts.next().unwrap().to_string())
+                (
+                    parts.next().unwrap().to_string(),
+                    parts.next().unwrap().to_string(),
+                )
             })
             .collect();
-        let mut expected: Vec<(String, String)> =
-            contract(table).into_iter().map(|(name, t, _)| (name, duckdb_type_name(&t).to_string())).collect();
+        let mut expected: Vec<(String, String)> = contract(table)
+            .into_iter()
+            .map(|(name, t, _)| (name, duckdb_type_name(&t).to_string()))
+            .collect();
         expected.push(("period".into(), "VARCHAR".into()));
         assert_eq!(columns, expected, "{table} as DuckDB sees it");
     }
@@ -125,7 +176,9 @@ fn duckdb_reads_the_hive_partitioned_tables() {
         counts,
         "2024-06|about_to_sleep|3\n2024-06|cant_lose|1\n2024-06|champions|2\n2024-06|hibernating|6\n2024-06|lost|2\n2024-06|loyal|3\n2024-06|new_customers|1\n2024-06|promising|1\n"
     );
-    let totals = duckdb(&format!("SELECT period, count(*) FROM read_parquet('{snapshots}', hive_partitioning = true) GROUP BY ALL ORDER BY period"));
+    let totals = duckdb(&format!(
+        "SELECT period, count(*) FROM read_parquet('{snapshots}', hive_partitioning = true) GROUP BY ALL ORDER BY period"
+    ));
     assert_eq!(totals, "2024-05|17\n2024-06|19\n");
     let published = duckdb(&format!(
         "SELECT period, customers FROM '{}/rfm_monthly/published_periods/part-0.parquet' ORDER BY period",
