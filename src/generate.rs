@@ -1,12 +1,4 @@
 //! Synthetic, deterministic loyalty transactions for `segments generate`: one Parquet file per month.
-//!
-//! The data is shaped so that every RFM segment is populated: customers arrive
-//! over the months, buy at rates from a skewed mixture (many one-time buyers, a
-//! few who buy several times a month), churn for good, refund some orders
-//! (partly or wholly, sometimes a month later) and sometimes pay at the till
-//! without their loyalty card (anonymous lines). Every random draw comes from a
-//! ChaCha8 stream seeded from `(seed, customer)` or `(seed, customer, month)`,
-//! so the same options always give byte-identical files.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -151,7 +143,17 @@ const STREAM_CATALOG: u64 = 1;
 const STREAM_PROFILE: u64 = 2;
 const STREAM_MONTH: u64 = 3;
 
-/// Write the transactions of `options.months` months, one Parquet file per month.
+/// Writes the transactions of `options.months` months, one Parquet file per
+/// month (`<out_dir>/transactions/month=YYYY-MM/part-0.parquet`, written to a
+/// hidden temporary file then renamed), one month in memory at a time.
+///
+/// The data is shaped so that every RFM segment is populated: customers arrive
+/// over the months (about 40% in the first one), buy at rates from a skewed
+/// mixture (many one-time buyers, a few who buy several times a month), churn
+/// for good, refund some orders (partly or wholly, sometimes the next month)
+/// and sometimes pay at the till without their loyalty card (anonymous lines).
+/// Every random draw comes from a ChaCha8 stream seeded from `(seed, customer)`
+/// or `(seed, customer, month)`, so the same options give byte-identical files.
 pub fn generate(options: &GenerateOptions) -> Result<GenerateReport, GenerateError> {
     if options.customers == 0 {
         return Err(GenerateError::InvalidOptions(
@@ -174,13 +176,19 @@ pub fn generate(options: &GenerateOptions) -> Result<GenerateReport, GenerateErr
             "months must be at most 1200".into(),
         ));
     }
+    let last = options.start.add_months(options.months as i32 - 1);
+    if last.year() > 9999 {
+        return Err(GenerateError::InvalidOptions(format!(
+            "the last month would be after 9999-12 ({} months from {})",
+            options.months, options.start
+        )));
+    }
 
     let tables = Tables::new(options.seed);
     let profiles: Vec<Profile> = (0..options.customers as u32)
         .map(|c| Profile::draw(options.seed, c, options.months, &tables))
         .collect();
     let writer = MonthWriter::new(options.customers);
-    let last = options.start.add_months(options.months as i32 - 1);
     let horizon = micros_at(last.end());
 
     let mut report = GenerateReport::default();
@@ -300,7 +308,9 @@ impl Profile {
         } else {
             (rng.random_range(2.0..5.0), rng.random_range(0.005..0.03))
         };
-        let active_months = 1 + Geometric::new(churn).map_or(0, |g| g.sample(&mut rng));
+        let active_months = Geometric::new(churn)
+            .map_or(0, |g| g.sample(&mut rng))
+            .saturating_add(1);
         let leave = u64::from(arrival)
             .saturating_add(active_months)
             .min(u64::from(months)) as u32;
@@ -913,6 +923,7 @@ mod tests {
         ordered_at: i64,
         amount: i128,
         quantity: i64,
+        product_id: String,
         channel: String,
         store_id: Option<String>,
         discount_amount: i128,
@@ -931,6 +942,7 @@ mod tests {
             let ts = batch.column(2).as_primitive::<TimestampMicrosecondType>();
             let amount = batch.column(3).as_primitive::<Decimal128Type>();
             let quantity = batch.column(4).as_primitive::<Int64Type>();
+            let product = batch.column(5).as_string::<i32>();
             let channel = batch.column(7).as_string::<i32>();
             let store = batch.column(8).as_string::<i32>();
             let discount = batch.column(9).as_primitive::<Decimal128Type>();
@@ -941,6 +953,7 @@ mod tests {
                     ordered_at: ts.value(i),
                     amount: amount.value(i),
                     quantity: quantity.value(i),
+                    product_id: product.value(i).to_string(),
                     channel: channel.value(i).to_string(),
                     store_id: store.is_valid(i).then(|| store.value(i).to_string()),
                     discount_amount: discount.value(i),
@@ -1025,6 +1038,7 @@ mod tests {
 
         let (mut rows, mut anonymous, mut refunds) = (0u64, 0u64, 0u64);
         let mut orders = HashSet::new();
+        let mut distinct_lines = HashSet::new();
         let mut all = Vec::new();
         for (month, file) in report.files.iter().enumerate() {
             let lines = read_rows(file);
@@ -1054,6 +1068,17 @@ mod tests {
                 anonymous += u64::from(line.customer_id.is_none());
                 refunds += u64::from(line.amount < 0);
                 orders.insert(line.order_id.clone());
+                // The pipeline rejects exact duplicate lines: there must be none.
+                let key = (
+                    &line.order_id,
+                    line.ordered_at,
+                    &line.product_id,
+                    line.amount,
+                );
+                assert!(
+                    distinct_lines.insert(format!("{key:?}")),
+                    "duplicate {line:?}"
+                );
             }
             all.extend(lines.into_iter().map(|l| (month, l)));
         }

@@ -7,5 +7,6 @@
 mod cli;
 mod common;
 mod fixture;
+mod invariants;
 mod readers;
 mod reference;
