@@ -3,10 +3,16 @@
 --   "worse" value) / n), i.e. 1 + (5 * (RANK() - 1)) / n.
 -- Recency is ranked by recency_days descending, so 5 = most recent.
 -- Lost customers (no purchase in the window) keep null scores.
-WITH active AS (
-    SELECT *, COUNT(*) OVER () AS active_customers
-    FROM customer_metrics
-    WHERE frequency > 0
+-- n comes from a one-row aggregate joined in, not COUNT(*) OVER (): an
+-- unbounded window frame buffers every row, while RANK() over a sorted input
+-- streams and the sort can spill to disk under a memory limit.
+WITH active_count AS (
+    SELECT COUNT(*) AS active_customers FROM customer_metrics WHERE frequency > 0
+),
+active AS (
+    SELECT m.*, c.active_customers
+    FROM customer_metrics m CROSS JOIN active_count c
+    WHERE m.frequency > 0
 ),
 scored AS (
     SELECT

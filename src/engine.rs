@@ -2,6 +2,7 @@
 //! spill directory, and the job's inputs registered as canonical views
 //! (DESIGN §2) over the configured sources.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use chrono_tz::Tz;
@@ -9,6 +10,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::common::Column;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
@@ -72,7 +74,11 @@ pub struct InputFile {
 pub fn session(config: &Config) -> Result<SessionContext, EngineError> {
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit) = config.engine.memory_limit {
-        runtime = runtime.with_memory_limit(limit, 1.0);
+        // A fair pool: every spillable operator (sorts, aggregates) gets its
+        // share and spills, instead of the first one taking everything and
+        // the next one failing as with the greedy pool.
+        let pool = TrackConsumersPool::new(FairSpillPool::new(limit), NonZeroUsize::new(5).expect("non-zero"));
+        runtime = runtime.with_memory_pool(Arc::new(pool));
     }
     if let Some(dir) = &config.engine.spill_dir {
         runtime = runtime.with_disk_manager_builder(

@@ -10,9 +10,11 @@
 #![allow(clippy::result_large_err)]
 
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod engine;
 pub mod generate;
+pub mod lease;
 pub mod outputs;
 pub mod period;
 pub mod pipeline;

@@ -115,6 +115,12 @@ fn decode_parquet(what: &str, bytes: Bytes) -> Result<Vec<RecordBatch>, PublishE
 
 /// Publish a period: `_SUCCESS` off, each table partition replaced by one
 /// object (stale objects removed), manifest, `_SUCCESS`, `published_periods`.
+///
+/// Every step is one atomic object operation, so a failure or a kill between
+/// any two leaves the period without `_SUCCESS` (readers joining
+/// `published_periods` or checking `_SUCCESS` skip it) until a rerun
+/// republishes it whole. The publishing lease (see `crate::lease`) keeps two
+/// runs from interleaving these steps.
 pub async fn publish(
     warehouse: &Warehouse,
     job: &str,
@@ -126,6 +132,13 @@ pub async fn publish(
     warehouse
         .delete(&warehouse.key(&[&runs[..], &[SUCCESS]].concat())?)
         .await?;
+    warehouse.clean_staged(&warehouse.key(&runs)?).await?;
+    // `published_periods` must not list a period whose tables are about to
+    // change: rebuild it now that `_SUCCESS` is gone (a no-op rewrite when the
+    // period was not published), and again at the end.
+    if manifest_exists(warehouse, job, period).await? {
+        rebuild_published_periods(warehouse, job).await?;
+    }
     for table in &tables.tables {
         let name = table.table.name();
         let folder = warehouse.key(&[job, name, &partition(period)])?;
@@ -135,6 +148,7 @@ pub async fn publish(
             .await?;
         // Anything else in the partition (an older layout, a staged file of a
         // killed run) would be read by BI tools as more rows: remove it.
+        warehouse.clean_staged(&folder).await?;
         for stale in warehouse.list(&folder).await? {
             if stale.location != file {
                 warehouse.delete(&stale.location).await?;
@@ -155,6 +169,18 @@ pub async fn publish(
         )
         .await?;
     rebuild_published_periods(warehouse, job).await
+}
+
+/// Was the period ever published (a manifest from an earlier run)?
+async fn manifest_exists(
+    warehouse: &Warehouse,
+    job: &str,
+    period: Period,
+) -> Result<bool, PublishError> {
+    let runs = [job, RUNS, &partition(period)];
+    Ok(warehouse
+        .exists(&warehouse.key(&[&runs[..], &[MANIFEST]].concat())?)
+        .await?)
 }
 
 /// The manifest of a published period (`_SUCCESS` present), if any.
@@ -252,6 +278,9 @@ pub async fn rebuild_published_periods(
         source: e.into(),
     })?;
     let key = warehouse.key(&[job, "published_periods", PART_FILE])?;
+    warehouse
+        .clean_staged(&warehouse.key(&[job, "published_periods"])?)
+        .await?;
     warehouse
         .put(&key, encode_parquet("published_periods", &batch)?)
         .await?;

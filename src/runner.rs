@@ -15,6 +15,7 @@ use tracing::info;
 
 use crate::config::{Config, ConfigError, Job};
 use crate::engine::{self, EngineError};
+use crate::lease::{Lease, LeaseError};
 use crate::outputs::{OutputError, PeriodTables, build_period_tables};
 use crate::period::Period;
 use crate::pipeline::{self, Parameters, PipelineError, sql_options};
@@ -37,6 +38,8 @@ pub enum RunError {
     Storage(#[from] StorageError),
     #[error("gate `{gate}` failed: {message}")]
     Gate { gate: String, message: String },
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
 }
 
 impl RunError {
@@ -44,6 +47,13 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Config(_) => 2,
+            // Permissions, network, retries exhausted while reading inputs.
+            RunError::Engine(EngineError::Source { source, .. })
+                if crate::storage::is_storage_failure(source as &(dyn std::error::Error + 'static)) =>
+            {
+                4
+            }
+            RunError::Lease(LeaseError::Storage(_)) => 4,
             RunError::Pipeline(error) if error.is_job_error() => 2,
             RunError::Engine(
                 EngineError::Mapping { .. }
@@ -157,10 +167,51 @@ async fn frame_of(
 
 /// Run `job` for one period.
 pub async fn run(job: &Job, config: &Config, options: RunOptions) -> Result<RunOutcome, RunError> {
+    run_with(job, config, options, false).await
+}
+
+/// Run `job` for one period under the period's publishing lease (DESIGN §5,
+/// guarantee 4); `force_lease` breaks a live lease of another run. A dry run
+/// takes no lease.
+pub async fn run_with(
+    job: &Job,
+    config: &Config,
+    options: RunOptions,
+    force_lease: bool,
+) -> Result<RunOutcome, RunError> {
+    crate::storage::scoped(config.storage.clone(), async {
+        let run_id = uuid::Uuid::new_v4().to_string();
+        let lease = if options.dry_run {
+            None
+        } else {
+            let warehouse = Warehouse::open(&config.warehouse)?;
+            let ttl = config.storage.lease_ttl;
+            Some(
+                Lease::acquire(&warehouse, &job.name, options.period, &run_id, ttl, force_lease)
+                    .await?,
+            )
+        };
+        let result = run_leased(job, config, options, run_id, lease.as_ref()).await;
+        if let Some(lease) = lease
+            && let Err(error) = lease.release().await
+        {
+            tracing::warn!(%error, "Could not release the publishing lease; it expires by itself.");
+        }
+        result
+    })
+    .await
+}
+
+async fn run_leased(
+    job: &Job,
+    config: &Config,
+    options: RunOptions,
+    run_id: String,
+    lease: Option<&Lease>,
+) -> Result<RunOutcome, RunError> {
     let started = Instant::now();
     let mut timings = BTreeMap::new();
     let period = options.period;
-    let run_id = uuid::Uuid::new_v4().to_string();
     let rule_hash = job.rule_hash(config);
     config.check_inputs_for(&job.inputs, &job.path)?;
     let warehouse = Warehouse::open(&config.warehouse)?;
@@ -272,6 +323,9 @@ pub async fn run(job: &Job, config: &Config, options: RunOptions) -> Result<RunO
     let mut manifest = manifest;
     if !options.dry_run {
         let step = Instant::now();
+        if let Some(lease) = lease {
+            lease.ensure_held().await?;
+        }
         publish::publish(&warehouse, &job.name, period, &tables, &manifest).await?;
         manifest
             .timings_ms

@@ -2,6 +2,8 @@
 //! subcommand, and the mapping of errors to the exit codes of DESIGN §6.
 //! Results go to stdout, logs and errors to stderr.
 
+mod backfill;
+mod compare;
 mod generate;
 mod quickstart;
 mod run;
@@ -54,6 +56,12 @@ enum Command {
     /// Generate a small sample (if ./data is empty), run the default job on
     /// its last two months into ./warehouse and show how to query the tables.
     Quickstart(QuickstartArgs),
+    /// Run a job for every period of a range, in order; periods already
+    /// published with the same job and rules are skipped (unless --force).
+    Backfill(BackfillArgs),
+    /// Compare two published periods of a job: segment counts, transition
+    /// matrix, lost and new customers, evolution per customer.
+    Compare(CompareArgs),
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +85,9 @@ pub struct RunArgs {
     /// Compute and print the summary and migration matrix; write nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Break a live lease held by another run of the same job and period.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +117,50 @@ pub struct GenerateArgs {
     /// <out>/transactions/month=YYYY-MM/part-0.parquet.
     #[arg(long, default_value = "data")]
     out: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// First period (YYYY-MM), included.
+    #[arg(long)]
+    from: String,
+    /// Last period (YYYY-MM), included; a complete month.
+    #[arg(long)]
+    to: String,
+    /// Recompute periods already published with the same job and rules.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CompareFormat {
+    Text,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// The earlier published period (YYYY-MM).
+    #[arg(long)]
+    from: String,
+    /// The later published period (YYYY-MM); need not follow --from.
+    #[arg(long)]
+    to: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CompareFormat::Text)]
+    format: CompareFormat,
+    /// Only this table: overview, segments, matrix or customers (one row per
+    /// customer). CSV holds one table: segments unless set.
+    #[arg(long)]
+    table: Option<String>,
+    /// Write to this file instead of stdout.
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -178,20 +233,31 @@ pub fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        let (log_format, quiet) = (cli.log_format, cli.quiet);
         match cli.command {
             Command::Run(args) => run::run(args).await,
             Command::Validate(args) => validate::validate(args).await,
             Command::Explain(args) => validate::explain(args).await,
             Command::Generate(args) => generate::generate(args),
             Command::Quickstart(args) => quickstart::quickstart(args).await,
+            Command::Backfill(args) => backfill::backfill(args, log_format, quiet).await,
+            Command::Compare(args) => compare::compare(args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("error: {}", failure.error);
+            let message = failure.error.to_string();
+            eprintln!("error: {message}");
+            // Library errors already include their cause in the message when
+            // it helps; print only causes that add something.
+            let mut printed = message;
             for cause in failure.error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                let cause = cause.to_string();
+                if !printed.contains(&cause) {
+                    eprintln!("  caused by: {cause}");
+                    printed.push_str(&cause);
+                }
             }
             ExitCode::from(failure.code)
         }

@@ -25,13 +25,14 @@ pub(crate) fn load(args: &JobArgs, period: Option<&str>) -> Result<(Job, Config,
 
 pub async fn run(args: RunArgs) -> Result<(), Failure> {
     let (job, config, period) = load(&args.job, args.period.as_deref())?;
-    let outcome = runner::run(
+    let outcome = runner::run_with(
         &job,
         &config,
         RunOptions {
             period,
             dry_run: args.dry_run,
         },
+        args.force,
     )
     .await
     .map_err(|e| failure(e.exit_code(), e))?;

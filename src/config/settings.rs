@@ -23,6 +23,8 @@ struct ConfigFile {
     inputs: BTreeMap<String, InputFile>,
     #[serde(default)]
     engine: EngineFile,
+    #[serde(default)]
+    storage: crate::storage::StorageSettings,
 }
 
 fn default_timezone() -> String {
@@ -121,6 +123,8 @@ pub struct Config {
     pub timezone: Tz,
     pub inputs: BTreeMap<String, Input>,
     pub engine: EngineSettings,
+    /// How object stores are reached (region, endpoint, retries, lease).
+    pub storage: crate::storage::StorageSettings,
 }
 
 /// A canonical column of an input (DESIGN §2): what steps can rely on.
@@ -257,6 +261,10 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
+        let literal_secrets = crate::storage::settings::literal_secret_problems(path, &raw);
+        if !literal_secrets.is_empty() {
+            return Err(ConfigError::Invalid(literal_secrets));
+        }
         let text = yaml::interpolate(path, &raw, env).map_err(ConfigError::Invalid)?;
         let file: ConfigFile =
             yaml::parse(path, &text).map_err(|p| ConfigError::Invalid(vec![p]))?;
@@ -375,6 +383,11 @@ impl Config {
             );
         }
 
+        for (key, message) in file.storage.check() {
+            let needle = format!("{}:", key.rsplit('.').next().unwrap_or("storage"));
+            problem(key, &needle, message);
+        }
+
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -389,6 +402,7 @@ impl Config {
                 spill_dir: file.engine.spill_dir.map(PathBuf::from),
                 target_partitions: file.engine.target_partitions,
             },
+            storage: file.storage,
         })
     }
 

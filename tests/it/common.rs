@@ -77,3 +77,31 @@ pub fn table_file(warehouse: &Path, job: &str, table: &str, period: &str) -> Pat
         .join(format!("period={period}"))
         .join("part-0.parquet")
 }
+
+/// A copy of the default job with `edit` applied, whose SQL is the repo's.
+pub fn job_with(dir: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(default_job()).unwrap();
+    let text = text.replacen("version: 1\n", &format!("version: 1\nsql_dir: {}\n", repo().join("sql").display()), 1);
+    let path = dir.join("job.yaml");
+    std::fs::write(&path, edit(text)).unwrap();
+    path
+}
+
+/// Published objects under a warehouse (table files and `_SUCCESS` markers);
+/// a lease or an empty folder is not a publication.
+pub fn published_files(warehouse: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "parquet") || path.file_name().is_some_and(|n| n == "_SUCCESS") {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(warehouse, &mut found);
+    found
+}

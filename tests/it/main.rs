@@ -6,7 +6,12 @@
 
 mod cli;
 mod common;
+mod deploy;
 mod fixture;
 mod invariants;
+mod jobs;
 mod readers;
 mod reference;
+mod s3;
+mod sandbox;
+mod timezone;

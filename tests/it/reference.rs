@@ -1397,3 +1397,66 @@ fn reference_on_hand_checked_lines() {
         ("new", None)
     );
 }
+
+// ---------------------------------------------------------------------------
+// For the other shipped jobs (tests/it/jobs.rs, tests/it/compare.rs): the same
+// independent computation of the per-customer metrics and 1–5 scores, exposed
+// so that each job's test only translates its own rules.
+// ---------------------------------------------------------------------------
+
+/// The generated transactions, read once with the plain readers above.
+pub(crate) struct GeneratedData(Transactions);
+
+/// Read every generated transaction line under `dir` (Hive `month=` folders).
+pub(crate) fn read_generated(dir: &Path) -> GeneratedData {
+    GeneratedData(read_transactions(dir))
+}
+
+/// One customer of a period's universe as the reference computes it (DESIGN
+/// §3): dates are days since the Unix epoch, money is in cents, scores are
+/// `None` for customers without a purchase in the 12-month window.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct CustomerFacts {
+    pub customer_id: String,
+    pub as_of_date: i32,
+    pub recency_days: i32,
+    pub frequency: i64,
+    pub monetary: i128,
+    pub first_purchase_date: i32,
+    pub last_purchase_date: i32,
+    pub r_score: Option<i8>,
+    pub f_score: Option<i8>,
+    pub m_score: Option<i8>,
+}
+
+impl GeneratedData {
+    /// The universe of `period` (`YYYY-MM`), keyed by customer id.
+    pub(crate) fn customers(&self, period: &str) -> BTreeMap<String, CustomerFacts> {
+        reference_period(&self.0, Period::parse(period))
+            .customers
+            .into_iter()
+            .map(|(id, c)| {
+                let s = c.snap;
+                let facts = CustomerFacts {
+                    customer_id: s.customer_id,
+                    as_of_date: s.as_of_date,
+                    recency_days: s.recency_days,
+                    frequency: s.frequency,
+                    monetary: s.monetary,
+                    first_purchase_date: s.first_purchase_date,
+                    last_purchase_date: s.last_purchase_date,
+                    r_score: s.r_score,
+                    f_score: s.f_score,
+                    m_score: s.m_score,
+                };
+                (id, facts)
+            })
+            .collect()
+    }
+}
+
+/// The segments (name, rule) of a job file, in order, read with the plain
+/// text scan above (for guards that a hand translation is still the job's).
+pub(crate) fn segments_of_job(path: &Path) -> Vec<(String, String)> {
+    job_segments_from_yaml(path)
+}

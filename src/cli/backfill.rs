@@ -1,0 +1,283 @@
+//! `segments backfill`: run a job for every period of a range, oldest first,
+//! so that each period migrates from the published one before it.
+//!
+//! Resumable: a period already published (its `_SUCCESS` present) by the same
+//! job file and rules (manifest `job_hash` and `rule_hash`) is skipped unless
+//! `--force`. It stops at the first failing period with that period's exit
+//! code; running the same command again resumes there.
+//!
+//! Progress goes to stderr: a progress bar on a terminal, otherwise (or with
+//! `--log-format json`) one line per period, JSON with `--log-format json`.
+//! The final table goes to stdout.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::config::Config;
+use crate::period::Period;
+use crate::publish;
+use crate::runner::{self, RunError, RunOptions};
+use crate::storage::Warehouse;
+
+use super::run::load;
+use super::{BackfillArgs, Failure, LogFormat, failure, parse_period};
+
+/// What happened to one period.
+#[derive(Debug, Clone)]
+enum Status {
+    Published {
+        run_id: String,
+        customers: i64,
+        elapsed: Duration,
+    },
+    Skipped {
+        run_id: String,
+    },
+    Failed {
+        code: u8,
+        message: String,
+    },
+}
+
+impl Status {
+    fn word(&self) -> &'static str {
+        match self {
+            Status::Published { .. } => "published",
+            Status::Skipped { .. } => "skipped",
+            Status::Failed { .. } => "failed",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Status::Published {
+                run_id,
+                customers,
+                elapsed,
+            } => format!(
+                "published in {:.2}s, {customers} customers (run {run_id})",
+                elapsed.as_secs_f64()
+            ),
+            Status::Skipped { run_id } => {
+                format!("skipped: already published by run {run_id} with the same job and rules")
+            }
+            Status::Failed { code, message } => format!(
+                "failed (exit {code}): {}",
+                message.lines().next().unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// Where progress goes.
+enum Progress {
+    Bar(ProgressBar),
+    Lines { json: bool },
+    Silent,
+}
+
+impl Progress {
+    fn new(total: usize, log_format: LogFormat, quiet: bool, job: &str) -> Self {
+        if quiet {
+            return Progress::Silent;
+        }
+        match log_format {
+            LogFormat::Json => Progress::Lines { json: true },
+            LogFormat::Human if std::io::stderr().is_terminal() => {
+                let bar = ProgressBar::new(total as u64);
+                let style = ProgressStyle::with_template(
+                    "{spinner} {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})",
+                )
+                .expect("valid template")
+                .progress_chars("=> ");
+                bar.set_style(style);
+                bar.set_prefix(format!("backfill {job}"));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                Progress::Bar(bar)
+            }
+            LogFormat::Human => Progress::Lines { json: false },
+        }
+    }
+
+    fn start(&self, period: Period) {
+        if let Progress::Bar(bar) = self {
+            bar.set_message(period.to_string());
+        }
+    }
+
+    fn done(&self, job: &str, period: Period, index: usize, total: usize, status: &Status) {
+        match self {
+            Progress::Bar(bar) => {
+                bar.println(format!("  {period} {}", status.describe()));
+                bar.inc(1);
+            }
+            Progress::Lines { json: false } => {
+                eprintln!(
+                    "backfill {job} [{index}/{total}] {period}: {}",
+                    status.describe()
+                );
+            }
+            Progress::Lines { json: true } => {
+                let mut line = serde_json::json!({
+                    "event": "backfill_period",
+                    "job": job,
+                    "period": period.to_string(),
+                    "index": index,
+                    "total": total,
+                    "status": status.word(),
+                });
+                match status {
+                    Status::Published {
+                        run_id,
+                        customers,
+                        elapsed,
+                    } => {
+                        line["run_id"] = run_id.as_str().into();
+                        line["customers"] = (*customers).into();
+                        line["elapsed_ms"] = (elapsed.as_millis() as u64).into();
+                    }
+                    Status::Skipped { run_id } => line["run_id"] = run_id.as_str().into(),
+                    Status::Failed { code, message } => {
+                        line["exit_code"] = (*code).into();
+                        line["error"] = message.as_str().into();
+                    }
+                }
+                eprintln!("{line}");
+            }
+            Progress::Silent => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Progress::Bar(bar) = self {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The manifest of a published period, read with the config's storage
+/// settings (credentials, retries) like a run does.
+async fn published_manifest(
+    config: &Config,
+    job: &str,
+    period: Period,
+) -> Result<Option<publish::Manifest>, RunError> {
+    crate::storage::scoped(config.storage.clone(), async {
+        let warehouse = Warehouse::open(&config.warehouse)?;
+        Ok(publish::published_manifest(&warehouse, job, period).await?)
+    })
+    .await
+}
+
+pub async fn backfill(
+    args: BackfillArgs,
+    log_format: LogFormat,
+    quiet: bool,
+) -> Result<(), Failure> {
+    // `load` checks the job, the config and that `--to` is a complete month.
+    let (job, config, to) = load(&args.job, Some(&args.to))?;
+    let from = parse_period(&args.from)?;
+    if from > to {
+        return Err(failure(
+            2,
+            anyhow::anyhow!("--from {from} is after --to {to}: give the oldest period first"),
+        ));
+    }
+    let periods: Vec<Period> = from.through(to).collect();
+    let total = periods.len();
+    let rule_hash = job.rule_hash(&config);
+    let started = Instant::now();
+    let progress = Progress::new(total, log_format, quiet, &job.name);
+
+    let mut done: Vec<(Period, Status)> = Vec::new();
+    let mut stopped: Option<(Period, RunError)> = None;
+    for (index, period) in periods.iter().copied().enumerate() {
+        progress.start(period);
+        let published = published_manifest(&config, &job.name, period)
+            .await
+            .map_err(|error| {
+                progress.finish();
+                failure(error.exit_code(), error)
+            })?;
+        let status = match published {
+            Some(manifest)
+                if !args.force
+                    && manifest.job_hash == job.job_hash
+                    && manifest.rule_hash == rule_hash =>
+            {
+                Status::Skipped {
+                    run_id: manifest.run_id,
+                }
+            }
+            _ => {
+                let step = Instant::now();
+                let options = RunOptions {
+                    period,
+                    dry_run: false,
+                };
+                match runner::run(&job, &config, options).await {
+                    Ok(outcome) => Status::Published {
+                        run_id: outcome.manifest.run_id,
+                        customers: outcome.tables.customers,
+                        elapsed: step.elapsed(),
+                    },
+                    Err(error) => {
+                        let status = Status::Failed {
+                            code: error.exit_code(),
+                            message: error.to_string(),
+                        };
+                        progress.done(&job.name, period, index + 1, total, &status);
+                        done.push((period, status));
+                        stopped = Some((period, error));
+                        break;
+                    }
+                }
+            }
+        };
+        progress.done(&job.name, period, index + 1, total, &status);
+        done.push((period, status));
+    }
+    progress.finish();
+
+    let count = |word: &str| done.iter().filter(|(_, s)| s.word() == word).count();
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (e.g. `| head`) must not turn a finished backfill into a panic.
+    let _ = writeln!(
+        out,
+        "Backfill {} {from}..{to}: {} published, {} skipped (already published with the same job and rules{}), {} not run, in {:.1}s",
+        job.name,
+        count("published"),
+        count("skipped"),
+        if args.force {
+            ""
+        } else {
+            "; --force recomputes them"
+        },
+        total - done.len(),
+        started.elapsed().as_secs_f64()
+    );
+    for (period, status) in &done {
+        let _ = writeln!(out, "  {period}  {}", status.describe());
+    }
+    drop(out);
+
+    match stopped {
+        None => Ok(()),
+        Some((period, error)) => {
+            let code = error.exit_code();
+            let published: Vec<String> = done
+                .iter()
+                .filter(|(_, s)| !matches!(s, Status::Failed { .. }))
+                .map(|(p, _)| p.to_string())
+                .collect();
+            let context = format!(
+                "backfill of {} stopped at {period} ({} of {total} period(s) before it are published); fix the cause and rerun the same command to resume from {period}",
+                job.name,
+                published.len()
+            );
+            Err(failure(code, anyhow::Error::new(error).context(context)))
+        }
+    }
+}

@@ -1,0 +1,724 @@
+//! Storage by URL: the one place that turns a configured URL into an
+//! `ObjectStore` and a key prefix — `file://` (and plain paths), `s3://`,
+//! `gs://`, `az://`/`abfss://`. The warehouse is written only through
+//! [`Warehouse`], which keeps every key under its prefix.
+//!
+//! How stores are built (region, endpoint, retries, credentials) comes from
+//! the config's `storage:` section ([`StorageSettings`]). The runner makes
+//! those settings visible to [`open`] for the duration of a run with
+//! [`scoped`], so every caller of `open` (the engine's input registration,
+//! the warehouse) builds its stores the same way.
+//!
+//! Secrets: builders print credentials in `Debug`, so no builder, store or
+//! settings value is ever formatted with `{:?}`; every error message that
+//! leaves this module goes through [`redact`].
+
+pub mod fault;
+pub mod settings;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    BackoffConfig, ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
+    PutPayload, RetryConfig,
+};
+use secrecy::ExposeSecret;
+use url::Url;
+
+pub use settings::{RetrySettings, StorageSettings};
+
+/// What went wrong, for the exit code and the hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageErrorKind {
+    NotFound,
+    /// 401/403: credentials or permissions.
+    Denied,
+    /// Network, 5xx, timeouts (after the retries), anything else.
+    Other,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("'{url}' is not a usable storage URL: {reason}")]
+    BadUrl { url: String, reason: String },
+    /// A failed storage call. `message` is the store's error, redacted; the
+    /// raw error is not kept, so no cause chain can print a secret.
+    #[error("storage error at {location}: {message}\nhint: {hint}")]
+    Store {
+        location: String,
+        message: String,
+        kind: StorageErrorKind,
+        hint: String,
+    },
+    #[error("refusing key '{key}': it must be a plain relative key under the warehouse")]
+    BadKey { key: String },
+}
+
+impl StorageError {
+    /// Wrap an object_store error on `location` (a URL, redacted here).
+    pub fn from_store(location: &str, error: &object_store::Error) -> Self {
+        let kind = kind_of(error);
+        let hint = match kind {
+            StorageErrorKind::NotFound => {
+                "check the URL, and that the bucket (container) and object exist".to_string()
+            }
+            StorageErrorKind::Denied => "check the credentials (the environment, e.g. AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, or the pod's role) and that they may read and write this bucket".to_string(),
+            StorageErrorKind::Other => scope_settings(|s| {
+                format!(
+                    "check the endpoint, region and network; transient errors were retried up to {} times within {:?} (`storage.retry` in the config)",
+                    s.retry.max_retries, s.retry.deadline
+                )
+            }),
+        };
+        StorageError::Store {
+            location: redact(location),
+            message: redact(&error.to_string()),
+            kind,
+            hint,
+        }
+    }
+
+    pub fn kind(&self) -> StorageErrorKind {
+        match self {
+            StorageError::Store { kind, .. } => *kind,
+            _ => StorageErrorKind::Other,
+        }
+    }
+}
+
+fn kind_of(error: &object_store::Error) -> StorageErrorKind {
+    match error {
+        object_store::Error::NotFound { .. } => StorageErrorKind::NotFound,
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => StorageErrorKind::Denied,
+        _ => StorageErrorKind::Other,
+    }
+}
+
+/// Is there, in this error's cause chain, an object store failure that is
+/// not a plain "not found" (permissions, network, retries exhausted)? Used to
+/// give such input failures the storage exit code.
+pub fn is_storage_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(store) = error.downcast_ref::<object_store::Error>() {
+            return kind_of(store) != StorageErrorKind::NotFound;
+        }
+        if let Some(StorageError::Store { kind, .. }) = error.downcast_ref::<StorageError>() {
+            return *kind != StorageErrorKind::NotFound;
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// Remove what may be secret from a message: user info and query strings of
+/// URLs (presigned signatures, SAS tokens), and the values of the credentials
+/// in use (configured, or in the environment).
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        // Copy up to and including the scheme separator.
+        out.push_str(&rest[..at + 3]);
+        rest = &rest[at + 3..];
+        let end = rest
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '<' || c == '>')
+            .unwrap_or(rest.len());
+        let (url, after) = rest.split_at(end);
+        let url = match url.find('?') {
+            Some(query) => format!("{}?[redacted]", &url[..query]),
+            None => url.to_string(),
+        };
+        let url = match (url.find('@'), url.find('/')) {
+            (Some(user), slash) if slash.is_none_or(|slash| user < slash) => {
+                format!("[redacted]@{}", &url[user + 1..])
+            }
+            _ => url,
+        };
+        out.push_str(&url);
+        rest = after;
+    }
+    out.push_str(rest);
+    for secret in secret_values() {
+        if secret.len() >= 4 {
+            out = out.replace(&secret, "[redacted]");
+        }
+    }
+    out
+}
+
+/// Environment variables whose values are credentials.
+const SECRET_ENV: [&str; 9] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_SAS_KEY",
+    "AZURE_STORAGE_TOKEN",
+    "AZURE_CLIENT_SECRET",
+    "GOOGLE_SERVICE_ACCOUNT_KEY",
+];
+
+fn secret_values() -> Vec<String> {
+    let mut values: Vec<String> = SECRET_ENV
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .collect();
+    scope_settings(|s| {
+        for secret in [
+            &s.access_key_id,
+            &s.secret_access_key,
+            &s.session_token,
+            &s.account_key,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            values.push(secret.expose_secret().to_string());
+        }
+    });
+    values
+}
+
+/// Wraps each store as it is opened (tests: fault injection, call counting).
+pub type StoreWrapper =
+    Arc<dyn Fn(&Url, Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync>;
+
+#[derive(Clone, Default)]
+struct Scope {
+    settings: StorageSettings,
+    wrap: Option<StoreWrapper>,
+}
+
+tokio::task_local! {
+    static SCOPE: Arc<Scope>;
+}
+
+fn scope_settings<T>(f: impl FnOnce(&StorageSettings) -> T) -> T {
+    match SCOPE.try_with(|scope| scope.clone()) {
+        Ok(scope) => f(&scope.settings),
+        Err(_) => f(&StorageSettings::default()),
+    }
+}
+
+/// Run `future` with `settings` used by every [`open`] inside it (a store
+/// wrapper installed by an outer [`with_store_wrapper`] is kept).
+pub async fn scoped<F: Future>(settings: StorageSettings, future: F) -> F::Output {
+    let wrap = SCOPE.try_with(|scope| scope.wrap.clone()).ok().flatten();
+    SCOPE
+        .scope(Arc::new(Scope { settings, wrap }), future)
+        .await
+}
+
+/// Run `future` with every store opened inside it passed through `wrap`
+/// (tests: fault injection, counting calls).
+pub async fn with_store_wrapper<F: Future>(wrap: StoreWrapper, future: F) -> F::Output {
+    let settings = scope_settings(|s| s.clone());
+    SCOPE
+        .scope(
+            Arc::new(Scope {
+                settings,
+                wrap: Some(wrap),
+            }),
+            future,
+        )
+        .await
+}
+
+/// A store and the prefix a URL points at inside it.
+#[derive(Clone)]
+pub struct Location {
+    pub store: Arc<dyn ObjectStore>,
+    /// `scheme://authority/` — how DataFusion's registry finds the store.
+    pub store_url: Url,
+    pub prefix: Path,
+    pub url: String,
+    /// The local directory of a `file://` location (for staged-file cleanup).
+    pub local_root: Option<std::path::PathBuf>,
+}
+
+impl std::fmt::Debug for Location {
+    // Never print a store: cloud builders carry credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Location")
+            .field("url", &redact(&self.url))
+            .finish()
+    }
+}
+
+fn retry_config(settings: &StorageSettings) -> RetryConfig {
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: settings.retry.initial_backoff,
+            max_backoff: settings.retry.max_backoff,
+            base: 2.0,
+        },
+        max_retries: settings.retry.max_retries,
+        retry_timeout: settings.retry.deadline,
+    }
+}
+
+fn client_options(settings: &StorageSettings) -> ClientOptions {
+    ClientOptions::new()
+        .with_timeout(settings.request_timeout)
+        .with_connect_timeout(
+            settings
+                .request_timeout
+                .min(std::time::Duration::from_secs(10)),
+        )
+        .with_allow_http(settings.allow_http)
+}
+
+/// Open the store behind a URL (absolute, as produced by the config).
+pub fn open(url_text: &str) -> Result<Location, StorageError> {
+    let scope = SCOPE.try_with(|scope| scope.clone()).unwrap_or_default();
+    let settings = &scope.settings;
+    let bad = |reason: &str| StorageError::BadUrl {
+        url: redact(url_text),
+        reason: redact(reason),
+    };
+    let url = Url::parse(url_text).map_err(|e| bad(&e.to_string()))?;
+    let url_prefix =
+        || Path::from_url_path(url.path()).map_err(|e| bad(&format!("bad object key: {e}")));
+    let authority = || {
+        url.host_str()
+            .filter(|host| !host.is_empty())
+            .ok_or_else(|| bad("the URL names no bucket: write scheme://bucket/prefix/"))
+    };
+    let build_error = |e: object_store::Error| bad(&e.to_string());
+    let (store, store_url, prefix, local_root): (Arc<dyn ObjectStore>, Url, Path, _) = match url
+        .scheme()
+    {
+        "file" => {
+            let path = url.to_file_path().map_err(|_| bad("not a local path"))?;
+            let prefix = Path::from_absolute_path(&path).map_err(|e| bad(&e.to_string()))?;
+            (
+                Arc::new(LocalFileSystem::new()),
+                Url::parse("file:///").expect("static URL"),
+                prefix,
+                Some(path),
+            )
+        }
+        "memory" => (
+            Arc::new(InMemory::new()),
+            Url::parse("memory:///").expect("static URL"),
+            Path::parse(url.path().trim_matches('/')).map_err(|e| bad(&e.to_string()))?,
+            None,
+        ),
+        "s3" | "s3a" => {
+            let bucket = authority()?;
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry_config(settings))
+                .with_client_options(client_options(settings));
+            if let Some(region) = &settings.region {
+                builder = builder.with_region(region);
+            }
+            if let Some(endpoint) = &settings.endpoint {
+                builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
+            }
+            if let Some(virtual_hosted) = settings.virtual_hosted_style {
+                builder = builder.with_virtual_hosted_style_request(virtual_hosted);
+            }
+            if settings.allow_http {
+                builder = builder.with_allow_http(true);
+            }
+            if let (Some(key), Some(secret)) =
+                (&settings.access_key_id, &settings.secret_access_key)
+            {
+                builder = builder
+                    .with_access_key_id(key.expose_secret())
+                    .with_secret_access_key(secret.expose_secret());
+            }
+            if let Some(token) = &settings.session_token {
+                builder = builder.with_token(token.expose_secret());
+            }
+            let store = builder.build().map_err(build_error)?;
+            (
+                Arc::new(store),
+                Url::parse(&format!("s3://{bucket}/")).map_err(|e| bad(&e.to_string()))?,
+                url_prefix()?,
+                None,
+            )
+        }
+        "gs" => {
+            let bucket = authority()?;
+            let store = GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry_config(settings))
+                .with_client_options(client_options(settings))
+                .build()
+                .map_err(build_error)?;
+            (
+                Arc::new(store),
+                Url::parse(&format!("gs://{bucket}/")).map_err(|e| bad(&e.to_string()))?,
+                url_prefix()?,
+                None,
+            )
+        }
+        "az" | "azure" | "abfs" | "abfss" => {
+            authority()?;
+            let mut builder = MicrosoftAzureBuilder::from_env()
+                .with_url(url_text)
+                .with_retry(retry_config(settings))
+                .with_client_options(client_options(settings));
+            if let Some(account) = &settings.account_name {
+                builder = builder.with_account(account);
+            }
+            if let Some(key) = &settings.account_key {
+                builder = builder.with_access_key(key.expose_secret());
+            }
+            if let Some(endpoint) = &settings.endpoint {
+                builder = builder.with_endpoint(endpoint.trim_end_matches('/').to_string());
+            }
+            if settings.allow_http {
+                builder = builder.with_allow_http(true);
+            }
+            let store = builder.build().map_err(build_error)?;
+            // DataFusion keys stores by scheme and host: for abfss the host
+            // is the account, the container is the URL's user.
+            let store_url = format!(
+                "{}://{}/",
+                url.scheme(),
+                &url[url::Position::BeforeHost..url::Position::AfterPort]
+            );
+            (
+                Arc::new(store),
+                Url::parse(&store_url).map_err(|e| bad(&e.to_string()))?,
+                url_prefix()?,
+                None,
+            )
+        }
+        other => {
+            return Err(bad(&format!(
+                "the {other}:// scheme is not supported: use file://, s3://, gs://, az:// or abfss://, or a local path"
+            )));
+        }
+    };
+    let store = match &scope.wrap {
+        Some(wrap) => wrap(&store_url, store),
+        None => store,
+    };
+    Ok(Location {
+        store,
+        store_url,
+        prefix,
+        url: url_text.to_string(),
+        local_root,
+    })
+}
+
+/// What a conditional create found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Created,
+    AlreadyExists,
+}
+
+/// The output root: every key is relative to it and validated.
+#[derive(Clone, Debug)]
+pub struct Warehouse {
+    location: Location,
+    multipart_threshold: usize,
+    part_size: usize,
+}
+
+impl Warehouse {
+    pub fn open(url: &str) -> Result<Self, StorageError> {
+        let (multipart_threshold, part_size) =
+            scope_settings(|s| (s.multipart_threshold, s.part_size));
+        Ok(Self {
+            location: open(url)?,
+            multipart_threshold,
+            part_size,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.location.url
+    }
+
+    /// The store and prefix (tests and tools that read the warehouse).
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    /// Build a key from parts, each a single plain segment.
+    pub fn key(&self, parts: &[&str]) -> Result<Path, StorageError> {
+        let mut key = self.location.prefix.clone();
+        for part in parts {
+            let valid = !part.is_empty()
+                && *part != "."
+                && *part != ".."
+                && !part.contains('/')
+                && Path::parse(*part).is_ok();
+            if !valid {
+                return Err(StorageError::BadKey {
+                    key: parts.join("/"),
+                });
+            }
+            key = key.join(*part);
+        }
+        Ok(key)
+    }
+
+    /// The URL of a key, for messages.
+    pub fn url_of(&self, key: &Path) -> String {
+        format!(
+            "{}{}",
+            self.location.url,
+            key.as_ref()
+                .strip_prefix(self.location.prefix.as_ref())
+                .unwrap_or(key.as_ref())
+                .trim_start_matches('/')
+        )
+    }
+
+    fn error(&self, key: &Path, source: object_store::Error) -> StorageError {
+        StorageError::from_store(&self.url_of(key), &source)
+    }
+
+    /// Write one object atomically (a reader sees the old or the new bytes).
+    /// Objects over the multipart threshold go up in parts and appear only
+    /// when the upload completes; a failed upload is aborted.
+    pub async fn put(&self, key: &Path, bytes: Bytes) -> Result<(), StorageError> {
+        if bytes.len() > self.multipart_threshold {
+            return self.put_multipart(key, bytes).await;
+        }
+        self.location
+            .store
+            .put(key, PutPayload::from_bytes(bytes))
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(key, e))
+    }
+
+    async fn put_multipart(&self, key: &Path, bytes: Bytes) -> Result<(), StorageError> {
+        let store = &self.location.store;
+        let mut upload = store
+            .put_multipart(key)
+            .await
+            .map_err(|e| self.error(key, e))?;
+        let mut offset = 0;
+        let mut failure = None;
+        while offset < bytes.len() {
+            let end = (offset + self.part_size).min(bytes.len());
+            if let Err(e) = upload
+                .put_part(PutPayload::from_bytes(bytes.slice(offset..end)))
+                .await
+            {
+                failure = Some(e);
+                break;
+            }
+            offset = end;
+        }
+        let result = match failure {
+            Some(e) => Err(e),
+            None => upload.complete().await.map(|_| ()),
+        };
+        if let Err(e) = result {
+            if let Err(abort) = upload.abort().await {
+                tracing::warn!(
+                    key = %self.url_of(key),
+                    error = %redact(&abort.to_string()),
+                    "Could not abort a failed multipart upload; a bucket lifecycle rule (AbortIncompleteMultipartUpload) removes it."
+                );
+            }
+            return Err(self.error(key, e));
+        }
+        Ok(())
+    }
+
+    /// Create an object only if none exists at `key` (a conditional put).
+    pub async fn create(&self, key: &Path, bytes: Bytes) -> Result<Created, StorageError> {
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .location
+            .store
+            .put_opts(key, PutPayload::from_bytes(bytes), options)
+            .await
+        {
+            Ok(_) => Ok(Created::Created),
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(Created::AlreadyExists),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    pub async fn get(&self, key: &Path) -> Result<Option<Bytes>, StorageError> {
+        match self.location.store.get(key).await {
+            Ok(result) => result
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| self.error(key, e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    pub async fn exists(&self, key: &Path) -> Result<bool, StorageError> {
+        match self.location.store.head(key).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    /// Delete an object; deleting a missing one is not an error.
+    pub async fn delete(&self, key: &Path) -> Result<(), StorageError> {
+        match self.location.store.delete(key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
+    /// Every object below a key (recursively).
+    pub async fn list(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, StorageError> {
+        match self.location.store.list(Some(prefix)).try_collect().await {
+            Ok(list) => Ok(list),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(self.error(prefix, e)),
+        }
+    }
+
+    /// Immediate child "folders" of a key.
+    pub async fn folders(&self, prefix: &Path) -> Result<Vec<Path>, StorageError> {
+        match self.location.store.list_with_delimiter(Some(prefix)).await {
+            Ok(listing) => Ok(listing.common_prefixes),
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(self.error(prefix, e)),
+        }
+    }
+
+    /// Remove the hidden `name#N` files a local put stages before its rename
+    /// when the run was killed in between (object_store's listing skips them,
+    /// but Spark, Trino or a plain directory read would not). Object stores
+    /// have no such files: a no-op there.
+    pub async fn clean_staged(&self, folder: &Path) -> Result<usize, StorageError> {
+        let Some(root) = &self.location.local_root else {
+            return Ok(0);
+        };
+        let relative = folder
+            .as_ref()
+            .strip_prefix(self.location.prefix.as_ref())
+            .unwrap_or("")
+            .trim_start_matches('/');
+        let directory = if relative.is_empty() {
+            root.clone()
+        } else {
+            root.join(relative)
+        };
+        let mut removed = 0;
+        let entries = match std::fs::read_dir(&directory) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => {
+                return Err(self.error(
+                    folder,
+                    object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    },
+                ));
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let staged = name.rsplit_once('#').is_some_and(|(_, suffix)| {
+                !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())
+            });
+            if staged && entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+                std::fs::remove_file(entry.path()).map_err(|e| {
+                    self.error(
+                        folder,
+                        object_store::Error::Generic {
+                            store: "LocalFileSystem",
+                            source: Box::new(e),
+                        },
+                    )
+                })?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_urls() {
+        let text = "GET https://user:pw@host/b/k?X-Amz-Signature=abc&X-Amz-Credential=def failed";
+        let redacted = redact(text);
+        assert_eq!(
+            redacted,
+            "GET https://[redacted]@host/b/k?[redacted] failed"
+        );
+        assert_eq!(redact("s3://bucket/a/b"), "s3://bucket/a/b");
+    }
+
+    #[tokio::test]
+    async fn redacts_configured_secrets() {
+        let settings = StorageSettings {
+            secret_access_key: Some("very-secret-value".into()),
+            access_key_id: Some("AKIDEXAMPLE".into()),
+            ..Default::default()
+        };
+        let text = scoped(settings, async {
+            redact("<AWSAccessKeyId>AKIDEXAMPLE</AWSAccessKeyId> very-secret-value")
+        })
+        .await;
+        assert!(
+            !text.contains("AKIDEXAMPLE") && !text.contains("very-secret"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn opens_cloud_urls_without_network() {
+        let s3 = open("s3://bucket/some/prefix/").unwrap();
+        assert_eq!(s3.store_url.as_str(), "s3://bucket/");
+        assert_eq!(s3.prefix.as_ref(), "some/prefix");
+        assert!(open("s3:///nobucket").is_err());
+        assert!(open("ftp://x/y").is_err());
+    }
+
+    #[tokio::test]
+    async fn create_is_conditional_and_staged_files_are_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Url::from_directory_path(dir.path()).unwrap().to_string();
+        let warehouse = Warehouse::open(&url).unwrap();
+        let key = warehouse.key(&["a", "lease.json"]).unwrap();
+        assert_eq!(
+            warehouse.create(&key, Bytes::from("1")).await.unwrap(),
+            Created::Created
+        );
+        assert_eq!(
+            warehouse.create(&key, Bytes::from("2")).await.unwrap(),
+            Created::AlreadyExists
+        );
+        std::fs::write(dir.path().join("a/part-0.parquet#3"), b"x").unwrap();
+        let folder = warehouse.key(&["a"]).unwrap();
+        assert_eq!(warehouse.clean_staged(&folder).await.unwrap(), 1);
+        assert!(dir.path().join("a/lease.json").exists());
+    }
+}
