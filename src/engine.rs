@@ -90,6 +90,12 @@ pub fn session(config: &Config) -> Result<SessionContext, EngineError> {
     let mut session_config = SessionConfig::new()
         .with_information_schema(false)
         .with_batch_size(8192);
+    if let Some(limit) = config.engine.memory_limit {
+        // Each sort reserves this much up front for merging its spills; the
+        // default (10 MB) would starve small pools.
+        let reservation = (limit / 32).min(10 * 1024 * 1024);
+        session_config.options_mut().execution.sort_spill_reservation_bytes = reservation;
+    }
     if let Some(partitions) = config.engine.target_partitions {
         session_config = session_config.with_target_partitions(partitions);
     }

@@ -311,7 +311,20 @@ impl Lease {
         if let Some(reason) = self.lost.lock().unwrap().clone() {
             return Err(lost(reason));
         }
-        let generation = self.body.lock().unwrap().generation;
+        let (generation, run_id) = {
+            let body = self.body.lock().unwrap();
+            (body.generation, body.run_id.clone())
+        };
+        // Our generation must still carry our run id (defence against a
+        // store whose conditional create is not atomic).
+        if let Some(found) = read_body(&self.warehouse, &self.key).await?
+            && found.run_id != run_id
+        {
+            return Err(lost(format!(
+                "generation {generation} of the lease holds run {} on {}",
+                found.run_id, found.holder
+            )));
+        }
         if let Some((newer, key)) = generations(&self.warehouse, &self.folder)
             .await?
             .into_iter()

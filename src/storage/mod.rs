@@ -100,7 +100,26 @@ fn kind_of(error: &object_store::Error) -> StorageErrorKind {
         object_store::Error::NotFound { .. } => StorageErrorKind::NotFound,
         object_store::Error::PermissionDenied { .. }
         | object_store::Error::Unauthenticated { .. } => StorageErrorKind::Denied,
-        _ => StorageErrorKind::Other,
+        // Some requests (listings) report HTTP failures as generic errors
+        // whose text carries the status and the service's error code.
+        other => {
+            let text = other.to_string();
+            let has = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
+            if has(&[
+                "403 Forbidden",
+                "401 Unauthorized",
+                "AccessDenied",
+                "SignatureDoesNotMatch",
+                "InvalidAccessKeyId",
+                "AuthenticationFailed",
+            ]) {
+                StorageErrorKind::Denied
+            } else if has(&["404 Not Found", "NoSuchBucket", "ContainerNotFound"]) {
+                StorageErrorKind::NotFound
+            } else {
+                StorageErrorKind::Other
+            }
+        }
     }
 }
 

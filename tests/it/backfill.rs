@@ -50,8 +50,7 @@ fn manifest(warehouse: &Path, period: &str) -> Option<serde_json::Value> {
 }
 
 fn run_id(warehouse: &Path, period: &str) -> String {
-    manifest(warehouse, period)
-        .unwrap_or_else(|| panic!("{period} is not published"))["run_id"]
+    manifest(warehouse, period).unwrap_or_else(|| panic!("{period} is not published"))["run_id"]
         .as_str()
         .unwrap()
         .to_string()
@@ -83,7 +82,10 @@ fn interrupted_backfill_resumes_and_force_recomputes() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     for (i, period) in ["2024-01", "2024-02", "2024-03"].iter().enumerate() {
         assert!(
-            stderr.contains(&format!("backfill rfm_monthly [{}/3] {period}: published", i + 1)),
+            stderr.contains(&format!(
+                "backfill rfm_monthly [{}/3] {period}: published",
+                i + 1
+            )),
             "{stderr}"
         );
     }
@@ -91,7 +93,10 @@ fn interrupted_backfill_resumes_and_force_recomputes() {
     let first: Vec<String> = ALL[..3].iter().map(|p| run_id(&warehouse, p)).collect();
     // Periods run in order: 2024-02 and 2024-03 migrate from the published period before.
     for period in ["2024-02", "2024-03"] {
-        assert_eq!(manifest(&warehouse, period).unwrap()["from_side"], "published");
+        assert_eq!(
+            manifest(&warehouse, period).unwrap()["from_side"],
+            "published"
+        );
     }
 
     // A kill while republishing 2024-02 would leave it without _SUCCESS.
@@ -102,11 +107,18 @@ fn interrupted_backfill_resumes_and_force_recomputes() {
     let stdout = segments_ok(dir.path(), &args(&job, &config, "2024-01", "2024-06"));
     assert!(stdout.contains("4 published, 2 skipped"), "{stdout}");
     assert!(
-        stdout.contains(&format!("2024-01  skipped: already published by run {}", first[0])),
+        stdout.contains(&format!(
+            "2024-01  skipped: already published by run {}",
+            first[0]
+        )),
         "{stdout}"
     );
     assert_eq!(run_id(&warehouse, "2024-01"), first[0], "2024-01 kept");
-    assert_ne!(run_id(&warehouse, "2024-02"), first[1], "2024-02 recomputed");
+    assert_ne!(
+        run_id(&warehouse, "2024-02"),
+        first[1],
+        "2024-02 recomputed"
+    );
     assert_eq!(run_id(&warehouse, "2024-03"), first[2], "2024-03 kept");
     for period in &ALL[3..] {
         assert!(manifest(&warehouse, period).is_some(), "{period} published");
@@ -149,7 +161,10 @@ fn interrupted_backfill_resumes_and_force_recomputes() {
     let edited_job = dir.path().join("rfm_monthly.yaml");
     std::fs::write(&edited_job, edited).unwrap();
     let before_06 = run_id(&warehouse, "2024-06");
-    let stdout = segments_ok(dir.path(), &args(&edited_job, &config, "2024-06", "2024-06"));
+    let stdout = segments_ok(
+        dir.path(),
+        &args(&edited_job, &config, "2024-06", "2024-06"),
+    );
     assert!(stdout.contains("1 published, 0 skipped"), "{stdout}");
     assert_ne!(run_id(&warehouse, "2024-06"), before_06);
 }

@@ -815,7 +815,7 @@ const RFM7_RULES: [(&str, &str); 8] = [
 ];
 
 /// The 7-segment grid, by hand.
-fn rfm7(c: &CustomerFacts) -> &'static str {
+pub fn rfm7(c: &CustomerFacts) -> &'static str {
     let (Some(r), Some(f)) = (c.r_score, c.f_score) else {
         assert_eq!(c.frequency, 0);
         return "lost";

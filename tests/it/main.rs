@@ -4,12 +4,15 @@
 // Fixture expectations are literal tuples, written to be read against the rows.
 #![allow(clippy::type_complexity)]
 
+mod backfill;
 mod cli;
 mod common;
+mod compare;
 mod deploy;
 mod fixture;
 mod invariants;
 mod jobs;
+mod memory;
 mod readers;
 mod reference;
 mod s3;
