@@ -6,9 +6,17 @@
 //! Computed only from the published snapshots (read back with
 //! [`publish::read_table`]) with the queries of `sql/compare/`; nothing is
 //! written to the warehouse. The periods need not be consecutive.
+//!
+//! The ad hoc mode ([`compare_ranges`]) classifies two arbitrary date ranges
+//! on the fly with the job's current rules instead (each range is then the
+//! window: "active" = bought in the range), and feeds the same queries.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
+
+use chrono::NaiveDate;
 
 use datafusion::arrow::array::{Int32Array, RecordBatch, StringArray};
 use datafusion::arrow::compute::concat_batches;
@@ -16,14 +24,17 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
+use datafusion::logical_expr::col;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 
-use crate::config::Job;
+use crate::config::{Config, Job};
+use crate::engine::{self, EngineError};
 use crate::outputs::table_schema;
 use crate::period::Period;
-use crate::pipeline::sql_options;
+use crate::pipeline::{self, Parameters, PipelineError, sql_options};
 use crate::publish::{self, Manifest, PublishError};
+use crate::runner::RunError;
 use crate::storage::{StorageError, Warehouse};
 
 /// The snapshot columns the comparison reads.
@@ -54,6 +65,13 @@ pub enum CompareError {
         "{job} {period} is published but has no `snapshots` table: the comparison needs the job to list `snapshots` in its outputs"
     )]
     NoSnapshot { job: String, period: Period },
+    #[error(
+        "--range {first} and --against {second}: the second range must end after the first and not start before it"
+    )]
+    RangeOrder { first: DateRange, second: DateRange },
+    /// Reading the inputs or classifying a range (ad hoc mode).
+    #[error(transparent)]
+    Run(Box<RunError>),
     #[error(transparent)]
     Publish(#[from] PublishError),
     #[error(transparent)]
@@ -72,30 +90,112 @@ impl CompareError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CompareError::Order { .. }
+            | CompareError::RangeOrder { .. }
             | CompareError::NotPublished { .. }
             | CompareError::NoSnapshot { .. } => 2,
+            CompareError::Run(error) => error.exit_code(),
             CompareError::Storage(_) | CompareError::Publish(PublishError::Storage(_)) => 4,
             _ => 1,
         }
     }
 }
 
-/// One side of the comparison: the period and the run that published it.
+impl From<EngineError> for CompareError {
+    fn from(error: EngineError) -> Self {
+        CompareError::Run(Box::new(error.into()))
+    }
+}
+
+impl From<PipelineError> for CompareError {
+    fn from(error: PipelineError) -> Self {
+        CompareError::Run(Box::new(error.into()))
+    }
+}
+
+/// An ad hoc date range, both days included: `YYYY-MM-DD..YYYY-MM-DD`, or
+/// whole months `YYYY-MM..YYYY-MM` (first day of the first month to the last
+/// day of the second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateRange {
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+}
+
+impl fmt::Display for DateRange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}..{}", self.start, self.end)
+    }
+}
+
+impl FromStr for DateRange {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            format!(
+                "'{text}' is not a date range: write YYYY-MM-DD..YYYY-MM-DD (both days included) or YYYY-MM..YYYY-MM (whole months)"
+            )
+        };
+        let (a, b) = text.split_once("..").ok_or_else(bad)?;
+        let range = match (
+            NaiveDate::parse_from_str(a, "%Y-%m-%d"),
+            NaiveDate::parse_from_str(b, "%Y-%m-%d"),
+        ) {
+            (Ok(start), Ok(end)) if a.len() == 10 && b.len() == 10 => DateRange { start, end },
+            _ => {
+                let a: Period = a.parse().map_err(|_| bad())?;
+                let b: Period = b.parse().map_err(|_| bad())?;
+                DateRange {
+                    start: a.start(),
+                    end: b.as_of_date(),
+                }
+            }
+        };
+        if range.start > range.end {
+            return Err(format!("'{text}': the range ends before it starts"));
+        }
+        Ok(range)
+    }
+}
+
+/// What one side of a comparison is.
+#[derive(Debug, Clone)]
+pub enum SideKind {
+    /// A published period and the run that published it.
+    Published {
+        period: Period,
+        run_id: String,
+        published_at: String,
+    },
+    /// An ad hoc range classified on the fly.
+    Range(DateRange),
+}
+
+/// One side of the comparison.
 #[derive(Debug, Clone)]
 pub struct Side {
-    pub period: Period,
-    pub run_id: String,
-    pub published_at: String,
+    pub kind: SideKind,
+    /// The rule hash of the published run, or of the current job and config.
     pub rule_hash: String,
 }
 
 impl Side {
     fn of(period: Period, manifest: &Manifest) -> Self {
         Side {
-            period,
-            run_id: manifest.run_id.clone(),
-            published_at: manifest.published_at.clone(),
+            kind: SideKind::Published {
+                period,
+                run_id: manifest.run_id.clone(),
+                published_at: manifest.published_at.clone(),
+            },
             rule_hash: manifest.rule_hash.clone(),
+        }
+    }
+
+    /// `YYYY-MM` or `YYYY-MM-DD..YYYY-MM-DD`.
+    pub fn label(&self) -> String {
+        match &self.kind {
+            SideKind::Published { period, .. } => period.to_string(),
+            SideKind::Range(range) => range.to_string(),
         }
     }
 }
@@ -250,6 +350,84 @@ pub async fn compare(
     }
     let (from_manifest, from_table) = snapshot(warehouse, job, from).await?;
     let (to_manifest, to_table) = snapshot(warehouse, job, to).await?;
+    views(
+        ctx,
+        job,
+        Side::of(from, &from_manifest),
+        Side::of(to, &to_manifest),
+        from_table,
+        to_table,
+    )
+    .await
+}
+
+/// Classify `first` and `second` on the fly with the job's current rules and
+/// compare them (ad hoc mode). Reads the job's inputs; writes nothing.
+pub async fn compare_ranges(
+    ctx: &SessionContext,
+    config: &Config,
+    job: &Job,
+    first: DateRange,
+    second: DateRange,
+) -> Result<Comparison, CompareError> {
+    if second.end <= first.end || second.start < first.start {
+        return Err(CompareError::RangeOrder { first, second });
+    }
+    engine::register_inputs(ctx, config, &job.inputs).await?;
+    let rule_hash = job.rule_hash(config);
+    let mut tables = Vec::new();
+    for range in [first, second] {
+        let params = Parameters::for_range(range.start, range.end);
+        let classified = pipeline::classify(ctx, job, &params).await?;
+        let batches = classified
+            .select(SNAPSHOT_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>())
+            .map_err(query_error("snapshots"))?
+            .collect()
+            .await
+            .map_err(query_error("snapshots"))?;
+        let contract: SchemaRef = table_schema("snapshots").schema;
+        let projection: Vec<usize> = SNAPSHOT_COLUMNS
+            .iter()
+            .map(|c| contract.index_of(c).expect("snapshot contract column"))
+            .collect();
+        let schema = Arc::new(
+            contract
+                .project(&projection)
+                .map_err(|e| query_error("snapshots")(e.into()))?,
+        );
+        let batches = batches
+            .into_iter()
+            .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| query_error("snapshots")(e.into()))?;
+        tables.push(MemTable::try_new(schema, vec![batches]).map_err(query_error("snapshots"))?);
+    }
+    let second_table = tables.pop().expect("two ranges");
+    let first_table = tables.pop().expect("two ranges");
+    let side = |range| Side {
+        kind: SideKind::Range(range),
+        rule_hash: rule_hash.clone(),
+    };
+    views(
+        ctx,
+        job,
+        side(first),
+        side(second),
+        first_table,
+        second_table,
+    )
+    .await
+}
+
+/// Run the queries of `sql/compare/` over the two sides.
+async fn views(
+    ctx: &SessionContext,
+    job: &Job,
+    from: Side,
+    to: Side,
+    from_table: MemTable,
+    to_table: MemTable,
+) -> Result<Comparison, CompareError> {
     let setup = query_error("(setup)");
     ctx.register_table("from_snapshot", Arc::new(from_table))
         .map_err(&setup)?;
@@ -264,12 +442,9 @@ pub async fn compare(
     let params = ParamValues::from(HashMap::from([
         (
             "from_period".to_string(),
-            ScalarValue::Utf8(Some(from.to_string())),
+            ScalarValue::Utf8(Some(from.label())),
         ),
-        (
-            "to_period".to_string(),
-            ScalarValue::Utf8(Some(to.to_string())),
-        ),
+        ("to_period".to_string(), ScalarValue::Utf8(Some(to.label()))),
     ]));
     let customers = run(ctx, "customers", CUSTOMERS_SQL, &params).await?;
     let customers_table =
@@ -281,9 +456,9 @@ pub async fn compare(
     let overview = run(ctx, "overview", OVERVIEW_SQL, &params).await?;
     Ok(Comparison {
         job: job.name.clone(),
-        same_rules: from_manifest.rule_hash == to_manifest.rule_hash,
-        from: Side::of(from, &from_manifest),
-        to: Side::of(to, &to_manifest),
+        same_rules: from.rule_hash == to.rule_hash,
+        from,
+        to,
         overview,
         segments,
         matrix,

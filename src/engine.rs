@@ -2,19 +2,21 @@
 //! spill directory, and the job's inputs registered as canonical views
 //! (DESIGN §2) over the configured sources.
 
+mod checked;
+mod functions;
+
+pub use checked::{InputChecks, collect_rejects, input_checks};
+
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use chrono_tz::Tz;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::common::Column;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
-use datafusion::logical_expr::{Expr, ExprSchemable, cast, lit};
 use datafusion::prelude::{
     CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
 };
@@ -57,6 +59,21 @@ pub enum EngineError {
         available: String,
         config: String,
     },
+    #[error(
+        "input '{input}': column `{column}` has type {found}, which cannot be read as {expected}\nhint: the export's schema changed; map `inputs.{input}.columns.{column}` to an expression of type {expected}"
+    )]
+    SchemaDrift {
+        input: String,
+        column: String,
+        expected: String,
+        found: String,
+    },
+    #[error("reading inputs: {context}: {source}")]
+    Read {
+        context: String,
+        #[source]
+        source: DataFusionError,
+    },
     #[error(transparent)]
     Storage(#[from] StorageError),
 }
@@ -77,7 +94,10 @@ pub fn session(config: &Config) -> Result<SessionContext, EngineError> {
         // A fair pool: every spillable operator (sorts, aggregates) gets its
         // share and spills, instead of the first one taking everything and
         // the next one failing as with the greedy pool.
-        let pool = TrackConsumersPool::new(FairSpillPool::new(limit), NonZeroUsize::new(5).expect("non-zero"));
+        let pool = TrackConsumersPool::new(
+            FairSpillPool::new(limit),
+            NonZeroUsize::new(5).expect("non-zero"),
+        );
         runtime = runtime.with_memory_pool(Arc::new(pool));
     }
     if let Some(dir) = &config.engine.spill_dir {
@@ -94,7 +114,15 @@ pub fn session(config: &Config) -> Result<SessionContext, EngineError> {
         // Each sort reserves this much up front for merging its spills; the
         // default (10 MB) would starve small pools.
         let reservation = (limit / 32).min(10 * 1024 * 1024);
-        session_config.options_mut().execution.sort_spill_reservation_bytes = reservation;
+        session_config
+            .options_mut()
+            .execution
+            .sort_spill_reservation_bytes = reservation;
+        // Every spilling operator must hold at least a batch or two; smaller
+        // batches under small pools keep that floor below the fair share.
+        if limit < 512 * 1024 * 1024 {
+            session_config = session_config.with_batch_size(2048);
+        }
     }
     if let Some(partitions) = config.engine.target_partitions {
         session_config = session_config.with_target_partitions(partitions);
@@ -107,7 +135,7 @@ pub fn session(config: &Config) -> Result<SessionContext, EngineError> {
     Ok(SessionContext::new_with_state(state))
 }
 
-fn source_table(input: &str) -> String {
+pub(crate) fn source_table(input: &str) -> String {
     format!("__source_{input}")
 }
 
@@ -126,9 +154,17 @@ pub async fn register_inputs(
             .expect("config checked against the job");
         let location = storage::open(&input.url)?;
         ctx.register_object_store(&location.store_url, location.store.clone());
-        files.extend(list_files(input, &location).await?);
-        register_source(ctx, input).await?;
-        register_canonical_view(ctx, config, input).await?;
+        let listed = list_files(input, &location).await?;
+        register_source(ctx, input, &location, &listed).await?;
+        files.extend(listed);
+        checked::register(
+            ctx,
+            config,
+            input,
+            &source_table(&input.name),
+            chrono::Utc::now(),
+        )
+        .await?;
     }
     Ok(files)
 }
@@ -185,171 +221,125 @@ async fn list_files(
     Ok(files)
 }
 
-async fn register_source(ctx: &SessionContext, input: &Input) -> Result<(), EngineError> {
+async fn register_source(
+    ctx: &SessionContext,
+    input: &Input,
+    location: &storage::Location,
+    files: &[InputFile],
+) -> Result<(), EngineError> {
     let partition_columns: Vec<(String, DataType)> = input
         .partition_columns
         .iter()
         .map(|c| (c.clone(), DataType::Utf8))
         .collect();
+    let source_error = |source| EngineError::Source {
+        input: input.name.clone(),
+        url: input.url.clone(),
+        source,
+    };
+    let url = match input.csv.encoding {
+        crate::config::Encoding::Utf8 => input.url.clone(),
+        _ => transcode(ctx, input, location, files).await?,
+    };
     let table = source_table(&input.name);
     let result = match input.format {
         InputFormat::Parquet => {
             let options = ParquetReadOptions::default().table_partition_cols(partition_columns);
-            ctx.register_parquet(&table, &input.url, options).await
+            ctx.register_parquet(&table, &url, options).await
         }
         InputFormat::Csv => {
-            let mut options = CsvReadOptions::new()
-                .has_header(input.csv.header)
-                .delimiter(input.csv.delimiter as u8)
-                .file_extension(".csv");
-            options.table_partition_cols = partition_columns;
-            ctx.register_csv(&table, &input.url, options).await
+            let options = || {
+                let mut options = CsvReadOptions::new()
+                    .has_header(input.csv.header)
+                    .delimiter(input.csv.delimiter as u8)
+                    .file_extension(".csv");
+                options.table_partition_cols = partition_columns.clone();
+                options
+            };
+            let inferred = ctx.read_csv(&url, options()).await.map_err(source_error)?;
+            let text = checked::all_text(&without(
+                inferred.schema().as_arrow(),
+                &input.partition_columns,
+            ));
+            ctx.register_csv(&table, &url, options().schema(&text))
+                .await
         }
         InputFormat::Ndjson => {
-            let mut options = JsonReadOptions::default().file_extension(".json");
-            options.table_partition_cols = partition_columns;
-            ctx.register_json(&table, &input.url, options).await
+            let options = || {
+                let mut options = JsonReadOptions::default().file_extension(".json");
+                options.table_partition_cols = partition_columns.clone();
+                options
+            };
+            let inferred = ctx.read_json(&url, options()).await.map_err(source_error)?;
+            let text = checked::all_text(&without(
+                inferred.schema().as_arrow(),
+                &input.partition_columns,
+            ));
+            ctx.register_json(&table, &url, options().schema(&text))
+                .await
         }
     };
-    result.map_err(|source| EngineError::Source {
-        input: input.name.clone(),
-        url: input.url.clone(),
-        source,
-    })
+    result.map_err(source_error)
 }
 
-/// `SELECT CAST(<mapping> AS <canonical type>) AS <canonical name>, …` over the
-/// source, plus `ordered_date`/`occurred_date`, the local date in the business
-/// timezone (a timezone cannot be a bound parameter, so steps get a column).
-async fn register_canonical_view(
-    ctx: &SessionContext,
-    config: &Config,
-    input: &Input,
-) -> Result<(), EngineError> {
-    let source = ctx
-        .table(source_table(&input.name))
-        .await
-        .map_err(|source| EngineError::Source {
-            input: input.name.clone(),
-            url: input.url.clone(),
-            source,
-        })?;
-    let available: Vec<String> = source
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let mut projection = Vec::new();
-    for column in canonical_columns(&input.name) {
-        let mapped = input.columns.get(column.name);
-        let expression = match mapped {
-            Some(expression) => {
-                let is_plain_name = expression.chars().all(|c| c.is_alphanumeric() || c == '_');
-                if is_plain_name && !available.contains(expression) {
-                    return Err(EngineError::MissingColumn {
-                        input: input.name.clone(),
-                        column: column.name.into(),
-                        available: available.join(", "),
-                        config: config.path.display().to_string(),
-                    });
-                }
-                let parsed = if is_plain_name {
-                    Ok(column_ref(expression))
-                } else {
-                    source.parse_sql_expr(expression)
-                };
-                parsed.map_err(|source| EngineError::Mapping {
-                    input: input.name.clone(),
-                    column: column.name.into(),
-                    expression: expression.clone(),
-                    available: available.join(", "),
-                    config: config.path.display().to_string(),
-                    source,
-                })?
-            }
-            None if available.iter().any(|a| a == column.name) => column_ref(column.name),
-            None if column.required => {
-                return Err(EngineError::MissingColumn {
-                    input: input.name.clone(),
-                    column: column.name.into(),
-                    available: available.join(", "),
-                    config: config.path.display().to_string(),
-                });
-            }
-            None => lit(datafusion::scalar::ScalarValue::try_from(&column.data_type)
-                .map_err(EngineError::Setup)?),
-        };
-        let typed = to_canonical_type(
-            expression,
-            &column.data_type,
-            source.schema(),
-            config.timezone,
-        )
-        .map_err(|source| EngineError::Mapping {
-            input: input.name.clone(),
-            column: column.name.into(),
-            expression: mapped.cloned().unwrap_or_else(|| column.name.to_string()),
-            available: available.join(", "),
-            config: config.path.display().to_string(),
-            source,
-        })?;
-        projection.push(typed.alias(column.name));
-    }
-    let date_column = match input.name.as_str() {
-        "transactions" => Some(("ordered_at", "ordered_date")),
-        "events" => Some(("occurred_at", "occurred_date")),
-        _ => None,
-    };
-    let mut view = source.select(projection).map_err(EngineError::Setup)?;
-    if let Some((timestamp, date)) = date_column {
-        let local = local_date(column_ref(timestamp), config.timezone);
-        let mut columns: Vec<Expr> = view
-            .schema()
+/// A schema without the Hive partition columns (they are added back by the
+/// listing table).
+pub(crate) fn without(schema: &Schema, partition_columns: &[String]) -> Schema {
+    Schema::new(
+        schema
             .fields()
             .iter()
-            .map(|f| column_ref(f.name()))
-            .collect();
-        columns.push(local.alias(date));
-        view = view.select(columns).map_err(EngineError::Setup)?;
+            .filter(|f| !partition_columns.contains(f.name()))
+            .cloned()
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Decode Latin-1 / Windows-1252 files to UTF-8 into an in-memory store that
+/// lives as long as the session, keeping their relative paths (and Hive
+/// folders). Returns the URL to read them from.
+async fn transcode(
+    ctx: &SessionContext,
+    input: &Input,
+    location: &storage::Location,
+    files: &[InputFile],
+) -> Result<String, EngineError> {
+    use object_store::ObjectStoreExt;
+    let memory = Arc::new(object_store::memory::InMemory::new());
+    for file in files.iter().filter(|f| f.input == input.name) {
+        let path = object_store::path::Path::from(file.path.as_str());
+        let read_error = |e: object_store::Error| EngineError::Source {
+            input: input.name.clone(),
+            url: input.url.clone(),
+            source: DataFusionError::ObjectStore(Box::new(e)),
+        };
+        let bytes = location
+            .store
+            .get(&path)
+            .await
+            .map_err(read_error)?
+            .bytes()
+            .await
+            .map_err(read_error)?;
+        let (text, _, _) = encoding_rs::WINDOWS_1252.decode(&bytes);
+        let relative = file
+            .path
+            .strip_prefix(location.prefix.as_ref())
+            .unwrap_or(&file.path)
+            .trim_start_matches('/');
+        let target =
+            object_store::path::Path::from(format!("transcoded/{}/{relative}", input.name));
+        memory
+            .put(
+                &target,
+                object_store::PutPayload::from(text.into_owned().into_bytes()),
+            )
+            .await
+            .map_err(read_error)?;
     }
-    ctx.register_table(input.name.as_str(), view.into_view())
-        .map_err(EngineError::Setup)?;
-    Ok(())
-}
-
-/// Cast a mapped expression to its canonical type. Naive timestamps are read
-/// as local times in the business timezone.
-fn to_canonical_type(
-    expression: Expr,
-    target: &DataType,
-    schema: &datafusion::common::DFSchema,
-    timezone: Tz,
-) -> Result<Expr, DataFusionError> {
-    let source_type = expression.get_type(schema)?;
-    Ok(match (target, &source_type) {
-        (DataType::Timestamp(_, Some(_)), DataType::Timestamp(unit, None)) => {
-            let local = DataType::Timestamp(*unit, Some(timezone.name().into()));
-            cast(cast(expression, local), target.clone())
-        }
-        (
-            DataType::Timestamp(_, Some(_)),
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View,
-        ) => {
-            // Text without an offset is local time in the business timezone.
-            let naive = DataType::Timestamp(TimeUnit::Microsecond, None);
-            let local = DataType::Timestamp(TimeUnit::Microsecond, Some(timezone.name().into()));
-            cast(cast(cast(expression, naive), local), target.clone())
-        }
-        _ if &source_type == target => expression,
-        _ => cast(expression, target.clone()),
-    })
-}
-
-/// The local calendar date of a UTC timestamp in `timezone`.
-fn local_date(timestamp: Expr, timezone: Tz) -> Expr {
-    let local = DataType::Timestamp(TimeUnit::Microsecond, Some(timezone.name().into()));
-    cast(cast(timestamp, local), DataType::Date32)
+    let memory_url = url::Url::parse("memory:///").expect("static URL");
+    ctx.register_object_store(&memory_url, memory);
+    Ok(format!("memory:///transcoded/{}/", input.name))
 }
 
 /// Register empty tables with the canonical schemas, so steps and rules can be
@@ -374,9 +364,4 @@ pub fn register_canonical_placeholders(
             .map_err(EngineError::Setup)?;
     }
     Ok(())
-}
-
-/// A reference to a column by its exact name (no SQL identifier parsing).
-fn column_ref(name: &str) -> Expr {
-    Expr::Column(Column::new_unqualified(name))
 }

@@ -65,6 +65,12 @@ pub struct Manifest {
     pub from_side: String,
     pub from_side_reason: String,
     pub rows: RowCounts,
+    /// Rejected rows per reason (DESIGN §7).
+    #[serde(default)]
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Gates the operator overrode with `--allow-gate`.
+    #[serde(default)]
+    pub allowed_gates: Vec<String>,
     /// Revenue of the period (all lines dated in it) and its share with a customer.
     pub period_revenue: String,
     pub identification_rate: Option<f64>,

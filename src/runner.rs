@@ -6,17 +6,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Decimal128Type, Int64Type};
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::col;
 use datafusion::prelude::{DataFrame, SessionContext};
 use tracing::info;
 
-use crate::config::{Config, ConfigError, Job};
+use crate::config::{Config, ConfigError, Job, OutputTable};
 use crate::engine::{self, EngineError};
 use crate::lease::{Lease, LeaseError};
-use crate::outputs::{OutputError, PeriodTables, build_period_tables};
+use crate::outputs::{OutputError, PeriodTables, TableData, build_period_tables, table_schema};
 use crate::period::Period;
 use crate::pipeline::{self, Parameters, PipelineError, sql_options};
 use crate::publish::{self, Manifest, PublishError, RowCounts};
@@ -40,6 +40,8 @@ pub enum RunError {
     Gate { gate: String, message: String },
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    #[error("row accounting does not balance: read {} ≠ used {} + anonymous {} + rejected {}; this is a bug, please report it", rows.read, rows.used, rows.anonymous, rows.rejected)]
+    Accounting { rows: RowCounts },
 }
 
 impl RunError {
@@ -49,7 +51,9 @@ impl RunError {
             RunError::Config(_) => 2,
             // Permissions, network, retries exhausted while reading inputs.
             RunError::Engine(EngineError::Source { source, .. })
-                if crate::storage::is_storage_failure(source as &(dyn std::error::Error + 'static)) =>
+                if crate::storage::is_storage_failure(
+                    source as &(dyn std::error::Error + 'static),
+                ) =>
             {
                 4
             }
@@ -58,6 +62,7 @@ impl RunError {
             RunError::Engine(
                 EngineError::Mapping { .. }
                 | EngineError::MissingColumn { .. }
+                | EngineError::SchemaDrift { .. }
                 | EngineError::Source { .. },
             ) => 3,
             RunError::Gate { .. } => 3,
@@ -69,10 +74,52 @@ impl RunError {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     pub period: Period,
     pub dry_run: bool,
+    /// Gates the operator overrides on purpose (`--allow-gate NAME`),
+    /// recorded in the manifest.
+    pub allowed_gates: Vec<String>,
+}
+
+impl RunOptions {
+    pub fn new(period: Period) -> Self {
+        RunOptions {
+            period,
+            dry_run: false,
+            allowed_gates: Vec::new(),
+        }
+    }
+}
+
+/// Gates an operator may override (DESIGN §7). Schema problems are not
+/// gates: without the columns there is nothing to compute.
+pub const GATES: [&str; 4] = [
+    "no_data",
+    "reject_ratio",
+    "active_customers_change",
+    "revenue_change",
+];
+
+/// Fail with exit code 3 unless the operator allowed this gate.
+fn gate(options: &RunOptions, name: &str, message: String) -> Result<(), RunError> {
+    if options.allowed_gates.iter().any(|g| g == name) {
+        tracing::warn!(gate = name, %message, "Gate failed but allowed by --allow-gate.");
+        Ok(())
+    } else {
+        Err(RunError::Gate {
+            gate: name.to_string(),
+            message: format!(
+                "{message}; nothing was published\nhint: fix the input, or rerun with --allow-gate {name} to publish anyway"
+            ),
+        })
+    }
+}
+
+/// |current − previous| / previous, when there is a previous value.
+fn relative_change(current: f64, previous: f64) -> Option<f64> {
+    (previous > 0.0).then(|| (current - previous).abs() / previous)
 }
 
 /// What a run did.
@@ -187,8 +234,15 @@ pub async fn run_with(
             let warehouse = Warehouse::open(&config.warehouse)?;
             let ttl = config.storage.lease_ttl;
             Some(
-                Lease::acquire(&warehouse, &job.name, options.period, &run_id, ttl, force_lease)
-                    .await?,
+                Lease::acquire(
+                    &warehouse,
+                    &job.name,
+                    options.period,
+                    &run_id,
+                    ttl,
+                    force_lease,
+                )
+                .await?,
             )
         };
         let result = run_leased(job, config, options, run_id, lease.as_ref()).await;
@@ -220,17 +274,58 @@ async fn run_leased(
     let ctx = engine::session(config)?;
     let files = engine::register_inputs(&ctx, config, &job.inputs).await?;
     let params = Parameters::new(period, job.window_months);
+    let checks = engine::input_checks(&ctx, "transactions").await?;
     let stats = input_stats(&ctx, &params).await?;
     timings.insert("inputs".to_string(), started.elapsed().as_millis() as u64);
+    // Row accounting: read = used + anonymous + rejected (duplicates are the
+    // valid rows the distinct canonical view dropped).
+    let mut rejected_by_reason = checks.rejected_by_reason.clone();
+    let duplicates = checks.valid.saturating_sub(stats.rows_read);
+    if duplicates > 0 {
+        rejected_by_reason.insert("duplicate_line".to_string(), duplicates);
+    }
+    let rows = RowCounts {
+        read: checks.read,
+        used: stats.rows_read - stats.anonymous_rows,
+        anonymous: stats.anonymous_rows,
+        rejected: rejected_by_reason.values().sum(),
+    };
+    if rows.read != rows.used + rows.anonymous + rows.rejected {
+        return Err(RunError::Accounting { rows });
+    }
     if stats.period_rows == 0 {
-        return Err(RunError::Gate {
-            gate: "no_data".into(),
-            message: format!(
-                "no transaction is dated in {period} ({} rows read from {} file(s)); nothing was published\nhint: check that the period's files have arrived, or pick another --period",
-                stats.rows_read,
+        gate(
+            &options,
+            "no_data",
+            format!(
+                "no usable transaction is dated in {period} ({} rows read from {} file(s))",
+                rows.read,
                 files.len()
             ),
-        });
+        )?;
+    }
+    let reject_ratio = if rows.read > 0 {
+        rows.rejected as f64 / rows.read as f64
+    } else {
+        0.0
+    };
+    if reject_ratio > config.quality.max_reject_ratio {
+        gate(
+            &options,
+            "reject_ratio",
+            format!(
+                "{} of {} rows ({:.1}%) were rejected ({}), above quality.max_reject_ratio {:.1}%",
+                rows.rejected,
+                rows.read,
+                reject_ratio * 100.0,
+                rejected_by_reason
+                    .iter()
+                    .map(|(r, n)| format!("{r}: {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                config.quality.max_reject_ratio * 100.0
+            ),
+        )?;
     }
 
     // The "from" side: the previous period as published, when made by the
@@ -239,11 +334,16 @@ async fn run_leased(
     let step = Instant::now();
     let previous_manifest =
         publish::published_manifest(&warehouse, &job.name, previous_period).await?;
+    let previous_activity: Option<(f64, f64)>;
     let (previous, from_side, from_side_reason) = match previous_manifest {
         Some(manifest) if manifest.rule_hash == rule_hash => {
             let batches = publish::read_table(&warehouse, &job.name, "snapshots", previous_period)
                 .await?
                 .unwrap_or_default();
+            previous_activity =
+                publish::read_table(&warehouse, &job.name, "segment_summary", previous_period)
+                    .await?
+                    .map(|batches| activity_of_summary(&batches));
             (
                 frame_of(&ctx, batches).await?,
                 "published",
@@ -264,6 +364,7 @@ async fn run_leased(
             };
             let previous_params = Parameters::new(previous_period, job.window_months);
             let classified = pipeline::classify(&ctx, job, &previous_params).await?;
+            previous_activity = Some(activity_of_classified(&classified).await?);
             let execution = |source| PipelineError::Execution {
                 context: "selecting the previous period".into(),
                 source,
@@ -281,7 +382,65 @@ async fn run_leased(
     timings.insert("classify".to_string(), step.elapsed().as_millis() as u64);
 
     let step = Instant::now();
-    let tables = build_period_tables(&ctx, job, &params, current, previous, &rule_hash).await?;
+    let mut tables = build_period_tables(&ctx, job, &params, current, previous, &rule_hash).await?;
+    if let (Some(summary), Some((previous_active, previous_revenue))) =
+        (tables.get(OutputTable::SegmentSummary), previous_activity)
+    {
+        let (active, revenue) = activity_of_summary(std::slice::from_ref(summary));
+        let limits = [
+            (
+                "active_customers_change",
+                "active customers",
+                active,
+                previous_active,
+                config.quality.max_active_customers_change,
+            ),
+            (
+                "revenue_change",
+                "revenue",
+                revenue,
+                previous_revenue,
+                config.quality.max_revenue_change,
+            ),
+        ];
+        for (name, what, now, before, limit) in limits {
+            if let Some(change) = relative_change(now, before)
+                && change > limit
+            {
+                gate(
+                    &options,
+                    name,
+                    format!(
+                        "{what} of {period} moved {:.1}% against {previous_period} ({before:.2} → {now:.2}), above the configured {:.1}%",
+                        change * 100.0,
+                        limit * 100.0
+                    ),
+                )?;
+            }
+        }
+    }
+    if job.writes(OutputTable::Rejects) {
+        let input = config.inputs.get("transactions").expect("checked");
+        let rejects = if rows.rejected > 0 {
+            engine::collect_rejects(
+                &ctx,
+                config,
+                input,
+                &files,
+                chrono::Utc::now(),
+                period.start(),
+                period.end(),
+                duplicates > 0,
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+        tables.tables.push(TableData {
+            table: OutputTable::Rejects,
+            batch: rejects_batch(rejects)?,
+        });
+    }
     timings.insert("tables".to_string(), step.elapsed().as_millis() as u64);
 
     let manifest = Manifest {
@@ -293,12 +452,9 @@ async fn run_leased(
         published_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         from_side: from_side.to_string(),
         from_side_reason,
-        rows: RowCounts {
-            read: stats.rows_read,
-            used: stats.rows_read - stats.anonymous_rows,
-            anonymous: stats.anonymous_rows,
-            rejected: 0,
-        },
+        rows,
+        rejected_by_reason,
+        allowed_gates: options.allowed_gates.clone(),
         period_revenue: format_cents(stats.period_revenue_cents),
         identification_rate: (stats.period_revenue_cents != 0)
             .then(|| stats.identified_revenue_cents as f64 / stats.period_revenue_cents as f64),
@@ -342,4 +498,82 @@ async fn run_leased(
         published: !options.dry_run,
         warehouse: config.warehouse.clone(),
     })
+}
+
+/// (active customers, revenue) of a period from its `segment_summary`.
+fn activity_of_summary(batches: &[RecordBatch]) -> (f64, f64) {
+    let mut active = 0.0;
+    let mut revenue = 0.0;
+    for batch in batches {
+        let schema = batch.schema();
+        let (Ok(a), Ok(r)) = (
+            schema.index_of("active_customers"),
+            schema.index_of("revenue"),
+        ) else {
+            continue;
+        };
+        let actives = batch.column(a).as_primitive::<Int64Type>();
+        let revenues = batch.column(r).as_primitive::<Decimal128Type>();
+        for row in 0..batch.num_rows() {
+            active += actives.value(row) as f64;
+            revenue += revenues.value(row) as f64 / 100.0;
+        }
+    }
+    (active, revenue)
+}
+
+/// (active customers, revenue) of a reclassified period.
+async fn activity_of_classified(classified: &DataFrame) -> Result<(f64, f64), PipelineError> {
+    use datafusion::functions_aggregate::expr_fn::{count, sum};
+    use datafusion::logical_expr::{ExprFunctionExt, lit};
+    let execution = |source| PipelineError::Execution {
+        context: "measuring the previous period".into(),
+        source,
+    };
+    let batches = classified
+        .clone()
+        .aggregate(
+            vec![],
+            vec![
+                count(lit(1))
+                    .filter(col("period_orders").gt(lit(0i64)))
+                    .build()
+                    .map_err(execution)?
+                    .alias("active"),
+                sum(col("period_revenue")).alias("revenue"),
+            ],
+        )
+        .map_err(execution)?
+        .collect()
+        .await
+        .map_err(execution)?;
+    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+        return Ok((0.0, 0.0));
+    };
+    let active = batch.column(0).as_primitive::<Int64Type>().value(0) as f64;
+    let revenues = batch.column(1).as_primitive::<Decimal128Type>();
+    let revenue = if revenues.is_null(0) {
+        0.0
+    } else {
+        revenues.value(0) as f64 / 10f64.powi(revenues.scale() as i32)
+    };
+    Ok((active, revenue))
+}
+
+/// The rejects table from (source file, row JSON, reason) triples.
+fn rejects_batch(rejects: Vec<(String, String, String)>) -> Result<RecordBatch, RunError> {
+    use datafusion::arrow::array::StringArray;
+    let contract = table_schema("rejects");
+    let column = |f: fn(&(String, String, String)) -> &str| {
+        Arc::new(StringArray::from_iter_values(rejects.iter().map(f))) as _
+    };
+    let batch = RecordBatch::try_new(
+        contract.schema.clone(),
+        vec![column(|r| &r.0), column(|r| &r.1), column(|r| &r.2)],
+    )
+    .map_err(|e| OutputError::Contract {
+        table: "rejects".into(),
+        message: e.to_string(),
+    })?;
+    Ok(batch)
 }

@@ -213,10 +213,8 @@ pub async fn backfill(
             }
             _ => {
                 let step = Instant::now();
-                let options = RunOptions {
-                    period,
-                    dry_run: false,
-                };
+                let mut options = RunOptions::new(period);
+                options.allowed_gates = args.allow_gate.clone();
                 match runner::run(&job, &config, options).await {
                     Ok(outcome) => Status::Published {
                         run_id: outcome.manifest.run_id,

@@ -1,6 +1,8 @@
 //! `segments compare`: the comparative view of two published periods of a
-//! job, as text (default), CSV or JSON, on stdout or into `--out FILE`.
-//! The computation lives in [`crate::compare`]; this module renders it.
+//! job (`--from --to`), or of two ad hoc date ranges classified on the fly
+//! (`--range --against`), as text (default), CSV or JSON, on stdout or into
+//! `--out FILE` (never into the warehouse). The computation lives in
+//! [`crate::compare`]; this module renders it.
 
 use std::io::Write;
 use std::path::Path;
@@ -9,7 +11,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
-use crate::compare::{self, Comparison, TABLES};
+use crate::compare::{self, Comparison, DateRange, SideKind, TABLES};
 use crate::config::{Config, Job};
 use crate::engine;
 use crate::storage::Warehouse;
@@ -19,8 +21,24 @@ use super::{CompareArgs, CompareFormat, Failure, failure, parse_period};
 pub async fn compare(args: CompareArgs) -> Result<(), Failure> {
     let job = Job::load(&args.job.job).map_err(|e| failure(2, e))?;
     let config = Config::load(&args.job.config).map_err(|e| failure(2, e))?;
-    let from = parse_period(&args.from)?;
-    let to = parse_period(&args.to)?;
+    let mode = match (&args.from, &args.to, &args.range, &args.against) {
+        (Some(from), Some(to), None, None) => Mode::Periods(parse_period(from)?, parse_period(to)?),
+        (None, None, Some(range), Some(against)) => {
+            let parse = |text: &str| {
+                text.parse::<DateRange>()
+                    .map_err(|e| failure(2, anyhow::anyhow!(e)))
+            };
+            Mode::Ranges(parse(range)?, parse(against)?)
+        }
+        _ => {
+            return Err(failure(
+                2,
+                anyhow::anyhow!(
+                    "give either --from YYYY-MM --to YYYY-MM (two published periods) or --range A..B --against C..D (two date ranges)"
+                ),
+            ));
+        }
+    };
     if let Some(table) = &args.table
         && !TABLES.contains(&table.as_str())
     {
@@ -38,9 +56,16 @@ pub async fn compare(args: CompareArgs) -> Result<(), Failure> {
             failure(error.exit_code(), error)
         })?;
         let ctx = engine::session(&config).map_err(|e| failure(1, e))?;
-        compare::compare(&ctx, &warehouse, &job, from, to)
-            .await
-            .map_err(|e| failure(e.exit_code(), e))
+        match mode {
+            Mode::Periods(from, to) => compare::compare(&ctx, &warehouse, &job, from, to).await,
+            Mode::Ranges(first, second) => {
+                config
+                    .check_inputs_for(&job.inputs, &job.path)
+                    .map_err(|e| failure(2, e))?;
+                compare::compare_ranges(&ctx, &config, &job, first, second).await
+            }
+        }
+        .map_err(|e| failure(e.exit_code(), e))
     })
     .await?;
 
@@ -63,8 +88,8 @@ pub async fn compare(args: CompareArgs) -> Result<(), Failure> {
                 out,
                 "Wrote the comparison of {} {} → {} to {}",
                 comparison.job,
-                from,
-                to,
+                comparison.from.label(),
+                comparison.to.label(),
                 path.display()
             );
         }
@@ -75,6 +100,11 @@ pub async fn compare(args: CompareArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+enum Mode {
+    Periods(crate::period::Period, crate::period::Period),
+    Ranges(DateRange, DateRange),
 }
 
 /// Write through a temporary file in the same folder, then rename: a reader
@@ -163,7 +193,15 @@ fn aligned(headers: &[String], rows: &[Vec<String>], text_columns: usize) -> Str
 
 fn overview_text(c: &Comparison) -> String {
     let o = &c.overview;
-    let (from, to) = (c.from.period, c.to.period);
+    let (from, to) = (c.from.label(), c.to.label());
+    let ranges = matches!(c.from.kind, SideKind::Range(_));
+    // Published periods: active = a purchase in the period's window; ad hoc
+    // ranges: the range is the window.
+    let (window_of, active_word) = if ranges {
+        ("", "bought in the range")
+    } else {
+        ("'s window", "with a purchase in the period's window")
+    };
     let n = |name: &str| int(o, name, 0);
     let both = n("from_customers") - n("removed_customers");
     let mut out = String::new();
@@ -174,25 +212,25 @@ fn overview_text(c: &Comparison) -> String {
         signed(n("to_customers") - n("from_customers"))
     ));
     out.push_str(&format!(
-        "  active          {} → {} ({})   with a purchase in the period's 12-month window\n",
+        "  active          {} → {} ({})   {active_word}\n",
         n("from_active"),
         n("to_active"),
         signed(n("to_active") - n("from_active"))
     ));
     out.push_str(&format!(
-        "  new customers   {:<6} first purchase after {from}\n",
+        "  new customers   {:<6} first purchase after the end of {from}\n",
         n("new_customers")
     ));
     out.push_str(&format!(
-        "  lost customers  {:<6} active in {from}, no purchase in {to}'s window\n",
+        "  lost customers  {:<6} bought in {from}{window_of}, not in {to}{window_of}\n",
         n("lost_customers")
     ));
     out.push_str(&format!(
-        "  reactivated     {:<6} no purchase in {from}'s window, active in {to}\n",
+        "  reactivated     {:<6} no purchase in {from}{window_of}, bought in {to}{window_of}\n",
         n("reactivated_customers")
     ));
     out.push_str(&format!(
-        "  removed         {:<6} in {from}'s snapshot, no longer in {to}'s (refunded, merged or erased)\n",
+        "  removed         {:<6} customers in {from}, not in {to} (purchases refunded, id merged or erased)\n",
         n("removed_customers")
     ));
     out.push_str(&format!(
@@ -214,11 +252,11 @@ fn segments_text(c: &Comparison) -> String {
     };
     let headers = [
         "segment".to_string(),
-        c.from.period.to_string(),
-        c.to.period.to_string(),
+        c.from.label(),
+        c.to.label(),
         "delta".to_string(),
-        format!("share {}", c.from.period),
-        format!("share {}", c.to.period),
+        format!("share {}", c.from.label()),
+        format!("share {}", c.to.label()),
     ];
     let rows: Vec<Vec<String>> = (0..s.num_rows())
         .map(|row| {
@@ -238,8 +276,8 @@ fn segments_text(c: &Comparison) -> String {
 fn matrix_text(c: &Comparison) -> String {
     let m = &c.matrix;
     let headers = [
-        format!("from {}", c.from.period),
-        format!("to {}", c.to.period),
+        format!("from {}", c.from.label()),
+        format!("to {}", c.to.label()),
         "customers".to_string(),
         "share of from".to_string(),
     ];
@@ -289,14 +327,24 @@ fn customers_text(c: &Comparison) -> Result<String, anyhow::Error> {
 }
 
 fn text(c: &Comparison, table: Option<&str>) -> Result<String, anyhow::Error> {
+    let source = match (&c.from.kind, &c.to.kind) {
+        (SideKind::Published { run_id: a, .. }, SideKind::Published { run_id: b, .. }) => {
+            format!("published snapshots: run {a} and run {b}")
+        }
+        _ => "classified on the fly with the current rules; nothing written to the warehouse"
+            .to_string(),
+    };
     let mut out = format!(
-        "Comparison of {}: {} → {} (published snapshots: run {} and run {})\n",
-        c.job, c.from.period, c.to.period, c.from.run_id, c.to.run_id
+        "Comparison of {}: {} → {} ({source})\n",
+        c.job,
+        c.from.label(),
+        c.to.label()
     );
     if !c.same_rules {
         out.push_str(&format!(
             "note: {} and {} were published with different rules (rule hashes differ): a segment name may not mean the same in both\n",
-            c.from.period, c.to.period
+            c.from.label(),
+            c.to.label()
         ));
     }
     let sections: Vec<&str> = match table {
@@ -314,7 +362,8 @@ fn text(c: &Comparison, table: Option<&str>) -> Result<String, anyhow::Error> {
             "matrix" => {
                 out.push_str(&format!(
                     "Transition matrix ({} → {}, non-empty cells):\n",
-                    c.from.period, c.to.period
+                    c.from.label(),
+                    c.to.label()
                 ));
                 out.push_str(&matrix_text(c));
             }
@@ -393,13 +442,21 @@ fn json_rows(batch: &RecordBatch) -> Result<Vec<serde_json::Value>, anyhow::Erro
 }
 
 fn json(c: &Comparison, table: Option<&str>) -> Result<String, anyhow::Error> {
-    let side = |s: &compare::Side| {
-        serde_json::json!({
-            "period": s.period.to_string(),
-            "run_id": s.run_id,
-            "published_at": s.published_at,
+    let side = |s: &compare::Side| match &s.kind {
+        SideKind::Published {
+            period,
+            run_id,
+            published_at,
+        } => serde_json::json!({
+            "period": period.to_string(),
+            "run_id": run_id,
+            "published_at": published_at,
             "rule_hash": s.rule_hash,
-        })
+        }),
+        SideKind::Range(range) => serde_json::json!({
+            "range": {"start": range.start.to_string(), "end": range.end.to_string()},
+            "rule_hash": s.rule_hash,
+        }),
     };
     let mut document = serde_json::json!({
         "job": c.job,

@@ -59,8 +59,9 @@ enum Command {
     /// Run a job for every period of a range, in order; periods already
     /// published with the same job and rules are skipped (unless --force).
     Backfill(BackfillArgs),
-    /// Compare two published periods of a job: segment counts, transition
-    /// matrix, lost and new customers, evolution per customer.
+    /// Compare two published periods of a job (--from --to), or two date
+    /// ranges classified on the fly (--range --against): segment counts,
+    /// transition matrix, lost and new customers, evolution per customer.
     Compare(CompareArgs),
 }
 
@@ -88,6 +89,11 @@ pub struct RunArgs {
     /// Break a live lease held by another run of the same job and period.
     #[arg(long)]
     force: bool,
+    /// Publish even though this data-quality gate fails (repeatable):
+    /// no_data, reject_ratio, active_customers_change, revenue_change.
+    /// Recorded in the manifest.
+    #[arg(long, value_name = "GATE", value_parser = clap::builder::PossibleValuesParser::new(crate::runner::GATES))]
+    allow_gate: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +138,10 @@ pub struct BackfillArgs {
     /// Recompute periods already published with the same job and rules.
     #[arg(long)]
     force: bool,
+    /// Publish even though this data-quality gate fails (repeatable), for
+    /// every period of the range; recorded in each manifest.
+    #[arg(long, value_name = "GATE", value_parser = clap::builder::PossibleValuesParser::new(crate::runner::GATES))]
+    allow_gate: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -146,11 +156,19 @@ pub struct CompareArgs {
     #[command(flatten)]
     job: JobArgs,
     /// The earlier published period (YYYY-MM).
-    #[arg(long)]
-    from: String,
+    #[arg(long, requires = "to", conflicts_with_all = ["range", "against"])]
+    from: Option<String>,
     /// The later published period (YYYY-MM); need not follow --from.
-    #[arg(long)]
-    to: String,
+    #[arg(long, requires = "from")]
+    to: Option<String>,
+    /// Ad hoc mode: a first date range, YYYY-MM-DD..YYYY-MM-DD or
+    /// YYYY-MM..YYYY-MM, classified on the fly (nothing is written to the
+    /// warehouse).
+    #[arg(long, requires = "against")]
+    range: Option<String>,
+    /// Ad hoc mode: the later date range compared with --range.
+    #[arg(long, requires = "range")]
+    against: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = CompareFormat::Text)]
     format: CompareFormat,
@@ -247,13 +265,14 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            let message = failure.error.to_string();
+            // Redacted: a store's error text may quote a credential.
+            let message = crate::storage::redact(&failure.error.to_string());
             eprintln!("error: {message}");
             // Library errors already include their cause in the message when
             // it helps; print only causes that add something.
             let mut printed = message;
             for cause in failure.error.chain().skip(1) {
-                let cause = cause.to_string();
+                let cause = crate::storage::redact(&cause.to_string());
                 if !printed.contains(&cause) {
                     eprintln!("  caused by: {cause}");
                     printed.push_str(&cause);

@@ -31,6 +31,7 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
         RunOptions {
             period,
             dry_run: args.dry_run,
+            allowed_gates: args.allow_gate.clone(),
         },
         args.force,
     )

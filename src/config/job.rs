@@ -89,16 +89,18 @@ pub enum OutputTable {
     SegmentSummary,
     ScoreThresholds,
     SegmentDefinitions,
+    Rejects,
 }
 
 impl OutputTable {
-    pub const ALL: [OutputTable; 6] = [
+    pub const ALL: [OutputTable; 7] = [
         OutputTable::Snapshots,
         OutputTable::Migrations,
         OutputTable::MigrationMatrix,
         OutputTable::SegmentSummary,
         OutputTable::ScoreThresholds,
         OutputTable::SegmentDefinitions,
+        OutputTable::Rejects,
     ];
 
     pub fn name(self) -> &'static str {
@@ -109,6 +111,7 @@ impl OutputTable {
             OutputTable::SegmentSummary => "segment_summary",
             OutputTable::ScoreThresholds => "score_thresholds",
             OutputTable::SegmentDefinitions => "segment_definitions",
+            OutputTable::Rejects => "rejects",
         }
     }
 }

@@ -13,6 +13,6 @@ mod yaml;
 pub use error::{ConfigError, Problem};
 pub use job::{Job, OutputTable, Segment, SqlOrigin, Step};
 pub use settings::{
-    CanonicalColumn, Config, CsvOptions, EngineKind, EngineSettings, Input, InputFormat,
-    canonical_columns,
+    CanonicalColumn, Config, CsvOptions, Encoding, EngineKind, EngineSettings, Input, InputFormat,
+    QualitySettings, canonical_columns,
 };

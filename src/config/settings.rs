@@ -24,6 +24,8 @@ struct ConfigFile {
     #[serde(default)]
     engine: EngineFile,
     #[serde(default)]
+    quality: QualitySettings,
+    #[serde(default)]
     storage: crate::storage::StorageSettings,
 }
 
@@ -63,6 +65,88 @@ pub struct CsvOptions {
     pub delimiter: char,
     #[serde(default = "default_true")]
     pub header: bool,
+    /// Decimal separator of numbers in the file: `.` or `,` (French exports: `12,50`).
+    #[serde(default = "default_decimal")]
+    pub decimal: char,
+    /// chrono format of timestamps written as text, e.g. `%d/%m/%Y %H:%M`;
+    /// ISO 8601 when absent. Read as local times in the business timezone.
+    #[serde(default)]
+    pub date_format: Option<String>,
+    #[serde(default)]
+    pub encoding: Encoding,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            delimiter: ',',
+            header: true,
+            decimal: '.',
+            date_format: None,
+            encoding: Encoding::Utf8,
+        }
+    }
+}
+
+fn default_decimal() -> char {
+    '.'
+}
+
+/// Text encoding of CSV/NDJSON files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum Encoding {
+    #[default]
+    #[serde(rename = "utf-8", alias = "utf8", alias = "UTF-8")]
+    Utf8,
+    /// ISO-8859-1, read as its superset Windows-1252.
+    #[serde(
+        rename = "latin-1",
+        alias = "latin1",
+        alias = "iso-8859-1",
+        alias = "ISO-8859-1"
+    )]
+    Latin1,
+    #[serde(rename = "windows-1252", alias = "cp1252")]
+    Windows1252,
+}
+
+/// Data-quality gates (DESIGN §7): a run that fails one publishes nothing
+/// and exits with code 3, unless the operator allows that gate by name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QualitySettings {
+    /// Largest share of rejected input rows (`reject_ratio` gate).
+    #[serde(default = "default_max_reject_ratio")]
+    pub max_reject_ratio: f64,
+    /// Largest relative change of the period's active customers against the
+    /// previous period (`active_customers_change` gate).
+    #[serde(default = "default_max_change")]
+    pub max_active_customers_change: f64,
+    /// Largest relative change of the period's revenue (`revenue_change` gate).
+    #[serde(default = "default_max_change")]
+    pub max_revenue_change: f64,
+    /// Reject exact duplicate lines (costs one aggregation over the input).
+    #[serde(default = "default_true")]
+    pub reject_duplicates: bool,
+}
+
+impl Default for QualitySettings {
+    fn default() -> Self {
+        QualitySettings {
+            max_reject_ratio: default_max_reject_ratio(),
+            max_active_customers_change: default_max_change(),
+            max_revenue_change: default_max_change(),
+            reject_duplicates: true,
+        }
+    }
+}
+
+fn default_max_reject_ratio() -> f64 {
+    0.05
+}
+
+fn default_max_change() -> f64 {
+    0.5
 }
 
 fn default_delimiter() -> char {
@@ -125,6 +209,7 @@ pub struct Config {
     pub engine: EngineSettings,
     /// How object stores are reached (region, endpoint, retries, lease).
     pub storage: crate::storage::StorageSettings,
+    pub quality: QualitySettings,
 }
 
 /// A canonical column of an input (DESIGN §2): what steps can rely on.
@@ -336,6 +421,38 @@ impl Config {
                     continue;
                 }
             };
+            if let Some(csv) = &input.csv {
+                if !csv.delimiter.is_ascii() {
+                    problem(
+                        format!("{key}.csv.delimiter"),
+                        "delimiter:",
+                        format!(
+                            "delimiter {:?} must be one ASCII character such as ; or ,",
+                            csv.delimiter
+                        ),
+                    );
+                }
+                if csv.decimal != '.' && csv.decimal != ',' {
+                    problem(
+                        format!("{key}.csv.decimal"),
+                        "decimal:",
+                        format!("decimal separator {:?} must be \".\" or \",\"", csv.decimal),
+                    );
+                }
+                if let Some(format) = &csv.date_format {
+                    let broken = chrono::format::StrftimeItems::new(format)
+                        .any(|item| matches!(item, chrono::format::Item::Error));
+                    if broken {
+                        problem(
+                            format!("{key}.csv.date_format"),
+                            "date_format:",
+                            format!(
+                                "'{format}' is not a valid chrono format: write e.g. %d/%m/%Y %H:%M"
+                            ),
+                        );
+                    }
+                }
+            }
             if input.format != InputFormat::Csv && input.csv.is_some() {
                 problem(
                     format!("{key}.csv"),
@@ -351,10 +468,7 @@ impl Config {
                     format: input.format,
                     partition_columns: input.partition_columns,
                     columns: input.columns,
-                    csv: input.csv.unwrap_or(CsvOptions {
-                        delimiter: ',',
-                        header: true,
-                    }),
+                    csv: input.csv.unwrap_or_default(),
                 },
             );
         }
@@ -375,6 +489,23 @@ impl Config {
                 }
             },
         };
+        let quality = &file.quality;
+        for (key, value) in [
+            ("max_reject_ratio", quality.max_reject_ratio),
+            (
+                "max_active_customers_change",
+                quality.max_active_customers_change,
+            ),
+            ("max_revenue_change", quality.max_revenue_change),
+        ] {
+            if !(value >= 0.0 && value.is_finite()) {
+                problem(
+                    format!("quality.{key}"),
+                    &format!("{key}:"),
+                    format!("{value} is not a share: write e.g. 0.05 for 5%"),
+                );
+            }
+        }
         if file.engine.target_partitions == Some(0) {
             problem(
                 "engine.target_partitions".into(),
@@ -403,6 +534,7 @@ impl Config {
                 target_partitions: file.engine.target_partitions,
             },
             storage: file.storage,
+            quality: file.quality,
         })
     }
 

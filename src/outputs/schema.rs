@@ -10,7 +10,8 @@ use serde::Deserialize;
 
 use super::OutputError;
 
-const CONTRACTS: [(&str, &str); 7] = [
+const CONTRACTS: [(&str, &str); 8] = [
+    ("rejects", include_str!("../../schemas/rejects.json")),
     ("snapshots", include_str!("../../schemas/snapshots.json")),
     ("migrations", include_str!("../../schemas/migrations.json")),
     (

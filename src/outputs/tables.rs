@@ -17,8 +17,8 @@ use crate::pipeline::{Parameters, sql_options};
 
 const TRANSITIONS_SQL: &str = include_str!("../../sql/outputs/transitions.sql");
 
-fn query_of(table: OutputTable) -> &'static str {
-    match table {
+fn query_of(table: OutputTable) -> Option<&'static str> {
+    Some(match table {
         OutputTable::Snapshots => include_str!("../../sql/outputs/snapshots.sql"),
         OutputTable::Migrations => include_str!("../../sql/outputs/migrations.sql"),
         OutputTable::MigrationMatrix => include_str!("../../sql/outputs/migration_matrix.sql"),
@@ -27,7 +27,9 @@ fn query_of(table: OutputTable) -> &'static str {
         OutputTable::SegmentDefinitions => {
             include_str!("../../sql/outputs/segment_definitions.sql")
         }
-    }
+        // Built from the inputs by the runner, not from the classification.
+        OutputTable::Rejects => return None,
+    })
 }
 
 /// One built table partition.
@@ -155,7 +157,10 @@ pub async fn build_period_tables(
     let mut tables = Vec::new();
     for table in &job.outputs {
         let name = table.name();
-        let frame = run_query(ctx, name, query_of(*table), &values).await?;
+        let Some(query) = query_of(*table) else {
+            continue;
+        };
+        let frame = run_query(ctx, name, query, &values).await?;
         let schema = frame.schema().as_arrow().clone();
         let batches = frame.collect().await.map_err(|source| OutputError::Query {
             table: name.into(),

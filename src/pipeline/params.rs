@@ -13,6 +13,10 @@ use crate::period::Period;
 pub struct Parameters {
     pub period: Period,
     pub window_months: u32,
+    /// An ad hoc date range `[start, end]` (`segments compare --range`),
+    /// both days included: it is then the window and the "period" (see
+    /// [`Parameters::for_range`]). `None` for a calendar month.
+    pub range: Option<(NaiveDate, NaiveDate)>,
 }
 
 fn date(value: NaiveDate) -> ScalarValue {
@@ -25,12 +29,39 @@ impl Parameters {
         Self {
             period,
             window_months,
+            range: None,
+        }
+    }
+
+    /// Parameters for an ad hoc range `[start, end]`: `$window_start` and
+    /// `$period_start` = start, `$period_end` = the day after end,
+    /// `$as_of_date` = end, `$period` = `start..end` (text). `period` (for
+    /// messages) is the month of `end`.
+    pub fn for_range(start: NaiveDate, end: NaiveDate) -> Self {
+        Self {
+            period: Period::of_date(end),
+            window_months: 0,
+            range: Some((start, end)),
         }
     }
 
     /// Names and values, as documented in the README.
     pub fn named(&self) -> Vec<(&'static str, ScalarValue)> {
         let period = self.period;
+        if let Some((start, end)) = self.range {
+            let after = end.succ_opt().expect("a date before the end of time");
+            return vec![
+                ("period", ScalarValue::Utf8(Some(format!("{start}..{end}")))),
+                (
+                    "previous_period",
+                    ScalarValue::Utf8(Some(period.previous().to_string())),
+                ),
+                ("period_start", date(start)),
+                ("period_end", date(after)),
+                ("as_of_date", date(end)),
+                ("window_start", date(start)),
+            ];
+        }
         vec![
             ("period", ScalarValue::Utf8(Some(period.to_string()))),
             (

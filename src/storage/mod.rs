@@ -189,24 +189,31 @@ const SECRET_ENV: [&str; 9] = [
     "GOOGLE_SERVICE_ACCOUNT_KEY",
 ];
 
+/// Credentials of every config scoped so far in this process, so that
+/// errors printed outside a run's scope (the command line's last message)
+/// are redacted too.
+static KNOWN_SECRETS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+fn settings_secrets(settings: &StorageSettings) -> Vec<String> {
+    [
+        &settings.access_key_id,
+        &settings.secret_access_key,
+        &settings.session_token,
+        &settings.account_key,
+    ]
+    .into_iter()
+    .flatten()
+    .map(|secret| secret.expose_secret().to_string())
+    .collect()
+}
+
 fn secret_values() -> Vec<String> {
     let mut values: Vec<String> = SECRET_ENV
         .iter()
         .filter_map(|name| std::env::var(name).ok())
         .collect();
-    scope_settings(|s| {
-        for secret in [
-            &s.access_key_id,
-            &s.secret_access_key,
-            &s.session_token,
-            &s.account_key,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            values.push(secret.expose_secret().to_string());
-        }
-    });
+    values.extend(KNOWN_SECRETS.lock().map(|k| k.clone()).unwrap_or_default());
+    values.extend(scope_settings(settings_secrets));
     values
 }
 
@@ -234,6 +241,13 @@ fn scope_settings<T>(f: impl FnOnce(&StorageSettings) -> T) -> T {
 /// Run `future` with `settings` used by every [`open`] inside it (a store
 /// wrapper installed by an outer [`with_store_wrapper`] is kept).
 pub async fn scoped<F: Future>(settings: StorageSettings, future: F) -> F::Output {
+    if let Ok(mut known) = KNOWN_SECRETS.lock() {
+        for secret in settings_secrets(&settings) {
+            if !known.contains(&secret) {
+                known.push(secret);
+            }
+        }
+    }
     let wrap = SCOPE.try_with(|scope| scope.wrap.clone()).ok().flatten();
     SCOPE
         .scope(Arc::new(Scope { settings, wrap }), future)

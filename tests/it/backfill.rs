@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{default_job, segments, segments_ok, table_file, write_config};
 use crate::fixture::write_fixture;
+use crate::jobs::ALLOW_CHANGE_GATES;
 
 const TABLES: [&str; 6] = [
     "snapshots",
@@ -27,8 +28,10 @@ fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
     (dir, config, warehouse)
 }
 
+/// `segments backfill` arguments; the month-to-month change gates are
+/// allowed (a handful of customers moves by more than 50% by design).
 fn args<'a>(job: &'a Path, config: &'a Path, from: &'a str, to: &'a str) -> Vec<&'a str> {
-    vec![
+    let mut args = vec![
         "backfill",
         "--job",
         job.to_str().unwrap(),
@@ -38,7 +41,9 @@ fn args<'a>(job: &'a Path, config: &'a Path, from: &'a str, to: &'a str) -> Vec<
         from,
         "--to",
         to,
-    ]
+    ];
+    args.extend(ALLOW_CHANGE_GATES);
+    args
 }
 
 fn manifest(warehouse: &Path, period: &str) -> Option<serde_json::Value> {

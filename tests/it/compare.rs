@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::common::{default_job, segments, segments_ok, write_config};
 use crate::fixture::write_fixture;
-use crate::jobs::{generated, job, rfm7, run};
+use crate::jobs::{generated, job, rfm7, run, run_fixture};
 use crate::reference::read_generated;
 
 fn compare(dir: &Path, job: &Path, config: &Path, from: &str, to: &str, extra: &[&str]) -> String {
@@ -98,8 +98,8 @@ fn compare_two_non_consecutive_periods_of_the_hand_fixture() {
     let warehouse = dir.path().join("warehouse");
     let config = write_config(dir.path(), &data, &warehouse);
     let job = default_job();
-    run(dir.path(), &job, &config, "2024-02");
-    run(dir.path(), &job, &config, "2024-06");
+    run_fixture(dir.path(), &job, &config, "2024-02");
+    run_fixture(dir.path(), &job, &config, "2024-06");
 
     let view = compare_json(dir.path(), &job, &config, "2024-02", "2024-06");
     assert_eq!(view["from"]["period"], "2024-02");
@@ -407,4 +407,100 @@ fn compare_on_generated_data_matches_independent_counts() {
             "{segment}"
         );
     }
+}
+
+// Ad hoc mode on the hand fixture, rfm_monthly classified on the fly over
+// two half-years (each range is the window: "active" = bought in the range).
+//   Range 2023-07-01..2023-12-31: customers = a purchase before 2024-01-01:
+//   c02, c04, c09, c10, c11, c12, c17, c20 (8); bought in the range: c02
+//   (09-01), c04 (08-01), c09 (08..12), c10 (07-15), c17 (07-01), c20 (10-10)
+//   = 6; c11 (2023-05) and c12 (2023-06) did not → lost there (2).
+//   Range 2024-01-01..2024-06-30: the 19 customers of 2024-06; bought in the
+//   range: c01, c02, c03, c04, c05, c06, c07, c08, c13 (120 − 20 = 100 on
+//   03-01), c14, c16, c18, c19 = 13; lost: c09, c10, c11, c12, c17, c20 (6).
+//   new = 19 − 8 = 11 (c01, c03, c05, c06, c07, c08, c13, c14, c16, c18, c19);
+//   lost customers (bought in the first, not in the second): c09, c10, c17,
+//   c20 = 4; reactivated: c11 and c12 did not buy in 2024 → 0; removed 0;
+//   evolution of the 8 in both: watch ≥ 4 (the lost ones), c11 and c12 same.
+#[test]
+fn compare_ad_hoc_ranges_of_the_hand_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("transactions");
+    write_fixture(&data);
+    let warehouse = dir.path().join("warehouse");
+    let config = write_config(dir.path(), &data, &warehouse);
+    let job = default_job();
+    let out = dir.path().join("halves.json");
+    let mut args = vec![
+        "compare",
+        "--job",
+        job.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--range",
+        "2023-07-01..2023-12-31",
+        "--against",
+        "2024-01..2024-06",
+        "--format",
+        "json",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    segments_ok(dir.path(), &args);
+    assert!(
+        !warehouse.exists(),
+        "the ad hoc mode writes nothing to the warehouse"
+    );
+    let view: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(view["from"]["range"]["start"], "2023-07-01");
+    assert_eq!(view["to"]["range"]["end"], "2024-06-30", "whole months");
+    let o = &view["overview"];
+    let overview: Vec<i64> = [
+        "from_customers",
+        "to_customers",
+        "from_active",
+        "to_active",
+        "new_customers",
+        "lost_customers",
+        "reactivated_customers",
+        "removed_customers",
+    ]
+    .iter()
+    .map(|k| o[k].as_i64().unwrap())
+    .collect();
+    assert_eq!(overview, [8, 19, 6, 13, 11, 4, 0, 0]);
+    assert_eq!(
+        o["better"].as_i64().unwrap() + o["same"].as_i64().unwrap() + o["watch"].as_i64().unwrap(),
+        8
+    );
+    assert!(o["watch"].as_i64().unwrap() >= 4);
+    let lost = view["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["segment"] == "lost")
+        .unwrap();
+    assert_eq!(
+        (
+            lost["from_customers"].as_i64(),
+            lost["to_customers"].as_i64()
+        ),
+        (Some(2), Some(6))
+    );
+    let customers = view["customers"].as_array().unwrap();
+    let churned: Vec<&str> = customers
+        .iter()
+        .filter(|c| c["movement"] == "churned")
+        .map(|c| c["customer_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(churned, ["c09", "c10", "c17", "c20"]);
+
+    // The ranges must move forward; a malformed range is exit 2.
+    args[7] = "2024-01..2024-06";
+    args[9] = "2023-07..2023-12";
+    let output = segments(dir.path(), &args);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    args[7] = "2023-07-01..2023-13-01";
+    let output = segments(dir.path(), &args);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
 }

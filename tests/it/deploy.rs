@@ -339,6 +339,25 @@ fn bytes(text: &str) -> f64 {
     number * factor
 }
 
+/// A duration as the config writes it (`60s`, `2m`, `500ms`, `1h`), in seconds.
+fn seconds(text: &str) -> f64 {
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .unwrap_or_else(|_| panic!("bad duration {text}"));
+    number
+        * match unit {
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => panic!("unknown duration unit in {text}"),
+        }
+}
+
 /// The environment a container sees: `envFrom` ConfigMaps, then `env`
 /// literals (which win). Secrets and downward-API values are not known
 /// offline and are left out.
@@ -549,6 +568,33 @@ fn the_cronjob_carries_the_safety_fields() {
             "{ctx}"
         );
 
+        // The namespace enforces a Pod Security Standard: "restricted" when
+        // every pod of the overlay runs as non-root (Ballista's images do not).
+        let namespace = str_at(cron, "metadata.namespace");
+        let labels = at(rendered.find("Namespace", namespace), "metadata.labels");
+        let enforce = labels
+            .get("pod-security.kubernetes.io/enforce")
+            .and_then(Value::as_str);
+        let all_non_root = rendered
+            .docs
+            .iter()
+            .filter(|d| {
+                matches!(
+                    get(d, "kind").and_then(Value::as_str),
+                    Some("CronJob" | "Job" | "Deployment")
+                )
+            })
+            .all(|d| {
+                get(pod_spec(d), "securityContext.runAsNonRoot").and_then(Value::as_bool)
+                    == Some(true)
+            });
+        let expected = if all_non_root {
+            "restricted"
+        } else {
+            "baseline"
+        };
+        assert_eq!(enforce, Some(expected), "{ctx}: namespace {namespace}");
+
         let main = container(pod, "segments");
         assert_hardened(main, &ctx);
         assert_eq!(
@@ -615,6 +661,19 @@ fn the_cronjob_carries_the_safety_fields() {
         assert!(
             writable.iter().any(|m| Path::new(spill).starts_with(m)),
             "{ctx}: engine.spill_dir {spill} is not on an emptyDir mount ({writable:?})"
+        );
+        // A run killed while holding the warehouse lease (OOM kill, node
+        // loss) blocks the period until the lease expires: the Job's retry
+        // delays (10s, 20s, 40s, … per failed pod) must outlast it, with
+        // margin, before the retries run out.
+        let lease_ttl = get(&config, "storage.lease_ttl")
+            .map(|v| seconds(&scalar(v)))
+            .unwrap_or(60.0);
+        let waited = 10.0 * (2f64.powi(backoff as i32) - 1.0);
+        assert!(
+            waited >= lease_ttl + 30.0,
+            "{ctx}: the retries wait {waited}s in all, not enough to outlast \
+             storage.lease_ttl {lease_ttl}s (+30s): raise backoffLimit or lower lease_ttl"
         );
         assert_eq!(
             str_at(&config, "timezone"),
@@ -1088,21 +1147,10 @@ fn the_backfill_job_is_the_cronjob_with_backfill_arguments() {
     );
 }
 
-/// The backfill Job's command line, run for real once `segments backfill`
-/// exists (being added); until then the test says so on stderr.
+/// The backfill Job's exact arguments, run by the real binary in the pod's
+/// layout, publish every month of their range.
 #[test]
-fn the_backfill_job_command_line_runs_when_the_subcommand_exists() {
-    let help = std::process::Command::new(env!("CARGO_BIN_EXE_segments"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    if !String::from_utf8_lossy(&help.stdout).contains("backfill") {
-        eprintln!(
-            "NOTE: `segments backfill` does not exist yet: the backfill Job's command line is \
-             only rendered and schema-checked, not run"
-        );
-        return;
-    }
+fn the_backfill_job_command_line_publishes_its_range() {
     let rendered = render("examples/backfill");
     let job = rendered.one("Job");
     let args = args_of(container(pod_spec(job), "segments"));
@@ -1119,6 +1167,20 @@ fn the_backfill_job_command_line_runs_when_the_subcommand_exists() {
             text(&output)
         );
     }
+    // A retried pod (same arguments) resumes: the published periods are
+    // skipped, not recomputed.
+    let manifests = |pod: &PodFs| -> Vec<Vec<u8>> {
+        from.through(to)
+            .map(|period| {
+                let runs = pod.warehouse().join(&pod.job_name).join("_runs");
+                std::fs::read(runs.join(format!("period={period}/_manifest.json"))).unwrap()
+            })
+            .collect()
+    };
+    let before = manifests(&pod);
+    let output = pod.run(&args);
+    assert!(output.status.success(), "backfill again: {}", text(&output));
+    assert_eq!(before, manifests(&pod), "a retry republished periods");
 }
 
 // ---------------------------------------------------------------------------
@@ -1781,6 +1843,18 @@ impl PodFs {
         let working_dir = inside(str_at(main, "workingDir"));
         let config_path = working_dir.join(flag(&args, "--config").unwrap());
         let original = std::fs::read_to_string(&config_path).unwrap();
+        let warehouse = str_at(
+            &serde_yaml_ng::from_str::<Value>(&original).unwrap(),
+            "warehouse",
+        )
+        .to_string();
+        assert!(
+            ["s3://", "gs://", "az://", "abfss://"]
+                .iter()
+                .any(|scheme| warehouse.starts_with(scheme)),
+            "the warehouse must be object storage, not the pod's filesystem (read-only, and lost \
+             with the pod): {warehouse}"
+        );
         let bucket_url = format!("file://{}/", buckets.display());
         let mut rewritten: String = original
             .split_inclusive('\n')
@@ -1839,7 +1913,7 @@ impl PodFs {
         let scratch = self.root.parent().unwrap().join("generated");
         let months = from.through(to).count().to_string();
         let output = Command::new(env!("CARGO_BIN_EXE_segments"))
-            .args(["generate", "--customers", "300", "--months", &months])
+            .args(["generate", "--customers", "1500", "--months", &months])
             .args(["--start", &from.to_string(), "--seed", "7", "--out"])
             .arg(&scratch)
             .env("RUST_LOG", "warn")

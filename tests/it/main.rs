@@ -5,6 +5,7 @@
 #![allow(clippy::type_complexity)]
 
 mod backfill;
+mod bad_input;
 mod cli;
 mod common;
 mod compare;

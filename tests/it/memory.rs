@@ -7,10 +7,31 @@ use crate::common::{default_job, segments_ok, table_file};
 #[test]
 fn memory_limited_run_matches_unlimited_run() {
     let dir = tempfile::tempdir().unwrap();
-    // ~50k customers over 12 months: ~500k lines, ~50 MB once decoded.
-    segments_ok(dir.path(), &["generate", "--customers", "50000", "--months", "12", "--start", "2024-01", "--seed", "3", "--out", "data"]);
+    // ~100k customers over 12 months: ~1M lines, over 100 MB once decoded.
+    segments_ok(
+        dir.path(),
+        &[
+            "generate",
+            "--customers",
+            "100000",
+            "--months",
+            "12",
+            "--start",
+            "2024-01",
+            "--seed",
+            "3",
+            "--out",
+            "data",
+        ],
+    );
     let job = default_job();
-    for (name, engine) in [("unlimited", ""), ("limited", "engine:\n  memory_limit: 32MiB\n  spill_dir: spill\n  target_partitions: 2\n")] {
+    for (name, engine) in [
+        ("unlimited", ""),
+        (
+            "limited",
+            "engine:\n  memory_limit: 64MiB\n  spill_dir: spill\n  target_partitions: 2\n",
+        ),
+    ] {
         std::fs::create_dir_all(dir.path().join("spill")).unwrap();
         let config = dir.path().join(format!("{name}.yaml"));
         std::fs::write(
@@ -18,11 +39,44 @@ fn memory_limited_run_matches_unlimited_run() {
             format!("warehouse: {name}\ninputs:\n  transactions:\n    url: data/transactions/\n    format: parquet\n    partition_columns: [month]\n{engine}"),
         )
         .unwrap();
-        segments_ok(dir.path(), &["run", "--job", job.to_str().unwrap(), "--config", config.to_str().unwrap(), "--period", "2024-12"]);
+        segments_ok(
+            dir.path(),
+            &[
+                "run",
+                "--job",
+                job.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+                "--period",
+                "2024-12",
+            ],
+        );
     }
-    for table in ["snapshots", "migrations", "migration_matrix", "segment_summary", "score_thresholds", "segment_definitions"] {
-        let unlimited = std::fs::read(table_file(&dir.path().join("unlimited"), "rfm_monthly", table, "2024-12")).unwrap();
-        let limited = std::fs::read(table_file(&dir.path().join("limited"), "rfm_monthly", table, "2024-12")).unwrap();
-        assert!(unlimited == limited, "{table} differs between the memory-limited and the unlimited run");
+    for table in [
+        "snapshots",
+        "migrations",
+        "migration_matrix",
+        "segment_summary",
+        "score_thresholds",
+        "segment_definitions",
+    ] {
+        let unlimited = std::fs::read(table_file(
+            &dir.path().join("unlimited"),
+            "rfm_monthly",
+            table,
+            "2024-12",
+        ))
+        .unwrap();
+        let limited = std::fs::read(table_file(
+            &dir.path().join("limited"),
+            "rfm_monthly",
+            table,
+            "2024-12",
+        ))
+        .unwrap();
+        assert!(
+            unlimited == limited,
+            "{table} differs between the memory-limited and the unlimited run"
+        );
     }
 }

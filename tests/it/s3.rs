@@ -22,7 +22,6 @@ use futures::TryStreamExt;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as KeyPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use rand::{Rng, SeedableRng};
 
 use segments::config::{Config, Job};
 use segments::lease::{Lease, LeaseError};
@@ -37,6 +36,8 @@ use crate::fixture::write_fixture;
 const ACCESS_KEY: &str = "SEGTESTKEYID7Q2ZX";
 const SECRET_KEY: &str = "segtest-secret-9f8e7d6c5b4a39281706";
 const JOB: &str = "rfm_monthly";
+/// The fixture is tiny: its month-to-month swings would trip the change gates.
+const QUALITY: &str = "quality:\n  max_active_customers_change: 1000\n  max_revenue_change: 1000\n";
 
 // ---------------------------------------------------------------- server
 
@@ -277,6 +278,10 @@ fn setup() -> Setup {
     let local_dir = dir.path().join("local");
     std::fs::create_dir(&local_dir).unwrap();
     let local_config = write_config(&local_dir, &data.join("transactions"), &local_warehouse);
+    let text = std::fs::read_to_string(&local_config).unwrap();
+    if !text.contains("quality:") {
+        std::fs::write(&local_config, format!("{text}{QUALITY}")).unwrap();
+    }
     let server = S3Server::start(&["data", "warehouse"]);
     block(upload_dir(
         &server.client("data", SECRET_KEY),
@@ -305,7 +310,7 @@ impl Setup {
         std::fs::write(
             &path,
             format!(
-                "warehouse: s3://warehouse/{prefix}\ntimezone: UTC\ninputs:\n  transactions:\n    url: s3://data/transactions/\n    format: parquet\n    partition_columns: [month]\nstorage:\n  region: us-east-1\n  endpoint: {}\n  allow_http: true\n  retry:\n    max_retries: 3\n    initial_backoff: 10ms\n    max_backoff: 100ms\n    deadline: 10s\n{keys}{extra}{ttl}",
+                "{QUALITY}warehouse: s3://warehouse/{prefix}\ntimezone: UTC\ninputs:\n  transactions:\n    url: s3://data/transactions/\n    format: parquet\n    partition_columns: [month]\nstorage:\n  region: us-east-1\n  endpoint: {}\n  allow_http: true\n  retry:\n    max_retries: 3\n    initial_backoff: 10ms\n    max_backoff: 100ms\n    deadline: 10s\n{keys}{extra}{ttl}",
                 self.server.endpoint,
                 ttl = if extra.contains("lease_ttl") { "" } else { "  lease_ttl: 1s\n" }
             ),
@@ -469,6 +474,14 @@ async fn s3_tables(store: &Arc<dyn ObjectStore>, prefix: &str) -> BTreeMap<Strin
         .collect()
 }
 
+/// Table partitions of 2024-06 in a published listing.
+fn june_partitions(tables: &BTreeMap<String, String>) -> usize {
+    tables
+        .keys()
+        .filter(|k| k.contains("/period=2024-06/") && !k.contains("_runs"))
+        .count()
+}
+
 fn assert_same_tables(expected: &BTreeMap<String, String>, actual: &BTreeMap<String, String>) {
     let expected_keys: Vec<_> = expected.keys().collect();
     let actual_keys: Vec<_> = actual.keys().collect();
@@ -493,10 +506,7 @@ fn load(config: &Path) -> (Job, Config) {
 }
 
 fn options(period: &str) -> RunOptions {
-    RunOptions {
-        period: period.parse::<Period>().unwrap(),
-        dry_run: false,
-    }
+    RunOptions::new(period.parse::<Period>().unwrap())
 }
 
 /// Run in-process with every store wrapped by `faults`.
@@ -575,7 +585,12 @@ fn s3_two_periods_and_rerun_equal_local_runs() {
         .keys()
         .filter(|k| k.contains("/period=2024-06/") && !k.contains("_runs"))
         .count();
-    assert_eq!(partitions, 6, "{:?}", all.keys().collect::<Vec<_>>());
+    assert_eq!(
+        partitions,
+        june_partitions(&expected),
+        "{:?}",
+        all.keys().collect::<Vec<_>>()
+    );
     assert!(setup.server.open_uploads().is_empty());
 }
 
@@ -1075,4 +1090,208 @@ fn classify_state(
     } else {
         "mixed"
     }
+}
+
+/// SIGKILL of the real binary at 20 seeded random moments of a run that
+/// republishes a period, each followed by a rerun (which waits out the dead
+/// run's lease, as a CronJob retry does): after every kill a reader sees the
+/// period complete with `_SUCCESS` or not at all, and after every rerun all
+/// published tables equal a clean local run's, row by row. No multipart
+/// upload is left open on the server.
+#[test]
+fn s3_kill_at_random_moments_then_rerun_equals_clean_run() {
+    use rand::{Rng, SeedableRng};
+    let setup = setup();
+    setup.local_runs(&["2024-05", "2024-06"]);
+    let expected = local_tables(&setup.local_warehouse);
+    let config = setup.s3_config("kill.yaml", "wh", "", false);
+    let args_may = run_args(&config, "2024-05");
+    let args_may: Vec<&str> = args_may.iter().map(String::as_str).collect();
+    ok(
+        &segments_s3(setup.dir.path(), &args_may, SECRET_KEY),
+        "2024-05",
+    );
+    let args = run_args(&config, "2024-06");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = Instant::now();
+    let before = setup.server.requests().len();
+    ok(&segments_s3(setup.dir.path(), &args, SECRET_KEY), "2024-06");
+    let clean = started.elapsed();
+    let clean_requests = setup.server.requests().len() - before;
+    let store = setup.warehouse_store();
+    assert_same_tables(&expected, &block(s3_tables(&store, "wh")));
+
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x5e6_2024);
+    let success = "rfm_monthly/_runs/period=2024-06/_SUCCESS";
+    let (mut killed_running, mut waited_for_lease) = (0, 0);
+    let (mut published_after_kill, mut unpublished_after_kill) = (0, 0);
+    let mut moments = Vec::new();
+    // Even rounds: a random time after the start. Odd rounds: right when the
+    // server has seen a random number of the run's requests, so the kills
+    // also land inside the publish sequence whatever the machine's speed.
+    for round in 0..24 {
+        let base = setup.server.requests().len();
+        let mut child = s3_command(setup.dir.path(), &args, SECRET_KEY)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let spawned = Instant::now();
+        if round % 2 == 0 {
+            let moment =
+                Duration::from_millis(rng.random_range(0..clean.as_millis() as u64 * 6 / 5));
+            std::thread::sleep(moment);
+            moments.push(format!("{}ms", moment.as_millis()));
+        } else {
+            let nth = rng.random_range(1..=clean_requests);
+            while setup.server.requests().len() - base < nth
+                && child.try_wait().unwrap().is_none()
+                && spawned.elapsed() < Duration::from_secs(30)
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            let (method, path) = setup
+                .server
+                .requests()
+                .get(base + nth - 1)
+                .cloned()
+                .unwrap_or_default();
+            let name = path
+                .split('?')
+                .next()
+                .unwrap_or("")
+                .rsplit('/')
+                .next()
+                .unwrap_or("");
+            moments.push(format!("request {nth}/{clean_requests} ({method} {name})"));
+        }
+        let moment = spawned.elapsed();
+        if child.try_wait().unwrap().is_none() {
+            killed_running += 1;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        // What a reader sees right after the kill.
+        let state = block(s3_tables(&store, "wh"));
+        if state.contains_key(success) {
+            published_after_kill += 1;
+        } else {
+            unpublished_after_kill += 1;
+        }
+        if state.contains_key(success) {
+            // Complete. `published_periods` is rewritten after `_SUCCESS`,
+            // so a kill in between leaves it one period behind (it never
+            // lists more than is complete); the rerun rewrites it.
+            let pp = "rfm_monthly/published_periods/part-0.parquet";
+            let without = |map: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+                map.iter()
+                    .filter(|(k, _)| k.as_str() != pp)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            };
+            assert_same_tables(&without(&expected), &without(&state));
+            assert!(state[pp].contains("2024-05"), "{}", state[pp]);
+        } else {
+            let periods = &state["rfm_monthly/published_periods/part-0.parquet"];
+            let june_tables = state
+                .keys()
+                .filter(|k| k.contains("/period=2024-06/") && !k.contains("_runs"))
+                .count();
+            // Either published_periods does not list the period, or its
+            // tables are still the complete earlier version.
+            assert!(
+                !periods.contains("2024-06") || june_tables == june_partitions(&expected),
+                "round {round} (kill at {moment:?}, {}): torn period listed as published: {:#?}",
+                moments.last().unwrap(),
+                state.keys().collect::<Vec<_>>()
+            );
+        }
+
+        // The rerun.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let output = segments_s3(setup.dir.path(), &args, SECRET_KEY);
+            if output.status.success() {
+                break;
+            }
+            let message = stderr(&output);
+            assert!(
+                output.status.code() == Some(1)
+                    && message.contains("being published by another run")
+                    && Instant::now() < deadline,
+                "round {round}: rerun failed: {message}"
+            );
+            waited_for_lease += 1;
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        assert_same_tables(&expected, &block(s3_tables(&store, "wh")));
+    }
+    eprintln!(
+        "clean run {clean:?}, {clean_requests} requests; kill moments {moments:#?}\nkilled while running {killed_running}/24; \
+         right after the kill the period was published {published_after_kill}, unpublished {unpublished_after_kill}; \
+         reruns that waited for the dead run's lease {waited_for_lease}"
+    );
+    assert!(
+        killed_running >= 20,
+        "too few kills landed mid-run: {killed_running}"
+    );
+    assert!(
+        unpublished_after_kill >= 1,
+        "no kill landed inside the publish sequence"
+    );
+    assert!(
+        setup.server.open_uploads().is_empty(),
+        "{:?}",
+        setup.server.open_uploads()
+    );
+}
+
+/// Table partitions above `multipart_threshold` go up as multipart uploads:
+/// one that fails between its parts is aborted (the server keeps no open
+/// upload) and publishes nothing; the rerun publishes the same tables as a
+/// clean local run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_failed_multipart_upload_is_aborted() {
+    let setup = tokio::task::spawn_blocking(|| {
+        let setup = setup();
+        setup.local_runs(&["2024-06"]);
+        setup
+    })
+    .await
+    .unwrap();
+    let expected = local_tables(&setup.local_warehouse);
+    let config_path = setup.s3_config(
+        "multipart.yaml",
+        "wh",
+        "  multipart_threshold: 1KiB\n",
+        true,
+    );
+    let (job, config) = load(&config_path);
+    let faults = Faults::new();
+    faults.add(Rule {
+        key_contains: "snapshots/".into(),
+        ..Rule::fail(CallKind::Part, 1)
+    });
+    let result = run_wrapped(&job, &config, "2024-06", &faults).await;
+    assert!(result.is_err(), "the failed part went unnoticed");
+    assert!(faults.count(CallKind::Abort) >= 1, "{:?}", faults.log());
+    assert!(
+        setup.server.open_uploads().is_empty(),
+        "{:?}",
+        setup.server.open_uploads()
+    );
+    let store = setup.warehouse_store();
+    let state = s3_tables(&store, "wh").await;
+    assert!(
+        !state.keys().any(|k| k.ends_with("_SUCCESS")),
+        "{:?}",
+        state.keys()
+    );
+
+    let clean = Faults::new();
+    run_until_not_held(&job, &config, "2024-06", &clean).await;
+    assert!(clean.count(CallKind::Complete) >= 5, "{:?}", clean.log());
+    assert_same_tables(&expected, &s3_tables(&store, "wh").await);
+    assert!(setup.server.open_uploads().is_empty());
 }

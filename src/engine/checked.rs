@@ -1,0 +1,543 @@
+//! Reading inputs defensively (DESIGN §7): every source row gets its
+//! canonical, typed values and, when it cannot be used, a reject reason.
+//! `__checked_<input>` holds every row with `__reason` and `__source_file`;
+//! the canonical view `<input>` holds the usable rows only (exact duplicate
+//! lines once). Nothing here fails on a bad value: bad rows are set aside.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::can_cast_types;
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
+use datafusion::common::{Column, DFSchema};
+use datafusion::functions::string::expr_fn::{btrim, replace};
+use datafusion::functions_aggregate::expr_fn::{count, min};
+use datafusion::logical_expr::{Expr, ExprSchemable, cast, lit, try_cast, when};
+use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::scalar::ScalarValue;
+
+use super::EngineError;
+use super::functions::parse_local_timestamp;
+use crate::config::{CanonicalColumn, Config, Input, canonical_columns};
+
+pub(crate) fn checked_table(input: &str) -> String {
+    format!("__checked_{input}")
+}
+
+pub(crate) const REASON: &str = "__reason";
+const RAW_PREFIX: &str = "__raw_";
+
+fn column_ref(name: &str) -> Expr {
+    Expr::Column(Column::new_unqualified(name))
+}
+
+fn is_text(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+fn timestamp(timezone: Option<&str>) -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, timezone.map(Into::into))
+}
+
+/// The typed canonical value of one mapped column; null when it does not
+/// parse. Text timestamps and naive timestamps are local times in `timezone`.
+fn typed(
+    raw: Expr,
+    source_type: &DataType,
+    column: &CanonicalColumn,
+    input: &Input,
+    timezone: Tz,
+) -> Expr {
+    let local = || timestamp(Some(timezone.name()));
+    match &column.data_type {
+        DataType::Timestamp(_, Some(_)) => {
+            let naive = match source_type {
+                DataType::Timestamp(_, Some(_)) => return cast(raw, column.data_type.clone()),
+                DataType::Timestamp(_, None) => cast(raw, timestamp(None)),
+                t if is_text(t) => match &input.csv.date_format {
+                    Some(format) => parse_local_timestamp(raw, format),
+                    None => try_cast(btrim(vec![cast(raw, DataType::Utf8)]), timestamp(None)),
+                },
+                _ => try_cast(raw, timestamp(None)),
+            };
+            cast(cast(naive, local()), column.data_type.clone())
+        }
+        DataType::Decimal128(_, _) if is_text(source_type) => {
+            let text = btrim(vec![cast(raw, DataType::Utf8)]);
+            let text = if input.csv.decimal == ',' {
+                replace(text, lit(","), lit("."))
+            } else {
+                text
+            };
+            try_cast(text, column.data_type.clone())
+        }
+        DataType::Utf8 if is_text(source_type) => {
+            // Empty text is no value (CSV exports write missing ids as "").
+            let text = btrim(vec![cast(raw, DataType::Utf8)]);
+            when(text.clone().eq(lit("")), lit(ScalarValue::Utf8(None)))
+                .otherwise(text)
+                .expect("valid case")
+        }
+        target if source_type == target => raw,
+        target => try_cast(raw, target.clone()),
+    }
+}
+
+/// Why a transactions row cannot be used (first reason wins), or null.
+fn transactions_reason(
+    raw: &BTreeMap<&str, Expr>,
+    typed: &BTreeMap<&str, Expr>,
+    now: DateTime<Utc>,
+) -> Expr {
+    let now = lit(ScalarValue::TimestampMicrosecond(
+        Some(now.timestamp_micros()),
+        Some("UTC".into()),
+    ));
+    let rules = [
+        (typed["order_id"].clone().is_null(), "missing_order_id"),
+        (raw["ordered_at"].clone().is_null(), "missing_timestamp"),
+        (
+            typed["ordered_at"].clone().is_null(),
+            "unparseable_timestamp",
+        ),
+        (raw["amount"].clone().is_null(), "missing_amount"),
+        (typed["amount"].clone().is_null(), "unparseable_amount"),
+        (typed["ordered_at"].clone().gt(now), "future_timestamp"),
+    ];
+    let mut case: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> = None;
+    for (condition, reason) in rules {
+        case = Some(match case {
+            None => when(condition, lit(reason)),
+            Some(mut builder) => builder.when(condition, lit(reason)),
+        });
+    }
+    case.expect("rules")
+        .otherwise(lit(ScalarValue::Utf8(None)))
+        .expect("valid case")
+}
+
+/// Register `__checked_<input>` and the canonical view `<input>` over the
+/// registered source table.
+pub(super) async fn register(
+    ctx: &SessionContext,
+    config: &Config,
+    input: &Input,
+    source_table: &str,
+    now: DateTime<Utc>,
+) -> Result<(), EngineError> {
+    let source = ctx
+        .table(source_table)
+        .await
+        .map_err(|source| EngineError::Source {
+            input: input.name.clone(),
+            url: input.url.clone(),
+            source,
+        })?;
+    let (checked, date_column) = checked_frame(source, config, input, now)?;
+    ctx.register_table(
+        checked_table(&input.name).as_str(),
+        checked.clone().into_view(),
+    )
+    .map_err(EngineError::Setup)?;
+
+    let columns = canonical_columns(&input.name);
+    let mut canonical: Vec<Expr> = columns.iter().map(|c| column_ref(c.name)).collect();
+    if let Some((_, date)) = date_column {
+        canonical.push(column_ref(date));
+    }
+    let mut usable = checked
+        .filter(column_ref(REASON).is_null())
+        .map_err(EngineError::Setup)?
+        .select(canonical)
+        .map_err(EngineError::Setup)?;
+    if input.name == "transactions" && config.quality.reject_duplicates {
+        usable = usable.distinct().map_err(EngineError::Setup)?;
+    }
+    ctx.register_table(input.name.as_str(), usable.into_view())
+        .map_err(EngineError::Setup)?;
+    Ok(())
+}
+
+/// (timestamp column, local date column) of an input, if it has one.
+type DateColumn = Option<(&'static str, &'static str)>;
+
+/// The local date column derived from an input's timestamp, if any.
+fn date_column_of(input: &str) -> DateColumn {
+    match input {
+        "transactions" => Some(("ordered_at", "ordered_date")),
+        "events" => Some(("occurred_at", "occurred_date")),
+        _ => None,
+    }
+}
+
+/// Every source row with its canonical typed values, local date, reject
+/// reason and the raw values as text.
+fn checked_frame(
+    source: DataFrame,
+    config: &Config,
+    input: &Input,
+    now: DateTime<Utc>,
+) -> Result<(DataFrame, DateColumn), EngineError> {
+    let schema: DFSchema = source.schema().clone();
+    let available: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let mapping_error = |column: &str, expression: &str, source| EngineError::Mapping {
+        input: input.name.clone(),
+        column: column.to_string(),
+        expression: expression.to_string(),
+        available: available.join(", "),
+        config: config.path.display().to_string(),
+        source,
+    };
+
+    let mut raw = BTreeMap::new();
+    let mut typed_columns = BTreeMap::new();
+    let columns = canonical_columns(&input.name);
+    for column in &columns {
+        let mapped = input.columns.get(column.name);
+        let expression = match mapped {
+            Some(expression) if expression.chars().all(|c| c.is_alphanumeric() || c == '_') => {
+                if !available.contains(expression) {
+                    return Err(EngineError::MissingColumn {
+                        input: input.name.clone(),
+                        column: column.name.into(),
+                        available: available.join(", "),
+                        config: config.path.display().to_string(),
+                    });
+                }
+                column_ref(expression)
+            }
+            Some(expression) => source
+                .parse_sql_expr(expression)
+                .map_err(|e| mapping_error(column.name, expression, e))?,
+            None if available.iter().any(|a| a == column.name) => column_ref(column.name),
+            None if column.required => {
+                return Err(EngineError::MissingColumn {
+                    input: input.name.clone(),
+                    column: column.name.into(),
+                    available: available.join(", "),
+                    config: config.path.display().to_string(),
+                });
+            }
+            None => lit(ScalarValue::try_from(&column.data_type).map_err(EngineError::Setup)?),
+        };
+        let source_type = expression.get_type(&schema).map_err(|e| {
+            mapping_error(
+                column.name,
+                mapped.map(String::as_str).unwrap_or(column.name),
+                e,
+            )
+        })?;
+        let castable = source_type == DataType::Null
+            || is_text(&source_type)
+            || can_cast_types(&source_type, &column.data_type);
+        if !castable {
+            return Err(EngineError::SchemaDrift {
+                input: input.name.clone(),
+                column: column.name.into(),
+                expected: column.data_type.to_string(),
+                found: source_type.to_string(),
+            });
+        }
+        typed_columns.insert(
+            column.name,
+            typed(
+                expression.clone(),
+                &source_type,
+                column,
+                input,
+                config.timezone,
+            ),
+        );
+        raw.insert(column.name, expression);
+    }
+
+    let mut projection: Vec<Expr> = columns
+        .iter()
+        .map(|c| typed_columns[c.name].clone().alias(c.name))
+        .collect();
+    let date_column = date_column_of(&input.name);
+    if let Some((timestamp_column, date)) = date_column {
+        let local = cast(
+            cast(
+                typed_columns[timestamp_column].clone(),
+                timestamp(Some(config.timezone.name())),
+            ),
+            DataType::Date32,
+        );
+        projection.push(local.alias(date));
+    }
+    let reason = if input.name == "transactions" {
+        transactions_reason(&raw, &typed_columns, now)
+    } else {
+        lit(ScalarValue::Utf8(None))
+    };
+    projection.push(reason.alias(REASON));
+    // The source row as text, for the rejects table's JSON.
+    for name in &available {
+        projection
+            .push(cast(column_ref(name), DataType::Utf8).alias(format!("{RAW_PREFIX}{name}")));
+    }
+    let checked = source.select(projection).map_err(EngineError::Setup)?;
+    Ok((checked, date_column))
+}
+
+/// Row accounting of an input: rows read and rejected per reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InputChecks {
+    pub read: u64,
+    /// Rows without a reject reason (before duplicate removal).
+    pub valid: u64,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+}
+
+fn execution(context: &str) -> impl Fn(datafusion::error::DataFusionError) -> EngineError + '_ {
+    move |source| EngineError::Read {
+        context: context.to_string(),
+        source,
+    }
+}
+
+/// Count rows read and rows rejected per reason.
+pub async fn input_checks(ctx: &SessionContext, input: &str) -> Result<InputChecks, EngineError> {
+    let failed = execution("counting input rows");
+    let frame = ctx.table(checked_table(input)).await.map_err(&failed)?;
+    let batches = frame
+        .aggregate(vec![column_ref(REASON)], vec![count(lit(1)).alias("rows")])
+        .map_err(&failed)?
+        .collect()
+        .await
+        .map_err(&failed)?;
+    let mut checks = InputChecks::default();
+    for batch in batches {
+        let reasons = batch.column(0).as_string::<i32>();
+        let rows = batch.column(1).as_primitive::<Int64Type>();
+        for row in 0..batch.num_rows() {
+            let n = rows.value(row) as u64;
+            checks.read += n;
+            if reasons.is_valid(row) {
+                checks
+                    .rejected_by_reason
+                    .insert(reasons.value(row).to_string(), n);
+            } else {
+                checks.valid += n;
+            }
+        }
+    }
+    Ok(checks)
+}
+
+/// The rejects of a period: rows dated in `[start, end)` and undatable rows,
+/// plus one row per extra copy of a duplicated line dated in the period.
+/// Returns (source file, row as JSON, reason), sorted. Each file is checked
+/// on its own so every reject names its file; this runs only when the
+/// counts found rejects.
+#[allow(clippy::too_many_arguments)]
+pub async fn collect_rejects(
+    ctx: &SessionContext,
+    config: &Config,
+    input: &Input,
+    files: &[super::InputFile],
+    now: DateTime<Utc>,
+    start: NaiveDate,
+    end: NaiveDate,
+    with_duplicates: bool,
+) -> Result<Vec<(String, String, String)>, EngineError> {
+    let failed = execution("collecting rejects");
+    let date = |d: NaiveDate| lit(ScalarValue::Date32(Some(days(d))));
+    let in_period = column_ref("ordered_date")
+        .gt_eq(date(start))
+        .and(column_ref("ordered_date").lt(date(end)));
+    let mut rejects = Vec::new();
+    let source_schema = ctx
+        .table(super::source_table(&input.name))
+        .await
+        .map_err(&failed)?
+        .schema()
+        .as_arrow()
+        .clone();
+    let text_schema = super::without(&source_schema, &input.partition_columns);
+    let parsed = url::Url::parse(&input.url)
+        .map_err(|e| failed(datafusion::error::DataFusionError::External(Box::new(e))))?;
+    let prefix = parsed.path().trim_start_matches('/').to_string();
+    for file in files.iter().filter(|f| f.input == input.name) {
+        let url = match input.csv.encoding {
+            crate::config::Encoding::Utf8 => format!(
+                "{}://{}/{}",
+                parsed.scheme(),
+                parsed.host_str().unwrap_or(""),
+                file.path
+            ),
+            _ => format!(
+                "memory:///transcoded/{}/{}",
+                input.name,
+                file.path
+                    .strip_prefix(prefix.as_str())
+                    .unwrap_or(&file.path)
+                    .trim_start_matches('/')
+            ),
+        };
+        let source = match input.format {
+            crate::config::InputFormat::Parquet => {
+                ctx.read_parquet(&url, datafusion::prelude::ParquetReadOptions::default())
+                    .await
+            }
+            crate::config::InputFormat::Csv => {
+                let options = datafusion::prelude::CsvReadOptions::new()
+                    .has_header(input.csv.header)
+                    .delimiter(input.csv.delimiter as u8)
+                    .file_extension(".csv")
+                    .schema(&text_schema);
+                ctx.read_csv(&url, options).await
+            }
+            crate::config::InputFormat::Ndjson => {
+                let options = datafusion::prelude::JsonReadOptions::default()
+                    .file_extension(".json")
+                    .schema(&text_schema);
+                ctx.read_json(&url, options).await
+            }
+        }
+        .map_err(&failed)?;
+        let (checked, _) = checked_frame(source, config, input, now)?;
+        let raw_columns: Vec<String> = checked
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .filter(|n| n.starts_with(RAW_PREFIX))
+            .collect();
+        let names: Vec<&str> = raw_columns.iter().map(|n| &n[RAW_PREFIX.len()..]).collect();
+        let mut selected = vec![column_ref(REASON)];
+        selected.extend(raw_columns.iter().map(|n| column_ref(n)));
+        let batches = checked
+            // Rows with no usable date (none, or one after the run's clock)
+            // belong to no period: they are shown in every run's rejects.
+            .filter(
+                column_ref(REASON).is_not_null().and(
+                    column_ref("ordered_date")
+                        .is_null()
+                        .or(column_ref(REASON).eq(lit("future_timestamp")))
+                        .or(in_period.clone()),
+                ),
+            )
+            .map_err(&failed)?
+            .select(selected)
+            .map_err(&failed)?
+            .collect()
+            .await
+            .map_err(&failed)?;
+        for batch in &batches {
+            let reasons = batch.column(0).as_string::<i32>();
+            let json = rows_as_json(batch, 1, &names)?;
+            for (row, json) in json.into_iter().enumerate() {
+                rejects.push((
+                    format!(
+                        "{}://{}/{}",
+                        parsed.scheme(),
+                        parsed.host_str().unwrap_or(""),
+                        file.path
+                    ),
+                    json,
+                    reasons.value(row).to_string(),
+                ));
+            }
+        }
+    }
+    let frame = ctx
+        .table(checked_table(&input.name))
+        .await
+        .map_err(&failed)?;
+
+    if with_duplicates {
+        let canonical: Vec<Expr> = canonical_columns(&input.name)
+            .iter()
+            .map(|c| column_ref(c.name))
+            .collect();
+        let names: Vec<&str> = canonical_columns(&input.name)
+            .iter()
+            .map(|c| c.name)
+            .collect();
+        // The file of a duplicate is not known here (a line may repeat
+        // across files): the reject names the input.
+        let mut aggregates = vec![count(lit(1)).alias("__copies")];
+        aggregates.push(min(column_ref("ordered_date")).alias("ordered_date"));
+        let batches = frame
+            .filter(column_ref(REASON).is_null())
+            .map_err(&failed)?
+            .aggregate(canonical, aggregates)
+            .map_err(&failed)?
+            .filter(column_ref("__copies").gt(lit(1i64)).and(in_period))
+            .map_err(&failed)?
+            .collect()
+            .await
+            .map_err(&failed)?;
+        for batch in &batches {
+            let json = rows_as_json(batch, 0, &names)?;
+            let copies = batch.column(names.len()).as_primitive::<Int64Type>();
+            for (row, json) in json.iter().enumerate() {
+                for _ in 1..copies.value(row) {
+                    rejects.push((
+                        input.url.clone(),
+                        json.clone(),
+                        "duplicate_line".to_string(),
+                    ));
+                }
+            }
+        }
+    }
+    rejects.sort();
+    Ok(rejects)
+}
+
+/// Each row of `batch` from column `first` on, as a JSON object with `names`.
+fn rows_as_json(
+    batch: &RecordBatch,
+    first: usize,
+    names: &[&str],
+) -> Result<Vec<String>, EngineError> {
+    let fields: Vec<Field> = names
+        .iter()
+        .zip(&batch.columns()[first..first + names.len()])
+        .map(|(n, c)| Field::new(*n, c.data_type().clone(), true))
+        .collect();
+    let values = RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        batch.columns()[first..first + names.len()].to_vec(),
+    )
+    .map_err(|e| EngineError::Read {
+        context: "formatting rejects".into(),
+        source: e.into(),
+    })?;
+    let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(Vec::new());
+    writer.write(&values).map_err(|e| EngineError::Read {
+        context: "formatting rejects".into(),
+        source: e.into(),
+    })?;
+    writer.finish().map_err(|e| EngineError::Read {
+        context: "formatting rejects".into(),
+        source: e.into(),
+    })?;
+    let text = String::from_utf8(writer.into_inner()).unwrap_or_default();
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+/// CSV and NDJSON sources are read as text, every column, so that a bad
+/// value becomes a reject instead of failing schema inference.
+pub(super) fn all_text(schema: &Schema) -> Schema {
+    Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| Field::new(f.name(), DataType::Utf8, true))
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn days(date: NaiveDate) -> i32 {
+    (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
+}
