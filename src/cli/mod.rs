@@ -238,6 +238,13 @@ fn init_logging(cli: &Cli) {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // Like other command-line tools, stop quietly when the reader of stdout
+    // goes away (`segments run … | head`) instead of panicking on EPIPE.
+    #[cfg(unix)]
+    // SAFETY: restoring the default action of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -42,7 +42,9 @@ pub fn interpolate(
 ) -> Result<String, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut out = String::with_capacity(text.len());
-    for (index, line) in text.split_inclusive('\n').enumerate() {
+    for (index, full_line) in text.split_inclusive('\n').enumerate() {
+        // Comments are left as they are: `${VAR}` in a comment is prose.
+        let (line, comment) = full_line.split_at(comment_start(full_line));
         let mut rest = line;
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
@@ -89,12 +91,30 @@ pub fn interpolate(
             rest = &after[end + 1..];
         }
         out.push_str(rest);
+        out.push_str(comment);
     }
     if problems.is_empty() {
         Ok(out)
     } else {
         Err(problems)
     }
+}
+
+/// Byte offset where a YAML comment starts in a line (a `#` at the start
+/// or after white space, outside quotes), or the line's length.
+fn comment_start(line: &str) -> usize {
+    let mut quote = None;
+    let mut previous = ' ';
+    for (offset, c) in line.char_indices() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '#') if previous.is_whitespace() => return offset,
+            _ => {}
+        }
+        previous = c;
+    }
+    line.len()
 }
 
 /// The 1-based line of the first line at or after `from_line` that contains
@@ -123,6 +143,16 @@ mod tests {
         assert_eq!(problems[0].line, Some(2));
         assert!(problems[0].message.contains("SECRET_KEY"));
         assert!(interpolate(file, "a: ${oops\n", env).is_err());
+        // Comments are prose: a variable named there is not needed.
+        assert_eq!(
+            interpolate(
+                file,
+                "# set ${SECRET_KEY}\nurl: s3://${BUCKET}/x # not ${X}\nk: \"a#${BUCKET}\"\n",
+                env
+            )
+            .unwrap(),
+            "# set ${SECRET_KEY}\nurl: s3://b1/x # not ${X}\nk: \"a#b1\"\n"
+        );
     }
 
     #[test]

@@ -19,3 +19,4 @@ mod reference;
 mod s3;
 mod sandbox;
 mod timezone;
+mod yaml_props;
