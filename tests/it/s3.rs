@@ -312,7 +312,7 @@ impl Setup {
             format!(
                 "{QUALITY}warehouse: s3://warehouse/{prefix}\ntimezone: UTC\ninputs:\n  transactions:\n    url: s3://data/transactions/\n    format: parquet\n    partition_columns: [month]\nstorage:\n  region: us-east-1\n  endpoint: {}\n  allow_http: true\n  retry:\n    max_retries: 3\n    initial_backoff: 10ms\n    max_backoff: 100ms\n    deadline: 10s\n{keys}{extra}{ttl}",
                 self.server.endpoint,
-                ttl = if extra.contains("lease_ttl") { "" } else { "  lease_ttl: 1s\n" }
+                ttl = if extra.contains("lease_ttl") { "" } else { "  lease_ttl: 2s\n" }
             ),
         )
         .unwrap();
@@ -524,7 +524,7 @@ async fn run_wrapped(
 }
 
 /// Run in-process; a lease left live by an injected failure of its release
-/// expires after the configured 1s TTL, so wait for it as a CronJob retry would.
+/// expires after the configured 2s TTL, so wait for it as a CronJob retry would.
 async fn run_until_not_held(job: &Job, config: &Config, period: &str, faults: &Arc<Faults>) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
