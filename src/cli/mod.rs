@@ -4,6 +4,7 @@
 
 mod backfill;
 mod compare;
+mod export;
 mod generate;
 mod quickstart;
 mod run;
@@ -63,6 +64,9 @@ enum Command {
     /// ranges classified on the fly (--range --against): segment counts,
     /// transition matrix, lost and new customers, evolution per customer.
     Compare(CompareArgs),
+    /// Write a campaign list (CSV or Parquet) of the customers of a segment,
+    /// or of those who made a movement, in a published period.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -149,6 +153,39 @@ enum CompareFormat {
     Text,
     Csv,
     Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// The published period (YYYY-MM).
+    #[arg(long)]
+    period: String,
+    /// Customers in this segment (from `snapshots`).
+    #[arg(
+        long,
+        required_unless_present = "movement",
+        conflicts_with = "movement"
+    )]
+    segment: Option<String>,
+    /// Customers who made this movement into the period (from `migrations`).
+    #[arg(long, value_parser = ["new", "up", "same", "down", "churned", "reactivated", "removed"])]
+    movement: Option<String>,
+    /// Extra columns of the source table, after customer_id (e.g. segment,recency_days).
+    #[arg(long, value_delimiter = ',')]
+    columns: Vec<String>,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+    format: ExportFormat,
+    /// The file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Parquet,
 }
 
 #[derive(Debug, Args)]
@@ -267,6 +304,7 @@ pub fn main() -> ExitCode {
             Command::Quickstart(args) => quickstart::quickstart(args).await,
             Command::Backfill(args) => backfill::backfill(args, log_format, quiet).await,
             Command::Compare(args) => compare::compare(args).await,
+            Command::Export(args) => export::export(args).await,
         }
     });
     match result {

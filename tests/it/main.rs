@@ -10,6 +10,7 @@ mod cli;
 mod common;
 mod compare;
 mod deploy;
+mod export;
 mod fixture;
 mod invariants;
 mod jobs;

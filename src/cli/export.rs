@@ -1,0 +1,171 @@
+//! `segments export`: a campaign list from a published period — the
+//! customers of a segment (from `snapshots`) or those who just made a
+//! movement (from `migrations`) — as CSV or Parquet, ready for an emailing
+//! tool. Reads only published tables; never writes to the warehouse.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+
+use crate::config::{Config, Job};
+use crate::publish;
+use crate::storage::Warehouse;
+
+use super::{ExportArgs, ExportFormat, Failure, failure, parse_period};
+
+/// Which published table and which rows.
+fn selection(args: &ExportArgs) -> (&'static str, &'static str, String) {
+    match (&args.segment, &args.movement) {
+        (Some(segment), _) => ("snapshots", "segment", segment.clone()),
+        (None, Some(movement)) => ("migrations", "movement", movement.clone()),
+        (None, None) => unreachable!("clap requires --segment or --movement"),
+    }
+}
+
+fn quote_csv(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_string()
+    }
+}
+
+fn to_csv(batch: &RecordBatch) -> Result<String, Failure> {
+    let options = FormatOptions::default();
+    let formatters: Vec<ArrayFormatter> = batch
+        .columns()
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+        .collect::<Result<_, _>>()
+        .map_err(|e| failure(1, e))?;
+    let mut out = String::new();
+    let header: Vec<String> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| quote_csv(f.name()))
+        .collect();
+    out.push_str(&header.join(","));
+    out.push('\n');
+    for row in 0..batch.num_rows() {
+        let values: Vec<String> = batch
+            .columns()
+            .iter()
+            .zip(&formatters)
+            .map(|(column, formatter)| {
+                if column.is_null(row) {
+                    String::new()
+                } else {
+                    quote_csv(&formatter.value(row).to_string())
+                }
+            })
+            .collect();
+        out.push_str(&values.join(","));
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+pub async fn export(args: ExportArgs) -> Result<(), Failure> {
+    let job = Job::load(&args.job.job).map_err(|e| failure(2, e))?;
+    let config = Config::load(&args.job.config).map_err(|e| failure(2, e))?;
+    let period = parse_period(&args.period)?;
+    let (table, column, value) = selection(&args);
+    let batches = crate::storage::scoped(config.storage.clone(), async {
+        let warehouse = Warehouse::open(&config.warehouse)?;
+        if publish::published_manifest(&warehouse, &job.name, period)
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        publish::read_table(&warehouse, &job.name, table, period).await
+    })
+    .await
+    .map_err(|e: publish::PublishError| failure(4, e))?;
+    let Some(batches) = batches else {
+        return Err(failure(
+            2,
+            anyhow::anyhow!(
+                "{} {period} is not published; run `segments run --period {period}` first",
+                job.name
+            ),
+        ));
+    };
+    if args.segment.is_some() && job.segment(&value).is_none() {
+        let known: Vec<&str> = job.segments.iter().map(|s| s.name.as_str()).collect();
+        return Err(failure(
+            2,
+            anyhow::anyhow!(
+                "unknown segment '{value}'; the segments of {} are {}",
+                job.name,
+                known.join(", ")
+            ),
+        ));
+    }
+    let schema = batches
+        .first()
+        .map(|b| b.schema())
+        .unwrap_or_else(|| Arc::new(crate::outputs::table_schema(table).schema.as_ref().clone()));
+    let all = concat_batches(&schema, &batches).map_err(|e| failure(1, e))?;
+    let selected = all
+        .column(all.schema().index_of(column).map_err(|e| failure(1, e))?)
+        .as_string::<i32>();
+    let keep: BooleanArray = selected
+        .iter()
+        .map(|v| Some(v == Some(value.as_str())))
+        .collect();
+    let rows = filter_record_batch(&all, &keep).map_err(|e| failure(1, e))?;
+
+    let mut names = vec!["customer_id".to_string()];
+    names.extend(args.columns.iter().filter(|c| *c != "customer_id").cloned());
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for name in &names {
+        let index = rows.schema().index_of(name).map_err(|_| {
+            let available: Vec<String> = rows
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            failure(
+                2,
+                anyhow::anyhow!(
+                    "`{name}` is not a column of {table}; available: {}",
+                    available.join(", ")
+                ),
+            )
+        })?;
+        fields.push(Field::new(
+            name,
+            rows.column(index).data_type().clone(),
+            true,
+        ));
+        columns.push(rows.column(index).clone());
+    }
+    let list =
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| failure(1, e))?;
+    let bytes = match args.format {
+        ExportFormat::Csv => to_csv(&list)?.into_bytes(),
+        ExportFormat::Parquet => publish::encode_parquet("export", &list)
+            .map_err(|e| failure(1, e))?
+            .to_vec(),
+    };
+    std::fs::write(&args.out, bytes).map_err(|e| {
+        failure(
+            1,
+            anyhow::anyhow!("cannot write {}: {e}", args.out.display()),
+        )
+    })?;
+    println!(
+        "Exported {} customer(s) of {} {period} with {column} = {value} to {}",
+        list.num_rows(),
+        job.name,
+        args.out.display()
+    );
+    Ok(())
+}
