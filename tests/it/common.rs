@@ -115,3 +115,81 @@ pub fn published_files(warehouse: &Path) -> Vec<PathBuf> {
     walk(warehouse, &mut found);
     found
 }
+
+/// A transaction line for hand-written fixtures: customer (None = anonymous),
+/// order, `ordered_at` in µs since the epoch (UTC), amount in cents.
+pub type FixtureLine<'a> = (Option<&'a str>, &'a str, i64, i128);
+
+/// Write fixture lines as Parquet under `data`, one Hive `month=YYYY-MM`
+/// folder per UTC month, like the generator.
+pub fn write_transactions(data: &Path, lines: &[FixtureLine]) {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Decimal128Array, StringArray, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::parquet::arrow::ArrowWriter;
+
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Utf8, true),
+        Field::new("order_id", DataType::Utf8, false),
+        Field::new(
+            "ordered_at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        Field::new("amount", DataType::Decimal128(18, 2), false),
+    ]));
+    let mut months: std::collections::BTreeMap<String, Vec<&FixtureLine>> = Default::default();
+    for line in lines {
+        let month = chrono::DateTime::from_timestamp_micros(line.2)
+            .unwrap()
+            .format("%Y-%m")
+            .to_string();
+        months.entry(month).or_default().push(line);
+    }
+    for (month, lines) in months {
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(
+                    lines.iter().map(|l| l.0).collect::<Vec<_>>(),
+                )),
+                Arc::new(StringArray::from(
+                    lines.iter().map(|l| l.1).collect::<Vec<_>>(),
+                )),
+                Arc::new(
+                    TimestampMicrosecondArray::from(lines.iter().map(|l| l.2).collect::<Vec<_>>())
+                        .with_timezone("UTC"),
+                ),
+                Arc::new(
+                    Decimal128Array::from(lines.iter().map(|l| l.3).collect::<Vec<_>>())
+                        .with_precision_and_scale(18, 2)
+                        .unwrap(),
+                ),
+            ],
+        )
+        .unwrap();
+        let folder = data.join(format!("month={month}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        let file = std::fs::File::create(folder.join("part-0.parquet")).unwrap();
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+}
+
+/// `segments run` of `job` for `period`, failing the test unless it exits 0.
+pub fn run_job(dir: &Path, job: &Path, config: &Path, period: &str) -> String {
+    segments_ok(
+        dir,
+        &[
+            "run",
+            "--job",
+            job.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--period",
+            period,
+        ],
+    )
+}

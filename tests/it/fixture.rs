@@ -9,19 +9,16 @@
 //! comments show the arithmetic); none comes from running the code.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use chrono::{NaiveDate, NaiveDateTime};
-use datafusion::arrow::array::{
-    Array, AsArray, Decimal128Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{
-    DataType, Date32Type, Decimal128Type, Field, Float64Type, Int8Type, Int32Type, Int64Type,
-    Schema, TimeUnit,
+    Date32Type, Decimal128Type, Float64Type, Int8Type, Int32Type, Int64Type,
 };
-use datafusion::parquet::arrow::ArrowWriter;
 
-use crate::common::{default_job, read_parquet, segments_ok, table_file, write_config};
+use crate::common::{
+    FixtureLine, default_job, read_parquet, run_job, table_file, write_config, write_transactions,
+};
 
 /// (customer_id, order_id, ordered_at UTC, amount in euros)
 const LINES: &[(Option<&str>, &str, &str, i64)] = &[
@@ -80,63 +77,17 @@ const LINES: &[(Option<&str>, &str, &str, i64)] = &[
 
 /// Write the fixture as Parquet, one Hive folder per month, like the generator.
 pub fn write_fixture(data: &Path) {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("customer_id", DataType::Utf8, true),
-        Field::new("order_id", DataType::Utf8, false),
-        Field::new(
-            "ordered_at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("amount", DataType::Decimal128(18, 2), false),
-    ]));
-    let mut months: std::collections::BTreeMap<String, Vec<&(Option<&str>, &str, &str, i64)>> =
-        Default::default();
-    for line in LINES {
-        months
-            .entry(line.2[..7].to_string())
-            .or_default()
-            .push(line);
-    }
-    for (month, lines) in months {
-        let at = |text: &str| {
-            NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M")
-                .unwrap()
-                .and_utc()
-                .timestamp_micros()
-        };
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from(
-                    lines.iter().map(|l| l.0).collect::<Vec<_>>(),
-                )),
-                Arc::new(StringArray::from(
-                    lines.iter().map(|l| l.1).collect::<Vec<_>>(),
-                )),
-                Arc::new(
-                    TimestampMicrosecondArray::from(
-                        lines.iter().map(|l| at(l.2)).collect::<Vec<_>>(),
-                    )
-                    .with_timezone("UTC"),
-                ),
-                Arc::new(
-                    Decimal128Array::from(
-                        lines.iter().map(|l| l.3 as i128 * 100).collect::<Vec<_>>(),
-                    )
-                    .with_precision_and_scale(18, 2)
-                    .unwrap(),
-                ),
-            ],
-        )
-        .unwrap();
-        let folder = data.join(format!("month={month}"));
-        std::fs::create_dir_all(&folder).unwrap();
-        let file = std::fs::File::create(folder.join("part-0.parquet")).unwrap();
-        let mut writer = ArrowWriter::try_new(file, schema.clone(), None).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
-    }
+    let at = |text: &str| {
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M")
+            .unwrap()
+            .and_utc()
+            .timestamp_micros()
+    };
+    let lines: Vec<FixtureLine> = LINES
+        .iter()
+        .map(|l| (l.0, l.1, at(l.2), l.3 as i128 * 100))
+        .collect();
+    write_transactions(data, &lines);
 }
 
 /// A snapshot row: (customer, segment, rank, r, f, m, rfm_code, recency_days,
@@ -915,19 +866,7 @@ fn setup() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
 }
 
 fn run(dir: &Path, config: &Path, period: &str) -> String {
-    let job = default_job();
-    segments_ok(
-        dir,
-        &[
-            "run",
-            "--job",
-            job.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--period",
-            period,
-        ],
-    )
+    run_job(dir, &default_job(), config, period)
 }
 
 #[test]

@@ -10,18 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{
-    Array, AsArray, Decimal128Array, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
-use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, Field, Int8Type, Int32Type, Int64Type, Schema, TimeUnit,
-};
-use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{Decimal128Type, Int8Type, Int32Type, Int64Type};
 
-use crate::common::{read_parquet, repo, segments_ok, table_file, write_config};
+use crate::common::{
+    FixtureLine, read_parquet, repo, segments_ok, table_file, write_config, write_transactions,
+};
 use crate::reference::{CustomerFacts, read_generated, segments_of_job};
 
 // ---------------------------------------------------------------------------
@@ -35,53 +31,19 @@ pub type Line = (&'static str, &'static str, &'static str, i64);
 /// Write `lines` as Parquet under `data`, one Hive `month=` folder per month,
 /// like the generator.
 pub fn write_lines(data: &Path, lines: &[Line]) {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("customer_id", DataType::Utf8, true),
-        Field::new("order_id", DataType::Utf8, false),
-        Field::new(
-            "ordered_at",
-            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new("amount", DataType::Decimal128(18, 2), false),
-    ]));
-    let mut months: BTreeMap<&str, Vec<&Line>> = BTreeMap::new();
-    for line in lines {
-        months.entry(&line.2[..7]).or_default().push(line);
-    }
-    for (month, lines) in months {
-        let micros = |text: &str| {
-            NaiveDate::parse_from_str(text, "%Y-%m-%d")
-                .unwrap()
-                .and_hms_opt(12, 0, 0)
-                .unwrap()
-                .and_utc()
-                .timestamp_micros()
-        };
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from_iter_values(lines.iter().map(|l| l.0))),
-                Arc::new(StringArray::from_iter_values(lines.iter().map(|l| l.1))),
-                Arc::new(
-                    TimestampMicrosecondArray::from_iter_values(lines.iter().map(|l| micros(l.2)))
-                        .with_timezone("UTC"),
-                ),
-                Arc::new(
-                    Decimal128Array::from_iter_values(lines.iter().map(|l| l.3 as i128 * 100))
-                        .with_precision_and_scale(18, 2)
-                        .unwrap(),
-                ),
-            ],
-        )
-        .unwrap();
-        let folder = data.join(format!("month={month}"));
-        std::fs::create_dir_all(&folder).unwrap();
-        let file = std::fs::File::create(folder.join("part-0.parquet")).unwrap();
-        let mut writer = ArrowWriter::try_new(file, schema.clone(), None).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
-    }
+    let noon = |text: &str| {
+        NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .unwrap()
+            .and_hms_opt(12, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_micros()
+    };
+    let lines: Vec<FixtureLine> = lines
+        .iter()
+        .map(|l| (Some(l.0), l.1, noon(l.2), l.3 as i128 * 100))
+        .collect();
+    write_transactions(data, &lines);
 }
 
 /// A shipped job file.
@@ -89,21 +51,7 @@ pub fn job(name: &str) -> PathBuf {
     repo().join("jobs").join(format!("{name}.yaml"))
 }
 
-/// `segments run` of `job` for `period`.
-pub fn run(dir: &Path, job: &Path, config: &Path, period: &str) -> String {
-    segments_ok(
-        dir,
-        &[
-            "run",
-            "--job",
-            job.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--period",
-            period,
-        ],
-    )
-}
+pub use crate::common::run_job as run;
 
 /// The data-quality gates on month-to-month changes (DESIGN §7), allowed
 /// for the hand fixtures: a handful of customers moves by more than 50% from

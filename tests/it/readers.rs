@@ -9,7 +9,7 @@ use std::process::Command;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::common::{default_job, repo, segments_ok, table_file, write_config};
+use crate::common::{default_job, repo, run_job, table_file, write_config};
 use crate::fixture::write_fixture;
 
 const TABLES: [&str; 6] = [
@@ -28,18 +28,7 @@ fn publish_fixture(dir: &Path) -> std::path::PathBuf {
     let config = write_config(dir, &data, &warehouse);
     let job = default_job();
     for period in ["2024-05", "2024-06"] {
-        segments_ok(
-            dir,
-            &[
-                "run",
-                "--job",
-                job.to_str().unwrap(),
-                "--config",
-                config.to_str().unwrap(),
-                "--period",
-                period,
-            ],
-        );
+        run_job(dir, &job, &config, period);
     }
     warehouse
 }
