@@ -22,6 +22,9 @@ use rand_distr::{Distribution, Geometric, Poisson};
 
 use crate::period::Period;
 
+mod calendar;
+mod events;
+
 /// What to generate and where.
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -33,8 +36,12 @@ pub struct GenerateOptions {
     pub start: Period,
     /// Seed of every random draw: same options, same bytes.
     pub seed: u64,
-    /// Local directory; files go to `<out_dir>/transactions/month=YYYY-MM/part-0.parquet`.
+    /// Local directory; files go to `<out_dir>/transactions/month=YYYY-MM/part-0.parquet`,
+    /// `<out_dir>/events/month=YYYY-MM/part-0.parquet`, `<out_dir>/products/part-0.parquet`
+    /// and `<out_dir>/sales_calendar/part-0.parquet`.
     pub out_dir: PathBuf,
+    /// Whether to write the events (and the visitors who never buy).
+    pub events: bool,
 }
 
 /// What was written.
@@ -50,6 +57,16 @@ pub struct GenerateReport {
     pub anonymous_rows: u64,
     /// Lines with a negative amount (refund lines of an order and refund orders).
     pub refund_rows: u64,
+    /// Events written (0 without events).
+    pub event_rows: u64,
+    /// Event files, one per month (empty without events).
+    pub event_files: Vec<PathBuf>,
+    /// Contacts seen only in events.
+    pub visitors: u64,
+    /// Products in the catalog file.
+    pub products: u64,
+    /// Sales in the sales calendar file.
+    pub sales: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -121,10 +138,9 @@ const CATEGORIES: [(&str, f64, f64, u32); 12] = [
 const SEASONALITY: [f64; 12] = [
     1.05, 0.85, 0.95, 0.95, 1.0, 1.0, 1.2, 0.9, 0.95, 1.0, 1.15, 1.45,
 ];
-/// Share of discounted lines per calendar month (sales in January, late June–July, November).
-const DISCOUNT_SHARE: [f64; 12] = [
-    0.35, 0.12, 0.10, 0.10, 0.10, 0.20, 0.35, 0.12, 0.10, 0.10, 0.25, 0.15,
-];
+/// Share of discounted lines during a sale of the sales calendar, and outside.
+const SALES_DISCOUNT_SHARE: f64 = 0.6;
+const BASE_DISCOUNT_SHARE: f64 = 0.06;
 /// Discount rates in percent and their weights.
 const DISCOUNT_RATES: [(i64, u32); 5] = [(10, 30), (20, 30), (30, 20), (40, 10), (50, 10)];
 const STORE_HOUR_WEIGHTS: [u32; 24] = [
@@ -188,10 +204,32 @@ pub fn generate(options: &GenerateOptions) -> Result<GenerateReport, GenerateErr
     let profiles: Vec<Profile> = (0..options.customers as u32)
         .map(|c| Profile::draw(options.seed, c, options.months, &tables))
         .collect();
-    let writer = MonthWriter::new(options.customers);
+    let visitor_count = if options.events {
+        options.customers / events::CUSTOMERS_PER_VISITOR
+    } else {
+        0
+    };
+    let visitors: Vec<events::Visitor> = (0..visitor_count as u32)
+        .map(|v| events::Visitor::draw(options.seed, v, options.months))
+        .collect();
+    // Customers and visitors share one id space, so ids have one width.
+    let writer = MonthWriter::new(options.customers + visitor_count);
     let horizon = micros_at(last.end());
+    let mut report = GenerateReport {
+        visitors: visitor_count,
+        ..GenerateReport::default()
+    };
+    let (_, products) = calendar::write_products(&options.out_dir, &tables, &writer.properties)?;
+    report.products = products;
+    // The year before the first month too: jobs look back at last year's sales.
+    let (_, sales) = calendar::write_sales_calendar(
+        &options.out_dir,
+        options.start.year() - 1,
+        last.year(),
+        &writer.properties,
+    )?;
+    report.sales = sales;
 
-    let mut report = GenerateReport::default();
     let mut carried: Vec<Line> = Vec::new();
     for index in 0..options.months {
         let period = options.start.add_months(index as i32);
@@ -221,6 +259,28 @@ pub fn generate(options: &GenerateOptions) -> Result<GenerateReport, GenerateErr
         report
             .files
             .push(writer.write(&dir, &month.lines, &order, &tables)?);
+        if options.events {
+            let events = events::month_events(
+                options.seed,
+                &profiles,
+                &visitors,
+                &ctx,
+                &tables,
+                &month.lines,
+            );
+            report.event_rows += events.len() as u64;
+            let dir = options
+                .out_dir
+                .join("events")
+                .join(format!("month={period}"));
+            report.event_files.push(events::write_events(
+                &dir,
+                &events,
+                &tables,
+                writer.id_digits,
+                &writer.properties,
+            )?);
+        }
         carried = month.next_month;
     }
     Ok(report)
@@ -465,7 +525,8 @@ struct MonthContext {
     horizon: i64,
     days: u32,
     season: f64,
-    discount_share: f64,
+    /// `[start, end)` of the sales overlapping the month, in microseconds.
+    sales: Vec<(i64, i64)>,
 }
 
 impl MonthContext {
@@ -479,7 +540,26 @@ impl MonthContext {
             horizon,
             days: (period.end() - period.start()).num_days() as u32,
             season: SEASONALITY[calendar],
-            discount_share: DISCOUNT_SHARE[calendar],
+            sales: calendar::sales_of_year(period.year())
+                .iter()
+                .map(|sale| (micros_at(sale.starts), micros_at(sale.ends)))
+                .collect(),
+        }
+    }
+
+    /// Whether `ts` falls in a sale of the sales calendar.
+    fn in_sales(&self, ts: i64) -> bool {
+        self.sales
+            .iter()
+            .any(|&(start, end)| start <= ts && ts < end)
+    }
+
+    /// The chance that a line ordered at `ts` is discounted.
+    fn discount_share_at(&self, ts: i64) -> f64 {
+        if self.in_sales(ts) {
+            SALES_DISCOUNT_SHARE
+        } else {
+            BASE_DISCOUNT_SHARE
         }
     }
 }
@@ -606,7 +686,7 @@ fn order(
         };
         let product = tables.pick_product(rng, category);
         let quantity = tables.quantities.pick(rng) as i64 + 1;
-        let percent = if rng.random_bool(ctx.discount_share) {
+        let percent = if rng.random_bool(ctx.discount_share_at(ts)) {
             DISCOUNT_RATES[tables.discounts.pick(rng)].0
         } else {
             0
@@ -714,7 +794,8 @@ struct MonthWriter {
 }
 
 impl MonthWriter {
-    fn new(customers: u64) -> Self {
+    /// `contacts`: customers and visitors, for the width of the ids.
+    fn new(contacts: u64) -> Self {
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::default()))
             .set_statistics_enabled(EnabledStatistics::Page)
@@ -726,12 +807,11 @@ impl MonthWriter {
         Self {
             schema: transactions_schema(),
             properties,
-            id_digits: customers.to_string().len().max(MIN_ID_DIGITS),
+            id_digits: contacts.to_string().len().max(MIN_ID_DIGITS),
         }
     }
 
-    /// Writes `dir/part-0.parquet` through a hidden temporary file and a rename,
-    /// so a reader never sees a half-written file.
+    /// Writes `dir/part-0.parquet`, a reader never sees it half-written.
     fn write(
         &self,
         dir: &Path,
@@ -740,28 +820,10 @@ impl MonthWriter {
         tables: &Tables,
     ) -> Result<PathBuf, GenerateError> {
         let path = dir.join("part-0.parquet");
-        let temporary = dir.join(".part-0.parquet.tmp");
-        fs::create_dir_all(dir).map_err(io(dir))?;
-        let file = File::create(&temporary).map_err(io(&temporary))?;
-        let parquet = |source| GenerateError::Parquet {
-            path: path.clone(),
-            source,
-        };
-        let mut writer = ArrowWriter::try_new(
-            BufWriter::with_capacity(1 << 20, file),
-            self.schema.clone(),
-            Some(self.properties.clone()),
-        )
-        .map_err(parquet)?;
-        for chunk in order.chunks(BATCH_ROWS) {
-            writer
-                .write(&self.batch(lines, chunk, tables)?)
-                .map_err(parquet)?;
-        }
-        let mut buffered = writer.into_inner().map_err(parquet)?;
-        buffered.flush().map_err(io(&temporary))?;
-        drop(buffered);
-        fs::rename(&temporary, &path).map_err(io(&path))?;
+        let batches = order
+            .chunks(BATCH_ROWS)
+            .map(|chunk| self.batch(lines, chunk, tables));
+        write_parquet(&path, self.schema.clone(), &self.properties, batches)?;
         Ok(path)
     }
 
@@ -839,6 +901,42 @@ impl MonthWriter {
     }
 }
 
+/// Writes `batches` to the Parquet file `path` through a hidden temporary
+/// file and a rename, so a reader never sees a half-written file.
+fn write_parquet(
+    path: &Path,
+    schema: SchemaRef,
+    properties: &WriterProperties,
+    batches: impl IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+) -> Result<(), GenerateError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temporary = dir.join(format!(".{name}.tmp"));
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let file = File::create(&temporary).map_err(io(&temporary))?;
+    let parquet = |source| GenerateError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut writer = ArrowWriter::try_new(
+        BufWriter::with_capacity(1 << 20, file),
+        schema,
+        Some(properties.clone()),
+    )
+    .map_err(parquet)?;
+    for batch in batches {
+        writer.write(&batch?).map_err(parquet)?;
+    }
+    let mut buffered = writer.into_inner().map_err(parquet)?;
+    buffered.flush().map_err(io(&temporary))?;
+    drop(buffered);
+    fs::rename(&temporary, path).map_err(io(path))?;
+    Ok(())
+}
+
 /// Indices of `lines` (all in `[start, end)`) in `ordered_at` order, ties in
 /// generation order, so the lines of an order stay together and in order: a
 /// stable counting sort into buckets of about four lines, then an insertion
@@ -912,6 +1010,7 @@ mod tests {
             start: Period::new(2024, 1).unwrap(),
             seed: 42,
             out_dir: out_dir.to_path_buf(),
+            events: true,
         }
     }
 

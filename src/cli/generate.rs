@@ -33,6 +33,7 @@ pub fn generate(args: GenerateArgs) -> Result<(), Failure> {
         start: parse_period(&args.start)?,
         seed: args.seed,
         out_dir: local_dir(&args.out)?,
+        events: !args.no_events,
     };
     let started = Instant::now();
     let report = generate::generate(&options).map_err(|e| failure(1, e))?;
@@ -49,6 +50,22 @@ pub fn generate(args: GenerateArgs) -> Result<(), Failure> {
         seconds,
         report.rows as f64 / seconds.max(1e-9),
         options.out_dir.join("transactions").display()
+    );
+    if options.events {
+        println!(
+            "Generated {} events for {} customers and {} visitors who never buy under {}",
+            report.event_rows,
+            options.customers,
+            report.visitors,
+            options.out_dir.join("events").display()
+        );
+    }
+    println!(
+        "Wrote {} products under {} and {} sales under {}",
+        report.products,
+        options.out_dir.join("products").display(),
+        report.sales,
+        options.out_dir.join("sales_calendar").display()
     );
     Ok(())
 }

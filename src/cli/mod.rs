@@ -124,9 +124,15 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Output directory (a local path or file:// URL); transactions go to
-    /// <out>/transactions/month=YYYY-MM/part-0.parquet.
+    /// <out>/transactions/month=YYYY-MM/part-0.parquet, events to
+    /// <out>/events/month=YYYY-MM/, the catalog to <out>/products/ and the
+    /// sales calendar to <out>/sales_calendar/.
     #[arg(long, default_value = "data")]
     out: String,
+    /// Write no events (nor the visitors seen only in events): transactions,
+    /// products and the sales calendar only.
+    #[arg(long)]
+    no_events: bool,
 }
 
 #[derive(Debug, Args)]

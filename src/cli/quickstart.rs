@@ -38,6 +38,7 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), Failure> {
             start: SAMPLE_START.parse().expect("valid period"),
             seed: 42,
             out_dir: data.to_path_buf(),
+            events: true,
         };
         let report = generate::generate(&options).map_err(|e| failure(1, e))?;
         println!(
