@@ -13,10 +13,12 @@ use datafusion::logical_expr::col;
 use datafusion::prelude::{DataFrame, SessionContext};
 use tracing::info;
 
-use crate::config::{Config, ConfigError, Job, OutputTable};
+use crate::config::{ClassificationKind, Config, ConfigError, Job, OutputTable};
 use crate::engine::{self, EngineError};
 use crate::lease::{Lease, LeaseError};
-use crate::outputs::{OutputError, PeriodTables, TableData, build_period_tables, table_schema};
+use crate::outputs::{
+    OutputError, PeriodTables, TableData, build_audience_tables, build_period_tables, table_schema,
+};
 use crate::period::Period;
 use crate::pipeline::{self, Parameters, PipelineError, sql_options};
 use crate::publish::{self, Manifest, PublishError, RowCounts};
@@ -328,97 +330,35 @@ async fn run_leased(
         )?;
     }
 
-    // The "from" side: the previous period as published, when made by the
-    // same rules; otherwise reclassified with the current rules.
-    let previous_period = period.previous();
-    let step = Instant::now();
-    let previous_manifest =
-        publish::published_manifest(&warehouse, &job.name, previous_period).await?;
-    let previous_activity: Option<(f64, f64)>;
-    let (previous, from_side, from_side_reason) = match previous_manifest {
-        Some(manifest) if manifest.rule_hash == rule_hash => {
-            let batches = publish::read_table(&warehouse, &job.name, "snapshots", previous_period)
-                .await?
-                .unwrap_or_default();
-            previous_activity =
-                publish::read_table(&warehouse, &job.name, "segment_summary", previous_period)
-                    .await?
-                    .map(|batches| activity_of_summary(&batches));
+    let (mut tables, from_side, from_side_reason) = match job.kind {
+        ClassificationKind::Segments => {
+            segment_tables(
+                &ctx,
+                job,
+                config,
+                &options,
+                &warehouse,
+                &params,
+                &rule_hash,
+                &mut timings,
+            )
+            .await?
+        }
+        ClassificationKind::Audiences => {
+            let step = Instant::now();
+            let members = pipeline::audiences(&ctx, job, &params).await?;
+            timings.insert("classify".to_string(), step.elapsed().as_millis() as u64);
+            let step = Instant::now();
+            let tables = build_audience_tables(&ctx, job, &params, members, &rule_hash).await?;
+            timings.insert("tables".to_string(), step.elapsed().as_millis() as u64);
             (
-                frame_of(&ctx, batches).await?,
-                "published",
-                format!(
-                    "{previous_period} was published by run {} with the same rules",
-                    manifest.run_id
-                ),
+                tables,
+                "none",
+                "audiences overlap and have no movements".to_string(),
             )
         }
-        other => {
-            let reason = match other {
-                Some(_) => format!(
-                    "{previous_period} was published with other rules; reclassified with the current rules"
-                ),
-                None => format!(
-                    "{previous_period} is not published; reclassified with the current rules"
-                ),
-            };
-            let previous_params = Parameters::new(previous_period, job.window_months);
-            let classified = pipeline::classify(&ctx, job, &previous_params).await?;
-            previous_activity = Some(activity_of_classified(&classified).await?);
-            let execution = |source| PipelineError::Execution {
-                context: "selecting the previous period".into(),
-                source,
-            };
-            let selected = classified
-                .select(FROM_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>())
-                .map_err(execution)?;
-            (selected, "reclassified", reason)
-        }
     };
-    timings.insert("previous".to_string(), step.elapsed().as_millis() as u64);
-
     let step = Instant::now();
-    let current = pipeline::classify(&ctx, job, &params).await?;
-    timings.insert("classify".to_string(), step.elapsed().as_millis() as u64);
-
-    let step = Instant::now();
-    let mut tables = build_period_tables(&ctx, job, &params, current, previous, &rule_hash).await?;
-    if let (Some(summary), Some((previous_active, previous_revenue))) =
-        (tables.get(OutputTable::SegmentSummary), previous_activity)
-    {
-        let (active, revenue) = activity_of_summary(std::slice::from_ref(summary));
-        let limits = [
-            (
-                "active_customers_change",
-                "active customers",
-                active,
-                previous_active,
-                config.quality.max_active_customers_change,
-            ),
-            (
-                "revenue_change",
-                "revenue",
-                revenue,
-                previous_revenue,
-                config.quality.max_revenue_change,
-            ),
-        ];
-        for (name, what, now, before, limit) in limits {
-            if let Some(change) = relative_change(now, before)
-                && change > limit
-            {
-                gate(
-                    &options,
-                    name,
-                    format!(
-                        "{what} of {period} moved {:.1}% against {previous_period} ({before:.2} → {now:.2}), above the configured {:.1}%",
-                        change * 100.0,
-                        limit * 100.0
-                    ),
-                )?;
-            }
-        }
-    }
     if job.writes(OutputTable::Rejects) {
         let input = config.inputs.get("transactions").expect("checked");
         let rejects = if rows.rejected > 0 {
@@ -441,7 +381,7 @@ async fn run_leased(
             batch: rejects_batch(rejects)?,
         });
     }
-    timings.insert("tables".to_string(), step.elapsed().as_millis() as u64);
+    timings.insert("rejects".to_string(), step.elapsed().as_millis() as u64);
 
     let manifest = Manifest {
         run_id,
@@ -498,6 +438,117 @@ async fn run_leased(
         published: !options.dry_run,
         warehouse: config.warehouse.clone(),
     })
+}
+
+/// The tables of a segments job: the period classified, the "from" side
+/// (published when made by the same rules, else reclassified), and the
+/// activity gates against it. Returns the tables and where the from side
+/// came from, with why.
+#[allow(clippy::too_many_arguments)]
+async fn segment_tables(
+    ctx: &SessionContext,
+    job: &Job,
+    config: &Config,
+    options: &RunOptions,
+    warehouse: &Warehouse,
+    params: &Parameters,
+    rule_hash: &str,
+    timings: &mut BTreeMap<String, u64>,
+) -> Result<(PeriodTables, &'static str, String), RunError> {
+    let period = params.period;
+    // The "from" side: the previous period as published, when made by the
+    // same rules; otherwise reclassified with the current rules.
+    let previous_period = period.previous();
+    let step = Instant::now();
+    let previous_manifest =
+        publish::published_manifest(warehouse, &job.name, previous_period).await?;
+    let previous_activity: Option<(f64, f64)>;
+    let (previous, from_side, from_side_reason) = match previous_manifest {
+        Some(manifest) if manifest.rule_hash == *rule_hash => {
+            let batches = publish::read_table(warehouse, &job.name, "snapshots", previous_period)
+                .await?
+                .unwrap_or_default();
+            previous_activity =
+                publish::read_table(warehouse, &job.name, "segment_summary", previous_period)
+                    .await?
+                    .map(|batches| activity_of_summary(&batches));
+            (
+                frame_of(ctx, batches).await?,
+                "published",
+                format!(
+                    "{previous_period} was published by run {} with the same rules",
+                    manifest.run_id
+                ),
+            )
+        }
+        other => {
+            let reason = match other {
+                Some(_) => format!(
+                    "{previous_period} was published with other rules; reclassified with the current rules"
+                ),
+                None => format!(
+                    "{previous_period} is not published; reclassified with the current rules"
+                ),
+            };
+            let previous_params = Parameters::new(previous_period, job.window_months);
+            let classified = pipeline::classify(ctx, job, &previous_params).await?;
+            previous_activity = Some(activity_of_classified(&classified).await?);
+            let execution = |source| PipelineError::Execution {
+                context: "selecting the previous period".into(),
+                source,
+            };
+            let selected = classified
+                .select(FROM_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>())
+                .map_err(execution)?;
+            (selected, "reclassified", reason)
+        }
+    };
+    timings.insert("previous".to_string(), step.elapsed().as_millis() as u64);
+
+    let step = Instant::now();
+    let current = pipeline::classify(ctx, job, params).await?;
+    timings.insert("classify".to_string(), step.elapsed().as_millis() as u64);
+
+    let step = Instant::now();
+    let tables = build_period_tables(ctx, job, params, current, previous, rule_hash).await?;
+    if let (Some(summary), Some((previous_active, previous_revenue))) =
+        (tables.get(OutputTable::SegmentSummary), previous_activity)
+    {
+        let (active, revenue) = activity_of_summary(std::slice::from_ref(summary));
+        let limits = [
+            (
+                "active_customers_change",
+                "active customers",
+                active,
+                previous_active,
+                config.quality.max_active_customers_change,
+            ),
+            (
+                "revenue_change",
+                "revenue",
+                revenue,
+                previous_revenue,
+                config.quality.max_revenue_change,
+            ),
+        ];
+        for (name, what, now, before, limit) in limits {
+            if let Some(change) = relative_change(now, before)
+                && change > limit
+            {
+                gate(
+                    options,
+                    name,
+                    format!(
+                        "{what} of {period} moved {:.1}% against {previous_period} ({before:.2} → {now:.2}), above the configured {:.1}%",
+                        change * 100.0,
+                        limit * 100.0
+                    ),
+                )?;
+            }
+        }
+    }
+    timings.insert("tables".to_string(), step.elapsed().as_millis() as u64);
+    Ok((tables, from_side, from_side_reason))
 }
 
 /// (active customers, revenue) of a period from its `segment_summary`.

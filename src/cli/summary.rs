@@ -3,7 +3,7 @@
 
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
-use crate::config::{Job, OutputTable};
+use crate::config::{ClassificationKind, Job, OutputTable};
 use crate::runner::RunOutcome;
 
 pub fn print_run(job: &Job, outcome: &RunOutcome) {
@@ -13,12 +13,18 @@ pub fn print_run(job: &Job, outcome: &RunOutcome) {
     } else {
         "Dry run (nothing written) for"
     };
+    let audiences = job.kind == ClassificationKind::Audiences;
+    let (who, what) = if audiences {
+        ("contacts in an audience", "audience")
+    } else {
+        ("customers", "segment")
+    };
     println!(
-        "{verb} {} {} — {} customers",
+        "{verb} {} {} — {} {who}",
         job.name, outcome.period, outcome.tables.customers
     );
     println!();
-    println!("  {:<24} {:>10} {:>7}", "segment", "customers", "share");
+    println!("  {what:<24} {:>10} {:>7}", "customers", "share");
     for (segment, customers) in &outcome.tables.segment_counts {
         let share = if outcome.tables.customers > 0 {
             *customers as f64 / outcome.tables.customers as f64 * 100.0
@@ -28,18 +34,23 @@ pub fn print_run(job: &Job, outcome: &RunOutcome) {
         println!("  {segment:<24} {customers:>10} {share:>6.1}%");
     }
     println!();
+    if audiences {
+        println!("  (audiences overlap: shares are of the contacts in at least one audience)");
+    }
     let movements: Vec<String> = outcome
         .tables
         .movement_counts
         .iter()
         .map(|(m, n)| format!("{m} {n}"))
         .collect();
-    println!(
-        "  movements vs {} ({}): {}",
-        outcome.period.previous(),
-        manifest.from_side,
-        movements.join(", ")
-    );
+    if !audiences {
+        println!(
+            "  movements vs {} ({}): {}",
+            outcome.period.previous(),
+            manifest.from_side,
+            movements.join(", ")
+        );
+    }
     let rows = &manifest.rows;
     println!(
         "  rows read {} (used {}, anonymous {}, rejected {}); revenue of the period {}{}",

@@ -4,9 +4,9 @@
 
 use datafusion::prelude::SessionContext;
 
-use crate::config::{Config, Job};
+use crate::config::{ClassificationKind, Config, Job};
 use crate::engine;
-use crate::outputs::build_period_tables;
+use crate::outputs::{build_audience_tables, build_period_tables};
 use crate::period::Period;
 use crate::pipeline::{self, Parameters};
 
@@ -29,6 +29,23 @@ pub async fn validate(args: JobArgs) -> Result<(), Failure> {
     let ctx: SessionContext = engine::session(&config).map_err(|e| failure(1, e))?;
     engine::register_canonical_placeholders(&ctx, &job.inputs).map_err(|e| failure(1, e))?;
     let params = Parameters::new(Period::last_complete(config.timezone), job.window_months);
+    if job.kind == ClassificationKind::Audiences {
+        let members = pipeline::validate_audiences(&ctx, &job, &params)
+            .await
+            .map_err(|errors| failure(2, anyhow::anyhow!(render(&errors))))?;
+        build_audience_tables(&ctx, &job, &params, members, "validate")
+            .await
+            .map_err(|e| failure(2, e))?;
+        println!(
+            "{}: ok — {} step(s), {} audience(s), inputs {}; config {}: ok",
+            job.path.display(),
+            job.steps.len(),
+            job.segments.len(),
+            job.inputs.join(", "),
+            config.path.display()
+        );
+        return Ok(());
+    }
     let classified = pipeline::validate_rules(&ctx, &job, &params)
         .await
         .map_err(|errors| failure(2, anyhow::anyhow!(render(&errors))))?;

@@ -26,8 +26,10 @@ struct JobFile {
     inputs: Vec<String>,
     steps: Vec<StepFile>,
     classification: ClassificationFile,
-    #[serde(default = "default_outputs")]
-    outputs: Vec<OutputTable>,
+    /// The tables to publish; by default every table of the job's kind of
+    /// classification.
+    #[serde(default)]
+    outputs: Option<Vec<OutputTable>>,
 }
 
 fn default_window_months() -> u32 {
@@ -36,10 +38,6 @@ fn default_window_months() -> u32 {
 
 fn default_sql_dir() -> String {
     "../sql".into()
-}
-
-fn default_outputs() -> Vec<OutputTable> {
-    OutputTable::ALL.to_vec()
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,7 +59,12 @@ struct ClassificationFile {
     /// when omitted.
     #[serde(default)]
     from: Option<String>,
+    /// Exclusive segments: each customer gets the first that matches.
+    #[serde(default)]
     segments: Vec<SegmentFile>,
+    /// Overlapping audiences: each contact is in every audience it matches.
+    #[serde(default)]
+    audiences: Vec<SegmentFile>,
     /// A declared segment that takes customers matching no rule. Without it,
     /// such a customer is a job error.
     #[serde(default)]
@@ -77,6 +80,20 @@ struct SegmentFile {
     #[serde(default)]
     description: String,
     rule: String,
+    /// Audiences only: a SQL expression giving the member's `detail` (e.g.
+    /// the category it bought twice in).
+    #[serde(default)]
+    detail: Option<String>,
+}
+
+/// How a job classifies: one segment per customer, or any number of
+/// audiences per contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassificationKind {
+    /// `classification.segments`: first matching rule in rank order.
+    Segments,
+    /// `classification.audiences`: every matching rule, one row each.
+    Audiences,
 }
 
 /// The tables a job can publish.
@@ -90,10 +107,12 @@ pub enum OutputTable {
     ScoreThresholds,
     SegmentDefinitions,
     Rejects,
+    StoreSummary,
+    Audiences,
 }
 
 impl OutputTable {
-    pub const ALL: [OutputTable; 7] = [
+    pub const ALL: [OutputTable; 9] = [
         OutputTable::Snapshots,
         OutputTable::Migrations,
         OutputTable::MigrationMatrix,
@@ -101,7 +120,36 @@ impl OutputTable {
         OutputTable::ScoreThresholds,
         OutputTable::SegmentDefinitions,
         OutputTable::Rejects,
+        OutputTable::StoreSummary,
+        OutputTable::Audiences,
     ];
+
+    /// What a job writes when it lists no `outputs`.
+    fn defaults(kind: ClassificationKind) -> Vec<OutputTable> {
+        use OutputTable::*;
+        match kind {
+            ClassificationKind::Segments => vec![
+                Snapshots,
+                Migrations,
+                MigrationMatrix,
+                SegmentSummary,
+                ScoreThresholds,
+                SegmentDefinitions,
+                Rejects,
+            ],
+            ClassificationKind::Audiences => vec![Audiences, SegmentDefinitions, Rejects],
+        }
+    }
+
+    /// Whether a job of `kind` can write this table.
+    fn fits(self, kind: ClassificationKind) -> bool {
+        use OutputTable::*;
+        match self {
+            SegmentDefinitions | Rejects => true,
+            Audiences => kind == ClassificationKind::Audiences,
+            _ => kind == ClassificationKind::Segments,
+        }
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -112,6 +160,8 @@ impl OutputTable {
             OutputTable::ScoreThresholds => "score_thresholds",
             OutputTable::SegmentDefinitions => "segment_definitions",
             OutputTable::Rejects => "rejects",
+            OutputTable::StoreSummary => "store_summary",
+            OutputTable::Audiences => "audiences",
         }
     }
 }
@@ -154,6 +204,8 @@ pub struct Segment {
     pub rule: String,
     /// Line of the rule in the job file.
     pub line: Option<usize>,
+    /// Audiences only: the SQL expression of the member's `detail`.
+    pub detail: Option<String>,
 }
 
 /// A job after both parsing phases: every file read, every name checked.
@@ -167,6 +219,8 @@ pub struct Job {
     pub inputs: Vec<String>,
     pub steps: Vec<Step>,
     pub classify_from: String,
+    pub kind: ClassificationKind,
+    /// The segments in rank order, or the audiences of an audiences job.
     pub segments: Vec<Segment>,
     pub fallback: Option<String>,
     pub outputs: Vec<OutputTable>,
@@ -348,11 +402,38 @@ impl Job {
                 .unwrap_or_default(),
         };
 
+        let (kind, declared, list_key) = match (
+            classification.segments.is_empty(),
+            classification.audiences.is_empty(),
+        ) {
+            (false, false) => {
+                problems.push(at(
+                    "classification".into(),
+                    Some("audiences:"),
+                    "declare either `segments` (exclusive, first match) or `audiences` (overlapping), not both".into(),
+                ));
+                (
+                    ClassificationKind::Segments,
+                    &classification.segments,
+                    "segments",
+                )
+            }
+            (true, false) => (
+                ClassificationKind::Audiences,
+                &classification.audiences,
+                "audiences",
+            ),
+            _ => (
+                ClassificationKind::Segments,
+                &classification.segments,
+                "segments",
+            ),
+        };
         let mut segments = Vec::new();
         let mut segment_names = BTreeSet::new();
-        let mut search_from = yaml::line_of(text, "segments:", 1).unwrap_or(1);
-        for (index, segment) in classification.segments.iter().enumerate() {
-            let key = format!("classification.segments[{index}]");
+        let mut search_from = yaml::line_of(text, &format!("{list_key}:"), 1).unwrap_or(1);
+        for (index, segment) in declared.iter().enumerate() {
+            let key = format!("classification.{list_key}[{index}]");
             let name_line = yaml::line_of(text, &format!("name: {}", segment.name), search_from);
             if let Some(line) = name_line {
                 search_from = line;
@@ -392,7 +473,17 @@ impl Job {
                             .into(),
                 });
             }
+            if segment.detail.is_some() && kind == ClassificationKind::Segments {
+                problems.push(Problem {
+                    file: path.to_path_buf(),
+                    key: format!("{key}.detail"),
+                    line: name_line,
+                    column: None,
+                    message: "`detail` is for audiences; a segment's customers are described by the snapshot's columns".into(),
+                });
+            }
             segments.push(Segment {
+                detail: segment.detail.as_ref().map(|d| d.trim().to_string()),
                 name: segment.name.clone(),
                 rank: index as i32 + 1,
                 label: segment
@@ -407,8 +498,15 @@ impl Job {
         if segments.is_empty() {
             problems.push(at(
                 "classification.segments".into(),
-                Some("segments:"),
-                "declare at least one segment".into(),
+                Some("classification:"),
+                "declare at least one segment (or audience)".into(),
+            ));
+        }
+        if kind == ClassificationKind::Audiences && classification.fallback.is_some() {
+            problems.push(at(
+                "classification.fallback".into(),
+                Some("fallback:"),
+                "audiences overlap and may leave a contact in none: a fallback only makes sense for `segments`".into(),
             ));
         }
         if let Some(fallback) = &classification.fallback
@@ -421,9 +519,28 @@ impl Job {
             ));
         }
 
-        let mut outputs = file.outputs.clone();
+        let mut outputs = file
+            .outputs
+            .clone()
+            .unwrap_or_else(|| OutputTable::defaults(kind));
         outputs.sort();
         outputs.dedup();
+        for table in &outputs {
+            if !table.fits(kind) {
+                let (what, other) = match kind {
+                    ClassificationKind::Segments => ("a segments job", "audiences"),
+                    ClassificationKind::Audiences => ("an audiences job", "segments"),
+                };
+                problems.push(at(
+                    "outputs".into(),
+                    Some(table.name()),
+                    format!(
+                        "`{}` cannot be written by {what}: it needs `classification.{other}`",
+                        table.name()
+                    ),
+                ));
+            }
+        }
 
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
@@ -443,6 +560,7 @@ impl Job {
             inputs: file.inputs,
             steps,
             classify_from,
+            kind,
             segments,
             fallback: classification.fallback.clone(),
             outputs,
@@ -467,9 +585,15 @@ impl Job {
             field("sql", &step.sql);
         }
         field("classify_from", &self.classify_from);
+        if self.kind == ClassificationKind::Audiences {
+            field("kind", "audiences");
+        }
         for segment in &self.segments {
             field("segment", &segment.name);
             field("rule", &segment.rule);
+            if let Some(detail) = &segment.detail {
+                field("detail", detail);
+            }
         }
         field("fallback", self.fallback.as_deref().unwrap_or(""));
         field("timezone", config.timezone.name());

@@ -11,7 +11,7 @@ mod settings;
 mod yaml;
 
 pub use error::{ConfigError, Problem};
-pub use job::{Job, OutputTable, Segment, SqlOrigin, Step};
+pub use job::{ClassificationKind, Job, OutputTable, Segment, SqlOrigin, Step};
 pub use settings::{
     CanonicalColumn, Config, CsvOptions, Encoding, EngineKind, EngineSettings, Input, InputFormat,
     QualitySettings, canonical_columns,

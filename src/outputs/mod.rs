@@ -6,7 +6,7 @@ mod schema;
 mod tables;
 
 pub use schema::{TableSchema, table_schema};
-pub use tables::{PeriodTables, TableData, build_period_tables};
+pub use tables::{PeriodTables, TableData, build_audience_tables, build_period_tables};
 
 use datafusion::error::DataFusionError;
 

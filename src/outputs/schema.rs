@@ -10,8 +10,13 @@ use serde::Deserialize;
 
 use super::OutputError;
 
-const CONTRACTS: [(&str, &str); 8] = [
+const CONTRACTS: [(&str, &str); 10] = [
     ("rejects", include_str!("../../schemas/rejects.json")),
+    ("audiences", include_str!("../../schemas/audiences.json")),
+    (
+        "store_summary",
+        include_str!("../../schemas/store_summary.json"),
+    ),
     ("snapshots", include_str!("../../schemas/snapshots.json")),
     ("migrations", include_str!("../../schemas/migrations.json")),
     (

@@ -27,6 +27,8 @@ fn query_of(table: OutputTable) -> Option<&'static str> {
         OutputTable::SegmentDefinitions => {
             include_str!("../../sql/outputs/segment_definitions.sql")
         }
+        OutputTable::StoreSummary => include_str!("../../sql/outputs/store_summary.sql"),
+        OutputTable::Audiences => include_str!("../../sql/outputs/audiences.sql"),
         // Built from the inputs by the runner, not from the classification.
         OutputTable::Rejects => return None,
     })
@@ -43,10 +45,13 @@ pub struct TableData {
 #[derive(Debug, Clone)]
 pub struct PeriodTables {
     pub tables: Vec<TableData>,
-    /// (segment, customers) in rank order.
+    /// (segment, customers) in rank order; (audience, contacts) for an
+    /// audiences job.
     pub segment_counts: Vec<(String, i64)>,
-    /// (movement, customers) in a fixed order.
+    /// (movement, customers) in a fixed order; empty for an audiences job.
     pub movement_counts: Vec<(String, i64)>,
+    /// Customers classified; contacts in at least one audience for an
+    /// audiences job.
     pub customers: i64,
 }
 
@@ -154,29 +159,7 @@ pub async fn build_period_tables(
     ctx.register_table("transitions", transitions.into_view())
         .map_err(setup)?;
 
-    let mut tables = Vec::new();
-    for table in &job.outputs {
-        let name = table.name();
-        let Some(query) = query_of(*table) else {
-            continue;
-        };
-        let frame = run_query(ctx, name, query, &values).await?;
-        let schema = frame.schema().as_arrow().clone();
-        let batches = frame.collect().await.map_err(|source| OutputError::Query {
-            table: name.into(),
-            source,
-        })?;
-        let batch =
-            concat_batches(&Arc::new(schema), &batches).map_err(|e| OutputError::Query {
-                table: name.into(),
-                source: e.into(),
-            })?;
-        let contract = table_schema(name);
-        tables.push(TableData {
-            table: *table,
-            batch: contract.conform(&batch)?,
-        });
-    }
+    let tables = output_tables(ctx, job, &values).await?;
 
     let segment_counts = counts(
         ctx,
@@ -198,6 +181,91 @@ pub async fn build_period_tables(
         segment_counts,
         movement_counts,
         customers,
+    })
+}
+
+/// Run the query of every table the job declares (but `rejects`, built from
+/// the inputs) over the registered views, each conformed to its contract.
+async fn output_tables(
+    ctx: &SessionContext,
+    job: &Job,
+    values: &datafusion::common::ParamValues,
+) -> Result<Vec<TableData>, OutputError> {
+    let mut tables = Vec::new();
+    for table in &job.outputs {
+        let name = table.name();
+        let Some(query) = query_of(*table) else {
+            continue;
+        };
+        let frame = run_query(ctx, name, query, values).await?;
+        let schema = frame.schema().as_arrow().clone();
+        let batches = frame.collect().await.map_err(|source| OutputError::Query {
+            table: name.into(),
+            source,
+        })?;
+        let batch =
+            concat_batches(&Arc::new(schema), &batches).map_err(|e| OutputError::Query {
+                table: name.into(),
+                source: e.into(),
+            })?;
+        let contract = table_schema(name);
+        tables.push(TableData {
+            table: *table,
+            batch: contract.conform(&batch)?,
+        });
+    }
+
+    Ok(tables)
+}
+
+/// Build every output table of an audiences job for one period from
+/// `members` (`customer_id, audience, audience_rank, detail`).
+pub async fn build_audience_tables(
+    ctx: &SessionContext,
+    job: &Job,
+    params: &Parameters,
+    members: DataFrame,
+    rule_hash: &str,
+) -> Result<PeriodTables, OutputError> {
+    let setup = |source| OutputError::Query {
+        table: "(setup)".into(),
+        source,
+    };
+    for name in ["audience_members", "segment_definitions"] {
+        ctx.deregister_table(name).map_err(setup)?;
+    }
+    let contacts = members
+        .clone()
+        .select_columns(&["customer_id"])
+        .and_then(|frame| frame.distinct())
+        .map_err(setup)?
+        .count()
+        .await
+        .map_err(setup)?;
+    ctx.register_table("audience_members", members.into_view())
+        .map_err(setup)?;
+    ctx.register_table(
+        "segment_definitions",
+        Arc::new(definitions_table(job).map_err(setup)?),
+    )
+    .map_err(setup)?;
+    let values = params.with_extra(vec![(
+        "rule_hash",
+        ScalarValue::Utf8(Some(rule_hash.to_string())),
+    )]);
+    let tables = output_tables(ctx, job, &values).await?;
+    let segment_counts = counts(
+        ctx,
+        include_str!("../../sql/outputs/audience_counts.sql"),
+        "audience counts",
+        &values,
+    )
+    .await?;
+    Ok(PeriodTables {
+        tables,
+        segment_counts,
+        movement_counts: Vec::new(),
+        customers: contacts as i64,
     })
 }
 

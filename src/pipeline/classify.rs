@@ -111,7 +111,7 @@ async fn classified_step(ctx: &SessionContext, job: &Job) -> Result<DataFrame, P
 }
 
 /// Parse and type-check every rule against the frame; all problems at once.
-fn parse_rules(job: &Job, frame: &DataFrame) -> Result<Vec<Expr>, Vec<PipelineError>> {
+pub(super) fn parse_rules(job: &Job, frame: &DataFrame) -> Result<Vec<Expr>, Vec<PipelineError>> {
     let mut rules = Vec::new();
     let mut problems = Vec::new();
     for segment in &job.segments {

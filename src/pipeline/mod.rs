@@ -1,10 +1,13 @@
 //! The job's SQL pipeline: bound parameters, the ordered steps registered as
-//! views, and the classification of every customer into one segment.
+//! views, and the classification of every customer into one segment (or
+//! every contact into its audiences).
 
+mod audiences;
 mod classify;
 mod params;
 mod steps;
 
+pub use audiences::{audiences, validate_audiences};
 pub use classify::{classify, validate_rules};
 pub use params::Parameters;
 pub use steps::{register_steps, sql_options};
