@@ -70,7 +70,7 @@ SELECT
     COALESCE(c.customers, 0) - COALESCE(p.customers, 0) AS delta
 FROM cells k
 JOIN segment_definitions d ON d.segment = k.segment
-LEFT JOIN current_stores c ON c.store_id IS NOT DISTINCT FROM k.store_id AND c.segment = k.segment
-LEFT JOIN previous_stores p ON p.store_id IS NOT DISTINCT FROM k.store_id AND p.segment = k.segment
+LEFT JOIN current_stores c ON (c.store_id IS NOT DISTINCT FROM k.store_id) AND c.segment = k.segment
+LEFT JOIN previous_stores p ON (p.store_id IS NOT DISTINCT FROM k.store_id) AND p.segment = k.segment
 LEFT JOIN store_totals t ON t.store_id IS NOT DISTINCT FROM k.store_id
 ORDER BY k.store_id NULLS LAST, d.segment_rank

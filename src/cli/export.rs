@@ -1,7 +1,8 @@
 //! `segments export`: a campaign list from a published period — the
-//! customers of a segment (from `snapshots`) or those who just made a
-//! movement (from `migrations`) — as CSV or Parquet, ready for an emailing
-//! tool. Reads only published tables; never writes to the warehouse.
+//! customers of a segment (from `snapshots`), the contacts of an audience
+//! (from `audiences`) or those who just made a movement (from `migrations`)
+//! — as CSV or Parquet, ready for an emailing tool. Reads only published
+//! tables; never writes to the warehouse.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
-use crate::config::{Config, Job};
+use crate::config::{ClassificationKind, Config, Job};
 use crate::publish;
 use crate::storage::Warehouse;
 
@@ -18,10 +19,11 @@ use super::{ExportArgs, ExportFormat, Failure, failure, parse_period};
 
 /// Which published table and which rows.
 fn selection(args: &ExportArgs) -> (&'static str, &'static str, String) {
-    match (&args.segment, &args.movement) {
-        (Some(segment), _) => ("snapshots", "segment", segment.clone()),
-        (None, Some(movement)) => ("migrations", "movement", movement.clone()),
-        (None, None) => unreachable!("clap requires --segment or --movement"),
+    match (&args.segment, &args.audience, &args.movement) {
+        (Some(segment), _, _) => ("snapshots", "segment", segment.clone()),
+        (None, Some(audience), _) => ("audiences", "audience", audience.clone()),
+        (None, None, Some(movement)) => ("migrations", "movement", movement.clone()),
+        (None, None, None) => unreachable!("clap requires --segment, --audience or --movement"),
     }
 }
 
@@ -74,6 +76,41 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
     let config = Config::load(&args.job.config).map_err(|e| failure(2, e))?;
     let period = parse_period(&args.period)?;
     let (table, column, value) = selection(&args);
+    let (kind, expected) = if args.audience.is_some() {
+        ("audience", ClassificationKind::Audiences)
+    } else {
+        ("segment", ClassificationKind::Segments)
+    };
+    if args.movement.is_none() && job.kind != expected {
+        let (has, flag) = match job.kind {
+            ClassificationKind::Segments => ("segments", "--segment"),
+            ClassificationKind::Audiences => ("audiences", "--audience"),
+        };
+        return Err(failure(
+            2,
+            anyhow::anyhow!("{} has {has}, not {kind}s: use {flag} NAME", job.name),
+        ));
+    }
+    if args.movement.is_some() && job.kind == ClassificationKind::Audiences {
+        return Err(failure(
+            2,
+            anyhow::anyhow!(
+                "{} has audiences, which overlap and have no movements: use --audience NAME",
+                job.name
+            ),
+        ));
+    }
+    if args.movement.is_none() && job.segment(&value).is_none() {
+        let known: Vec<&str> = job.segments.iter().map(|s| s.name.as_str()).collect();
+        return Err(failure(
+            2,
+            anyhow::anyhow!(
+                "unknown {kind} '{value}'; the {kind}s of {} are {}",
+                job.name,
+                known.join(", ")
+            ),
+        ));
+    }
     let batches = crate::storage::scoped(config.storage.clone(), async {
         let warehouse = Warehouse::open(&config.warehouse)?;
         if publish::published_manifest(&warehouse, &job.name, period)
@@ -95,17 +132,6 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
             ),
         ));
     };
-    if args.segment.is_some() && job.segment(&value).is_none() {
-        let known: Vec<&str> = job.segments.iter().map(|s| s.name.as_str()).collect();
-        return Err(failure(
-            2,
-            anyhow::anyhow!(
-                "unknown segment '{value}'; the segments of {} are {}",
-                job.name,
-                known.join(", ")
-            ),
-        ));
-    }
     let schema = batches
         .first()
         .map(|b| b.schema())

@@ -171,10 +171,14 @@ pub struct ExportArgs {
     /// Customers in this segment (from `snapshots`).
     #[arg(
         long,
-        required_unless_present = "movement",
-        conflicts_with = "movement"
+        required_unless_present_any = ["movement", "audience"],
+        conflicts_with_all = ["movement", "audience"]
     )]
     segment: Option<String>,
+    /// Contacts in this audience of an audiences job (from `audiences`; add
+    /// `--columns detail` for the audience's detail).
+    #[arg(long, conflicts_with = "movement")]
+    audience: Option<String>,
     /// Customers who made this movement into the period (from `migrations`).
     #[arg(long, value_parser = ["new", "up", "same", "down", "churned", "reactivated", "removed"])]
     movement: Option<String>,
