@@ -4,6 +4,7 @@
 // Fixture expectations are literal tuples, written to be read against the rows.
 #![allow(clippy::type_complexity)]
 
+mod audiences;
 mod backfill;
 mod bad_input;
 mod cli;
