@@ -140,9 +140,25 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
     let selected = all
         .column(all.schema().index_of(column).map_err(|e| failure(1, e))?)
         .as_string::<i32>();
+    let details = match &args.detail {
+        Some(_) => Some(
+            all.column(all.schema().index_of("detail").map_err(|e| failure(1, e))?)
+                .as_string::<i32>(),
+        ),
+        None => None,
+    };
     let keep: BooleanArray = selected
         .iter()
-        .map(|v| Some(v == Some(value.as_str())))
+        .enumerate()
+        .map(|(row, v)| {
+            let detail_matches = match (&details, &args.detail) {
+                (Some(details), Some(wanted)) => {
+                    details.is_valid(row) && details.value(row) == wanted.as_str()
+                }
+                _ => true,
+            };
+            Some(v == Some(value.as_str()) && detail_matches)
+        })
         .collect();
     let rows = filter_record_batch(&all, &keep).map_err(|e| failure(1, e))?;
 
@@ -187,8 +203,13 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
             anyhow::anyhow!("cannot write {}: {e}", args.out.display()),
         )
     })?;
+    let detail = args
+        .detail
+        .as_ref()
+        .map(|d| format!(" and detail = {d}"))
+        .unwrap_or_default();
     println!(
-        "Exported {} customer(s) of {} {period} with {column} = {value} to {}",
+        "Exported {} customer(s) of {} {period} with {column} = {value}{detail} to {}",
         list.num_rows(),
         job.name,
         args.out.display()

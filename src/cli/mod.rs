@@ -179,6 +179,10 @@ pub struct ExportArgs {
     /// `--columns detail` for the audience's detail).
     #[arg(long, conflicts_with = "movement")]
     audience: Option<String>,
+    /// With --audience: only the contacts whose detail is this value (e.g.
+    /// `--audience main_channel --detail web`).
+    #[arg(long, requires = "audience")]
+    detail: Option<String>,
     /// Customers who made this movement into the period (from `migrations`).
     #[arg(long, value_parser = ["new", "up", "same", "down", "churned", "reactivated", "removed"])]
     movement: Option<String>,

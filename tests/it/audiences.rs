@@ -87,11 +87,21 @@ fn write_config(dir: &Path, data: &Path, warehouse: &Path) -> PathBuf {
     path
 }
 
-/// (customer_id, audience, detail) rows of a published `audiences` table, in
-/// file order.
+/// (customer_id, audience, detail) rows of the `audiences` job's published
+/// `audiences` table, in file order.
 fn published(warehouse: &Path, period: &str) -> Vec<(String, String, Option<String>)> {
+    published_of(warehouse, "audiences", period)
+}
+
+/// (customer_id, audience, detail) rows of `job`'s published `audiences`
+/// table, in file order.
+fn published_of(
+    warehouse: &Path,
+    job: &str,
+    period: &str,
+) -> Vec<(String, String, Option<String>)> {
     let mut rows = Vec::new();
-    for batch in read_parquet(&table_file(warehouse, "audiences", "audiences", period)) {
+    for batch in read_parquet(&table_file(warehouse, job, "audiences", period)) {
         let ids = batch.column(0).as_string::<i32>();
         let audiences = batch.column(1).as_string::<i32>();
         let details = batch.column(2).as_string::<i32>();
@@ -408,6 +418,28 @@ fn audiences_hand_checked_fixture() {
     }
 }
 
+/// Run DuckDB statements (`;`-separated; the last one a query of one text
+/// column) and return its lines.
+fn duckdb_lines(sql: &str) -> BTreeSet<String> {
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, duckdb\nc = duckdb.connect()\n*setup, query = [s for s in sys.argv[1].split(';') if s.strip()]\nfor s in setup: c.execute(s)\nfor (line,) in c.sql(query).fetchall(): print(line)",
+            sql,
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "DuckDB (python3 -m pip install -r requirements-dev.txt) failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 /// The audiences of DESIGN §1 in DuckDB SQL, written from the definitions
 /// (not from `sql/contact_features.sql`): one `customer|audience|detail` line
 /// per member, sorted.
@@ -478,23 +510,7 @@ SELECT customer_id || '|' || audience || '|' || COALESCE(detail, '') FROM (
 "#,
         last_year = start.format("%Y").to_string().parse::<i32>().unwrap() - 1,
     );
-    let output = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, duckdb\nc = duckdb.connect()\n*setup, query = [s for s in sys.argv[1].split(';') if s.strip()]\nfor s in setup: c.execute(s)\nfor (line,) in c.sql(query).fetchall(): print(line)",
-            &sql,
-        ])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "DuckDB (python3 -m pip install -r requirements-dev.txt) failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
+    duckdb_lines(&sql)
 }
 
 #[test]
@@ -554,4 +570,202 @@ fn audiences_on_generated_data_match_an_independent_duckdb_translation() {
             "{period}: populated audiences {populated:?}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------
+// jobs/channel_category.yaml: attributes as audiences with a detail
+// ---------------------------------------------------------------------------
+
+/// A config reading only transactions under `data`.
+fn transactions_config(dir: &Path, data: &Path, warehouse: &Path) -> PathBuf {
+    crate::common::write_config(dir, &data.join("transactions"), warehouse)
+}
+
+#[test]
+fn channel_category_hand_checked_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // (customer, order, date, amount €, channel, category, store)
+    let lines: [(&str, &str, &str, i128, &str, &str, Option<&str>); 13] = [
+        ("H", "H1", "2025-01-10", 10, "web", "grocery", None),
+        ("H", "H2", "2025-02-10", 10, "web", "grocery", None),
+        ("H", "H2", "2025-02-10", 15, "web", "books", None),
+        ("H", "H3", "2025-03-10", 20, "store", "books", Some("S02")),
+        ("H", "H4", "2025-04-10", 20, "store", "books", Some("S01")),
+        ("H", "H5", "2025-05-10", 20, "store", "grocery", Some("S02")),
+        ("I", "I1", "2025-06-01", 80, "app", "shoes", None),
+        ("I", "I2", "2024-07-01", 10, "web", "grocery", None),
+        ("I", "I3", "2025-07-15", -50, "web", "books", None),
+        ("J", "J1", "2023-03-03", 99, "store", "books", Some("S01")),
+        ("K", "K1", "2025-05-05", 30, "web", "grocery", None),
+        ("K", "K1", "2025-05-06", -10, "web", "books", None),
+        ("L", "L1", "2025-02-02", 10, "web", "grocery", None),
+    ];
+    let mut lines = lines.to_vec();
+    lines.push(("L", "L2", "2025-03-03", 10, "app", "grocery", None));
+    write_table(
+        &data.join("transactions/month=all/part-0.parquet"),
+        vec![
+            (
+                "customer_id",
+                texts(lines.iter().map(|l| Some(l.0)).collect()),
+            ),
+            ("order_id", texts(lines.iter().map(|l| Some(l.1)).collect())),
+            (
+                "ordered_at",
+                timestamps(lines.iter().map(|l| noon(l.2)).collect()),
+            ),
+            ("amount", money(lines.iter().map(|l| l.3 * 100).collect())),
+            ("channel", texts(lines.iter().map(|l| Some(l.4)).collect())),
+            ("category", texts(lines.iter().map(|l| Some(l.5)).collect())),
+            ("store_id", texts(lines.iter().map(|l| l.6).collect())),
+        ],
+    );
+    let warehouse = dir.path().join("warehouse");
+    let config = transactions_config(dir.path(), &data, &warehouse);
+    let job = repo().join("jobs/channel_category.yaml");
+    segments_ok(
+        dir.path(),
+        &[
+            "run",
+            "--job",
+            job.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--period",
+            "2025-07",
+        ],
+    );
+    // Window 2024-08-01 … 2025-07-31; purchases = orders with amount > 0,
+    // counted once per channel / category / store they have a sold line in.
+    // H: web 2 (H1, H2), store 3 → store; grocery 3 (H1, H2, H5), books 3
+    //    (H2, H3, H4) → tie → books; S02 2, S01 1 → S02; 2 channels.
+    // I: I2 is before the window, I3 is a refund order → app, shoes, no store.
+    // J: bought only in 2023 → no purchase in the window → in no audience.
+    // K: one purchase (30 − 10 = 20 > 0); the books line is a refund → grocery.
+    // L: web 1, app 1 → tie → app; 2 channels.
+    let some = |s: &str| Some(s.to_string());
+    let expected: Vec<(String, String, Option<String>)> = [
+        ("H", "main_channel", some("store")),
+        ("H", "main_category", some("books")),
+        ("H", "home_store", some("S02")),
+        ("H", "channel_category", some("store/books")),
+        ("H", "omnichannel", some("2")),
+        ("I", "main_channel", some("app")),
+        ("I", "main_category", some("shoes")),
+        ("I", "channel_category", some("app/shoes")),
+        ("K", "main_channel", some("web")),
+        ("K", "main_category", some("grocery")),
+        ("K", "channel_category", some("web/grocery")),
+        ("L", "main_channel", some("app")),
+        ("L", "main_category", some("grocery")),
+        ("L", "channel_category", some("app/grocery")),
+        ("L", "omnichannel", some("2")),
+    ]
+    .into_iter()
+    .map(|(c, a, d)| (c.to_string(), a.to_string(), d))
+    .collect();
+    let rows = published_of(&warehouse, "channel_category", "2025-07");
+    assert_eq!(rows, expected);
+
+    // The app shoppers, as a campaign list.
+    let out = dir.path().join("app.csv");
+    segments_ok(
+        dir.path(),
+        &[
+            "export",
+            "--job",
+            job.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--period",
+            "2025-07",
+            "--audience",
+            "main_channel",
+            "--detail",
+            "app",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "customer_id\nI\nL\n"
+    );
+}
+
+#[test]
+fn channel_category_on_generated_data_matches_duckdb() {
+    let dir = tempfile::tempdir().unwrap();
+    segments_ok(
+        dir.path(),
+        &[
+            "generate",
+            "--customers",
+            "1500",
+            "--months",
+            "18",
+            "--start",
+            "2024-07",
+            "--seed",
+            "11",
+            "--out",
+            "data",
+            "--no-events",
+        ],
+    );
+    let data = dir.path().join("data");
+    let warehouse = dir.path().join("warehouse");
+    let config = transactions_config(dir.path(), &data, &warehouse);
+    let job = repo().join("jobs/channel_category.yaml");
+    let period = "2025-11";
+    segments_ok(
+        dir.path(),
+        &[
+            "run",
+            "--job",
+            job.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--period",
+            period,
+        ],
+    );
+    let ours: BTreeSet<String> = published_of(&warehouse, "channel_category", period)
+        .into_iter()
+        .map(|(c, a, d)| format!("{c}|{a}|{}", d.unwrap_or_default()))
+        .collect();
+    // Written from the job's description: purchases (orders with a net
+    // amount > 0) dated 2024-12-01 … 2025-11-30, each counted once per
+    // channel, category and store of its sold lines; the most frequent
+    // value wins, ties alphabetical.
+    let d = data.display();
+    let sql = format!(
+        r#"
+SET TimeZone = 'UTC';
+CREATE TEMP TABLE l AS SELECT customer_id, order_id, CAST(ordered_at AS DATE) AS day, amount, channel, category, store_id
+  FROM read_parquet('{d}/transactions/*/*.parquet') WHERE customer_id IS NOT NULL AND CAST(ordered_at AS DATE) < DATE '2025-12-01';
+CREATE TEMP TABLE o AS SELECT customer_id, order_id, MIN(day) AS day, SUM(amount) AS amount FROM l GROUP BY ALL;
+CREATE TEMP TABLE p AS SELECT l.* FROM l JOIN o USING (customer_id, order_id)
+  WHERE o.amount > 0 AND o.day >= DATE '2024-12-01' AND l.amount > 0;
+CREATE TEMP TABLE best AS
+  SELECT 'main_channel' AS a, customer_id, first(v ORDER BY n DESC, v) AS v FROM (SELECT customer_id, channel AS v, COUNT(DISTINCT order_id) AS n FROM p GROUP BY ALL) GROUP BY customer_id
+  UNION ALL SELECT 'main_category', customer_id, first(v ORDER BY n DESC, v) FROM (SELECT customer_id, category AS v, COUNT(DISTINCT order_id) AS n FROM p GROUP BY ALL) GROUP BY customer_id
+  UNION ALL SELECT 'home_store', customer_id, first(v ORDER BY n DESC, v) FROM (SELECT customer_id, store_id AS v, COUNT(DISTINCT order_id) AS n FROM p WHERE store_id IS NOT NULL GROUP BY ALL) GROUP BY customer_id;
+SELECT customer_id || '|' || a || '|' || v FROM (
+  SELECT customer_id, a, v FROM best
+  UNION ALL SELECT c.customer_id, 'channel_category', c.v || '/' || k.v FROM best c JOIN best k USING (customer_id)
+    WHERE c.a = 'main_channel' AND k.a = 'main_category'
+  UNION ALL SELECT customer_id, 'omnichannel', CAST(COUNT(DISTINCT channel) AS VARCHAR) FROM p GROUP BY customer_id HAVING COUNT(DISTINCT channel) >= 2
+)
+"#
+    );
+    let reference = duckdb_lines(&sql);
+    assert!(reference.len() > 1000, "{} rows", reference.len());
+    let only_ours: Vec<_> = ours.difference(&reference).take(5).collect();
+    let only_reference: Vec<_> = reference.difference(&ours).take(5).collect();
+    assert!(
+        only_ours.is_empty() && only_reference.is_empty(),
+        "only in segments {only_ours:?}, only in DuckDB {only_reference:?}"
+    );
 }
