@@ -20,5 +20,6 @@ mod readers;
 mod reference;
 mod s3;
 mod sandbox;
+mod store_summary;
 mod timezone;
 mod yaml_props;
