@@ -21,56 +21,54 @@ home_stores AS (
     ) ranked
     WHERE place = 1
 ),
-current_stores AS (
-    SELECT
-        h.store_id,
-        c.segment,
-        COUNT(*) AS customers,
-        COUNT(*) FILTER (WHERE c.period_orders > 0) AS active_customers,
-        SUM(c.period_revenue) AS revenue,
-        SUM(c.period_orders) AS orders,
-        AVG(CAST(c.frequency AS DOUBLE)) AS avg_frequency,
-        AVG(CAST(c.recency_days AS DOUBLE)) AS avg_recency,
-        SUM(c.monetary) AS monetary
-    FROM classified c
-    LEFT JOIN home_stores h ON h.customer_id = c.customer_id
-    GROUP BY h.store_id, c.segment
-),
-previous_stores AS (
-    SELECT h.store_id, p.segment, COUNT(*) AS customers
-    FROM previous p
-    LEFT JOIN home_stores h ON h.customer_id = p.customer_id
-    GROUP BY h.store_id, p.segment
-),
-store_totals AS (
-    SELECT store_id, SUM(customers) AS customers FROM current_stores GROUP BY store_id
+-- Both sides in one pass: one join with the home stores, one aggregate
+-- (a join or an aggregate per side would hold the home stores twice).
+sides AS (
+    SELECT customer_id, segment, period_orders, period_revenue, frequency, recency_days, monetary,
+           1 AS is_current
+    FROM classified
+    UNION ALL
+    SELECT customer_id, segment, CAST(0 AS BIGINT), CAST(0 AS DECIMAL(18, 2)), CAST(NULL AS BIGINT),
+           CAST(NULL AS INT), CAST(0 AS DECIMAL(18, 2)), 0
+    FROM previous
 ),
 cells AS (
-    SELECT store_id, segment FROM current_stores
-    UNION
-    SELECT store_id, segment FROM previous_stores
+    SELECT
+        h.store_id,
+        s.segment,
+        COUNT(*) FILTER (WHERE s.is_current = 1) AS customers,
+        COUNT(*) FILTER (WHERE s.is_current = 1 AND s.period_orders > 0) AS active_customers,
+        SUM(s.period_revenue) AS revenue,
+        SUM(s.period_orders) AS orders,
+        AVG(CAST(s.frequency AS DOUBLE)) AS avg_frequency,
+        AVG(CAST(s.recency_days AS DOUBLE)) AS avg_recency,
+        SUM(s.monetary) AS monetary,
+        COUNT(*) FILTER (WHERE s.is_current = 0) AS previous_customers
+    FROM sides s
+    LEFT JOIN home_stores h ON h.customer_id = s.customer_id
+    GROUP BY h.store_id, s.segment
+),
+with_totals AS (
+    SELECT *, SUM(customers) OVER (PARTITION BY store_id) AS store_customers FROM cells
 )
 SELECT
-    k.store_id,
+    c.store_id,
     d.segment,
     d.segment_rank,
     d.label,
-    COALESCE(c.customers, 0) AS customers,
-    CASE WHEN COALESCE(t.customers, 0) = 0 THEN 0.0
-         ELSE CAST(COALESCE(c.customers, 0) AS DOUBLE) / CAST(t.customers AS DOUBLE) END AS share,
-    COALESCE(c.active_customers, 0) AS active_customers,
-    CAST(COALESCE(c.revenue, 0) AS DECIMAL(18, 2)) AS revenue,
-    COALESCE(c.orders, 0) AS orders,
-    CASE WHEN COALESCE(c.orders, 0) > 0
+    c.customers,
+    CASE WHEN c.store_customers = 0 THEN 0.0
+         ELSE CAST(c.customers AS DOUBLE) / CAST(c.store_customers AS DOUBLE) END AS share,
+    c.active_customers,
+    CAST(c.revenue AS DECIMAL(18, 2)) AS revenue,
+    c.orders,
+    CASE WHEN c.orders > 0
          THEN CAST(CAST(c.revenue AS DECIMAL(38, 10)) / CAST(c.orders AS DECIMAL(20, 0)) AS DECIMAL(18, 2)) END AS avg_basket,
     c.avg_frequency,
     c.avg_recency,
-    CAST(COALESCE(c.monetary, 0) AS DECIMAL(18, 2)) AS monetary,
-    COALESCE(p.customers, 0) AS previous_customers,
-    COALESCE(c.customers, 0) - COALESCE(p.customers, 0) AS delta
-FROM cells k
-JOIN segment_definitions d ON d.segment = k.segment
-LEFT JOIN current_stores c ON (c.store_id IS NOT DISTINCT FROM k.store_id) AND c.segment = k.segment
-LEFT JOIN previous_stores p ON (p.store_id IS NOT DISTINCT FROM k.store_id) AND p.segment = k.segment
-LEFT JOIN store_totals t ON t.store_id IS NOT DISTINCT FROM k.store_id
-ORDER BY k.store_id NULLS LAST, d.segment_rank
+    CAST(c.monetary AS DECIMAL(18, 2)) AS monetary,
+    c.previous_customers,
+    c.customers - c.previous_customers AS delta
+FROM with_totals c
+JOIN segment_definitions d ON d.segment = c.segment
+ORDER BY c.store_id NULLS LAST, d.segment_rank

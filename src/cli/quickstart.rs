@@ -75,6 +75,9 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), Failure> {
         "  duckdb -c \"SELECT * FROM 'warehouse/rfm_monthly/migration_matrix/period={last}/part-0.parquet'\""
     );
     println!(
+        "Other shipped jobs on the same sample: `segments run --job jobs/audiences.yaml --period {last}` (also rfm_7_segments, lifecycle_groups, value_tiers, channel_category)."
+    );
+    println!(
         "Next: edit jobs/rfm_monthly.yaml or sql/*.sql, then `segments validate` and `segments run --period {last}`."
     );
     Ok(())
