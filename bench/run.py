@@ -1,0 +1,232 @@
+"""Benchmark harness (not a test): `segments` against DuckDB and Polars doing
+the default job's work on the same generated files, side by side in one run.
+
+    python3 -m pip install -r bench/requirements.txt
+    python3 bench/run.py                       # 1M and 10M lines, release build
+    python3 bench/run.py --sizes 1M,10M,100M   # 100M needs ~4 GB of disk
+
+For each size it generates 24 months (customers in proportion, events off),
+then times, for the last month alone and for a 12-month backfill:
+`segments run` / `segments backfill`, the DuckDB script and the Polars lazy
+query of bench/peers.py. Every run is a separate process; wall time, CPU time
+(user + system) and peak RSS come from wait4(2). It checks that the three
+give the same segment and movement for every customer, then writes a Markdown
+report (docs/benchmarks.md by default) with the machine and the versions.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+LINES_PER_CUSTOMER = 18.5  # over 24 months, measured on the generator
+LAST = "2025-12"
+FIRST_BACKFILL = "2025-01"
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1_000, "M": 1_000_000, "B": 1_000_000_000}
+    text = text.strip().upper()
+    return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
+
+
+def run_measured(command, cwd=None):
+    """Run `command` (stdout discarded); return wall time, CPU time and peak
+    RSS of that process alone (fork + wait4)."""
+    started = time.perf_counter()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if cwd:
+                os.chdir(cwd)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.execvp(command[0], command)
+        finally:
+            os._exit(127)
+    _, status, usage = os.wait4(pid, 0)
+    wall = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        sys.exit(f"{' '.join(command)} failed with exit code {code}")
+    return {
+        "wall": wall,
+        "cpu": usage.ru_utime + usage.ru_stime,
+        "rss_mib": usage.ru_maxrss / 1024,
+    }
+
+
+def git_revision():
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True).strip()
+    except Exception:
+        return "unknown"
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            total_kib = int(f.readline().split()[1])
+    except OSError:
+        total_kib = 0
+    return f"{os.cpu_count()} cores ({cpu}), {total_kib / 1024 / 1024:.1f} GiB memory, {platform.system()} {platform.release()}"
+
+
+def write_config(path, data, warehouse, memory_limit):
+    limit = f"  memory_limit: {memory_limit}\n" if memory_limit else ""
+    with open(path, "w") as f:
+        f.write(
+            f"warehouse: {warehouse}\ntimezone: UTC\ninputs:\n  transactions:\n"
+            f"    url: {data}/transactions/\n    format: parquet\n    partition_columns: [month]\n"
+            f"engine:\n  kind: local\n{limit}"
+            "quality:\n  max_active_customers_change: 100\n  max_revenue_change: 100\n"
+        )
+
+
+def compare(segments_warehouse, peer_out, period):
+    """Customers whose segment or movement differs between segments and a peer."""
+    import duckdb
+
+    snapshot = f"{segments_warehouse}/rfm_monthly/snapshots/period={period}/part-0.parquet"
+    migrations = f"{segments_warehouse}/rfm_monthly/migrations/period={period}/part-0.parquet"
+    peer = f"{peer_out}/period={period}"
+    return duckdb.connect().execute(
+        f"""
+        SELECT
+          (SELECT COUNT(*) FROM '{snapshot}' s FULL JOIN '{peer}/snapshot.parquet' p USING (customer_id)
+           WHERE s.segment IS DISTINCT FROM p.segment),
+          (SELECT COUNT(*) FROM '{migrations}' s FULL JOIN '{peer}/migrations.parquet' p USING (customer_id)
+           WHERE s.movement IS DISTINCT FROM p.movement),
+          (SELECT COUNT(*) FROM '{snapshot}')
+        """
+    ).fetchone()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1M,10M", help="transaction lines per data set, e.g. 1M,10M,100M")
+    parser.add_argument("--work", default=os.path.join(REPO, "target", "bench"), help="data and outputs")
+    parser.add_argument("--binary", help="a segments binary (default: cargo build --release)")
+    parser.add_argument("--memory-limit", default="", help="engine.memory_limit for segments, e.g. 4GiB")
+    parser.add_argument("--out", default=os.path.join(REPO, "docs", "benchmarks.md"))
+    parser.add_argument("--skip-backfill", action="store_true")
+    args = parser.parse_args()
+
+    binary = args.binary
+    if not binary:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
+        binary = os.path.join(REPO, "target", "release", "segments")
+        target = os.environ.get("CARGO_TARGET_DIR")
+        if target:
+            binary = os.path.join(target, "release", "segments")
+    binary = os.path.abspath(binary)
+    import duckdb
+    import polars
+
+    os.makedirs(args.work, exist_ok=True)
+    job = os.path.join(REPO, "jobs", "rfm_monthly.yaml")
+    peers = os.path.join(HERE, "peers.py")
+    results = []
+    for size_text in args.sizes.split(","):
+        lines = parse_size(size_text)
+        customers = max(1, round(lines / LINES_PER_CUSTOMER))
+        data = os.path.join(args.work, f"data-{size_text}")
+        marker = os.path.join(data, ".complete")
+        if not os.path.exists(marker):
+            shutil.rmtree(data, ignore_errors=True)
+            print(f"generating {size_text} lines ({customers} customers, 24 months)…", flush=True)
+            generated = run_measured([binary, "generate", "--customers", str(customers), "--months", "24",
+                                      "--start", "2024-01", "--out", data, "--no-events"])
+            open(marker, "w").close()
+            print(f"  {generated['wall']:.1f}s", flush=True)
+        actual = duckdb.connect().execute(f"SELECT COUNT(*) FROM '{data}/transactions/*/*.parquet'").fetchone()[0]
+        size_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data) for f in fs)
+        tasks = [("one period", LAST, LAST)]
+        if not args.skip_backfill:
+            tasks.append(("12-period backfill", FIRST_BACKFILL, LAST))
+        for task, first, last in tasks:
+            row = {"size": size_text, "lines": actual, "bytes": size_bytes, "customers": customers, "task": task}
+            warehouse = os.path.join(args.work, f"warehouse-{size_text}")
+            shutil.rmtree(warehouse, ignore_errors=True)
+            config = os.path.join(args.work, f"config-{size_text}.yaml")
+            write_config(config, data, warehouse, args.memory_limit)
+            if first == last:
+                command = [binary, "run", "--job", job, "--config", config, "--period", last]
+            else:
+                command = [binary, "backfill", "--job", job, "--config", config, "--from", first, "--to", last]
+            print(f"{size_text} {task}: segments…", flush=True)
+            row["segments"] = run_measured(command + ["-q"], cwd=REPO)
+            for peer in ("duckdb", "polars"):
+                out = os.path.join(args.work, f"{peer}-{size_text}")
+                shutil.rmtree(out, ignore_errors=True)
+                print(f"{size_text} {task}: {peer}…", flush=True)
+                row[peer] = run_measured([sys.executable, peers, peer, data, out, first, last])
+                differing = compare(warehouse, out, last)
+                row[f"{peer}_check"] = differing
+                if differing[0] or differing[1]:
+                    print(f"  {peer} differs from segments: {differing[0]} segments, {differing[1]} movements", flush=True)
+            results.append(row)
+            print(json.dumps(row), flush=True)
+
+    versions = (
+        f"segments {git_revision()} (DataFusion 55.2, release build), DuckDB {duckdb.__version__}, "
+        f"Polars {polars.__version__}, Python {platform.python_version()}"
+    )
+    write_report(args.out, results, versions, args.memory_limit)
+    print(f"wrote {args.out}")
+
+
+def write_report(path, results, versions, memory_limit):
+    def cell(run):
+        return f"{run['wall']:.1f} s / {run['cpu']:.1f} s / {run['rss_mib']:.0f} MiB"
+
+    out = [
+        "# Benchmarks",
+        "",
+        "Made by `python3 bench/run.py` (see its docstring); numbers are from one run on this",
+        "machine, every engine in its own process, side by side on the same files.",
+        "",
+        f"- Machine: {machine()}",
+        f"- Versions: {versions}",
+        f"- Date: {dt.date.today()}; segments memory limit: {memory_limit or 'none'}",
+        "- Work: the default job (`jobs/rfm_monthly.yaml`): orders, RFM metrics and",
+        "  tie-consistent scores, 11 segments, migrations against the previous period",
+        "  (reclassified when not published), Parquet outputs. segments also checks and",
+        "  counts every input row, builds the summaries, thresholds and store summary, and",
+        "  publishes with manifests. The peers (`bench/peers.py`) write the snapshot and",
+        "  the migrations.",
+        "",
+        "Cells: wall / CPU (user + system) / peak RSS. Ratio = peer wall ÷ segments wall",
+        "(above 1: segments is faster).",
+        "",
+        "| data | task | segments | DuckDB | Polars | DuckDB ÷ segments | Polars ÷ segments | same result |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results:
+        same = all(row[f"{p}_check"][0] == 0 and row[f"{p}_check"][1] == 0 for p in ("duckdb", "polars"))
+        data = f"{row['lines']:,} lines, {row['customers']:,} customers, {row['bytes'] / 2**20:.0f} MiB"
+        out.append(
+            f"| {data} | {row['task']} | {cell(row['segments'])} | {cell(row['duckdb'])} | {cell(row['polars'])} "
+            f"| {row['duckdb']['wall'] / row['segments']['wall']:.2f} | {row['polars']['wall'] / row['segments']['wall']:.2f} "
+            f"| {'yes' if same else 'NO: ' + json.dumps({p: row[p + '_check'][:2] for p in ('duckdb', 'polars')})} |"
+        )
+    out.append("")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
