@@ -5,7 +5,7 @@
 mod checked;
 mod functions;
 
-pub use checked::{InputChecks, collect_rejects, input_checks};
+pub use checked::{InputChecks, collect_rejects, input_checks, skip_duplicate_removal};
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;

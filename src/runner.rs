@@ -285,6 +285,8 @@ async fn run_leased(
     let duplicates = checks.valid.saturating_sub(stats.rows_read);
     if duplicates > 0 {
         rejected_by_reason.insert("duplicate_line".to_string(), duplicates);
+    } else {
+        engine::skip_duplicate_removal(&ctx, "transactions").await?;
     }
     let rows = RowCounts {
         read: checks.read,

@@ -151,15 +151,42 @@ pub(super) async fn register(
     if let Some((_, date)) = date_column {
         canonical.push(column_ref(date));
     }
-    let mut usable = checked
+    let usable = checked
         .filter(column_ref(REASON).is_null())
         .map_err(EngineError::Setup)?
         .select(canonical)
         .map_err(EngineError::Setup)?;
-    if input.name == "transactions" && config.quality.reject_duplicates {
-        usable = usable.distinct().map_err(EngineError::Setup)?;
-    }
-    ctx.register_table(input.name.as_str(), usable.into_view())
+    ctx.register_table(
+        usable_table(&input.name).as_str(),
+        usable.clone().into_view(),
+    )
+    .map_err(EngineError::Setup)?;
+    let canonical = if input.name == "transactions" && config.quality.reject_duplicates {
+        usable.distinct().map_err(EngineError::Setup)?
+    } else {
+        usable
+    };
+    ctx.register_table(input.name.as_str(), canonical.into_view())
+        .map_err(EngineError::Setup)?;
+    Ok(())
+}
+
+/// The usable rows of an input before duplicate removal.
+fn usable_table(input: &str) -> String {
+    format!("__usable_{input}")
+}
+
+/// Once the run has counted no duplicate line in `input`, its canonical view
+/// no longer needs to remove them: every later query reads the rows directly
+/// instead of recomputing a DISTINCT over every column (the most expensive
+/// operator of a run).
+pub async fn skip_duplicate_removal(ctx: &SessionContext, input: &str) -> Result<(), EngineError> {
+    let usable = ctx
+        .table(usable_table(input).as_str())
+        .await
+        .map_err(EngineError::Setup)?;
+    ctx.deregister_table(input).map_err(EngineError::Setup)?;
+    ctx.register_table(input, usable.into_view())
         .map_err(EngineError::Setup)?;
     Ok(())
 }
