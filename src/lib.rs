@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod compare;
 pub mod config;
+pub mod diff;
 pub mod engine;
 pub mod generate;
 pub mod lease;
@@ -21,3 +22,4 @@ pub mod pipeline;
 pub mod publish;
 pub mod runner;
 pub mod storage;
+pub mod why;
