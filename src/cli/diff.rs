@@ -121,6 +121,12 @@ fn scores(batch: &RecordBatch, side: &str, row: usize) -> String {
 /// A plain aligned table: the first `text_columns` columns left-aligned, the
 /// others (numbers) right-aligned.
 pub(crate) fn aligned(headers: &[&str], rows: &[Vec<String>], text_columns: usize) -> String {
+    let right: Vec<bool> = (0..headers.len()).map(|i| i >= text_columns).collect();
+    aligned_as(headers, rows, &right)
+}
+
+/// A plain aligned table; `right[i]` right-aligns column `i` (numbers).
+pub(crate) fn aligned_as(headers: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (i, cell) in row.iter().enumerate() {
@@ -132,12 +138,12 @@ pub(crate) fn aligned(headers: &[&str], rows: &[Vec<String>], text_columns: usiz
         for (i, cell) in cells.iter().enumerate() {
             let pad = widths[i] - cell.chars().count();
             text.push(' ');
-            if i < text_columns {
-                text.push_str(cell);
+            if right[i] {
                 text.push_str(&" ".repeat(pad));
+                text.push_str(cell);
             } else {
-                text.push_str(&" ".repeat(pad));
                 text.push_str(cell);
+                text.push_str(&" ".repeat(pad));
             }
             text.push(' ');
         }

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use crate::why::{self, Explanation, Outcome};
 
-use super::diff::aligned;
+use super::diff::{aligned, aligned_as};
 use super::{Failure, WhyArgs, failure};
 
 pub async fn why(args: WhyArgs) -> Result<(), Failure> {
@@ -52,34 +52,22 @@ pub fn render(e: &Explanation) -> String {
                 vec![
                     o.date.to_string(),
                     o.order_id.clone(),
-                    note.to_string(),
                     cents(o.amount_cents),
                     o.lines.to_string(),
+                    note.to_string(),
                 ]
             })
             .collect();
-        // Notes in the third column read better after the order id.
-        let rows: Vec<Vec<String>> = rows
-            .into_iter()
-            .map(|r| {
-                vec![
-                    r[0].clone(),
-                    r[1].clone(),
-                    r[3].clone(),
-                    r[4].clone(),
-                    r[2].clone(),
-                ]
-            })
-            .collect();
-        let table = aligned(&["date", "order", "amount", "lines", ""], &rows, 2);
-        // `aligned` right-aligns every column after the first two; the
-        // note is last and trimmed, so that is fine.
-        out.push_str(&table);
+        out.push_str(&aligned_as(
+            &["date", "order", "amount", "lines", "note"],
+            &rows,
+            &[false, false, true, true, false],
+        ));
     }
 
     out.push_str(&format!("\nMetrics (as of {}):\n", e.as_of_date));
-    out.push_str(&aligned(
-        &["metric", "value", ""],
+    out.push_str(&aligned_as(
+        &["metric", "value", "meaning"],
         &[
             vec![
                 "recency_days".into(),
@@ -97,7 +85,7 @@ pub fn render(e: &Explanation) -> String {
                 "net amount of the orders in the window".into(),
             ],
         ],
-        1,
+        &[false, true, false],
     ));
 
     if !e.bands.is_empty() {
@@ -116,7 +104,7 @@ pub fn render(e: &Explanation) -> String {
                     .unwrap_or_else(|| format!("{letter} = null"));
                 let band = match (&b.band, b.score) {
                     (Some((lo, hi, n)), _) => {
-                        format!("band {lo} to {hi} ({n} customers)")
+                        format!("{lo} to {hi} ({n} customers)")
                     }
                     (None, None) => "no score: no purchase in the window".into(),
                     (None, Some(_)) => "band not published".into(),
