@@ -16,6 +16,7 @@ pub mod diff;
 pub mod engine;
 pub mod generate;
 pub mod lease;
+pub mod lint;
 pub mod outputs;
 pub mod period;
 pub mod pipeline;

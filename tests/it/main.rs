@@ -15,6 +15,7 @@ mod export;
 mod fixture;
 mod invariants;
 mod jobs;
+mod lint;
 mod memory;
 mod readers;
 mod reference;
