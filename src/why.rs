@@ -111,8 +111,9 @@ pub struct Band {
     pub column: &'static str,
     pub value: String,
     pub score: Option<i8>,
-    /// `(min, max, customers)` of the band, when published.
-    pub band: Option<(String, String, i64)>,
+    /// `(min, max, customers)` of the band, when published; a `None`
+    /// bound is open (fixed cut points).
+    pub band: Option<(Option<String>, Option<String>, i64)>,
 }
 
 /// What one rule said about the customer.
@@ -407,13 +408,17 @@ fn bands(snapshot: &RecordBatch, row: usize, thresholds: Option<&[RecordBatch]>)
                     continue;
                 };
                 for r in 0..batch.num_rows() {
+                    let bound = |c: usize| {
+                        let values = batch.column(c).as_string::<i32>();
+                        values.is_valid(r).then(|| values.value(r).to_string())
+                    };
                     if batch.column(m).as_string::<i32>().value(r) == *metric
                         && Some(batch.column(s).as_primitive::<Int8Type>().value(r)) == score
-                        && batch.column(lo).is_valid(r)
+                        && (bound(lo).is_some() || bound(hi).is_some())
                     {
                         band = Some((
-                            batch.column(lo).as_string::<i32>().value(r).to_string(),
-                            batch.column(hi).as_string::<i32>().value(r).to_string(),
+                            bound(lo),
+                            bound(hi),
                             batch.column(n).as_primitive::<Int64Type>().value(r),
                         ));
                     }

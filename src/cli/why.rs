@@ -104,7 +104,13 @@ pub fn render(e: &Explanation) -> String {
                     .unwrap_or_else(|| format!("{letter} = null"));
                 let band = match (&b.band, b.score) {
                     (Some((lo, hi, n)), _) => {
-                        format!("{lo} to {hi} ({n} customers)")
+                        let range = match (lo, hi) {
+                            (Some(lo), Some(hi)) => format!("{lo} to {hi}"),
+                            (Some(lo), None) => format!("{lo} or more"),
+                            (None, Some(hi)) => format!("up to {hi}"),
+                            (None, None) => "any value".into(),
+                        };
+                        format!("{range} ({n} customers)")
                     }
                     (None, None) => "no score: no purchase in the window".into(),
                     (None, Some(_)) => "band not published".into(),

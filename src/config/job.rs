@@ -8,6 +8,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::error::{ConfigError, Problem};
+use super::scoring::{self, Scoring, ScoringFile};
 use super::settings::{Config, KNOWN_INPUTS};
 use super::yaml;
 
@@ -26,6 +27,9 @@ struct JobFile {
     inputs: Vec<String>,
     steps: Vec<StepFile>,
     classification: ClassificationFile,
+    /// Quantile scores (default) or fixed cut points per metric.
+    #[serde(default)]
+    scoring: Option<ScoringFile>,
     #[serde(default = "default_outputs")]
     outputs: Vec<OutputTable>,
 }
@@ -169,6 +173,8 @@ pub struct Job {
     pub classify_from: String,
     pub segments: Vec<Segment>,
     pub fallback: Option<String>,
+    /// Quantiles (the job's SQL) or fixed cut points (the classifier).
+    pub scoring: Scoring,
     pub outputs: Vec<OutputTable>,
     /// Hash of the job file and its SQL, labels included.
     pub job_hash: String,
@@ -421,6 +427,9 @@ impl Job {
             ));
         }
 
+        let (scoring, scoring_problems) = scoring::check(path, text, file.scoring.as_ref());
+        problems.extend(scoring_problems);
+
         let mut outputs = file.outputs.clone();
         outputs.sort();
         outputs.dedup();
@@ -445,13 +454,14 @@ impl Job {
             classify_from,
             segments,
             fallback: classification.fallback.clone(),
+            scoring,
             outputs,
             job_hash: hex(&hasher.finalize()),
         })
     }
 
     /// Hash of everything that changes a classification: step SQL, window,
-    /// segments and their order, fallback, timezone and column mapping; not
+    /// scoring, segments and their order, fallback, timezone and column mapping; not
     /// labels or descriptions.
     pub fn rule_hash(&self, config: &Config) -> String {
         let mut hasher = Sha256::new();
@@ -472,6 +482,11 @@ impl Job {
             field("rule", &segment.rule);
         }
         field("fallback", self.fallback.as_deref().unwrap_or(""));
+        // Only a non-default scoring enters the hash, so that periods
+        // published before `scoring:` existed keep their rule hash.
+        if self.scoring != Scoring::Quantiles {
+            field("scoring", &self.scoring.hash_material());
+        }
         field("timezone", config.timezone.name());
         for (input, mapping) in config.mapping_material() {
             field("input", &input);

@@ -21,6 +21,7 @@ mod readers;
 mod reference;
 mod s3;
 mod sandbox;
+mod scoring;
 mod timezone;
 mod why;
 mod yaml_props;
