@@ -220,17 +220,23 @@ pub async fn score_rules(job: &Job) -> Result<Vec<Problem>, LintError> {
                     located(job, &job.segments[*k])
                 })
                 .collect();
+            let names: Vec<String> = earlier
+                .iter()
+                .filter(|&&i| mine.iter().any(|&r| matched[i][r]))
+                .map(|&i| format!("`{}`", job.segments[score_rules[i].0].name))
+                .collect();
             let cells: Vec<Scores> = mine.iter().map(|&r| rows[r]).collect();
             problems.push(problem(
                 *index,
                 format!(
-                    "segment `{}` can never match: it is shadowed by {} (first match wins), which already {} every score combination it accepts ({})\nhint: move it before {}, or narrow {} rule",
+                    "segment `{}` can never match: it is shadowed by the earlier {}, which already {} every score combination it accepts ({}); the first matching rule wins\nhint: move `{}` before {}, or narrow the earlier rule{}",
                     segment.name,
                     by.join(" and "),
                     if by.len() == 1 { "takes" } else { "take" },
                     combos(&cells, *reads_m),
-                    if by.len() == 1 { "it" } else { "them" },
-                    if by.len() == 1 { "its" } else { "their" },
+                    segment.name,
+                    names.join(" and "),
+                    if by.len() == 1 { "" } else { "s" },
                 ),
             ));
         }

@@ -62,7 +62,7 @@ fn shadowed_rule_is_reported_with_both_lines() {
     let champions = line_of(&job, "rule: r_score = 5 AND f_score >= 4");
     assert!(
         stderr.contains(&format!(
-            "{shown}:{vip}: `classification.segments[4].rule`: segment `vip` can never match: it is shadowed by `champions` ({shown}:{champions})"
+            "{shown}:{vip}: `classification.segments[4].rule`: segment `vip` can never match: it is shadowed by the earlier `champions` ({shown}:{champions})"
         )),
         "{stderr}"
     );
