@@ -264,6 +264,23 @@ pub fn conditions(rule: &str) -> Vec<String> {
     parts
 }
 
+/// Why a rule cannot be evaluated on a snapshot row, for the user.
+fn unknown_reason(error: &DataFusionError) -> String {
+    use datafusion::common::SchemaError;
+    if let DataFusionError::SchemaError(inner, _) = error.find_root()
+        && let SchemaError::FieldNotFound { field, .. } = inner.as_ref()
+    {
+        return format!(
+            "reads `{}`, which the published snapshot does not keep: not evaluated",
+            field.name
+        );
+    }
+    format!(
+        "not evaluated on the published snapshot: {}",
+        error.strip_backtrace().lines().next().unwrap_or_default()
+    )
+}
+
 /// Evaluate each rule on the customer's snapshot row, in rank order, up to
 /// the first match.
 async fn try_rules(
@@ -289,10 +306,7 @@ async fn try_rules(
                         segment: segment.clone(),
                         rank: *rank,
                         rule: rule.clone(),
-                        outcome: Outcome::Unknown(format!(
-                            "cannot be evaluated from the published snapshot ({})",
-                            error.strip_backtrace().lines().next().unwrap_or_default()
-                        )),
+                        outcome: Outcome::Unknown(unknown_reason(&error)),
                     });
                     continue;
                 }

@@ -159,8 +159,19 @@ pub fn render(e: &Explanation) -> String {
         &rows,
         4,
     ));
+    let unknown = e
+        .rules
+        .iter()
+        .any(|r| matches!(r.outcome, Outcome::Unknown(_)));
     match e.rules.last() {
-        Some(last) if last.outcome == Outcome::Matched && last.segment == e.segment => {}
+        Some(last) if last.outcome == Outcome::Matched && last.segment == e.segment => {
+            if unknown {
+                out.push_str(&format!(
+                    "  the rules not evaluated did not match: the published segment is {}\n",
+                    e.segment
+                ));
+            }
+        }
         Some(last) if last.outcome == Outcome::Matched => out.push_str(&format!(
             "  note: the snapshot says {}, not {}: the published values differ from these rules\n",
             e.segment, last.segment
