@@ -1,7 +1,8 @@
 //! Rules linting for `segments validate`, beyond "does it parse":
 //!
-//! - rules over scores only are evaluated on every combination of R, F and M
-//!   scores 1–5 (and on the null scores of lost customers): a rule that
+//! - rules over scores only (`r_score`, `f_score`, `m_score`, `rfm_code`) are
+//!   evaluated on every combination of R, F and M scores 1–5 (and on the
+//!   null scores of lost customers): a rule that
 //!   matches none can never match, and a rule whose combinations are all
 //!   taken by earlier rules is shadowed (first match wins);
 //! - when every rule that can match an active customer is over scores only
@@ -13,7 +14,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::array::{Array, AsArray, Int8Array, Int64Array, RecordBatch};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int8Array, Int64Array, RecordBatch, StringArray,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
@@ -136,15 +139,21 @@ fn combos(rows: &[Scores], with_m: bool) -> String {
 pub async fn score_rules(job: &Job) -> Result<Vec<Problem>, LintError> {
     let ctx = SessionContext::new();
     let rows = grid();
-    let schema = Arc::new(Schema::new(
-        SCORES
-            .iter()
-            .map(|s| Field::new(*s, DataType::Int8, true))
-            .collect::<Vec<_>>(),
-    ));
-    let columns = (0..3)
-        .map(|i| Arc::new(Int8Array::from_iter(rows.iter().map(|r| r[i]))) as _)
+    let mut fields: Vec<Field> = SCORES
+        .iter()
+        .map(|s| Field::new(*s, DataType::Int8, true))
         .collect();
+    fields.push(Field::new("rfm_code", DataType::Utf8, true));
+    let schema = Arc::new(Schema::new(fields));
+    let mut columns: Vec<ArrayRef> = (0..3)
+        .map(|i| Arc::new(Int8Array::from_iter(rows.iter().map(|r| r[i]))) as ArrayRef)
+        .collect();
+    columns.push(Arc::new(StringArray::from_iter(rows.iter().map(
+        |s| match s {
+            [Some(r), Some(f), Some(m)] => Some(format!("{r}{f}{m}")),
+            _ => None,
+        },
+    ))));
     let grid_frame = frame_of(
         &ctx,
         RecordBatch::try_new(schema, columns).map_err(DataFusionError::from)?,
@@ -174,7 +183,10 @@ pub async fn score_rules(job: &Job) -> Result<Vec<Problem>, LintError> {
     let mut coverage_decidable = job.fallback.is_none();
     for (index, segment) in job.segments.iter().enumerate() {
         if let Ok(expr) = grid_frame.parse_sql_expr(&segment.rule) {
-            let reads_m = expr.column_refs().iter().any(|c| c.name == "m_score");
+            let reads_m = expr
+                .column_refs()
+                .iter()
+                .any(|c| c.name == "m_score" || c.name == "rfm_code");
             score_rules.push((index, expr, reads_m));
         } else if let Ok(expr) = probe.parse_sql_expr(&segment.rule) {
             let held = holds(&probe, std::slice::from_ref(&expr)).await?;
