@@ -1,7 +1,7 @@
 //! The impact of a rule change (`segments diff`): one period classified by the
-//! job's working copy (a dry run of [`crate::runner`], nothing written)
-//! against the snapshot published for that period, made by the rules
-//! recorded in its `segment_definitions`.
+//! job's working copy (the pipeline and output queries of a dry run, nothing
+//! written) against the snapshot published for that period, made by the
+//! rules recorded in its `segment_definitions`.
 //!
 //! The comparison runs the queries of `sql/diff/`; the rule and threshold
 //! changes are computed here from the published `segment_definitions` and
@@ -18,11 +18,12 @@ use datafusion::prelude::SessionContext;
 
 use crate::config::{Config, Job, OutputTable};
 use crate::engine;
+use crate::outputs::build_period_tables;
 use crate::outputs::table_schema;
 use crate::period::Period;
-use crate::pipeline::sql_options;
+use crate::pipeline::{self, Parameters, PipelineError, sql_options};
 use crate::publish::{self, PublishError};
-use crate::runner::{self, GATES, RunError, RunOptions};
+use crate::runner::RunError;
 use crate::storage::{StorageError, Warehouse};
 
 const CUSTOMERS_SQL: &str = include_str!("../sql/diff/customers.sql");
@@ -354,8 +355,9 @@ fn threshold_changes(before: &[RecordBatch], after: &[RecordBatch]) -> Vec<Thres
     changes
 }
 
-/// Classify `period` with the job's working copy (a dry run: no lease, no
-/// write, gates only logged) and compare it with the published period.
+/// Classify `period` with the job's working copy (like a dry run: no lease,
+/// no write; no gates, no previous period) and compare it with the
+/// published period.
 /// `sample` caps the changed customers listed.
 pub async fn diff(
     job: &Job,
@@ -388,24 +390,44 @@ pub async fn diff(
     let before_definitions = read("segment_definitions").await?;
     let before_thresholds = read("score_thresholds").await?;
 
-    // The dry run builds only the tables the diff reads.
+    // The working copy's side: the period classified by the current files
+    // and its tables built as a dry run would (nothing is written), without
+    // the previous period, the gates or the rejects, which a diff does not show.
     let mut working = job.clone();
     working.outputs = [OutputTable::Snapshots, OutputTable::ScoreThresholds]
         .into_iter()
         .filter(|t| *t == OutputTable::Snapshots || job.writes(*t))
         .collect();
-    let mut options = RunOptions::new(period);
-    options.dry_run = true;
-    // A diff shows what the rules do; the data-quality gates are the run's
-    // business (they are logged, not enforced, here).
-    options.allowed_gates = GATES.iter().map(|g| g.to_string()).collect();
-    let outcome = runner::run(&working, config, options).await?;
-    let after = outcome
-        .tables
+    let tables = crate::storage::scoped(config.storage.clone(), async {
+        let ctx = engine::session(config)?;
+        engine::register_inputs(&ctx, config, &working.inputs).await?;
+        let params = Parameters::new(period, working.window_months);
+        let current = pipeline::classify(&ctx, &working, &params).await?;
+        // The "from" side only feeds migrations, which a diff does not build.
+        let previous = current
+            .clone()
+            .select_columns(&[
+                "customer_id",
+                "segment",
+                "segment_rank",
+                "frequency",
+                "monetary",
+            ])
+            .map_err(|source| PipelineError::Execution {
+                context: "selecting the classified customers".into(),
+                source,
+            })?;
+        let rule_hash = working.rule_hash(config);
+        Ok::<_, RunError>(
+            build_period_tables(&ctx, &working, &params, current, previous, &rule_hash).await?,
+        )
+    })
+    .await?;
+    let after = tables
         .get(OutputTable::Snapshots)
         .cloned()
-        .expect("the dry run builds snapshots");
-    let after_thresholds = outcome.tables.get(OutputTable::ScoreThresholds).cloned();
+        .expect("the diff builds snapshots");
+    let after_thresholds = tables.get(OutputTable::ScoreThresholds).cloned();
 
     let ctx = engine::session(config).map_err(RunError::from)?;
     let setup = query_error("(setup)");

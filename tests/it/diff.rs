@@ -270,6 +270,18 @@ fn diff_of_a_rule_change_matches_an_independent_count() {
         text.contains("(none: the working copy has the published rules)"),
         "{text}"
     );
+    // A change that leaves customers without a segment fails like `run`.
+    let gap = job_with(dir.path(), |text| {
+        text.replace(OLD_CHAMPIONS, NEW_CHAMPIONS)
+    });
+    let failed = diff(dir.path(), &gap, &config, &[]);
+    assert_eq!(failed.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains(&format!("of {PERIOD} match no segment rule"))
+            && stderr.contains("r_score=5 f_score=4"),
+        "{stderr}"
+    );
     let unpublished = segments(
         dir.path(),
         &[
