@@ -175,7 +175,7 @@ fn rank_text(before: i32, after: i32) -> String {
 /// The rule changes as a text diff (`-` published, `+` working copy).
 fn rule_lines(d: &Diff) -> Vec<String> {
     let Some(changes) = &d.rule_changes else {
-        return vec!["  (the period has no published segment_definitions to compare with)".into()];
+        return vec!["(the period has no published segment_definitions to compare with)".into()];
     };
     let mut lines = Vec::new();
     for change in changes {
@@ -226,9 +226,9 @@ fn rule_lines(d: &Diff) -> Vec<String> {
     }
     if changes.is_empty() {
         lines.push(if d.rules_differ() {
-            "  (no segment rule changed; the rule hash differs, so the steps' SQL, the window, the fallback, the timezone or the column mapping did)".into()
+            "(no segment rule changed; the rule hash differs, so the steps' SQL, the window, the scoring, the fallback, the timezone or the column mapping did)".into()
         } else {
-            "  (none: the working copy has the published rules)".into()
+            "(none: the working copy has the published rules)".into()
         });
     }
     lines
