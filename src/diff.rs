@@ -39,6 +39,10 @@ pub enum DiffError {
     )]
     NotPublished { job: String, period: Period },
     #[error(
+        "{job} has no published period to compare the working copy with\nhint: publish one first with `segments run`, or give --period"
+    )]
+    NothingPublished { job: String },
+    #[error(
         "{job} {period} is published but has no `snapshots` table: a diff needs the job to list `snapshots` in its outputs"
     )]
     NoSnapshot { job: String, period: Period },
@@ -62,7 +66,9 @@ impl DiffError {
     /// argument (2); the dry run keeps its own codes.
     pub fn exit_code(&self) -> u8 {
         match self {
-            DiffError::NotPublished { .. } | DiffError::NoSnapshot { .. } => 2,
+            DiffError::NotPublished { .. }
+            | DiffError::NothingPublished { .. }
+            | DiffError::NoSnapshot { .. } => 2,
             DiffError::Run(error) => error.exit_code(),
             DiffError::Storage(_) | DiffError::Publish(PublishError::Storage(_)) => 4,
             _ => 1,
@@ -355,26 +361,39 @@ fn threshold_changes(before: &[RecordBatch], after: &[RecordBatch]) -> Vec<Thres
     changes
 }
 
-/// Classify `period` with the job's working copy (like a dry run: no lease,
-/// no write; no gates, no previous period) and compare it with the
-/// published period.
+/// Classify `period` (default: the last published one) with the job's
+/// working copy (like a dry run: no lease, no write; no gates, no previous
+/// period) and compare it with the published period.
 /// `sample` caps the changed customers listed.
 pub async fn diff(
     job: &Job,
     config: &Config,
-    period: Period,
+    period: Option<Period>,
     sample: usize,
 ) -> Result<Diff, DiffError> {
     let warehouse = Warehouse::open(&config.warehouse)?;
-    let manifest = crate::storage::scoped(
-        config.storage.clone(),
-        publish::published_manifest(&warehouse, &job.name, period),
-    )
-    .await?
-    .ok_or_else(|| DiffError::NotPublished {
-        job: job.name.clone(),
-        period,
-    })?;
+    let (period, manifest) = match period {
+        Some(period) => {
+            let manifest = crate::storage::scoped(
+                config.storage.clone(),
+                publish::published_manifest(&warehouse, &job.name, period),
+            )
+            .await?
+            .ok_or_else(|| DiffError::NotPublished {
+                job: job.name.clone(),
+                period,
+            })?;
+            (period, manifest)
+        }
+        None => crate::storage::scoped(
+            config.storage.clone(),
+            publish::last_published(&warehouse, &job.name),
+        )
+        .await?
+        .ok_or_else(|| DiffError::NothingPublished {
+            job: job.name.clone(),
+        })?,
+    };
     let read = |table: &'static str| {
         crate::storage::scoped(
             config.storage.clone(),

@@ -294,75 +294,59 @@ pub async fn empty_segments(
 ) -> Result<Option<EmptySegments>, LintError> {
     let work = crate::storage::scoped(config.storage.clone(), async {
         let warehouse = Warehouse::open(&config.warehouse)?;
-        let runs = warehouse.key(&[&job.name, "_runs"])?;
-        let mut periods: Vec<Period> = warehouse
-            .folders(&runs)
-            .await?
-            .iter()
-            .filter_map(|f| {
-                f.filename()
-                    .and_then(|n| n.strip_prefix("period="))
-                    .and_then(|p| p.parse().ok())
-            })
-            .collect();
-        periods.sort();
-        for period in periods.into_iter().rev() {
-            let Some(manifest) = publish::published_manifest(&warehouse, &job.name, period).await?
-            else {
-                continue;
-            };
-            let mut counts: Vec<(String, i64)> = Vec::new();
-            if let Some(batches) =
-                publish::read_table(&warehouse, &job.name, "segment_summary", period).await?
-            {
-                for batch in &batches {
-                    let (Ok(s), Ok(c)) = (
-                        batch.schema().index_of("segment"),
-                        batch.schema().index_of("customers"),
-                    ) else {
-                        continue;
-                    };
-                    for row in 0..batch.num_rows() {
-                        counts.push((
-                            batch.column(s).as_string::<i32>().value(row).to_string(),
-                            batch.column(c).as_primitive::<Int64Type>().value(row),
-                        ));
-                    }
+        let Some((period, manifest)) = publish::last_published(&warehouse, &job.name).await? else {
+            return Ok(None);
+        };
+        let mut counts: Vec<(String, i64)> = Vec::new();
+        if let Some(batches) =
+            publish::read_table(&warehouse, &job.name, "segment_summary", period).await?
+        {
+            for batch in &batches {
+                let (Ok(s), Ok(c)) = (
+                    batch.schema().index_of("segment"),
+                    batch.schema().index_of("customers"),
+                ) else {
+                    continue;
+                };
+                for row in 0..batch.num_rows() {
+                    counts.push((
+                        batch.column(s).as_string::<i32>().value(row).to_string(),
+                        batch.column(c).as_primitive::<Int64Type>().value(row),
+                    ));
                 }
-            } else if let Some(batches) =
-                publish::read_table(&warehouse, &job.name, "snapshots", period).await?
-            {
-                for batch in &batches {
-                    let Ok(s) = batch.schema().index_of("segment") else {
-                        continue;
-                    };
-                    for row in 0..batch.num_rows() {
-                        counts.push((batch.column(s).as_string::<i32>().value(row).to_string(), 1));
-                    }
-                }
-            } else {
-                return Ok(None);
             }
-            let segments = job
-                .segments
-                .iter()
-                .filter(|s| {
-                    counts
-                        .iter()
-                        .filter(|(name, _)| *name == s.name)
-                        .map(|(_, n)| n)
-                        .sum::<i64>()
-                        == 0
-                })
-                .map(|s| s.name.clone())
-                .collect();
-            return Ok(Some(EmptySegments {
-                period,
-                same_rules: manifest.rule_hash == job.rule_hash(config),
-                segments,
-            }));
+        } else if let Some(batches) =
+            publish::read_table(&warehouse, &job.name, "snapshots", period).await?
+        {
+            for batch in &batches {
+                let Ok(s) = batch.schema().index_of("segment") else {
+                    continue;
+                };
+                for row in 0..batch.num_rows() {
+                    counts.push((batch.column(s).as_string::<i32>().value(row).to_string(), 1));
+                }
+            }
+        } else {
+            return Ok(None);
         }
-        Ok(None)
+        let segments = job
+            .segments
+            .iter()
+            .filter(|s| {
+                counts
+                    .iter()
+                    .filter(|(name, _)| *name == s.name)
+                    .map(|(_, n)| n)
+                    .sum::<i64>()
+                    == 0
+            })
+            .map(|s| s.name.clone())
+            .collect();
+        Ok(Some(EmptySegments {
+            period,
+            same_rules: manifest.rule_hash == job.rule_hash(config),
+            segments,
+        }))
     });
     tokio::time::timeout(timeout, work)
         .await

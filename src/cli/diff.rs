@@ -10,6 +10,7 @@ use datafusion::arrow::datatypes::{DataType, Int8Type, Int32Type, Int64Type};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde_json::{Value, json};
 
+use crate::config::{Config, Job};
 use crate::diff::{self, Diff, RuleChange};
 
 use super::{DiffArgs, DiffFormat, Failure, failure};
@@ -25,7 +26,20 @@ pub async fn diff(args: DiffArgs) -> Result<(), Failure> {
             ),
         ));
     }
-    let (job, config, period) = super::run::load(&args.job, Some(&args.period))?;
+    let (job, config, period) = match &args.period {
+        Some(period) => {
+            let (job, config, period) = super::run::load(&args.job, Some(period))?;
+            (job, config, Some(period))
+        }
+        None => {
+            let job = Job::load(&args.job.job).map_err(|e| failure(2, e))?;
+            let config = Config::load(&args.job.config).map_err(|e| failure(2, e))?;
+            config
+                .check_inputs_for(&job.inputs, &job.path)
+                .map_err(|e| failure(2, e))?;
+            (job, config, None)
+        }
+    };
     let result = diff::diff(&job, &config, period, args.sample)
         .await
         .map_err(|e| failure(e.exit_code(), e))?;

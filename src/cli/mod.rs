@@ -240,9 +240,10 @@ enum DiffFormat {
 pub struct DiffArgs {
     #[command(flatten)]
     job: JobArgs,
-    /// The published period to classify again (YYYY-MM).
+    /// The published period to classify again (YYYY-MM); default: the
+    /// last published period of the job.
     #[arg(long)]
-    period: String,
+    period: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
     format: DiffFormat,

@@ -270,6 +270,29 @@ fn diff_of_a_rule_change_matches_an_independent_count() {
         text.contains("(none: the working copy has the published rules)"),
         "{text}"
     );
+    // Without --period: the last published period.
+    let latest = segments_ok(
+        dir.path(),
+        &[
+            "diff",
+            "--job",
+            edited.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        latest.contains(&format!("rfm_monthly on {PERIOD} (published by run")),
+        "{latest}"
+    );
+    assert!(
+        latest.contains(&format!(
+            "{changed} of {} customers change segment",
+            customers.len()
+        )),
+        "{latest}"
+    );
+
     // A change that leaves customers without a segment fails like `run`.
     let gap = job_with(dir.path(), |text| {
         text.replace(OLD_CHAMPIONS, NEW_CHAMPIONS)
