@@ -12,12 +12,15 @@
 pub mod cli;
 pub mod compare;
 pub mod config;
+pub mod diff;
 pub mod engine;
 pub mod generate;
 pub mod lease;
+pub mod lint;
 pub mod outputs;
 pub mod period;
 pub mod pipeline;
 pub mod publish;
 pub mod runner;
 pub mod storage;
+pub mod why;

@@ -292,3 +292,29 @@ pub async fn rebuild_published_periods(
         .await?;
     Ok(())
 }
+
+/// The latest published period of a job (`_SUCCESS` present) and its
+/// manifest, if any.
+pub async fn last_published(
+    warehouse: &Warehouse,
+    job: &str,
+) -> Result<Option<(Period, Manifest)>, PublishError> {
+    let mut periods: Vec<Period> = warehouse
+        .folders(&warehouse.key(&[job, RUNS])?)
+        .await?
+        .iter()
+        .filter_map(|folder| {
+            folder
+                .filename()
+                .and_then(|f| f.strip_prefix("period="))
+                .and_then(|p| p.parse::<Period>().ok())
+        })
+        .collect();
+    periods.sort();
+    for period in periods.into_iter().rev() {
+        if let Some(manifest) = published_manifest(warehouse, job, period).await? {
+            return Ok(Some((period, manifest)));
+        }
+    }
+    Ok(None)
+}

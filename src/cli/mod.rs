@@ -4,12 +4,14 @@
 
 mod backfill;
 mod compare;
+mod diff;
 mod export;
 mod generate;
 mod quickstart;
 mod run;
 mod summary;
 mod validate;
+mod why;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +69,14 @@ enum Command {
     /// Write a campaign list (CSV or Parquet) of the customers of a segment,
     /// or of those who made a movement, in a published period.
     Export(ExportArgs),
+    /// Classify a published period with the job's working copy and show what
+    /// changes against the published snapshot: counts per segment, the
+    /// before × after matrix, changed customers and the rule diff. Nothing is
+    /// written to the warehouse.
+    Diff(DiffArgs),
+    /// Explain one customer's segment in a published period: orders, metrics,
+    /// scores and their bands, the rules tried in order, and the movement.
+    Why(WhyArgs),
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +242,46 @@ pub struct CompareArgs {
     out: Option<PathBuf>,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DiffFormat {
+    Text,
+    Json,
+    /// Ready to paste in a pull request.
+    Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// The published period to classify again (YYYY-MM); default: the
+    /// last published period of the job.
+    #[arg(long)]
+    period: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = DiffFormat::Text)]
+    format: DiffFormat,
+    /// Exit 3 (after printing the diff) when more than PCT per cent of the
+    /// customers change segment, e.g. 5 or 2.5.
+    #[arg(long, value_name = "PCT")]
+    fail_if_changed_over: Option<f64>,
+    /// How many changed customers to list.
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    sample: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct WhyArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// The published period (YYYY-MM).
+    #[arg(long)]
+    period: String,
+    /// The customer to explain.
+    #[arg(long)]
+    customer_id: String,
+}
+
 #[derive(Debug, Args)]
 pub struct QuickstartArgs {
     /// Customers of the generated sample.
@@ -260,6 +310,22 @@ pub(crate) fn failure(code: u8, error: impl Into<anyhow::Error>) -> Failure {
         code,
         error: error.into(),
     }
+}
+
+/// `diff` and `why` explain one segment per customer: an audiences job
+/// (overlapping, no snapshot) has nothing for them to compare.
+pub(crate) fn refuse_audiences(job: &crate::config::Job, command: &str) -> Result<(), Failure> {
+    if job.kind == crate::config::ClassificationKind::Audiences {
+        return Err(failure(
+            2,
+            anyhow::anyhow!(
+                "{}: `segments {command}` works on segments jobs; {} declares audiences, which overlap and have no snapshot (see its `audiences` table, or `segments export --audience`)",
+                job.path.display(),
+                job.name
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn parse_period(text: &str) -> Result<Period, Failure> {
@@ -319,6 +385,8 @@ pub fn main() -> ExitCode {
             Command::Backfill(args) => backfill::backfill(args, log_format, quiet).await,
             Command::Compare(args) => compare::compare(args).await,
             Command::Export(args) => export::export(args).await,
+            Command::Diff(args) => diff::diff(args).await,
+            Command::Why(args) => why::why(args).await,
         }
     });
     match result {

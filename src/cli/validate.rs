@@ -1,11 +1,15 @@
 //! `segments validate` and `segments explain`: plan everything without
 //! running the job on data. `validate` binds representative parameters and
-//! plans each step, rule and output query against empty canonical inputs.
+//! plans each step, rule and output query against empty canonical inputs,
+//! then lints the rules ([`crate::lint`]): never-matching or shadowed rules
+//! and uncovered score combinations are errors, segments left empty by the
+//! last published period are warnings.
 
 use datafusion::prelude::SessionContext;
 
-use crate::config::{ClassificationKind, Config, Job};
+use crate::config::{ClassificationKind, Config, ConfigError, Job};
 use crate::engine;
+use crate::lint;
 use crate::outputs::{build_audience_tables, build_period_tables};
 use crate::period::Period;
 use crate::pipeline::{self, Parameters};
@@ -65,6 +69,11 @@ pub async fn validate(args: JobArgs) -> Result<(), Failure> {
     build_period_tables(&ctx, &job, &params, current, previous, "validate")
         .await
         .map_err(|e| failure(2, e))?;
+    // Rules that can never match, and score combinations no rule takes.
+    let problems = lint::score_rules(&job).await.map_err(|e| failure(1, e))?;
+    if !problems.is_empty() {
+        return Err(failure(2, ConfigError::Invalid(problems)));
+    }
     println!(
         "{}: ok — {} step(s), {} segment(s), inputs {}; config {}: ok",
         job.path.display(),
@@ -73,8 +82,39 @@ pub async fn validate(args: JobArgs) -> Result<(), Failure> {
         job.inputs.join(", "),
         config.path.display()
     );
+    // Segments the last published period left empty: a warning, read from
+    // the warehouse only (never the inputs), given up on when unreachable.
+    match lint::empty_segments(&job, &config, WAREHOUSE_TIMEOUT).await {
+        Ok(Some(empty)) => {
+            for name in &empty.segments {
+                let line = job
+                    .segment(name)
+                    .and_then(|s| s.line)
+                    .map(|l| format!(":{l}"))
+                    .unwrap_or_default();
+                eprintln!(
+                    "warning: {}{line}: segment `{name}` had no customer in the last published period {} ({}); check that its rule can still match",
+                    job.path.display(),
+                    empty.period,
+                    if empty.same_rules {
+                        "published with these rules"
+                    } else {
+                        "published with other rules"
+                    }
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(error) => eprintln!(
+            "warning: empty segments not checked: cannot read the published periods of {}: {error}",
+            job.name
+        ),
+    }
     Ok(())
 }
+
+/// How long `validate` waits for the warehouse (empty-segment warnings).
+const WAREHOUSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub async fn explain(args: ExplainArgs) -> Result<(), Failure> {
     let job = Job::load(&args.job.job).map_err(|e| failure(2, e))?;

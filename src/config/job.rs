@@ -8,6 +8,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::error::{ConfigError, Problem};
+use super::scoring::{self, Scoring, ScoringFile};
 use super::settings::{Config, KNOWN_INPUTS};
 use super::yaml;
 
@@ -26,6 +27,9 @@ struct JobFile {
     inputs: Vec<String>,
     steps: Vec<StepFile>,
     classification: ClassificationFile,
+    /// Quantile scores (default) or fixed cut points per metric.
+    #[serde(default)]
+    scoring: Option<ScoringFile>,
     /// The tables to publish; by default every table of the job's kind of
     /// classification.
     #[serde(default)]
@@ -223,6 +227,8 @@ pub struct Job {
     /// The segments in rank order, or the audiences of an audiences job.
     pub segments: Vec<Segment>,
     pub fallback: Option<String>,
+    /// Quantiles (the job's SQL) or fixed cut points (the classifier).
+    pub scoring: Scoring,
     pub outputs: Vec<OutputTable>,
     /// Hash of the job file and its SQL, labels included.
     pub job_hash: String,
@@ -519,6 +525,16 @@ impl Job {
             ));
         }
 
+        let (scoring, scoring_problems) = scoring::check(path, text, file.scoring.as_ref());
+        problems.extend(scoring_problems);
+        if kind == ClassificationKind::Audiences && file.scoring.is_some() {
+            problems.push(at(
+                "scoring".into(),
+                Some("scoring:"),
+                "`scoring` applies to segments jobs; an audiences job computes its scores in its own steps (e.g. sql/rfm_scores.sql)".into(),
+            ));
+        }
+
         let mut outputs = file
             .outputs
             .clone()
@@ -563,13 +579,14 @@ impl Job {
             kind,
             segments,
             fallback: classification.fallback.clone(),
+            scoring,
             outputs,
             job_hash: hex(&hasher.finalize()),
         })
     }
 
     /// Hash of everything that changes a classification: step SQL, window,
-    /// segments and their order, fallback, timezone and column mapping; not
+    /// scoring, segments and their order, fallback, timezone and column mapping; not
     /// labels or descriptions.
     pub fn rule_hash(&self, config: &Config) -> String {
         let mut hasher = Sha256::new();
@@ -596,6 +613,11 @@ impl Job {
             }
         }
         field("fallback", self.fallback.as_deref().unwrap_or(""));
+        // Only a non-default scoring enters the hash, so that periods
+        // published before `scoring:` existed keep their rule hash.
+        if self.scoring != Scoring::Quantiles {
+            field("scoring", &self.scoring.hash_material());
+        }
         field("timezone", config.timezone.name());
         for (input, mapping) in config.mapping_material() {
             field("input", &input);

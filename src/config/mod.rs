@@ -7,11 +7,13 @@
 
 mod error;
 mod job;
+mod scoring;
 mod settings;
 mod yaml;
 
 pub use error::{ConfigError, Problem};
 pub use job::{ClassificationKind, Job, OutputTable, Segment, SqlOrigin, Step};
+pub use scoring::{FixedBands, Scoring};
 pub use settings::{
     CanonicalColumn, Config, CsvOptions, Encoding, EngineKind, EngineSettings, Input, InputFormat,
     QualitySettings, canonical_columns,

@@ -12,10 +12,12 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
 use super::{OutputError, table_schema};
-use crate::config::{Job, OutputTable};
+use crate::config::{FixedBands, Job, OutputTable, Scoring};
 use crate::pipeline::{Parameters, sql_options};
 
 const TRANSITIONS_SQL: &str = include_str!("../../sql/outputs/transitions.sql");
+const SCORE_THRESHOLDS_FIXED_SQL: &str =
+    include_str!("../../sql/outputs/score_thresholds_fixed.sql");
 
 fn query_of(table: OutputTable) -> Option<&'static str> {
     Some(match table {
@@ -90,6 +92,37 @@ fn definitions_table(job: &Job) -> Result<MemTable, datafusion::error::DataFusio
     MemTable::try_new(schema, vec![vec![batch]])
 }
 
+/// The configured bands of `scoring: fixed` (see `score_thresholds_fixed.sql`).
+fn bands_table(bands: &FixedBands) -> Result<MemTable, datafusion::error::DataFusionError> {
+    use datafusion::arrow::array::{Int8Array, Int32Array};
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("metric_order", DataType::Int32, false),
+        Field::new("score", DataType::Int8, false),
+        Field::new("min_value", DataType::Utf8, true),
+        Field::new("max_value", DataType::Utf8, true),
+    ]));
+    let rows = bands.bands();
+    let order = |metric: &str| match metric {
+        "recency" => 1,
+        "frequency" => 2,
+        _ => 3,
+    };
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|b| b.0))),
+            Arc::new(Int32Array::from_iter_values(
+                rows.iter().map(|b| order(b.0)),
+            )),
+            Arc::new(Int8Array::from_iter_values(rows.iter().map(|b| b.1))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|b| b.2.as_deref()))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|b| b.3.as_deref()))),
+        ],
+    )?;
+    MemTable::try_new(schema, vec![vec![batch]])
+}
+
 async fn run_query(
     ctx: &SessionContext,
     name: &str,
@@ -128,6 +161,7 @@ pub async fn build_period_tables(
         "previous",
         "segment_definitions",
         "transitions",
+        "score_bands",
     ] {
         ctx.deregister_table(name).map_err(setup)?;
     }
@@ -140,6 +174,11 @@ pub async fn build_period_tables(
         Arc::new(definitions_table(job).map_err(setup)?),
     )
     .map_err(setup)?;
+
+    if let Scoring::Fixed(bands) = &job.scoring {
+        ctx.register_table("score_bands", Arc::new(bands_table(bands).map_err(setup)?))
+            .map_err(setup)?;
+    }
 
     let values = params.with_extra(vec![
         (
@@ -196,6 +235,10 @@ async fn output_tables(
         let name = table.name();
         let Some(query) = query_of(*table) else {
             continue;
+        };
+        let query = match (&job.scoring, table) {
+            (Scoring::Fixed(_), OutputTable::ScoreThresholds) => SCORE_THRESHOLDS_FIXED_SQL,
+            _ => query,
         };
         let frame = run_query(ctx, name, query, values).await?;
         let schema = frame.schema().as_arrow().clone();

@@ -12,7 +12,7 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
 use super::{Parameters, PipelineError, register_steps};
-use crate::config::Job;
+use crate::config::{FixedBands, Job, Scoring};
 
 /// Columns every classified step must provide (the snapshot's metrics).
 const REQUIRED: [(&str, DataType); 6] = [
@@ -102,12 +102,29 @@ async fn classified_step(ctx: &SessionContext, job: &Job) -> Result<DataFrame, P
         };
         projection.push(value.alias(*name));
     }
-    frame
+    let frame = frame
         .select(projection)
         .map_err(|source| PipelineError::Execution {
             context: format!("shaping step `{}`", job.classify_from),
             source,
-        })
+        })?;
+    match &job.scoring {
+        Scoring::Quantiles => Ok(frame),
+        Scoring::Fixed(bands) => fixed_scores(frame, bands),
+    }
+}
+
+/// `scoring: fixed`: the step's scores are replaced by the job's cut points.
+fn fixed_scores(mut frame: DataFrame, bands: &FixedBands) -> Result<DataFrame, PipelineError> {
+    for (name, sql) in bands.score_expressions() {
+        let execution = |source| PipelineError::Execution {
+            context: format!("computing `{name}` from the fixed cut points of `scoring`"),
+            source,
+        };
+        let expr = frame.parse_sql_expr(&sql).map_err(execution)?;
+        frame = frame.with_column(name, expr).map_err(execution)?;
+    }
+    Ok(frame)
 }
 
 /// Parse and type-check every rule against the frame; all problems at once.
