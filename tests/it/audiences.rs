@@ -8,7 +8,6 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
@@ -18,7 +17,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::parquet::arrow::ArrowWriter;
 
-use crate::common::{read_parquet, repo, segments, segments_ok, table_file};
+use crate::common::{duckdb_lines, read_parquet, repo, run_job, segments, segments_ok, table_file};
 
 fn job() -> PathBuf {
     repo().join("jobs/audiences.yaml")
@@ -269,18 +268,7 @@ fn audiences_hand_checked_fixture() {
     let warehouse = dir.path().join("warehouse");
     let config = write_config(dir.path(), &data, &warehouse);
     let (job, config) = (job(), config);
-    let stdout = segments_ok(
-        dir.path(),
-        &[
-            "run",
-            "--job",
-            job.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--period",
-            "2025-07",
-        ],
-    );
+    let stdout = run_job(dir.path(), &job, &config, "2025-07");
     // Active customers in the window (n = 4), as_of_date 2025-07-31:
     //   A: purchases 2024-09-10, 2025-01-15, 2025-07-10 → F 3, M 20+30+100 = 150, recency 21
     //   B: 2024-07-05 is before the window → F 1, M 200, recency 11
@@ -416,28 +404,6 @@ fn audiences_hand_checked_fixture() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(message), "{flag} {value}: {stderr}");
     }
-}
-
-/// Run DuckDB statements (`;`-separated; the last one a query of one text
-/// column) and return its lines.
-fn duckdb_lines(sql: &str) -> BTreeSet<String> {
-    let output = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, duckdb\nc = duckdb.connect()\n*setup, query = [s for s in sys.argv[1].split(';') if s.strip()]\nfor s in setup: c.execute(s)\nfor (line,) in c.sql(query).fetchall(): print(line)",
-            sql,
-        ])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "DuckDB (python3 -m pip install -r requirements-dev.txt) failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 /// The audiences of DESIGN §1 in DuckDB SQL, written from the definitions
@@ -624,18 +590,7 @@ fn channel_category_hand_checked_fixture() {
     let warehouse = dir.path().join("warehouse");
     let config = transactions_config(dir.path(), &data, &warehouse);
     let job = repo().join("jobs/channel_category.yaml");
-    segments_ok(
-        dir.path(),
-        &[
-            "run",
-            "--job",
-            job.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--period",
-            "2025-07",
-        ],
-    );
+    run_job(dir.path(), &job, &config, "2025-07");
     // Window 2024-08-01 … 2025-07-31; purchases = orders with amount > 0,
     // counted once per channel / category / store they have a sold line in.
     // H: web 2 (H1, H2), store 3 → store; grocery 3 (H1, H2, H5), books 3
@@ -719,18 +674,7 @@ fn channel_category_on_generated_data_matches_duckdb() {
     let config = transactions_config(dir.path(), &data, &warehouse);
     let job = repo().join("jobs/channel_category.yaml");
     let period = "2025-11";
-    segments_ok(
-        dir.path(),
-        &[
-            "run",
-            "--job",
-            job.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--period",
-            period,
-        ],
-    );
+    run_job(dir.path(), &job, &config, period);
     let ours: BTreeSet<String> = published_of(&warehouse, "channel_category", period)
         .into_iter()
         .map(|(c, a, d)| format!("{c}|{a}|{}", d.unwrap_or_default()))

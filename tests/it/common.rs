@@ -193,3 +193,25 @@ pub fn run_job(dir: &Path, job: &Path, config: &Path, period: &str) -> String {
         ],
     )
 }
+
+/// Run DuckDB statements (`;`-separated; the last one a query of one text
+/// column) and return its lines.
+pub fn duckdb_lines(sql: &str) -> std::collections::BTreeSet<String> {
+    let output = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, duckdb\nc = duckdb.connect()\n*setup, query = [s for s in sys.argv[1].split(';') if s.strip()]\nfor s in setup: c.execute(s)\nfor (line,) in c.sql(query).fetchall(): print(line)",
+            sql,
+        ])
+        .output()
+        .expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "DuckDB (python3 -m pip install -r requirements-dev.txt) failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

@@ -4,33 +4,12 @@
 //! snapshots of both periods (their segments are checked elsewhere).
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{Decimal128Type, Float64Type, Int32Type, Int64Type};
 
-use crate::common::{default_job, read_parquet, table_file};
+use crate::common::{default_job, duckdb_lines, read_parquet, table_file};
 use crate::jobs::generated;
-
-fn duckdb_lines(sql: &str) -> BTreeSet<String> {
-    let output = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, duckdb\nc = duckdb.connect()\n*setup, query = [s for s in sys.argv[1].split(';') if s.strip()]\nfor s in setup: c.execute(s)\nfor (line,) in c.sql(query).fetchall(): print(line)",
-            sql,
-        ])
-        .output()
-        .expect("python3 runs");
-    assert!(
-        output.status.success(),
-        "DuckDB failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
 
 #[test]
 fn store_summary_matches_duckdb_on_generated_data() {
