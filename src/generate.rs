@@ -1062,6 +1062,115 @@ mod tests {
         rows
     }
 
+    /// (customer_id, event_type, occurred_at, product_id) of an events file.
+    fn read_events(path: &Path) -> Vec<(String, String, i64, Option<String>)> {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut events = Vec::new();
+        for batch in reader {
+            let batch = batch.unwrap();
+            let customer = batch.column(0).as_string::<i32>();
+            let kind = batch.column(1).as_string::<i32>();
+            let ts = batch.column(2).as_primitive::<TimestampMicrosecondType>();
+            let product = batch.column(3).as_string::<i32>();
+            for i in 0..batch.num_rows() {
+                events.push((
+                    customer.value(i).to_string(),
+                    kind.value(i).to_string(),
+                    ts.value(i),
+                    product.is_valid(i).then(|| product.value(i).to_string()),
+                ));
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn events_are_consistent_with_the_transactions() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = generate(&options(dir.path(), 300, 14)).unwrap();
+        assert_eq!(report.visitors, 30);
+        assert_eq!(report.event_files.len(), 14);
+        let rows: Vec<Row> = report.files.iter().flat_map(|f| read_rows(f)).collect();
+        let events: Vec<_> = report
+            .event_files
+            .iter()
+            .flat_map(|f| read_events(f))
+            .collect();
+        assert_eq!(events.len() as u64, report.event_rows);
+        // Every identified web or app sale has, for its customer, a visit, a
+        // view of its first product and a cart add of it in the 40 minutes before.
+        let mut sales = HashMap::new();
+        for row in &rows {
+            if row.amount > 0 && row.channel != "store" && row.customer_id.is_some() {
+                sales.entry(row.order_id.clone()).or_insert(row);
+            }
+        }
+        assert!(sales.len() > 100, "{} web and app sales", sales.len());
+        let mut by_customer: HashMap<&str, Vec<&(String, String, i64, Option<String>)>> =
+            HashMap::new();
+        for event in &events {
+            by_customer.entry(event.0.as_str()).or_default().push(event);
+        }
+        for sale in sales.values() {
+            let before = |kind: &str, product: Option<&str>| {
+                by_customer[sale.customer_id.as_deref().unwrap()]
+                    .iter()
+                    .any(|e| {
+                        e.1 == kind
+                            && e.2 < sale.ordered_at
+                            && e.2 >= sale.ordered_at - 40 * 60_000_000
+                            && (product.is_none() || e.3.as_deref() == product)
+                    })
+            };
+            assert!(before("visit", None), "no visit before {}", sale.order_id);
+            assert!(
+                before("product_view", Some(&sale.product_id)),
+                "{}",
+                sale.order_id
+            );
+            assert!(
+                before("cart_add", Some(&sale.product_id)),
+                "{}",
+                sale.order_id
+            );
+        }
+        // Visitors (ids after the customers) never buy but are seen in events.
+        let buyers: HashSet<&str> = rows
+            .iter()
+            .filter_map(|r| r.customer_id.as_deref())
+            .collect();
+        let visitors: HashSet<&str> = events
+            .iter()
+            .map(|e| e.0.as_str())
+            .filter(|id| id[1..].parse::<u64>().unwrap() > 300)
+            .collect();
+        assert!(!visitors.is_empty());
+        assert!(visitors.iter().all(|v| !buyers.contains(v)));
+        // Every event type appears.
+        let kinds: HashSet<&str> = events.iter().map(|e| e.1.as_str()).collect();
+        assert_eq!(kinds.len(), 5, "{kinds:?}");
+        // Discounts are concentrated in the sales of the calendar.
+        let ctx_share = |in_sales: bool| {
+            let selected: Vec<&Row> = rows
+                .iter()
+                .filter(|r| r.amount > 0)
+                .filter(|r| {
+                    let day = chrono::DateTime::from_timestamp_micros(r.ordered_at)
+                        .unwrap()
+                        .date_naive();
+                    let sales = calendar::sales_of_year(chrono::Datelike::year(&day));
+                    sales.iter().any(|s| s.starts <= day && day < s.ends) == in_sales
+                })
+                .collect();
+            selected.iter().filter(|r| r.discount_amount > 0).count() as f64 / selected.len() as f64
+        };
+        let (during, outside) = (ctx_share(true), ctx_share(false));
+        assert!(during > 0.45 && outside < 0.10, "{during} {outside}");
+    }
+
     #[test]
     fn same_options_give_identical_bytes() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
