@@ -1062,8 +1062,11 @@ mod tests {
         rows
     }
 
-    /// (customer_id, event_type, occurred_at, product_id) of an events file.
-    fn read_events(path: &Path) -> Vec<(String, String, i64, Option<String>)> {
+    /// (customer_id, event_type, occurred_at, product_id).
+    type EventRow = (String, String, i64, Option<String>);
+
+    /// The rows of an events file.
+    fn read_events(path: &Path) -> Vec<EventRow> {
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
             .unwrap()
             .build()
@@ -1109,8 +1112,7 @@ mod tests {
             }
         }
         assert!(sales.len() > 100, "{} web and app sales", sales.len());
-        let mut by_customer: HashMap<&str, Vec<&(String, String, i64, Option<String>)>> =
-            HashMap::new();
+        let mut by_customer: HashMap<&str, Vec<&EventRow>> = HashMap::new();
         for event in &events {
             by_customer.entry(event.0.as_str()).or_default().push(event);
         }
