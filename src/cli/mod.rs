@@ -7,6 +7,7 @@ mod compare;
 mod export;
 mod generate;
 mod quickstart;
+mod report;
 mod run;
 mod summary;
 mod validate;
@@ -67,6 +68,9 @@ enum Command {
     /// Write a campaign list (CSV or Parquet) of the customers of a segment,
     /// or of those who made a movement, in a published period.
     Export(ExportArgs),
+    /// Write the HTML report of a published period: one self-contained page
+    /// (R×F grid, segment sizes, migrations, history, run facts).
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +223,25 @@ pub struct CompareArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// The published period (YYYY-MM).
+    #[arg(long)]
+    period: String,
+    /// The published period to compare sizes and migrations with (earlier
+    /// than --period); default: the previous month when it is published.
+    #[arg(long)]
+    compare_to: Option<String>,
+    /// Language and number format; default: the config's `report.locale`.
+    #[arg(long, value_enum)]
+    locale: Option<crate::report::Locale>,
+    /// The HTML file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct QuickstartArgs {
     /// Customers of the generated sample.
     #[arg(long, default_value_t = 2_000)]
@@ -305,6 +328,7 @@ pub fn main() -> ExitCode {
             Command::Backfill(args) => backfill::backfill(args, log_format, quiet).await,
             Command::Compare(args) => compare::compare(args).await,
             Command::Export(args) => export::export(args).await,
+            Command::Report(args) => report::report(args).await,
         }
     });
     match result {

@@ -14,5 +14,5 @@ pub use error::{ConfigError, Problem};
 pub use job::{Job, OutputTable, Segment, SqlOrigin, Step};
 pub use settings::{
     CanonicalColumn, Config, CsvOptions, Encoding, EngineKind, EngineSettings, Input, InputFormat,
-    QualitySettings, canonical_columns,
+    QualitySettings, ReportSettings, canonical_columns,
 };

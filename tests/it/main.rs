@@ -17,6 +17,7 @@ mod jobs;
 mod memory;
 mod readers;
 mod reference;
+mod report;
 mod s3;
 mod sandbox;
 mod timezone;
