@@ -20,15 +20,15 @@ header{background:#1f2f55;color:#fff;padding:20px 16px}
 header h1{margin:0 0 4px;font-size:1.45rem;font-weight:650}
 header p{margin:0;color:#dfe5f3}
 main{max-width:1120px;margin:0 auto;padding:8px 16px 32px}
-nav{margin:12px 0 4px;font-size:.9rem}
-nav a{color:var(--accent);margin-right:14px;white-space:nowrap}
+nav{margin:12px 0 4px;font-size:.9rem;display:flex;flex-wrap:wrap;gap:4px 16px}
+nav a{color:var(--accent)}
 section{border-top:1px solid var(--line);padding:14px 0 6px}
 h2{font-size:1.2rem;margin:6px 0 8px}
 h3{font-size:1rem;margin:14px 0 6px;color:#333}
 p.note{color:var(--muted);margin:4px 0 10px;font-size:.92rem}
 p.na{background:var(--band);border-left:4px solid #999;padding:8px 12px;color:#333}
 .pair{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:22px;align-items:start}
-.pair.wide{grid-template-columns:minmax(0,.8fr) minmax(0,1.4fr)}
+.pair.wide{grid-template-columns:minmax(0,.55fr) minmax(0,1.45fr)}
 @media (max-width:820px){.pair,.pair.wide{grid-template-columns:minmax(0,1fr)}}
 figure.heat{max-width:820px}
 figure.sankey{max-width:900px;margin:0 auto}
@@ -43,9 +43,10 @@ svg .axis{font-size:13px}
 .scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
 table{border-collapse:collapse;width:100%;font-size:.88rem;font-variant-numeric:tabular-nums}
 caption{text-align:left;font-weight:600;padding:4px 0;color:#333}
-th,td{padding:5px 8px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
+th,td{padding:5px 6px;border-bottom:1px solid var(--line);text-align:left;vertical-align:top}
 thead th{background:var(--band);font-weight:600;white-space:nowrap}
 td.num,th.num{text-align:right;white-space:nowrap}
+td.wrap{white-space:normal}
 tr.total td{font-weight:650;border-top:2px solid #999}
 td.pos{color:#1a6b2f}td.neg{color:#a12121}
 .sw{display:inline-block;width:.85em;height:.85em;border-radius:2px;margin-right:6px;vertical-align:-1px;border:1px solid rgba(0,0,0,.35)}
@@ -105,12 +106,12 @@ pub fn page(report: &Report, locale: Locale) -> String {
         colours,
     };
     page.head(&names);
+    page.grid();
     if audiences_only {
         page.audiences(&names);
     } else {
         page.sizes();
     }
-    page.grid();
     page.migrations(&names);
     page.history(&names);
     page.facts();
@@ -184,10 +185,10 @@ impl Page<'_> {
         };
         let _ = write!(
             self.out,
-            r##"<nav aria-label="{}"><a href="#sizes">{}</a><a href="#grid">{}</a><a href="#migrations">{}</a><a href="#history">{}</a><a href="#facts">{}</a></nav>"##,
+            r##"<nav aria-label="{}"><a href="#grid">{}</a><a href="#sizes">{}</a><a href="#migrations">{}</a><a href="#history">{}</a><a href="#facts">{}</a></nav>"##,
             escape(l.text(Text::Contents)),
-            escape(l.text(sizes)),
             escape(l.text(Text::GridTitle)),
+            escape(l.text(sizes)),
             escape(l.text(Text::MatrixTitle)),
             escape(l.text(Text::HistoryTitle)),
             escape(l.text(Text::FactsTitle)),
@@ -242,8 +243,15 @@ impl Page<'_> {
             ),
             _ => l.text(Text::Customers).to_string(),
         };
+        let now_label = l.period(self.report.period);
+        let before_label = self
+            .report
+            .compared
+            .filter(|_| compared)
+            .map(|p| l.period(p));
         let chart = svg::bars(
             &bars,
+            (&now_label, before_label.as_deref()),
             l,
             l.text(Text::SizesTitle),
             &format!("{desc}. {}", l.text(Text::ChartAlt)),
@@ -380,8 +388,15 @@ impl Page<'_> {
                 before: before.as_ref().map(|b| b.get(*n).copied().unwrap_or(0)),
             })
             .collect();
+        let now_label = l.period(self.report.period);
+        let before_label = self
+            .report
+            .compared
+            .filter(|_| before.is_some())
+            .map(|p| l.period(p));
         let chart = svg::bars(
             &bars,
+            (&now_label, before_label.as_deref()),
             l,
             l.text(Text::AudiencesTitle),
             l.text(Text::ChartAlt),
@@ -482,7 +497,7 @@ impl Page<'_> {
                     .unwrap_or_default();
                 let _ = write!(
                     table,
-                    r#"<td class="num" data-key="R{r}F{f}"><span class="n">{}</span><br><small>{}</small></td>"#,
+                    r#"<td class="num wrap" data-key="R{r}F{f}"><span class="n">{}</span><br><small>{}</small></td>"#,
                     l.int(total),
                     escape(&names.join(", "))
                 );

@@ -239,16 +239,22 @@ pub struct Bar<'a> {
 
 /// Horizontal bars, one per segment: this period solid, the compared one as
 /// a thin grey bar under it.
-pub fn bars(bars: &[Bar], locale: Locale, title: &str, desc: &str) -> String {
-    let (label_width, row, width) = (170.0, 34.0, 640.0);
-    let height = 10.0 + row * bars.len() as f64;
+pub fn bars(
+    bars: &[Bar],
+    legend: (&str, Option<&str>),
+    locale: Locale,
+    title: &str,
+    desc: &str,
+) -> String {
+    let (label_width, row, width) = (150.0, 34.0, 440.0);
+    let height = 34.0 + row * bars.len() as f64;
     let max = bars
         .iter()
         .map(|b| b.now.max(b.before.unwrap_or(0)))
         .max()
         .unwrap_or(0)
         .max(1) as f64;
-    let scale = (width - label_width - 80.0) / max;
+    let scale = (width - label_width - 56.0) / max;
     let mut out = String::new();
     open(&mut out, "size-bars", width, height, title, desc);
     for (i, bar) in bars.iter().enumerate() {
@@ -260,7 +266,7 @@ pub fn bars(bars: &[Bar], locale: Locale, title: &str, desc: &str) -> String {
             "end",
             "label",
             "#222222",
-            &clip(bar.label, 24),
+            &clip(bar.label, 20),
         );
         let w = (bar.now as f64 * scale).max(if bar.now > 0 { 1.0 } else { 0.0 });
         let _ = write!(
@@ -285,6 +291,31 @@ pub fn bars(bars: &[Bar], locale: Locale, title: &str, desc: &str) -> String {
             "#222222",
             &locale.int(bar.now),
         );
+    }
+    // Legend: the solid bar is this period, the grey line the compared one.
+    let y = height - 14.0;
+    let _ = write!(
+        out,
+        r##"<rect x="{label_width}" y="{:.1}" width="14" height="12" fill="#6EA6CD" stroke="#444444" stroke-width="0.5"/>"##,
+        y - 10.0
+    );
+    text(
+        &mut out,
+        label_width + 20.0,
+        y,
+        "start",
+        "small",
+        "#222222",
+        legend.0,
+    );
+    if let Some(before) = legend.1 {
+        let x = label_width + 130.0;
+        let _ = write!(
+            out,
+            r##"<rect x="{x:.1}" y="{:.1}" width="14" height="5" fill="#555555"/>"##,
+            y - 6.0
+        );
+        text(&mut out, x + 20.0, y, "start", "small", "#222222", before);
     }
     out.push_str("</svg>");
     out
