@@ -425,7 +425,8 @@ pub fn sankey(
     let left_sizes = side_total(left.len(), &|l| l.0);
     let right_sizes = side_total(right.len(), &|l| l.1);
     let gaps = (left.len().max(right.len()).saturating_sub(1)) as f64 * gap;
-    let scale = (height - 20.0 - gaps) / total as f64;
+    // Room at the bottom for labels pushed down under thin nodes.
+    let scale = (height - 50.0 - gaps) / total as f64;
     let positions = |sizes: &[i64]| {
         let mut y = 10.0;
         sizes
