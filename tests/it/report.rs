@@ -966,3 +966,52 @@ fn report_settings_are_strict() {
         }
     }
 }
+
+/// A report that cannot be built fails the run before anything is written:
+/// a period already published keeps its tables, report and `_SUCCESS`; a new
+/// period is not published at all.
+#[test]
+fn a_report_failure_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, warehouse) = generated(dir.path(), "true");
+    backfill(dir.path(), &config, "2025-09", "2025-11");
+    let job = warehouse.join("rfm_monthly");
+    // A corrupt older period: the run does not read it, its report does
+    // (the history chart).
+    std::fs::write(
+        table_file(&warehouse, "rfm_monthly", "segment_summary", "2025-09"),
+        b"not parquet",
+    )
+    .unwrap();
+    let snapshot = |period: &str| {
+        std::fs::read(table_file(&warehouse, "rfm_monthly", "snapshots", period)).ok()
+    };
+    let report =
+        |period: &str| std::fs::read(job.join(format!("report/period={period}/index.html"))).ok();
+    let before = (snapshot("2025-11"), report("2025-11"));
+    for period in ["2025-11", "2025-12"] {
+        let output = segments(
+            dir.path(),
+            &[
+                "run",
+                "--job",
+                default_job().to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+                "--period",
+                period,
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("building the report")
+                && stderr.contains("segment_summary of rfm_monthly 2025-09"),
+            "{stderr}"
+        );
+    }
+    assert!(job.join("_runs/period=2025-11/_SUCCESS").exists());
+    assert_eq!((snapshot("2025-11"), report("2025-11")), before);
+    assert!(!job.join("_runs/period=2025-12/_SUCCESS").exists());
+    assert!(snapshot("2025-12").is_none() && report("2025-12").is_none());
+}
