@@ -105,7 +105,7 @@ pub fn page(report: &Report, locale: Locale) -> String {
         labels,
         colours,
     };
-    page.head(&names);
+    page.head();
     page.grid();
     if audiences_only {
         page.audiences(&names);
@@ -152,7 +152,7 @@ impl Page<'_> {
         )
     }
 
-    fn head(&mut self, _names: &[String]) {
+    fn head(&mut self) {
         let r = self.report;
         let l = self.locale;
         let title = format!(

@@ -85,7 +85,7 @@ pub enum ReportError {
         source: DataFusionError,
     },
     #[error(
-        "published table `{table}` of {period} has no usable column `{column}`: {message}\nhint: republish the period with this version of segments"
+        "table `{table}` of {period} has no usable column `{column}`: {message}\nhint: republish the period with this version of segments"
     )]
     Column {
         table: String,
@@ -349,13 +349,13 @@ async fn assemble(
         .map(|b| summary_rows(b, period))
         .transpose()?;
     let audiences = match current.get("audiences") {
-        Some(batches) => Some(audience_sizes(&ctx, batches).await?),
+        Some(batches) => Some(audience_sizes(&ctx, batches, period).await?),
         None => None,
     };
     let (grid, snapshot_customers) = match current.get("snapshots") {
         Some(batches) => {
             let customers = batches.iter().map(|b| b.num_rows() as i64).sum();
-            (Some(rf_grid(&ctx, batches).await?), customers)
+            (Some(rf_grid(&ctx, batches, period).await?), customers)
         }
         None => (None, 0),
     };
@@ -391,7 +391,7 @@ async fn assemble(
                 .transpose()?;
             let audiences =
                 match publish::read_table(warehouse, &job.name, "audiences", other).await? {
-                    Some(batches) => Some(audience_sizes(&ctx, &batches).await?),
+                    Some(batches) => Some(audience_sizes(&ctx, &batches, other).await?),
                     None => None,
                 };
             (summary, audiences)
@@ -413,7 +413,7 @@ async fn assemble(
         } else if let Some(batches) =
             publish::read_table(warehouse, &job.name, "audiences", other).await?
         {
-            audience_sizes(&ctx, &batches).await?
+            audience_sizes(&ctx, &batches, other).await?
         } else {
             Vec::new()
         };
@@ -511,6 +511,7 @@ async fn query(
 async fn rf_grid(
     ctx: &SessionContext,
     batches: &[RecordBatch],
+    period: Period,
 ) -> Result<Vec<GridCell>, ReportError> {
     let has_scores = batches.first().is_some_and(|b| {
         b.schema().index_of("r_score").is_ok() && b.schema().index_of("f_score").is_ok()
@@ -522,7 +523,7 @@ async fn rf_grid(
     if batch.num_rows() == 0 {
         return Ok(Vec::new());
     }
-    let rows = Columns::new(std::slice::from_ref(&batch), "rf_grid", None)?;
+    let rows = Columns::new(std::slice::from_ref(&batch), "rf_grid", period)?;
     let (r, f, segment, rank, customers) = (
         rows.ints("r_score")?,
         rows.ints("f_score")?,
@@ -544,6 +545,7 @@ async fn rf_grid(
 async fn audience_sizes(
     ctx: &SessionContext,
     batches: &[RecordBatch],
+    period: Period,
 ) -> Result<Vec<(String, i64)>, ReportError> {
     let batch = query(
         ctx,
@@ -556,7 +558,7 @@ async fn audience_sizes(
     if batch.num_rows() == 0 {
         return Ok(Vec::new());
     }
-    let rows = Columns::new(std::slice::from_ref(&batch), "audience_sizes", None)?;
+    let rows = Columns::new(std::slice::from_ref(&batch), "audience_sizes", period)?;
     let (audience, customers) = (rows.strings("audience")?, rows.ints("customers")?);
     Ok((0..batch.num_rows())
         .map(|i| {
@@ -569,7 +571,7 @@ async fn audience_sizes(
 }
 
 fn summary_rows(batches: &[RecordBatch], period: Period) -> Result<Vec<SummaryRow>, ReportError> {
-    let c = Columns::new(batches, "segment_summary", Some(period))?;
+    let c = Columns::new(batches, "segment_summary", period)?;
     let (segment, rank, label, customers, share, active, revenue, orders, basket) = (
         c.strings("segment")?,
         c.ints("segment_rank")?,
@@ -597,7 +599,7 @@ fn summary_rows(batches: &[RecordBatch], period: Period) -> Result<Vec<SummaryRo
 }
 
 fn matrix_cells(batches: &[RecordBatch], period: Period) -> Result<Vec<MatrixCell>, ReportError> {
-    let c = Columns::new(batches, "migration_matrix", Some(period))?;
+    let c = Columns::new(batches, "migration_matrix", period)?;
     let (from, to, from_rank, to_rank, customers, share) = (
         c.strings("from_segment")?,
         c.strings("to_segment")?,
@@ -619,7 +621,7 @@ fn matrix_cells(batches: &[RecordBatch], period: Period) -> Result<Vec<MatrixCel
 }
 
 fn threshold_rows(batches: &[RecordBatch], period: Period) -> Result<Vec<Threshold>, ReportError> {
-    let c = Columns::new(batches, "score_thresholds", Some(period))?;
+    let c = Columns::new(batches, "score_thresholds", period)?;
     let (metric, score, min, max, customers) = (
         c.strings("metric")?,
         c.ints("score")?,
@@ -642,7 +644,7 @@ fn definition_rows(
     batches: &[RecordBatch],
     period: Period,
 ) -> Result<Vec<Definition>, ReportError> {
-    let c = Columns::new(batches, "segment_definitions", Some(period))?;
+    let c = Columns::new(batches, "segment_definitions", period)?;
     let (segment, rank, label, description, rule) = (
         c.strings("segment")?,
         c.ints("segment_rank")?,
@@ -666,7 +668,7 @@ fn definition_rows(
 struct Columns<'a> {
     batches: &'a [RecordBatch],
     table: &'static str,
-    period: Option<Period>,
+    period: Period,
     rows: usize,
 }
 
@@ -674,7 +676,7 @@ impl<'a> Columns<'a> {
     fn new(
         batches: &'a [RecordBatch],
         table: &'static str,
-        period: Option<Period>,
+        period: Period,
     ) -> Result<Self, ReportError> {
         Ok(Columns {
             batches,
@@ -687,9 +689,7 @@ impl<'a> Columns<'a> {
     fn column(&self, name: &str, to: &DataType) -> Result<Vec<Arc<dyn Array>>, ReportError> {
         let fail = |message: String| ReportError::Column {
             table: self.table.to_string(),
-            period: self
-                .period
-                .unwrap_or_else(|| Period::new(1970, 1).expect("valid")),
+            period: self.period,
             column: name.to_string(),
             message,
         };
