@@ -431,7 +431,7 @@ impl Page<'_> {
         );
         let _ = write!(
             self.out,
-            r#"<p class="na">{}: {}</p>"#,
+            r#"<p class="na">{} — {}</p>"#,
             escape(l.text(Text::SizesTitle)),
             escape(l.text(Text::NotPublished))
         );

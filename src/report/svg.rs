@@ -296,8 +296,9 @@ pub fn bars(
     let y = height - 14.0;
     let _ = write!(
         out,
-        r##"<rect x="{label_width}" y="{:.1}" width="14" height="12" fill="#6EA6CD" stroke="#444444" stroke-width="0.5"/>"##,
-        y - 10.0
+        r##"<rect x="{label_width}" y="{:.1}" width="14" height="12" fill="{}" stroke="#444444" stroke-width="0.5"/>"##,
+        y - 10.0,
+        bars.first().map_or("#6EA6CD", |b| b.colour)
     );
     text(
         &mut out,
