@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::InputFile;
 use crate::outputs::{PeriodTables, table_schema};
 use crate::period::Period;
+use crate::report::{REPORT_FILE, REPORT_FOLDER};
 use crate::storage::{StorageError, Warehouse};
 
 pub const PART_FILE: &str = "part-0.parquet";
@@ -134,6 +135,21 @@ pub async fn publish(
     tables: &PeriodTables,
     manifest: &Manifest,
 ) -> Result<(), PublishError> {
+    publish_with_report(warehouse, job, period, tables, manifest, None).await
+}
+
+/// [`publish`], with the period's HTML report: one object,
+/// `<job>/report/period=YYYY-MM/index.html`, written after the tables and
+/// before the manifest and `_SUCCESS`, like a table. Without a report, one
+/// left by an earlier run is removed (it would describe other tables).
+pub async fn publish_with_report(
+    warehouse: &Warehouse,
+    job: &str,
+    period: Period,
+    tables: &PeriodTables,
+    manifest: &Manifest,
+    report: Option<Bytes>,
+) -> Result<(), PublishError> {
     let runs = [job, RUNS, &partition(period)];
     warehouse
         .delete(&warehouse.key(&[&runs[..], &[SUCCESS]].concat())?)
@@ -160,6 +176,13 @@ pub async fn publish(
                 warehouse.delete(&stale.location).await?;
             }
         }
+    }
+    let report_folder = warehouse.key(&[job, REPORT_FOLDER, &partition(period)])?;
+    let report_key = warehouse.key(&[job, REPORT_FOLDER, &partition(period), REPORT_FILE])?;
+    warehouse.clean_staged(&report_folder).await?;
+    match report {
+        Some(html) => warehouse.put(&report_key, html).await?,
+        None => warehouse.delete(&report_key).await?,
     }
     let manifest_bytes = serde_json::to_vec_pretty(manifest).expect("manifest serialises");
     warehouse

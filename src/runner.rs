@@ -42,6 +42,9 @@ pub enum RunError {
     Gate { gate: String, message: String },
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    /// The HTML report (`report: true`) could not be built; nothing was published.
+    #[error("building the report of the period: {0}")]
+    Report(#[from] crate::report::ReportError),
     #[error("row accounting does not balance: read {} ≠ used {} + anonymous {} + rejected {}; this is a bug, please report it", rows.read, rows.used, rows.anonymous, rows.rejected)]
     Accounting { rows: RowCounts },
 }
@@ -68,6 +71,7 @@ impl RunError {
                 | EngineError::Source { .. },
             ) => 3,
             RunError::Gate { .. } => 3,
+            RunError::Report(error) => error.exit_code(),
             RunError::Storage(_)
             | RunError::Publish(PublishError::Storage(_))
             | RunError::Engine(EngineError::Storage(_)) => 4,
@@ -421,10 +425,25 @@ async fn run_leased(
     let mut manifest = manifest;
     if !options.dry_run {
         let step = Instant::now();
+        // The report is rendered before anything is written: a report that
+        // cannot be built fails the run with the period untouched.
+        let report = if config.report.enabled {
+            let built =
+                crate::report::build_for_run(&warehouse, job, config, period, &tables, &manifest)
+                    .await?;
+            let html = crate::report::render(&built, config.report.locale);
+            manifest
+                .timings_ms
+                .insert("report".to_string(), step.elapsed().as_millis() as u64);
+            Some(bytes::Bytes::from(html))
+        } else {
+            None
+        };
         if let Some(lease) = lease {
             lease.ensure_held().await?;
         }
-        publish::publish(&warehouse, &job.name, period, &tables, &manifest).await?;
+        publish::publish_with_report(&warehouse, &job.name, period, &tables, &manifest, report)
+            .await?;
         manifest
             .timings_ms
             .insert("publish".to_string(), step.elapsed().as_millis() as u64);

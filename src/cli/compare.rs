@@ -109,7 +109,7 @@ enum Mode {
 
 /// Write through a temporary file in the same folder, then rename: a reader
 /// never sees half a file.
-fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let folder = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -8,6 +8,7 @@ mod diff;
 mod export;
 mod generate;
 mod quickstart;
+mod report;
 mod run;
 mod summary;
 mod validate;
@@ -77,6 +78,9 @@ enum Command {
     /// Explain one customer's segment in a published period: orders, metrics,
     /// scores and their bands, the rules tried in order, and the movement.
     Why(WhyArgs),
+    /// Write the HTML report of a published period: one self-contained page
+    /// (R×F grid, segment sizes, migrations, history, run facts).
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -283,6 +287,25 @@ pub struct WhyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// The published period (YYYY-MM).
+    #[arg(long)]
+    period: String,
+    /// The published period to compare sizes and migrations with (earlier
+    /// than --period); default: the previous month when it is published.
+    #[arg(long)]
+    compare_to: Option<String>,
+    /// Language and number format; default: the config's `report.locale`.
+    #[arg(long, value_enum)]
+    locale: Option<crate::report::Locale>,
+    /// The HTML file to write.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct QuickstartArgs {
     /// Customers of the generated sample.
     #[arg(long, default_value_t = 2_000)]
@@ -387,6 +410,7 @@ pub fn main() -> ExitCode {
             Command::Export(args) => export::export(args).await,
             Command::Diff(args) => diff::diff(args).await,
             Command::Why(args) => why::why(args).await,
+            Command::Report(args) => report::report(args).await,
         }
     });
     match result {

@@ -16,5 +16,5 @@ pub use job::{ClassificationKind, Job, OutputTable, Segment, SqlOrigin, Step};
 pub use scoring::{FixedBands, Scoring};
 pub use settings::{
     CanonicalColumn, Config, CsvOptions, Encoding, EngineKind, EngineSettings, Input, InputFormat,
-    QualitySettings, canonical_columns,
+    QualitySettings, ReportSettings, canonical_columns,
 };

@@ -27,6 +27,8 @@ struct ConfigFile {
     quality: QualitySettings,
     #[serde(default)]
     storage: crate::storage::StorageSettings,
+    #[serde(default)]
+    report: ReportFile,
 }
 
 fn default_timezone() -> String {
@@ -198,6 +200,57 @@ pub struct Input {
     pub csv: CsvOptions,
 }
 
+/// `report:` — the HTML report published with each run, at
+/// `<warehouse>/<job>/report/period=YYYY-MM/index.html`. Either a boolean
+/// (`report: true`, English) or a map (`report: {enabled: true, locale: fr}`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReportSettings {
+    pub enabled: bool,
+    pub locale: crate::report::Locale,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportMap {
+    #[serde(default = "default_true")]
+    enabled: bool,
+    #[serde(default)]
+    locale: crate::report::Locale,
+}
+
+#[derive(Debug, Default)]
+struct ReportFile(ReportSettings);
+
+impl<'de> Deserialize<'de> for ReportFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ReportFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or a map with `enabled` (boolean) and `locale` (en or fr)")
+            }
+            fn visit_bool<E: serde::de::Error>(self, enabled: bool) -> Result<ReportFile, E> {
+                Ok(ReportFile(ReportSettings {
+                    enabled,
+                    locale: Default::default(),
+                }))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ReportFile, A::Error> {
+                let map =
+                    ReportMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(ReportFile(ReportSettings {
+                    enabled: map.enabled,
+                    locale: map.locale,
+                }))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// A config after both parsing phases.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -210,6 +263,8 @@ pub struct Config {
     /// How object stores are reached (region, endpoint, retries, lease).
     pub storage: crate::storage::StorageSettings,
     pub quality: QualitySettings,
+    /// The HTML report published with each run (`report:`).
+    pub report: ReportSettings,
 }
 
 /// A canonical column of an input (DESIGN §2): what steps can rely on.
@@ -535,6 +590,7 @@ impl Config {
             },
             storage: file.storage,
             quality: file.quality,
+            report: file.report.0,
         })
     }
 

@@ -20,6 +20,7 @@ mod lint;
 mod memory;
 mod readers;
 mod reference;
+mod report;
 mod s3;
 mod sandbox;
 mod scoring;
