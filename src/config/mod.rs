@@ -7,11 +7,13 @@
 
 mod error;
 mod job;
+mod locale;
 mod scoring;
 mod settings;
 mod yaml;
 
 pub use error::{ConfigError, Problem};
+pub use locale::{Locale, Localized, TextFile};
 pub use job::{ClassificationKind, Job, OutputTable, Segment, SqlOrigin, Step};
 pub use scoring::{FixedBands, Scoring};
 pub use settings::{
