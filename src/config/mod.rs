@@ -13,8 +13,8 @@ mod settings;
 mod yaml;
 
 pub use error::{ConfigError, Problem};
-pub use locale::{Locale, Localized, TextFile};
 pub use job::{ClassificationKind, Job, OutputTable, Segment, SqlOrigin, Step};
+pub use locale::{Locale, Localized, TextFile};
 pub use scoring::{FixedBands, Scoring};
 pub use settings::{
     CanonicalColumn, Config, CsvOptions, Encoding, EngineKind, EngineSettings, Input, InputFormat,

@@ -80,7 +80,12 @@ fn definitions_table(job: &Job) -> Result<MemTable, datafusion::error::DataFusio
         Arc::new(datafusion::arrow::array::Int32Array::from_iter_values(
             job.segments.iter().map(|s| s.rank),
         )) as ArrayRef,
-        strings(job.segments.iter().map(|s| s.label.default.as_str()).collect()),
+        strings(
+            job.segments
+                .iter()
+                .map(|s| s.label.default.as_str())
+                .collect(),
+        ),
         strings(
             job.segments
                 .iter()
@@ -108,7 +113,10 @@ fn definitions_table(job: &Job) -> Result<MemTable, datafusion::error::DataFusio
             false,
         ));
         columns.push(strings(
-            job.segments.iter().map(|s| s.description.get(locale)).collect(),
+            job.segments
+                .iter()
+                .map(|s| s.description.get(locale))
+                .collect(),
         ));
     }
     let schema = Arc::new(Schema::new(fields));
