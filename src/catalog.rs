@@ -151,7 +151,7 @@ impl Target {
             ),
             DataType::Timestamp(_, _) => (
                 "TIMESTAMPTZ",
-                "timestamp(6)",
+                "timestamp",
                 "TIMESTAMP",
                 "timestamp",
                 "TIMESTAMP",
