@@ -294,8 +294,8 @@ pub struct CatalogArgs {
     #[arg(long, value_enum, required_unless_present = "docs")]
     target: Option<crate::catalog::Target>,
     /// Where to write: a .sql file, or for DuckDB a .duckdb database file
-    /// of views (built by running the DDL with the DuckDB CLI, or else the
-    /// DuckDB Python package).
+    /// of views (built by running the DDL with the DuckDB Python package, or
+    /// else the DuckDB CLI).
     #[arg(long, required_unless_present = "docs")]
     out: Option<PathBuf>,
     /// The jobs to register: a folder of job files (every *.yaml) or one
