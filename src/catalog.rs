@@ -55,6 +55,14 @@ pub enum CatalogError {
         scheme: &'static str,
         location: String,
     },
+    #[error(
+        "jobs `{first}` and `{second}` would both declare `{name}`\nhint: rename one of the jobs, or register them with separate `segments catalog --jobs … --schema …` runs"
+    )]
+    Collision {
+        name: String,
+        first: String,
+        second: String,
+    },
     #[error("the warehouse URL {location} cannot be read by DuckDB as a path: {message}")]
     LocalPath { location: String, message: String },
 }
@@ -201,6 +209,10 @@ impl Target {
 struct Writer<'a> {
     options: &'a CatalogOptions,
     out: String,
+    /// Every object declared so far, with its job, to refuse collisions.
+    declared: Vec<(String, String)>,
+    /// The job being written.
+    current_job: String,
 }
 
 impl Writer<'_> {
@@ -241,6 +253,7 @@ impl Writer<'_> {
         } else {
             format!("{job}_{table}")
         };
+        self.declared.push((name.clone(), job.clone()));
         let qualified = self.name(&name);
         let folder = self.folder(job, table);
         let target = self.target();
@@ -449,6 +462,8 @@ impl Writer<'_> {
 
     /// A view with its description; DuckDB also gets its column comments.
     fn view(&mut self, name: &str, description: &str, sql: &str, columns: &[Column]) {
+        self.declared
+            .push((name.to_string(), self.current_job.clone()));
         let qualified = self.name(name);
         self.comment(&format!("{name}: {description}"));
         self.line(&format!("CREATE OR REPLACE VIEW {qualified} AS"));
@@ -951,6 +966,8 @@ pub fn render(jobs: &[CatalogJob], options: &CatalogOptions) -> Result<String, C
     let mut writer = Writer {
         options: &options,
         out: String::new(),
+        declared: Vec::new(),
+        current_job: String::new(),
     };
     let names: Vec<&str> = jobs.iter().map(|j| j.job.name.as_str()).collect();
     writer.comment(&format!(
@@ -1015,7 +1032,18 @@ pub fn render(jobs: &[CatalogJob], options: &CatalogOptions) -> Result<String, C
     }
     writer.line("");
     for job in jobs {
+        writer.current_job = job.job.name.clone();
         writer.job(job);
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for (name, job) in &writer.declared {
+        if let Some(other) = seen.insert(name.as_str(), job.as_str()) {
+            return Err(CatalogError::Collision {
+                name: name.clone(),
+                first: other.to_string(),
+                second: job.clone(),
+            });
+        }
     }
     Ok(writer.out)
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::Int64Type;
 
-use super::common::{read_parquet, repo, run_job, segments, segments_ok, table_file};
+use super::common::{job_with, read_parquet, repo, run_job, segments, segments_ok, table_file};
 use super::jobs::generated;
 
 /// Run `queries` on a DuckDB database file (read-only, as a BI tool would),
@@ -512,4 +512,39 @@ fn catalog_refuses_locations_the_engine_cannot_read() {
         ],
     );
     assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn catalog_refuses_two_jobs_that_would_declare_the_same_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let jobs = dir.path().join("jobs");
+    std::fs::create_dir(&jobs).unwrap();
+    // `x_snapshots_latest` is both job x's last snapshots and job
+    // x_snapshots's `J_latest`.
+    for name in ["x", "x_snapshots"] {
+        let job = job_with(dir.path(), |text| {
+            text.replacen("name: rfm_monthly", &format!("name: {name}"), 1)
+        });
+        std::fs::rename(job, jobs.join(format!("{name}.yaml"))).unwrap();
+    }
+    let output = segments(
+        &repo(),
+        &[
+            "catalog",
+            "--target",
+            "trino",
+            "--jobs",
+            jobs.to_str().unwrap(),
+            "--location",
+            "s3://acme-bi/segments/",
+            "--out",
+            dir.path().join("x.sql").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("`x_snapshots_latest`") && stderr.contains("rename one of the jobs"),
+        "{stderr}"
+    );
 }
