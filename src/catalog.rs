@@ -979,9 +979,8 @@ pub fn render(jobs: &[CatalogJob], options: &CatalogOptions) -> Result<String, C
         names.join(", "),
         options.locale
     ));
-    let _ = writeln!(
-        writer.out,
-        "-- Read the views (J_T, J_T_latest and the analytic ones): they show complete periods only."
+    writer.comment(
+        "Read the views (J_T, J_T_latest and the analytic ones): they show complete periods only.",
     );
     match options.target {
         Target::Duckdb => {
