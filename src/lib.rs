@@ -9,6 +9,7 @@
 // only add noise.
 #![allow(clippy::result_large_err)]
 
+pub mod catalog;
 pub mod cli;
 pub mod compare;
 pub mod config;

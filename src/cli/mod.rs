@@ -3,6 +3,7 @@
 //! Results go to stdout, logs and errors to stderr.
 
 mod backfill;
+mod catalog;
 mod compare;
 mod diff;
 mod export;
@@ -81,6 +82,11 @@ enum Command {
     /// Write the HTML report of a published period: one self-contained page
     /// (R×F grid, segment sizes, migrations, history, run facts).
     Report(ReportArgs),
+    /// Write the DDL that registers every job's tables as external tables
+    /// (Hive partitions) and the BI views over complete periods, for DuckDB,
+    /// Trino, Spark, Athena or BigQuery; or a DuckDB database file of those
+    /// views (--out FILE.duckdb).
+    Catalog(CatalogArgs),
 }
 
 #[derive(Debug, Args)]
@@ -306,6 +312,40 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CatalogArgs {
+    /// The query engine to write DDL for.
+    #[arg(long, value_enum, required_unless_present = "docs")]
+    target: Option<crate::catalog::Target>,
+    /// Where to write: a .sql file, or for DuckDB a .duckdb database file
+    /// of views (built by running the DDL with the DuckDB Python package, or
+    /// else the DuckDB CLI).
+    #[arg(long, required_unless_present = "docs")]
+    out: Option<PathBuf>,
+    /// The jobs to register: a folder of job files (every *.yaml) or one
+    /// job file; repeatable.
+    #[arg(long, default_value = "jobs")]
+    jobs: Vec<PathBuf>,
+    /// The config file: the warehouse URL and the labels' locale.
+    #[arg(long, default_value = "config/local.yaml")]
+    config: PathBuf,
+    /// The warehouse URL as the engine sees it (default: the config's
+    /// warehouse), e.g. s3a://bucket/warehouse/ for Spark on Hadoop.
+    #[arg(long, value_name = "URL")]
+    location: Option<String>,
+    /// Schema (database, dataset) of the tables and views; DuckDB uses its
+    /// default schema.
+    #[arg(long, default_value = "segments")]
+    schema: String,
+    /// Language of the labels in the views (en, fr); default: the config's `locale`.
+    #[arg(long)]
+    locale: Option<crate::config::Locale>,
+    /// Write the Markdown documentation of every table's columns (from
+    /// schemas/) to this file instead, e.g. docs/tables.md.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["target", "out", "location", "locale"])]
+    docs: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct QuickstartArgs {
     /// Customers of the generated sample.
     #[arg(long, default_value_t = 2_000)]
@@ -411,6 +451,7 @@ pub fn main() -> ExitCode {
             Command::Diff(args) => diff::diff(args).await,
             Command::Why(args) => why::why(args).await,
             Command::Report(args) => report::report(args).await,
+            Command::Catalog(args) => catalog::catalog(args).await,
         }
     });
     match result {

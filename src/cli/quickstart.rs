@@ -75,6 +75,9 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), Failure> {
         "  duckdb -c \"SELECT * FROM 'warehouse/rfm_monthly/migration_matrix/period={last}/part-0.parquet'\""
     );
     println!(
+        "Connect a BI tool (Metabase, Superset, Evidence): `segments catalog --target duckdb --out segments.duckdb` builds a DuckDB file of views (rfm_monthly_segment_trend, rfm_monthly_migration_flows, …); see README \"Connect your BI tool\"."
+    );
+    println!(
         "Other shipped jobs on the same sample: `segments run --job jobs/audiences.yaml --period {last}` (also rfm_7_segments, lifecycle_groups, value_tiers, channel_category)."
     );
     println!(

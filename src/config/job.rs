@@ -8,6 +8,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::error::{ConfigError, Problem};
+use super::locale::{Localized, TextFile};
 use super::scoring::{self, Scoring, ScoringFile};
 use super::settings::{Config, KNOWN_INPUTS};
 use super::yaml;
@@ -79,10 +80,11 @@ struct ClassificationFile {
 #[serde(deny_unknown_fields)]
 struct SegmentFile {
     name: String,
+    /// One text, or one per locale (`{en: Loyal, fr: Fidèles}`).
     #[serde(default)]
-    label: Option<String>,
+    label: Option<TextFile>,
     #[serde(default)]
-    description: String,
+    description: Option<TextFile>,
     rule: String,
     /// Audiences only: a SQL expression giving the member's `detail` (e.g.
     /// the category it bought twice in).
@@ -203,8 +205,10 @@ pub struct Segment {
     pub name: String,
     /// 1 = best; the position in the job's list.
     pub rank: i32,
-    pub label: String,
-    pub description: String,
+    /// The label in every locale; the segment's name when the job gives none.
+    pub label: Localized,
+    /// The description in every locale; empty when the job gives none.
+    pub description: Localized,
     pub rule: String,
     /// Line of the rule in the job file.
     pub line: Option<usize>,
@@ -492,11 +496,8 @@ impl Job {
                 detail: segment.detail.as_ref().map(|d| d.trim().to_string()),
                 name: segment.name.clone(),
                 rank: index as i32 + 1,
-                label: segment
-                    .label
-                    .clone()
-                    .unwrap_or_else(|| segment.name.clone()),
-                description: segment.description.clone(),
+                label: Localized::from_file(segment.label.as_ref(), &segment.name),
+                description: Localized::from_file(segment.description.as_ref(), ""),
                 rule: segment.rule.trim().to_string(),
                 line: rule_line,
             });

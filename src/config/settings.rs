@@ -20,6 +20,9 @@ struct ConfigFile {
     warehouse: String,
     #[serde(default = "default_timezone")]
     timezone: String,
+    /// Language of the labels the BI views show (`segments catalog`).
+    #[serde(default)]
+    locale: super::locale::Locale,
     inputs: BTreeMap<String, InputFile>,
     #[serde(default)]
     engine: EngineFile,
@@ -258,6 +261,8 @@ pub struct Config {
     /// Absolute warehouse URL, ending with `/`.
     pub warehouse: String,
     pub timezone: Tz,
+    /// Language of the labels the BI views show: `en` (default) or `fr`.
+    pub locale: super::locale::Locale,
     pub inputs: BTreeMap<String, Input>,
     pub engine: EngineSettings,
     /// How object stores are reached (region, endpoint, retries, lease).
@@ -581,6 +586,7 @@ impl Config {
             path: path.to_path_buf(),
             warehouse,
             timezone,
+            locale: file.locale,
             inputs,
             engine: EngineSettings {
                 kind: file.engine.kind,

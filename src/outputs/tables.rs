@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{AsArray, RecordBatch, StringArray};
+use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::datasource::MemTable;
@@ -12,7 +12,7 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
 use super::{OutputError, table_schema};
-use crate::config::{FixedBands, Job, OutputTable, Scoring};
+use crate::config::{FixedBands, Job, Locale, OutputTable, Scoring};
 use crate::pipeline::{Parameters, sql_options};
 
 const TRANSITIONS_SQL: &str = include_str!("../../sql/outputs/transitions.sql");
@@ -67,28 +67,60 @@ impl PeriodTables {
 }
 
 fn definitions_table(job: &Job) -> Result<MemTable, datafusion::error::DataFusionError> {
-    let schema = Arc::new(Schema::new(vec![
+    let mut fields = vec![
         Field::new("segment", DataType::Utf8, false),
         Field::new("segment_rank", DataType::Int32, false),
         Field::new("label", DataType::Utf8, false),
         Field::new("description", DataType::Utf8, false),
         Field::new("rule", DataType::Utf8, false),
-    ]));
-    let strings = |f: fn(&crate::config::Segment) -> &str| {
-        Arc::new(StringArray::from_iter_values(job.segments.iter().map(f)))
-    };
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            strings(|s| &s.name),
-            Arc::new(datafusion::arrow::array::Int32Array::from_iter_values(
-                job.segments.iter().map(|s| s.rank),
-            )),
-            strings(|s| &s.label),
-            strings(|s| &s.description),
-            strings(|s| &s.rule),
-        ],
-    )?;
+    ];
+    let strings = |values: Vec<&str>| -> ArrayRef { Arc::new(StringArray::from(values)) };
+    let mut columns = vec![
+        strings(job.segments.iter().map(|s| s.name.as_str()).collect()),
+        Arc::new(datafusion::arrow::array::Int32Array::from_iter_values(
+            job.segments.iter().map(|s| s.rank),
+        )) as ArrayRef,
+        strings(
+            job.segments
+                .iter()
+                .map(|s| s.label.default.as_str())
+                .collect(),
+        ),
+        strings(
+            job.segments
+                .iter()
+                .map(|s| s.description.default.as_str())
+                .collect(),
+        ),
+        strings(job.segments.iter().map(|s| s.rule.as_str()).collect()),
+    ];
+    // One label and one description column per supported locale
+    // (`label_en`, `label_fr`, …), each falling back on the default text.
+    for locale in Locale::ALL {
+        fields.push(Field::new(
+            format!("label_{}", locale.code()),
+            DataType::Utf8,
+            false,
+        ));
+        columns.push(strings(
+            job.segments.iter().map(|s| s.label.get(locale)).collect(),
+        ));
+    }
+    for locale in Locale::ALL {
+        fields.push(Field::new(
+            format!("description_{}", locale.code()),
+            DataType::Utf8,
+            false,
+        ));
+        columns.push(strings(
+            job.segments
+                .iter()
+                .map(|s| s.description.get(locale))
+                .collect(),
+        ));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
     MemTable::try_new(schema, vec![vec![batch]])
 }
 

@@ -447,8 +447,8 @@ async fn assemble(
             .map(|s| Definition {
                 segment: s.name.clone(),
                 rank: s.rank,
-                label: s.label.clone(),
-                description: s.description.clone(),
+                label: s.label.get(crate::config::Locale::En).to_string(),
+                description: s.description.get(crate::config::Locale::En).to_string(),
                 rule: s.rule.clone(),
             })
             .collect(),

@@ -7,6 +7,7 @@
 mod audiences;
 mod backfill;
 mod bad_input;
+mod catalog;
 mod cli;
 mod common;
 mod compare;
@@ -16,6 +17,7 @@ mod export;
 mod fixture;
 mod invariants;
 mod jobs;
+mod labels;
 mod lint;
 mod memory;
 mod readers;

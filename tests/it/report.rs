@@ -849,6 +849,19 @@ fn report_of_an_audiences_job_shows_audience_sizes() {
                     "…",
                 ])),
                 Arc::new(StringArray::from_iter_values(["h", "h", "h"])),
+                // label_en, label_fr, description_en, description_fr
+                Arc::new(StringArray::from_iter_values([
+                    "Loyal",
+                    "Bargain hunters",
+                    "Abandoned carts",
+                ])),
+                Arc::new(StringArray::from_iter_values([
+                    "Fidèles",
+                    "Chasseurs de promos",
+                    "Paniers abandonnés",
+                ])),
+                Arc::new(StringArray::from_iter_values(["", "", ""])),
+                Arc::new(StringArray::from_iter_values(["", "", ""])),
             ],
         )
         .unwrap();

@@ -1,0 +1,206 @@
+//! Locales of the human texts of a job: a segment's `label` and
+//! `description` may be one string (the same in every locale) or one string
+//! per locale (`label: {fr: Fidèles, en: Loyal}`). `segment_definitions`
+//! publishes every locale (`label_en`, `label_fr`, …) and the BI views pick
+//! the configured one (`locale:` in the config).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+
+/// A locale the tool publishes texts in. Adding one means adding its
+/// `label_xx`/`description_xx` columns to `schemas/segment_definitions.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Locale {
+    #[default]
+    En,
+    Fr,
+}
+
+impl Locale {
+    /// Every supported locale, in fallback order: a text missing in a locale
+    /// is taken from the first of these the job gives.
+    pub const ALL: [Locale; 2] = [Locale::En, Locale::Fr];
+
+    /// The ISO 639-1 code, also the suffix of the published columns.
+    pub fn code(self) -> &'static str {
+        match self {
+            Locale::En => "en",
+            Locale::Fr => "fr",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Locale> {
+        Locale::ALL.into_iter().find(|l| l.code() == code)
+    }
+
+    fn codes() -> String {
+        Locale::ALL.map(Locale::code).join(", ")
+    }
+}
+
+impl fmt::Display for Locale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl std::str::FromStr for Locale {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Locale::parse(text).ok_or_else(|| {
+            format!(
+                "unknown locale '{text}': supported locales are {}",
+                Locale::codes()
+            )
+        })
+    }
+}
+
+/// A human text as written in a job: one string, or one per locale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TextFile {
+    Plain(String),
+    PerLocale(BTreeMap<Locale, String>),
+}
+
+impl<'de> Deserialize<'de> for TextFile {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = TextFile;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                write!(
+                    f,
+                    "a text, or one text per locale such as {{en: Loyal, fr: Fidèles}} (locales: {})",
+                    Locale::codes()
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<TextFile, E> {
+                Ok(TextFile::Plain(value.to_string()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TextFile, A::Error> {
+                let mut texts = BTreeMap::new();
+                while let Some(code) = map.next_key::<String>()? {
+                    let locale: Locale = code.parse().map_err(de::Error::custom)?;
+                    let text: String = map.next_value()?;
+                    if texts.insert(locale, text).is_some() {
+                        return Err(de::Error::custom(format!("locale '{code}' is given twice")));
+                    }
+                }
+                if texts.is_empty() {
+                    return Err(de::Error::custom(format!(
+                        "no text: give at least one locale ({})",
+                        Locale::codes()
+                    )));
+                }
+                Ok(TextFile::PerLocale(texts))
+            }
+        }
+
+        deserializer.deserialize_any(TextVisitor)
+    }
+}
+
+/// A text resolved for every supported locale.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Localized {
+    /// The text in the first locale the job gives (English when it gives
+    /// one); what the single `label`/`description` columns carry.
+    pub default: String,
+    by_locale: BTreeMap<Locale, String>,
+}
+
+impl Localized {
+    /// The same text in every locale.
+    pub fn plain(text: impl Into<String>) -> Localized {
+        Localized {
+            default: text.into(),
+            by_locale: BTreeMap::new(),
+        }
+    }
+
+    pub fn from_file(file: Option<&TextFile>, fallback: &str) -> Localized {
+        match file {
+            None => Localized::plain(fallback),
+            Some(TextFile::Plain(text)) => Localized::plain(text.clone()),
+            Some(TextFile::PerLocale(texts)) => Localized {
+                default: Locale::ALL
+                    .iter()
+                    .find_map(|l| texts.get(l))
+                    .cloned()
+                    .unwrap_or_else(|| fallback.to_string()),
+                by_locale: texts.clone(),
+            },
+        }
+    }
+
+    /// Whether the job gives this text in `locale` itself.
+    pub fn has(&self, locale: Locale) -> bool {
+        self.by_locale.contains_key(&locale)
+    }
+
+    /// The text in `locale`, or the default when the job gives none there.
+    pub fn get(&self, locale: Locale) -> &str {
+        self.by_locale.get(&locale).unwrap_or(&self.default)
+    }
+}
+
+impl fmt::Display for Localized {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Holder {
+        label: TextFile,
+    }
+
+    #[test]
+    fn parses_plain_and_per_locale_texts() {
+        let plain: Holder = serde_yaml_ng::from_str("label: Loyal").unwrap();
+        let texts = Localized::from_file(Some(&plain.label), "x");
+        assert_eq!(
+            (texts.get(Locale::Fr), texts.get(Locale::En)),
+            ("Loyal", "Loyal")
+        );
+
+        let both: Holder = serde_yaml_ng::from_str("label: {fr: Fidèles, en: Loyal}").unwrap();
+        let texts = Localized::from_file(Some(&both.label), "x");
+        assert_eq!(texts.default, "Loyal");
+        assert_eq!(texts.get(Locale::Fr), "Fidèles");
+
+        let french: Holder = serde_yaml_ng::from_str("label:\n  fr: Perdus\n").unwrap();
+        let texts = Localized::from_file(Some(&french.label), "x");
+        assert_eq!(
+            (texts.default.as_str(), texts.get(Locale::En)),
+            ("Perdus", "Perdus")
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_locales_with_their_line() {
+        let error = serde_yaml_ng::from_str::<Holder>("label:\n  fr: Perdus\n  de: Verloren\n")
+            .unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("unknown locale 'de'"), "{message}");
+        // serde_yaml_ng locates a custom error at the start of the map.
+        assert_eq!(error.location().map(|l| l.line()), Some(2));
+        assert!(serde_yaml_ng::from_str::<Holder>("label: [a, b]").is_err());
+        assert!(serde_yaml_ng::from_str::<Holder>("label: {}").is_err());
+    }
+}
