@@ -20,6 +20,7 @@ pub mod lint;
 pub mod outputs;
 pub mod period;
 pub mod pipeline;
+pub mod predict;
 pub mod publish;
 pub mod runner;
 pub mod storage;

@@ -18,6 +18,7 @@ mod invariants;
 mod jobs;
 mod lint;
 mod memory;
+mod predict;
 mod readers;
 mod reference;
 mod s3;
