@@ -7,12 +7,14 @@
 
 mod error;
 mod job;
+mod predict;
 mod scoring;
 mod settings;
 mod yaml;
 
 pub use error::{ConfigError, Problem};
 pub use job::{ClassificationKind, Job, OutputTable, Segment, SqlOrigin, Step};
+pub use predict::{Potential, Predict, TimeUnit};
 pub use scoring::{FixedBands, Scoring};
 pub use settings::{
     CanonicalColumn, Config, CsvOptions, Encoding, EngineKind, EngineSettings, Input, InputFormat,

@@ -24,9 +24,12 @@ pub mod gamma_gamma;
 pub mod optim;
 pub mod potential;
 pub mod special;
+pub mod tables;
+
+pub use tables::{PredictionFacts, PredictionTables, build_prediction_tables};
 
 /// Why a model could not be fitted or evaluated.
-#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 pub enum PredictError {
     #[error(
         "the {model} fit has no data: {detail}; the model needs customers with a purchase before the period's end"
@@ -56,4 +59,30 @@ pub enum PredictError {
         z: f64,
         terms: usize,
     },
+    #[error("predictions: {context}: {source}")]
+    Query {
+        context: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
+    #[error("predictions: {context}: {source}")]
+    Publish {
+        context: String,
+        #[source]
+        source: crate::publish::PublishError,
+    },
+}
+
+impl PredictError {
+    /// Whether the data (not the job or the machine) cannot support the
+    /// models: exit code 3, like a failed data-quality gate.
+    pub fn is_data_error(&self) -> bool {
+        matches!(
+            self,
+            PredictError::NoData { .. }
+                | PredictError::InvalidInput { .. }
+                | PredictError::NotConverged { .. }
+                | PredictError::Hypergeometric { .. }
+        )
+    }
 }

@@ -24,6 +24,12 @@ pub const GRADIENT_TOLERANCE: f64 = 1e-7;
 const MAX_ITERATIONS: usize = 1000;
 /// No coordinate moves more than this in one step (e-fold 20 in a log parameter).
 const MAX_STEP: f64 = 3.0;
+/// Near the optimum the objective stops decreasing at the precision of
+/// f64 before the gradient reaches [`GRADIENT_TOLERANCE`]: after this many
+/// steps without a relative decrease of 1e-15, a point whose gradient is
+/// below [`STALLED_GRADIENT`] is accepted.
+const STALL_STEPS: usize = 5;
+const STALLED_GRADIENT: f64 = 1e-4;
 
 fn norm_inf(v: &[f64]) -> f64 {
     v.iter().fold(0.0, |m, x| m.max(x.abs()))
@@ -57,6 +63,7 @@ where
             iterations: 0,
             gradient: f64::NAN,
         })?;
+    let mut stalled = 0;
     for iteration in 0..MAX_ITERATIONS {
         if norm_inf(&g) < GRADIENT_TOLERANCE {
             return Ok(Minimum {
@@ -93,7 +100,7 @@ where
         let Some((x_new, f_new, g_new)) = accepted else {
             // No decrease along the direction: at the precision of f, this is
             // a minimum if the gradient is nearly zero, else a failure.
-            if norm_inf(&g) < GRADIENT_TOLERANCE * 1e3 {
+            if norm_inf(&g) < STALLED_GRADIENT {
                 return Ok(Minimum {
                     x,
                     value: fx,
@@ -121,9 +128,21 @@ where
                 }
             }
         }
+        if fx - f_new <= 1e-15 * fx.abs().max(1.0) {
+            stalled += 1;
+        } else {
+            stalled = 0;
+        }
         x = x_new;
         fx = f_new;
         g = g_new;
+        if stalled >= STALL_STEPS && norm_inf(&g) < STALLED_GRADIENT {
+            return Ok(Minimum {
+                x,
+                value: fx,
+                iterations: iteration + 1,
+            });
+        }
     }
     Err(PredictError::NotConverged {
         model,

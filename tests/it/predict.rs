@@ -2,13 +2,19 @@
 //! parameter recovery on simulated customers, and the conditional
 //! expectations against Monte Carlo simulations of the fitted model.
 
+use std::path::{Path, PathBuf};
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, Distribution, Exp, Gamma, Uniform};
 use segments::predict::bgnbd::{self, Summary, Variant};
 use segments::predict::gamma_gamma::{self, Spend};
 
-use crate::common::repo;
+use crate::common::{read_parquet, repo, run_job as run, segments, table_file, write_config};
+use crate::jobs::generated;
 
 /// (x, t_x, T, average repeat spend) of the 2,357 CDNOW customers
 /// (tests/data/cdnow/README.md).
@@ -244,4 +250,294 @@ fn conditional_expectations_match_monte_carlo() {
             within(&format!("{variant:?} {name} alive"), g[2], g[3], 0.03);
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// The `predict:` block end to end: jobs/rfm_with_predictions.yaml on generated data
+// ---------------------------------------------------------------------------
+
+/// The shipped job with a 1-month potential horizon (so that a short backfill
+/// has training data) and its SQL from the repository.
+fn predictions_job(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("jobs/rfm_with_predictions.yaml")).unwrap();
+    let text = text
+        .replacen(
+            "version: 1\n",
+            &format!("version: 1\nsql_dir: {}\n", repo().join("sql").display()),
+            1,
+        )
+        .replace("horizon_months: 3 ", "horizon_months: 1 ")
+        .replace("training_periods: 6 ", "training_periods: 2 ");
+    let path = dir.join("job.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// (name, contract type, nullable) of a schemas/*.json, parsed here.
+fn contract(table: &str) -> Vec<(String, String, bool)> {
+    let text = std::fs::read_to_string(repo().join(format!("schemas/{table}.json"))).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    json["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().into(),
+                c["type"].as_str().unwrap().into(),
+                c["nullable"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn type_name(t: &DataType) -> String {
+    match t {
+        DataType::Utf8 => "utf8".into(),
+        DataType::Int64 => "int64".into(),
+        DataType::Float64 => "float64".into(),
+        DataType::Decimal128(p, s) => format!("decimal({p},{s})"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn one(batches: Vec<RecordBatch>) -> RecordBatch {
+    let schema = batches[0].schema();
+    concat_batches(&schema, &batches).unwrap()
+}
+
+#[test]
+fn predictions_job_publishes_scores_for_every_customer() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = generated(dir.path(), 600, 14, "2024-01", 5);
+    let job = predictions_job(dir.path());
+    let warehouse = dir.path().join("warehouse");
+    for period in ["2024-12", "2025-01", "2025-02"] {
+        run(dir.path(), &job, &config, period);
+    }
+    let file = |table: &str| table_file(&warehouse, "rfm_with_predictions", table, "2025-02");
+
+    // Contracts.
+    for table in ["predictions", "model_parameters"] {
+        let batch = one(read_parquet(&file(table)));
+        let actual: Vec<(String, String, bool)> = batch
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), type_name(f.data_type()), f.is_nullable()))
+            .collect();
+        assert_eq!(actual, contract(table), "{table}");
+    }
+
+    // One row per customer of the snapshot, in customer_id order.
+    let snapshot = one(read_parquet(&file("snapshots")));
+    let predictions = one(read_parquet(&file("predictions")));
+    let ids = |b: &RecordBatch| -> Vec<String> {
+        b.column_by_name("customer_id")
+            .unwrap()
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.unwrap().to_string())
+            .collect()
+    };
+    let mut snapshot_ids = ids(&snapshot);
+    snapshot_ids.sort();
+    assert_eq!(ids(&predictions), snapshot_ids);
+    let floats = |name: &str| {
+        predictions
+            .column_by_name(name)
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .clone()
+    };
+    let p_alive = floats("p_alive");
+    let expected = floats("expected_purchases");
+    let potential = floats("potential_score");
+    let clv = predictions
+        .column_by_name("clv")
+        .unwrap()
+        .as_primitive::<Decimal128Type>()
+        .clone();
+    for i in 0..predictions.num_rows() {
+        assert!(
+            (0.0..=1.0).contains(&p_alive.value(i)),
+            "p_alive {}",
+            p_alive.value(i)
+        );
+        assert!(expected.value(i) >= 0.0);
+        assert!(!clv.is_null(i) && clv.value(i) >= 0);
+        assert!(!potential.is_null(i) && (0.0..=1.0).contains(&potential.value(i)));
+    }
+
+    // The manifest records the fits and the held-out AUC.
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(warehouse.join("rfm_with_predictions/_runs/period=2025-02/_manifest.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let facts = &manifest["predictions"];
+    assert_eq!(facts["model"], "bgnbd");
+    assert_eq!(
+        facts["customers"].as_u64().unwrap() as usize,
+        predictions.num_rows()
+    );
+    let auc = facts["potential"]["held_out_auc"].as_f64().unwrap();
+    assert!(auc > 0.6 && auc <= 1.0, "AUC {auc}");
+    assert_eq!(
+        facts["potential"]["feature_periods"],
+        serde_json::json!(["2025-01", "2024-12"])
+    );
+
+    // model_parameters: the 4 + 3 parameters, each with its model's log-likelihood.
+    let parameters = one(read_parquet(&file("model_parameters")));
+    let names: Vec<String> = (0..parameters.num_rows())
+        .map(|i| {
+            format!(
+                "{}.{}",
+                parameters.column(0).as_string::<i32>().value(i),
+                parameters.column(1).as_string::<i32>().value(i)
+            )
+        })
+        .collect();
+    for expected in [
+        "bgnbd.r",
+        "bgnbd.alpha",
+        "bgnbd.a",
+        "bgnbd.b",
+        "gamma_gamma.p",
+        "gamma_gamma.q",
+        "gamma_gamma.gamma",
+        "potential.intercept",
+        "potential.held_out_auc",
+    ] {
+        assert!(
+            names.contains(&expected.to_string()),
+            "{expected} in {names:?}"
+        );
+    }
+    let ll = parameters.column(4).as_primitive::<Float64Type>();
+    assert_eq!(
+        ll.value(0),
+        facts["purchase_model"]["log_likelihood"].as_f64().unwrap()
+    );
+
+    // A rerun publishes the same bytes.
+    let before = [
+        std::fs::read(file("predictions")).unwrap(),
+        std::fs::read(file("model_parameters")).unwrap(),
+    ];
+    run(dir.path(), &job, &config, "2025-02");
+    let after = [
+        std::fs::read(file("predictions")).unwrap(),
+        std::fs::read(file("model_parameters")).unwrap(),
+    ];
+    assert!(before == after, "a rerun changed the predictive tables");
+
+    // The first period has no earlier snapshot to learn from: null scores, and why.
+    let first = one(read_parquet(&table_file(
+        &warehouse,
+        "rfm_with_predictions",
+        "predictions",
+        "2024-12",
+    )));
+    assert_eq!(
+        first
+            .column_by_name("potential_score")
+            .unwrap()
+            .null_count(),
+        first.num_rows()
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(warehouse.join("rfm_with_predictions/_runs/period=2024-12/_manifest.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        manifest["predictions"]["potential"]["no_score_reason"]
+            .as_str()
+            .unwrap()
+            .contains("backfill earlier periods")
+    );
+}
+
+#[test]
+fn predict_block_errors_name_key_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        &dir.path().join("data"),
+        &dir.path().join("warehouse"),
+    );
+    let cases: [(&str, &str, &[&str]); 4] = [
+        (
+            "  time_unit: weeks ",
+            "  time_unit: months ",
+            &["predict.time_unit", "unknown variant `months`"],
+        ),
+        (
+            "  horizon_months: 12 ",
+            "  horizon_months: 0 ",
+            &["predict.horizon_months", "1 to 120 months"],
+        ),
+        (
+            "[champions, loyal]",
+            "[champions, vip]",
+            &[
+                "predict.potential.target_segments[1]",
+                "'vip' is not a declared segment",
+            ],
+        ),
+        (
+            "  orders_step: orders ",
+            "  orders_step: purchases ",
+            &["predict.orders_step", "no step named 'purchases'"],
+        ),
+    ];
+    for (from, to, wanted) in cases {
+        let job = predictions_job(dir.path());
+        let text = std::fs::read_to_string(&job).unwrap();
+        assert!(text.contains(from), "{from}");
+        let text = text.replacen(from, to, 1);
+        std::fs::write(&job, &text).unwrap();
+        let line = text.lines().position(|l| l.contains(to.trim())).unwrap() + 1;
+        let output = segments(
+            dir.path(),
+            &[
+                "validate",
+                "--job",
+                job.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+            ],
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("job.yaml:{line}")),
+            "line {line} in {stderr}"
+        );
+        for w in wanted {
+            assert!(stderr.contains(w), "{w} in {stderr}");
+        }
+    }
+    // The tables need the block.
+    let job = crate::common::job_with(dir.path(), |t| {
+        t.replace("  - rejects\n", "  - rejects\n  - predictions\n")
+    });
+    let output = segments(
+        dir.path(),
+        &[
+            "validate",
+            "--job",
+            job.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`predictions` needs a `predict:` block"),
+        "{stderr}"
+    );
 }
