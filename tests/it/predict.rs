@@ -609,3 +609,40 @@ fn generated_btyd_data_gives_back_its_parameters() {
         within(name, value("gamma_gamma", name), known, 0.10);
     }
 }
+
+/// A one-time buyer (no repeat purchase): under the MBG/NBD fitted on CDNOW,
+/// P(alive) is below 1 and falls with the time since the purchase; under the
+/// BG/NBD it is 1 (the model's documented blind spot), and a customer with
+/// one repeat purchase has P(alive) < 1, falling with the time since it.
+#[test]
+fn p_alive_of_a_one_time_buyer_falls_with_time() {
+    let summaries: Vec<Summary> = cdnow()
+        .iter()
+        .map(|&(x, t_x, t, _)| Summary { x, t_x, t })
+        .collect();
+    let modified = bgnbd::fit(&summaries, Variant::Modified).unwrap().params;
+    let plain = bgnbd::fit(&summaries, Variant::BgNbd).unwrap().params;
+    let mut previous = 1.0;
+    for weeks in [1.0, 5.0, 10.0, 20.0, 39.0, 78.0] {
+        let once = Summary {
+            x: 0,
+            t_x: 0.0,
+            t: weeks,
+        };
+        let p = modified.p_alive(&once);
+        assert!(p < previous, "{weeks} weeks: {p} ≥ {previous}");
+        previous = p;
+        assert_eq!(plain.p_alive(&once), 1.0);
+    }
+    let mut previous = 1.0;
+    for gap in [1.0, 5.0, 10.0, 20.0, 39.0] {
+        let p = plain.p_alive(&Summary {
+            x: 1,
+            t_x: 2.0,
+            t: 2.0 + gap,
+        });
+        assert!(p < previous, "{gap} weeks since: {p} ≥ {previous}");
+        previous = p;
+    }
+    eprintln!("MBG/NBD on CDNOW: {modified:?}");
+}
