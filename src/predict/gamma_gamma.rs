@@ -43,20 +43,31 @@ impl Params {
         self.ll_and_grad(s).0
     }
 
+    /// The terms that depend on x only (cached per distinct x by the fit):
+    /// ln Γ(px+q) − ln Γ(px) − ln Γ(q), ψ(px+q), ψ(px).
+    fn x_terms(&self, x: u32) -> [f64; 3] {
+        let px = self.p * f64::from(x);
+        [
+            ln_gamma(px + self.q) - ln_gamma(px) - ln_gamma(self.q),
+            digamma(px + self.q),
+            digamma(px),
+        ]
+    }
+
     fn ll_and_grad(&self, s: &Spend) -> (f64, [f64; 3]) {
+        self.ll_and_grad_with(s, &self.x_terms(s.x), digamma(self.q))
+    }
+
+    fn ll_and_grad_with(&self, s: &Spend, k: &[f64; 3], psi_q: f64) -> (f64, [f64; 3]) {
         let (p, q, g) = (self.p, self.q, self.gamma);
         let x = f64::from(s.x);
         let m = s.mean_value;
         let px = p * x;
+        let (ln_m, ln_x, ln_g) = (m.ln(), x.ln(), g.ln());
         let ln_gm = (g + m * x).ln();
-        let ll = ln_gamma(px + q) - ln_gamma(px) - ln_gamma(q)
-            + q * g.ln()
-            + (px - 1.0) * m.ln()
-            + px * x.ln()
-            - (px + q) * ln_gm;
-        let psi_pxq = digamma(px + q);
-        let d_p = x * (psi_pxq - digamma(px) + m.ln() + x.ln() - ln_gm);
-        let d_q = psi_pxq - digamma(q) + g.ln() - ln_gm;
+        let ll = k[0] + q * ln_g + (px - 1.0) * ln_m + px * ln_x - (px + q) * ln_gm;
+        let d_p = x * (k[1] - k[2] + ln_m + ln_x - ln_gm);
+        let d_q = k[1] - psi_q + ln_g - ln_gm;
         let d_g = q / g - (px + q) / (g + m * x);
         (ll, [d_p, d_q, d_g])
     }
@@ -106,6 +117,7 @@ pub fn fit(data: &[Spend]) -> Result<Fit, PredictError> {
     }
     let n = data.len() as f64;
     let mean = data.iter().map(|s| s.mean_value).sum::<f64>() / n;
+    let max_x = data.iter().map(|s| s.x).max().unwrap_or(0);
     let objective = |theta: &[f64]| -> Option<(f64, Vec<f64>)> {
         let p = Params {
             p: theta[0].exp(),
@@ -120,8 +132,11 @@ pub fn fit(data: &[Spend]) -> Result<Fit, PredictError> {
         }
         let mut ll = 0.0;
         let mut grad = [0.0; 3];
+        let psi_q = digamma(p.q);
+        let mut cache: Vec<Option<[f64; 3]>> = vec![None; max_x as usize + 1];
         for s in data {
-            let (l, g) = p.ll_and_grad(s);
+            let k = cache[s.x as usize].get_or_insert_with(|| p.x_terms(s.x));
+            let (l, g) = p.ll_and_grad_with(s, k, psi_q);
             ll += l;
             for (total, d) in grad.iter_mut().zip(g) {
                 *total += d;

@@ -143,7 +143,10 @@ pub async fn build_prediction_tables(
     warehouse: &Warehouse,
     snapshot: Option<&RecordBatch>,
 ) -> Result<PredictionTables, PredictError> {
+    let started = std::time::Instant::now();
     let rows = read_summary(ctx, predict, params).await?;
+    let summary_ms = started.elapsed().as_millis() as u64;
+    let started = std::time::Instant::now();
     let summaries: Vec<Summary> = rows.iter().map(|r| r.summary).collect();
     let purchase = bgnbd::fit(&summaries, predict.model)?;
     let spend_rows: Vec<Spend> = rows
@@ -167,8 +170,11 @@ pub async fn build_prediction_tables(
         p = spend.params.p,
         q = spend.params.q,
         gamma = spend.params.gamma,
+        summary_ms,
+        fit_ms = started.elapsed().as_millis() as u64,
         "Fitted the predictive models."
     );
+    let started = std::time::Instant::now();
 
     // Expected purchases month by month over the horizon (the CLV needs
     // each month's share); customers with the same summary share them.
@@ -215,6 +221,12 @@ pub async fn build_prediction_tables(
         }));
     }
 
+    tracing::info!(
+        customers = rows.len(),
+        distinct_summaries = cache.len(),
+        scoring_ms = started.elapsed().as_millis() as u64,
+        "Scored the customers."
+    );
     let (scores, potential_facts) = match &predict.potential {
         Some(settings) => {
             let (scores, facts) = potential::score(
