@@ -71,6 +71,7 @@ impl RunError {
                 | EngineError::Source { .. },
             ) => 3,
             RunError::Gate { .. } => 3,
+            RunError::Predict(error) if error.is_job_error() => 2,
             // The period's data cannot support the predictive models.
             RunError::Predict(error) if error.is_data_error() => 3,
             RunError::Predict(PredictError::Publish {

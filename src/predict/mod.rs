@@ -26,7 +26,7 @@ pub mod potential;
 pub mod special;
 pub mod tables;
 
-pub use tables::{PredictionFacts, PredictionTables, build_prediction_tables};
+pub use tables::{PredictionFacts, PredictionTables, build_prediction_tables, validate_summary};
 
 /// Why a model could not be fitted or evaluated.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,14 @@ pub enum PredictError {
         z: f64,
         terms: usize,
     },
+    #[error(
+        "predictions: the orders step `{step}` (predict.orders_step) must return one row per order with customer_id, order_date (a date) and amount; planning sql/predict/customer_summary.sql over it failed: {source}"
+    )]
+    OrdersStep {
+        step: String,
+        #[source]
+        source: datafusion::error::DataFusionError,
+    },
     #[error("predictions: {context}: {source}")]
     Query {
         context: String,
@@ -74,6 +82,11 @@ pub enum PredictError {
 }
 
 impl PredictError {
+    /// Whether the job (its orders step) is at fault: exit code 2.
+    pub fn is_job_error(&self) -> bool {
+        matches!(self, PredictError::OrdersStep { .. })
+    }
+
     /// Whether the data (not the job or the machine) cannot support the
     /// models: exit code 3, like a failed data-quality gate.
     pub fn is_data_error(&self) -> bool {

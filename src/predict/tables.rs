@@ -9,7 +9,7 @@ use datafusion::arrow::array::{
     Array, AsArray, Decimal128Array, Float64Array, Int64Array, RecordBatch, StringArray,
 };
 use datafusion::arrow::datatypes::{Decimal128Type, Int64Type};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{DataFrame, SessionContext};
 use serde::{Deserialize, Serialize};
 
 use super::PredictError;
@@ -72,33 +72,54 @@ struct Row {
     repeat_value: Option<f64>,
 }
 
+/// Plan the per-customer summary over the job's orders step (registered as
+/// `predict_orders`); a step without the columns it needs is a job error.
+async fn plan_summary(
+    ctx: &SessionContext,
+    predict: &Predict,
+    params: &Parameters,
+) -> Result<DataFrame, PredictError> {
+    let step_error = |source| PredictError::OrdersStep {
+        step: predict.orders_step.clone(),
+        source,
+    };
+    let view = "predict_orders";
+    ctx.deregister_table(view).map_err(step_error)?;
+    let orders = ctx
+        .table(predict.orders_step.as_str())
+        .await
+        .map_err(step_error)?;
+    ctx.register_table(view, orders.into_view())
+        .map_err(step_error)?;
+    ctx.sql_with_options(SUMMARY_SQL, sql_options())
+        .await
+        .map_err(step_error)?
+        .with_param_values(params.values())
+        .map_err(step_error)
+}
+
+/// `segments validate`: the summary plans over the job's orders step.
+pub async fn validate_summary(
+    ctx: &SessionContext,
+    predict: &Predict,
+    params: &Parameters,
+) -> Result<(), PredictError> {
+    plan_summary(ctx, predict, params).await.map(|_| ())
+}
+
 async fn read_summary(
     ctx: &SessionContext,
     predict: &Predict,
     params: &Parameters,
 ) -> Result<Vec<Row>, PredictError> {
-    let query = |context: &str| {
-        let context = context.to_string();
-        move |source| PredictError::Query { context, source }
-    };
-    let view = "predict_orders";
-    ctx.deregister_table(view)
-        .map_err(query("registering the orders step"))?;
-    let orders = ctx
-        .table(predict.orders_step.as_str())
-        .await
-        .map_err(query("reading the orders step"))?;
-    ctx.register_table(view, orders.into_view())
-        .map_err(query("registering the orders step"))?;
-    let batches = ctx
-        .sql_with_options(SUMMARY_SQL, sql_options())
-        .await
-        .map_err(query("sql/predict/customer_summary.sql"))?
-        .with_param_values(params.values())
-        .map_err(query("sql/predict/customer_summary.sql"))?
+    let batches = plan_summary(ctx, predict, params)
+        .await?
         .collect()
         .await
-        .map_err(query("sql/predict/customer_summary.sql"))?;
+        .map_err(|source| PredictError::Query {
+            context: "computing the per-customer summary (sql/predict/customer_summary.sql)".into(),
+            source,
+        })?;
     let unit = predict.time_unit.days();
     let mut rows = Vec::new();
     for batch in &batches {

@@ -520,6 +520,30 @@ fn predict_block_errors_name_key_and_line() {
             assert!(stderr.contains(w), "{w} in {stderr}");
         }
     }
+    // An orders step without the order columns fails validation (exit 2).
+    let job = predictions_job(dir.path());
+    let text = std::fs::read_to_string(&job).unwrap().replacen(
+        "orders_step: orders ",
+        "orders_step: customer_metrics ",
+        1,
+    );
+    std::fs::write(&job, text).unwrap();
+    let output = segments(
+        dir.path(),
+        &[
+            "validate",
+            "--job",
+            job.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("the orders step `customer_metrics` (predict.orders_step) must return"),
+        "{stderr}"
+    );
     // The tables need the block.
     let job = crate::common::job_with(dir.path(), |t| {
         t.replace("  - rejects\n", "  - rejects\n  - predictions\n")
