@@ -433,6 +433,37 @@ fn predictions_job_publishes_scores_for_every_customer() {
     ];
     assert!(before == after, "a rerun changed the predictive tables");
 
+    // Its segments are the default job's: the block adds tables, nothing else.
+    run(
+        dir.path(),
+        &crate::common::default_job(),
+        &config,
+        "2025-02",
+    );
+    let segments_of = |job: &str| {
+        let b = one(read_parquet(&table_file(
+            &warehouse,
+            job,
+            "snapshots",
+            "2025-02",
+        )));
+        let ids = ids(&b);
+        let segments: Vec<String> = b
+            .column_by_name("segment")
+            .unwrap()
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.unwrap().to_string())
+            .collect();
+        let mut pairs: Vec<(String, String)> = ids.into_iter().zip(segments).collect();
+        pairs.sort();
+        pairs
+    };
+    assert_eq!(
+        segments_of("rfm_with_predictions"),
+        segments_of("rfm_monthly")
+    );
+
     // The first period has no earlier snapshot to learn from: null scores, and why.
     let first = one(read_parquet(&table_file(
         &warehouse,
