@@ -16,7 +16,8 @@
 //! of customers (by a hash of their id, so the same customer is always on the
 //! same side) is held out; the AUC on them is published in the manifest and
 //! in `model_parameters`, and the model fitted on the other 80% scores the
-//! current period.
+//! current period. Beyond about a million customer-periods, the same hash
+//! keeps a fixed sample of customers.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -40,6 +41,10 @@ pub const FEATURES: [&str; 5] = [
 ];
 const RIDGE: f64 = 1e-3;
 const HOLD_OUT_PERCENT: u64 = 20;
+/// Rows (customer × period) kept for training and hold-out at most, about:
+/// beyond that the same customers are sampled in every period, which keeps
+/// a large customer base's fit in memory and in seconds.
+const MAX_ROWS: u64 = 1_000_000;
 
 /// What the manifest records about the potential score.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -50,6 +55,9 @@ pub struct PotentialFacts {
     pub feature_periods: Vec<String>,
     pub training_rows: u64,
     pub held_out_rows: u64,
+    /// Share of customers (per mille) used, 1000 unless the base is so
+    /// large that more than about a million rows would be read.
+    pub sampled_per_mille: u64,
     /// Area under the ROC curve on the held-out customers; null without a
     /// model or when the held-out rows have one class only.
     pub held_out_auc: Option<f64>,
@@ -156,14 +164,25 @@ fn snapshot_features(
     out
 }
 
-/// FNV-1a: a stable hash, so the held-out customers never change.
-fn held_out(customer_id: &str) -> bool {
+/// FNV-1a of a customer id: a stable hash, so the held-out (and sampled)
+/// customers never change from run to run.
+fn id_hash(customer_id: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in customer_id.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    h % 100 < HOLD_OUT_PERCENT
+    h
+}
+
+fn held_out(hash: u64) -> bool {
+    hash % 100 < HOLD_OUT_PERCENT
+}
+
+/// Whether a customer is in the training sample when only `per_mille` ‰ of
+/// the customers are kept (independent of the hold-out draw).
+fn sampled(hash: u64, per_mille: u64) -> bool {
+    (hash / 100) % 1000 < per_mille
 }
 
 /// A fitted logistic regression on standardised features.
@@ -354,6 +373,7 @@ pub async fn score(
         feature_periods: Vec::new(),
         training_rows: 0,
         held_out_rows: 0,
+        sampled_per_mille: 1000,
         held_out_auc: None,
         base_rate: None,
         log_likelihood: None,
@@ -387,6 +407,13 @@ pub async fn score(
     let mut test_x = Vec::new();
     let mut test_y = Vec::new();
     let mut label_period = params.period;
+    let expected_rows = current.len() as u64 * u64::from(settings.training_periods);
+    let per_mille = if expected_rows > MAX_ROWS {
+        (MAX_ROWS * 1000 / expected_rows).max(1)
+    } else {
+        1000
+    };
+    facts.sampled_per_mille = per_mille;
     for _ in 0..settings.training_periods {
         let feature_period = (0..horizon).fold(label_period, |p, _| p.previous());
         let labels = if label_period == params.period {
@@ -409,8 +436,12 @@ pub async fn score(
         let mut ordered: Vec<_> = features.into_iter().collect();
         ordered.sort_by(|a, b| a.0.cmp(&b.0));
         for (id, (f, _)) in ordered {
+            let hash = id_hash(&id);
+            if !sampled(hash, per_mille) {
+                continue;
+            }
             let label = labels.get(&id).is_some_and(|s| targets.contains(s));
-            if held_out(&id) {
+            if held_out(hash) {
                 test_x.push(f.values.to_vec());
                 test_y.push(label);
             } else {
