@@ -464,6 +464,79 @@ fn predictions_job_publishes_scores_for_every_customer() {
         segments_of("rfm_monthly")
     );
 
+    // `model: mbgnbd` lets one-time buyers drop out: lost customers (mostly
+    // one-time buyers, P(alive) = 1 under the BG/NBD) get a lower P(alive).
+    let modified = dir.path().join("mbgnbd.yaml");
+    std::fs::write(
+        &modified,
+        std::fs::read_to_string(&job)
+            .unwrap()
+            .replacen("name: rfm_with_predictions", "name: rfm_mbgnbd", 1)
+            .replacen("model: bgnbd  ", "model: mbgnbd ", 1),
+    )
+    .unwrap();
+    run(dir.path(), &modified, &config, "2025-02");
+    let lost_p_alive = |job: &str| -> f64 {
+        let snapshot = one(read_parquet(&table_file(
+            &warehouse,
+            job,
+            "snapshots",
+            "2025-02",
+        )));
+        let predictions = one(read_parquet(&table_file(
+            &warehouse,
+            job,
+            "predictions",
+            "2025-02",
+        )));
+        let lost: std::collections::BTreeSet<String> = (0..snapshot.num_rows())
+            .filter(|&i| {
+                snapshot
+                    .column_by_name("segment")
+                    .unwrap()
+                    .as_string::<i32>()
+                    .value(i)
+                    == "lost"
+            })
+            .map(|i| {
+                snapshot
+                    .column_by_name("customer_id")
+                    .unwrap()
+                    .as_string::<i32>()
+                    .value(i)
+                    .to_string()
+            })
+            .collect();
+        let ids = predictions
+            .column_by_name("customer_id")
+            .unwrap()
+            .as_string::<i32>();
+        let p = predictions
+            .column_by_name("p_alive")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        let values: Vec<f64> = (0..predictions.num_rows())
+            .filter(|&i| lost.contains(ids.value(i)))
+            .map(|i| p.value(i))
+            .collect();
+        values.iter().sum::<f64>() / values.len() as f64
+    };
+    let (plain, modified) = (
+        lost_p_alive("rfm_with_predictions"),
+        lost_p_alive("rfm_mbgnbd"),
+    );
+    assert!(
+        modified < plain,
+        "lost customers' P(alive): BG/NBD {plain}, MBG/NBD {modified}"
+    );
+    let parameters = one(read_parquet(&table_file(
+        &warehouse,
+        "rfm_mbgnbd",
+        "model_parameters",
+        "2025-02",
+    )));
+    assert_eq!(parameters.column(0).as_string::<i32>().value(0), "mbgnbd");
+
     // The first period has no earlier snapshot to learn from: null scores, and why.
     let first = one(read_parquet(&table_file(
         &warehouse,
