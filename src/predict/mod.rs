@@ -32,7 +32,7 @@ pub use tables::{PredictionFacts, PredictionTables, build_prediction_tables, val
 #[derive(Debug, thiserror::Error)]
 pub enum PredictError {
     #[error(
-        "the {model} fit has no data: {detail}; the model needs customers with a purchase before the period's end"
+        "the {model} model cannot be fitted for this period: {detail}; it needs customers with repeat purchases before the period's end: run the job from a later period, or remove `predict:` from the job"
     )]
     NoData { model: &'static str, detail: String },
     #[error("invalid {model} input for customer #{index}: {detail}")]

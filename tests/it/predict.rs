@@ -774,3 +774,44 @@ fn p_alive_of_a_one_time_buyer_falls_with_time() {
     }
     eprintln!("MBG/NBD on CDNOW: {modified:?}");
 }
+
+/// A period whose customers never came back cannot support the models:
+/// exit 3, nothing published, and the message says what to do.
+#[test]
+fn no_repeat_purchase_is_a_data_error_and_publishes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let day = 86_400_000_000i64;
+    let jan = 1_704_067_200_000_000i64; // 2024-01-01T00:00:00Z
+    crate::common::write_transactions(
+        &data,
+        &[
+            (Some("A"), "o1", jan + 2 * day, 1000),
+            (Some("B"), "o2", jan + 5 * day, 2000),
+            (Some("C"), "o3", jan + 9 * day, 1500),
+        ],
+    );
+    let warehouse = dir.path().join("warehouse");
+    let config = write_config(dir.path(), &data, &warehouse);
+    let job = predictions_job(dir.path());
+    let output = segments(
+        dir.path(),
+        &[
+            "run",
+            "--job",
+            job.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--period",
+            "2024-01",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("no customer made a repeat purchase")
+            && stderr.contains("run the job from a later period"),
+        "{stderr}"
+    );
+    assert!(crate::common::published_files(&warehouse).is_empty());
+}
