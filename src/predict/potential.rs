@@ -46,8 +46,10 @@ const HOLD_OUT_PERCENT: u64 = 20;
 /// a large customer base's fit in memory and in seconds.
 const MAX_ROWS: u64 = 1_000_000;
 
-/// What the manifest records about the potential score.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// What the manifest records about the potential score. Every field has a
+/// default, so manifests written by other versions still read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct PotentialFacts {
     pub target_segments: Vec<String>,
     pub horizon_months: u32,

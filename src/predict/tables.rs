@@ -34,8 +34,10 @@ pub struct PredictionTables {
     pub facts: PredictionFacts,
 }
 
-/// What the manifest records about the predictive models of a period.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// What the manifest records about the predictive models of a period. Every
+/// field has a default, so manifests written by other versions still read.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct PredictionFacts {
     /// `bgnbd` or `mbgnbd`.
     pub model: String,
@@ -50,7 +52,7 @@ pub struct PredictionFacts {
     pub spend_model: BTreeMap<String, f64>,
     /// The potential score's training facts (held-out AUC among them), when
     /// the job asks for it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub potential: Option<potential::PotentialFacts>,
 }
 
@@ -397,4 +399,27 @@ pub async fn build_prediction_tables(
 
 fn rows_ids(rows: &[Row]) -> Vec<&str> {
     rows.iter().map(|r| r.customer_id.as_str()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Manifests written before a field existed still read (a manifest that
+    /// does not read makes the period look corrupt).
+    #[test]
+    fn facts_read_with_missing_fields() {
+        let facts: PredictionFacts =
+            serde_json::from_str(r#"{"model": "bgnbd", "potential": {"held_out_auc": 0.9}}"#)
+                .unwrap();
+        assert_eq!(facts.model, "bgnbd");
+        assert_eq!(facts.potential.unwrap().held_out_auc, Some(0.9));
+    }
+
+    #[test]
+    fn money_rounds_half_away_from_zero() {
+        assert_eq!(cents(1.005_000_1), Some(101));
+        assert_eq!(cents(2.5 / 100.0), Some(3));
+        assert_eq!(cents(f64::INFINITY), None);
+    }
 }
