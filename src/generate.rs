@@ -22,8 +22,11 @@ use rand_distr::{Distribution, Geometric, Poisson};
 
 use crate::period::Period;
 
+mod btyd;
 mod calendar;
 mod events;
+
+pub use btyd::{BtydParams, generate_btyd};
 
 /// What to generate and where.
 #[derive(Debug, Clone)]
@@ -171,6 +174,13 @@ const STREAM_MONTH: u64 = 3;
 /// Every random draw comes from a ChaCha8 stream seeded from `(seed, customer)`
 /// or `(seed, customer, month)`, so the same options give byte-identical files.
 pub fn generate(options: &GenerateOptions) -> Result<GenerateReport, GenerateError> {
+    let last = check_options(options)?;
+    let tables = Tables::new(options.seed);
+    generate_checked(options, last, tables)
+}
+
+/// The options' problems, or the last month generated.
+fn check_options(options: &GenerateOptions) -> Result<Period, GenerateError> {
     if options.customers == 0 {
         return Err(GenerateError::InvalidOptions(
             "customers must be at least 1".into(),
@@ -199,8 +209,14 @@ pub fn generate(options: &GenerateOptions) -> Result<GenerateReport, GenerateErr
             options.months, options.start
         )));
     }
+    Ok(last)
+}
 
-    let tables = Tables::new(options.seed);
+fn generate_checked(
+    options: &GenerateOptions,
+    last: Period,
+    tables: Tables,
+) -> Result<GenerateReport, GenerateError> {
     let profiles: Vec<Profile> = (0..options.customers as u32)
         .map(|c| Profile::draw(options.seed, c, options.months, &tables))
         .collect();

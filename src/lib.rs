@@ -21,6 +21,7 @@ pub mod lint;
 pub mod outputs;
 pub mod period;
 pub mod pipeline;
+pub mod predict;
 pub mod publish;
 pub mod report;
 pub mod runner;

@@ -79,6 +79,10 @@ pub struct Manifest {
     pub timings_ms: BTreeMap<String, u64>,
     pub versions: BTreeMap<String, String>,
     pub inputs: Vec<InputFile>,
+    /// The predictive models of the period (jobs with a `predict:` block):
+    /// fitted parameters, log-likelihoods, the potential score's held-out AUC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predictions: Option<crate::predict::PredictionFacts>,
 }
 
 fn partition(period: Period) -> String {

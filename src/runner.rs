@@ -21,6 +21,7 @@ use crate::outputs::{
 };
 use crate::period::Period;
 use crate::pipeline::{self, Parameters, PipelineError, sql_options};
+use crate::predict::{PredictError, build_prediction_tables};
 use crate::publish::{self, Manifest, PublishError, RowCounts};
 use crate::storage::{StorageError, Warehouse};
 
@@ -45,6 +46,8 @@ pub enum RunError {
     /// The HTML report (`report: true`) could not be built; nothing was published.
     #[error("building the report of the period: {0}")]
     Report(#[from] crate::report::ReportError),
+    #[error(transparent)]
+    Predict(#[from] PredictError),
     #[error("row accounting does not balance: read {} ≠ used {} + anonymous {} + rejected {}; this is a bug, please report it", rows.read, rows.used, rows.anonymous, rows.rejected)]
     Accounting { rows: RowCounts },
 }
@@ -72,6 +75,13 @@ impl RunError {
             ) => 3,
             RunError::Gate { .. } => 3,
             RunError::Report(error) => error.exit_code(),
+            RunError::Predict(error) if error.is_job_error() => 2,
+            // The period's data cannot support the predictive models.
+            RunError::Predict(error) if error.is_data_error() => 3,
+            RunError::Predict(PredictError::Publish {
+                source: PublishError::Storage(_),
+                ..
+            }) => 4,
             RunError::Storage(_)
             | RunError::Publish(PublishError::Storage(_))
             | RunError::Engine(EngineError::Storage(_)) => 4,
@@ -364,6 +374,30 @@ async fn run_leased(
             )
         }
     };
+    let mut prediction_facts = None;
+    if let Some(predict) = &job.predict {
+        let step = Instant::now();
+        let built = build_prediction_tables(
+            &ctx,
+            predict,
+            &params,
+            &job.name,
+            &rule_hash,
+            &warehouse,
+            tables.get(OutputTable::Snapshots),
+        )
+        .await?;
+        tables.tables.push(TableData {
+            table: OutputTable::Predictions,
+            batch: built.predictions,
+        });
+        tables.tables.push(TableData {
+            table: OutputTable::ModelParameters,
+            batch: built.model_parameters,
+        });
+        prediction_facts = Some(built.facts);
+        timings.insert("predict".to_string(), step.elapsed().as_millis() as u64);
+    }
     let step = Instant::now();
     if job.writes(OutputTable::Rejects) {
         let input = config.inputs.get("transactions").expect("checked");
@@ -421,6 +455,7 @@ async fn run_leased(
             ),
         ]),
         inputs: files,
+        predictions: prediction_facts,
     };
     let mut manifest = manifest;
     if !options.dry_run {

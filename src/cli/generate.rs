@@ -3,9 +3,25 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use crate::generate::{self, GenerateOptions};
+use crate::generate::{self, BtydParams, GenerateOptions};
 
-use super::{Failure, GenerateArgs, failure, parse_period};
+use super::{Failure, GenerateArgs, GenerateProcess, failure, parse_period};
+
+/// `n` comma-separated positive numbers of option `--{name}`.
+fn numbers(name: &str, text: &str, n: usize) -> Result<Vec<f64>, Failure> {
+    let values: Vec<f64> = text
+        .split(',')
+        .map(|v| v.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| failure(2, anyhow::anyhow!("--{name} {text}: {e}")))?;
+    if values.len() != n || values.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
+        return Err(failure(
+            2,
+            anyhow::anyhow!("--{name} {text}: give {n} positive numbers separated by commas"),
+        ));
+    }
+    Ok(values)
+}
 
 /// A local directory from a path or `file://` URL.
 pub(crate) fn local_dir(out: &str) -> Result<PathBuf, Failure> {
@@ -36,7 +52,23 @@ pub fn generate(args: GenerateArgs) -> Result<(), Failure> {
         events: !args.no_events,
     };
     let started = Instant::now();
-    let report = generate::generate(&options).map_err(|e| failure(1, e))?;
+    let report = match args.process {
+        GenerateProcess::Retail => generate::generate(&options),
+        GenerateProcess::Btyd => {
+            let b = numbers("bgnbd", &args.bgnbd, 4)?;
+            let g = numbers("gamma-gamma", &args.gamma_gamma, 3)?;
+            let mut params = BtydParams::default();
+            (
+                params.purchase.r,
+                params.purchase.alpha,
+                params.purchase.a,
+                params.purchase.b,
+            ) = (b[0], b[1], b[2], b[3]);
+            (params.spend.p, params.spend.q, params.spend.gamma) = (g[0], g[1], g[2]);
+            generate::generate_btyd(&options, &params)
+        }
+    }
+    .map_err(|e| failure(1, e))?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "Generated {} transaction lines ({} orders, {} anonymous lines, {} refund lines) for {} customers over {} months from {} in {:.2}s ({:.0} lines/s) under {}",
@@ -51,7 +83,7 @@ pub fn generate(args: GenerateArgs) -> Result<(), Failure> {
         report.rows as f64 / seconds.max(1e-9),
         options.out_dir.join("transactions").display()
     );
-    if options.events {
+    if options.events && args.process == GenerateProcess::Retail {
         println!(
             "Generated {} events for {} customers and {} visitors who never buy under {}",
             report.event_rows,

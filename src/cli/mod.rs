@@ -153,6 +153,26 @@ pub struct GenerateArgs {
     /// products and the sales calendar only.
     #[arg(long)]
     no_events: bool,
+    /// What the transactions are drawn from: `retail`, the shop simulation
+    /// (segments, refunds, anonymous tickets, events), or `btyd`, a BG/NBD
+    /// purchase process with Gamma-Gamma spend and known parameters
+    /// (`--bgnbd`, `--gamma-gamma`), to check that `predict:` recovers them.
+    #[arg(long, value_enum, default_value_t = GenerateProcess::Retail)]
+    process: GenerateProcess,
+    /// With `--process btyd`: BG/NBD r,alpha,a,b (alpha in days).
+    #[arg(long, default_value = "0.6,40,0.9,4", value_name = "R,ALPHA,A,B")]
+    bgnbd: String,
+    /// With `--process btyd`: Gamma-Gamma p,q,gamma (gamma in currency units;
+    /// mean spend per purchase p*gamma/(q-1)).
+    #[arg(long, default_value = "4,3,60", value_name = "P,Q,GAMMA")]
+    gamma_gamma: String,
+}
+
+/// What `segments generate` draws transactions from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GenerateProcess {
+    Retail,
+    Btyd,
 }
 
 #[derive(Debug, Args)]

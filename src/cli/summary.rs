@@ -64,6 +64,9 @@ pub fn print_run(job: &Job, outcome: &RunOutcome) {
             .map(|r| format!(", identified {:.1}%", r * 100.0))
             .unwrap_or_default()
     );
+    if let Some(facts) = &manifest.predictions {
+        println!("  {}", prediction_line(facts));
+    }
     println!(
         "  time {:.2}s",
         *manifest.timings_ms.get("total").unwrap_or(&0) as f64 / 1000.0
@@ -85,4 +88,32 @@ pub fn print_run(job: &Job, outcome: &RunOutcome) {
             }
         }
     }
+}
+
+/// One line on the predictive models of the run.
+fn prediction_line(facts: &crate::predict::PredictionFacts) -> String {
+    let get = |map: &std::collections::BTreeMap<String, f64>, key: &str| {
+        map.get(key).copied().unwrap_or(f64::NAN)
+    };
+    let m = &facts.purchase_model;
+    let s = &facts.spend_model;
+    let potential = match &facts.potential {
+        Some(p) => match p.held_out_auc {
+            Some(auc) => format!("; potential score held-out AUC {auc:.3}"),
+            None => "; no potential score (see the manifest)".to_string(),
+        },
+        None => String::new(),
+    };
+    format!(
+        "predictions: {} r {:.3}, alpha {:.3} {}, a {:.3}, b {:.3}; gamma-gamma p {:.3}, q {:.3}, gamma {:.2}{potential}",
+        facts.model,
+        get(m, "r"),
+        get(m, "alpha"),
+        facts.time_unit,
+        get(m, "a"),
+        get(m, "b"),
+        get(s, "p"),
+        get(s, "q"),
+        get(s, "gamma"),
+    )
 }

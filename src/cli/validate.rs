@@ -69,6 +69,11 @@ pub async fn validate(args: JobArgs) -> Result<(), Failure> {
     build_period_tables(&ctx, &job, &params, current, previous, "validate")
         .await
         .map_err(|e| failure(2, e))?;
+    if let Some(predict) = &job.predict {
+        crate::predict::validate_summary(&ctx, predict, &params)
+            .await
+            .map_err(|e| failure(2, e))?;
+    }
     // Rules that can never match, and score combinations no rule takes.
     let problems = lint::score_rules(&job).await.map_err(|e| failure(1, e))?;
     if !problems.is_empty() {

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::{ConfigError, Problem};
 use super::locale::{Localized, TextFile};
+use super::predict::{self, Predict, PredictFile};
 use super::scoring::{self, Scoring, ScoringFile};
 use super::settings::{Config, KNOWN_INPUTS};
 use super::yaml;
@@ -31,6 +32,9 @@ struct JobFile {
     /// Quantile scores (default) or fixed cut points per metric.
     #[serde(default)]
     scoring: Option<ScoringFile>,
+    /// Predictive scores published with every snapshot (segments jobs).
+    #[serde(default)]
+    predict: Option<PredictFile>,
     /// The tables to publish; by default every table of the job's kind of
     /// classification.
     #[serde(default)]
@@ -115,10 +119,12 @@ pub enum OutputTable {
     Rejects,
     StoreSummary,
     Audiences,
+    Predictions,
+    ModelParameters,
 }
 
 impl OutputTable {
-    pub const ALL: [OutputTable; 9] = [
+    pub const ALL: [OutputTable; 11] = [
         OutputTable::Snapshots,
         OutputTable::Migrations,
         OutputTable::MigrationMatrix,
@@ -128,6 +134,8 @@ impl OutputTable {
         OutputTable::Rejects,
         OutputTable::StoreSummary,
         OutputTable::Audiences,
+        OutputTable::Predictions,
+        OutputTable::ModelParameters,
     ];
 
     /// What a job writes when it lists no `outputs`.
@@ -168,6 +176,8 @@ impl OutputTable {
             OutputTable::Rejects => "rejects",
             OutputTable::StoreSummary => "store_summary",
             OutputTable::Audiences => "audiences",
+            OutputTable::Predictions => "predictions",
+            OutputTable::ModelParameters => "model_parameters",
         }
     }
 }
@@ -233,6 +243,8 @@ pub struct Job {
     pub fallback: Option<String>,
     /// Quantiles (the job's SQL) or fixed cut points (the classifier).
     pub scoring: Scoring,
+    /// The `predict:` block, when the job publishes predictive scores.
+    pub predict: Option<Predict>,
     pub outputs: Vec<OutputTable>,
     /// Hash of the job file and its SQL, labels included.
     pub job_hash: String,
@@ -536,10 +548,44 @@ impl Job {
             ));
         }
 
+        let step_names: Vec<String> = file.steps.iter().map(|s| s.name.clone()).collect();
+        let declared_names: Vec<String> = segments.iter().map(|s| s.name.clone()).collect();
+        let (predict, predict_problems) = predict::check(
+            path,
+            text,
+            file.predict.as_ref(),
+            &step_names,
+            &declared_names,
+        );
+        problems.extend(predict_problems);
+        if kind == ClassificationKind::Audiences && file.predict.is_some() {
+            problems.push(at(
+                "predict".into(),
+                Some("predict:"),
+                "`predict` applies to segments jobs: the potential score and the tables are per customer and segment".into(),
+            ));
+        }
+
         let mut outputs = file
             .outputs
             .clone()
             .unwrap_or_else(|| OutputTable::defaults(kind));
+        if predict.is_some() {
+            // The predictive tables come with the block.
+            outputs.extend([OutputTable::Predictions, OutputTable::ModelParameters]);
+        } else if let Some(table) = outputs
+            .iter()
+            .find(|t| matches!(t, OutputTable::Predictions | OutputTable::ModelParameters))
+        {
+            problems.push(at(
+                "outputs".into(),
+                Some(table.name()),
+                format!(
+                    "`{}` needs a `predict:` block in the job (see the README, \"Predictive scores\")",
+                    table.name()
+                ),
+            ));
+        }
         outputs.sort();
         outputs.dedup();
         for table in &outputs {
@@ -581,6 +627,7 @@ impl Job {
             segments,
             fallback: classification.fallback.clone(),
             scoring,
+            predict,
             outputs,
             job_hash: hex(&hasher.finalize()),
         })

@@ -8,6 +8,7 @@
 mod error;
 mod job;
 mod locale;
+mod predict;
 mod scoring;
 mod settings;
 mod yaml;
@@ -15,6 +16,7 @@ mod yaml;
 pub use error::{ConfigError, Problem};
 pub use job::{ClassificationKind, Job, OutputTable, Segment, SqlOrigin, Step};
 pub use locale::{Locale, Localized, TextFile};
+pub use predict::{Potential, Predict, TimeUnit};
 pub use scoring::{FixedBands, Scoring};
 pub use settings::{
     CanonicalColumn, Config, CsvOptions, Encoding, EngineKind, EngineSettings, Input, InputFormat,

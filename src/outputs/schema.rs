@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::OutputError;
 
-const CONTRACTS: [(&str, &str); 10] = [
+const CONTRACTS: [(&str, &str); 12] = [
     ("rejects", include_str!("../../schemas/rejects.json")),
     ("audiences", include_str!("../../schemas/audiences.json")),
     (
@@ -34,6 +34,14 @@ const CONTRACTS: [(&str, &str); 10] = [
     (
         "segment_definitions",
         include_str!("../../schemas/segment_definitions.json"),
+    ),
+    (
+        "predictions",
+        include_str!("../../schemas/predictions.json"),
+    ),
+    (
+        "model_parameters",
+        include_str!("../../schemas/model_parameters.json"),
     ),
     (
         "published_periods",

@@ -33,6 +33,8 @@ fn query_of(table: OutputTable) -> Option<&'static str> {
         OutputTable::Audiences => include_str!("../../sql/outputs/audiences.sql"),
         // Built from the inputs by the runner, not from the classification.
         OutputTable::Rejects => return None,
+        // Built by the predictive models (`crate::predict::tables`).
+        OutputTable::Predictions | OutputTable::ModelParameters => return None,
     })
 }
 

@@ -20,6 +20,7 @@ mod jobs;
 mod labels;
 mod lint;
 mod memory;
+mod predict;
 mod readers;
 mod reference;
 mod report;
