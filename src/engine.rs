@@ -85,6 +85,10 @@ pub struct InputFile {
     pub path: String,
     pub size: u64,
     pub e_tag: Option<String>,
+    /// When the store last modified the object (RFC 3339), for stores that
+    /// give no ETag; absent in manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
 }
 
 /// A DataFusion session configured from the config's engine section.
@@ -169,6 +173,23 @@ pub async fn register_inputs(
     Ok(files)
 }
 
+/// List the source files of `inputs` as a run would (for the manifest's
+/// fingerprints), without registering or reading anything.
+pub async fn list_inputs(
+    config: &Config,
+    inputs: &[String],
+) -> Result<Vec<InputFile>, EngineError> {
+    let mut files = Vec::new();
+    for name in inputs {
+        let Some(input) = config.inputs.get(name) else {
+            continue;
+        };
+        let location = storage::open(&input.url)?;
+        files.extend(list_files(input, &location).await?);
+    }
+    Ok(files)
+}
+
 fn extension(format: InputFormat) -> &'static str {
     match format {
         InputFormat::Parquet => ".parquet",
@@ -215,6 +236,10 @@ async fn list_files(
             path: meta.location.to_string(),
             size: meta.size,
             e_tag: meta.e_tag,
+            last_modified: Some(
+                meta.last_modified
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
         })
         .collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));

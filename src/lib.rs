@@ -21,6 +21,7 @@ pub mod outputs;
 pub mod period;
 pub mod pipeline;
 pub mod publish;
+pub mod restate;
 pub mod runner;
 pub mod storage;
 pub mod why;

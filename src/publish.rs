@@ -318,3 +318,30 @@ pub async fn last_published(
     }
     Ok(None)
 }
+
+/// Every published period of a job (`_SUCCESS` present) with its manifest,
+/// oldest first.
+pub async fn published_periods(
+    warehouse: &Warehouse,
+    job: &str,
+) -> Result<Vec<(Period, Manifest)>, PublishError> {
+    let mut periods: Vec<Period> = warehouse
+        .folders(&warehouse.key(&[job, RUNS])?)
+        .await?
+        .iter()
+        .filter_map(|folder| {
+            folder
+                .filename()
+                .and_then(|f| f.strip_prefix("period="))
+                .and_then(|p| p.parse::<Period>().ok())
+        })
+        .collect();
+    periods.sort();
+    let mut published = Vec::new();
+    for period in periods {
+        if let Some(manifest) = published_manifest(warehouse, job, period).await? {
+            published.push((period, manifest));
+        }
+    }
+    Ok(published)
+}

@@ -9,6 +9,7 @@ mod export;
 mod generate;
 mod quickstart;
 mod run;
+mod status;
 mod summary;
 mod validate;
 mod why;
@@ -77,6 +78,9 @@ enum Command {
     /// Explain one customer's segment in a published period: orders, metrics,
     /// scores and their bands, the rules tried in order, and the movement.
     Why(WhyArgs),
+    /// List the published periods of a job and flag those whose input files
+    /// changed since publication (restatement) or whose rules changed.
+    Status(StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -149,15 +153,22 @@ pub struct GenerateArgs {
 pub struct BackfillArgs {
     #[command(flatten)]
     job: JobArgs,
-    /// First period (YYYY-MM), included.
-    #[arg(long)]
-    from: String,
-    /// Last period (YYYY-MM), included; a complete month.
-    #[arg(long)]
-    to: String,
+    /// First period (YYYY-MM), included (with --changed: default the first
+    /// published period).
+    #[arg(long, required_unless_present = "changed")]
+    from: Option<String>,
+    /// Last period (YYYY-MM), included; a complete month (with --changed:
+    /// default the last published period).
+    #[arg(long, required_unless_present = "changed")]
+    to: Option<String>,
     /// Recompute periods already published with the same job and rules.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "changed")]
     force: bool,
+    /// Recompute exactly the published periods whose input files changed
+    /// since publication (see `segments status`), and the later published
+    /// periods whose migrations were made from them, oldest first.
+    #[arg(long)]
+    changed: bool,
     /// Publish even though this data-quality gate fails (repeatable), for
     /// every period of the range; recorded in each manifest.
     #[arg(long, value_name = "GATE", value_parser = clap::builder::PossibleValuesParser::new(crate::runner::GATES))]
@@ -283,6 +294,15 @@ pub struct WhyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct QuickstartArgs {
     /// Customers of the generated sample.
     #[arg(long, default_value_t = 2_000)]
@@ -387,6 +407,7 @@ pub fn main() -> ExitCode {
             Command::Export(args) => export::export(args).await,
             Command::Diff(args) => diff::diff(args).await,
             Command::Why(args) => why::why(args).await,
+            Command::Status(args) => status::status(args).await,
         }
     });
     match result {

@@ -16,6 +16,7 @@ mod export;
 mod fixture;
 mod invariants;
 mod jobs;
+mod lifecycle;
 mod lint;
 mod memory;
 mod readers;
