@@ -76,6 +76,8 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Erasure(#[from] crate::erasure::ErasureError),
 }
 
 /// A source file of an input, as listed before the run (for the manifest).
@@ -139,6 +141,13 @@ pub fn session(config: &Config) -> Result<SessionContext, EngineError> {
     Ok(SessionContext::new_with_state(state))
 }
 
+/// The suppression list registered for this session, if any.
+pub(crate) fn suppression(ctx: &SessionContext) -> Option<Arc<crate::erasure::Suppression>> {
+    ctx.state()
+        .config()
+        .get_extension::<crate::erasure::Suppression>()
+}
+
 pub(crate) fn source_table(input: &str) -> String {
     format!("__source_{input}")
 }
@@ -150,6 +159,14 @@ pub async fn register_inputs(
     config: &Config,
     inputs: &[String],
 ) -> Result<Vec<InputFile>, EngineError> {
+    // Erased customers (see `crate::erasure`) are anonymised in every input.
+    let warehouse = storage::Warehouse::open(&config.warehouse)?;
+    if let Some(suppression) = crate::erasure::load(&warehouse).await? {
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(suppression));
+    }
     let mut files = Vec::new();
     for name in inputs {
         let input = config

@@ -14,6 +14,7 @@ pub mod compare;
 pub mod config;
 pub mod diff;
 pub mod engine;
+pub mod erasure;
 pub mod generate;
 pub mod lease;
 pub mod lint;

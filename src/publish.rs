@@ -78,6 +78,10 @@ pub struct Manifest {
     pub timings_ms: BTreeMap<String, u64>,
     pub versions: BTreeMap<String, String>,
     pub inputs: Vec<InputFile>,
+    /// Erasure requests (`segments forget`) applied to the published tables
+    /// after the run (ids of `_erasure/requests/`; no personal data).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erasures: Vec<String>,
 }
 
 fn partition(period: Period) -> String {

@@ -126,7 +126,10 @@ pub fn month_of(path: &str, partition_columns: &[String]) -> Option<Period> {
 }
 
 fn relevant(file: &InputFile, period: Period, partitions: &BTreeMap<String, Vec<String>>) -> bool {
-    let columns = partitions.get(&file.input).map(Vec::as_slice).unwrap_or(&[]);
+    let columns = partitions
+        .get(&file.input)
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     month_of(&file.path, columns).is_none_or(|month| month <= period)
 }
 
@@ -227,7 +230,8 @@ pub async fn status(job: &Job, config: &Config) -> Result<Vec<PeriodStatus>, Res
             let cascade = changes.is_empty()
                 && recomputed.contains(&period.previous())
                 && manifest.from_side == "published";
-            let rules_changed = manifest.job_hash != job.job_hash || manifest.rule_hash != rule_hash;
+            let rules_changed =
+                manifest.job_hash != job.job_hash || manifest.rule_hash != rule_hash;
             let status = PeriodStatus {
                 period,
                 manifest,

@@ -60,6 +60,7 @@ impl RunError {
                 4
             }
             RunError::Lease(LeaseError::Storage(_)) => 4,
+            RunError::Engine(EngineError::Erasure(error)) => error.exit_code(),
             RunError::Pipeline(error) if error.is_job_error() => 2,
             RunError::Engine(
                 EngineError::Mapping { .. }
@@ -417,6 +418,7 @@ async fn run_leased(
             ),
         ]),
         inputs: files,
+        erasures: Vec::new(),
     };
     let mut manifest = manifest;
     if !options.dry_run {

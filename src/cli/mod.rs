@@ -6,6 +6,7 @@ mod backfill;
 mod compare;
 mod diff;
 mod export;
+mod forget;
 mod generate;
 mod quickstart;
 mod run;
@@ -81,6 +82,11 @@ enum Command {
     /// List the published periods of a job and flag those whose input files
     /// changed since publication (restatement) or whose rules changed.
     Status(StatusArgs),
+    /// Erase customers from every published table of every job and period
+    /// (crash-safe, under the publishing leases) and from every later run;
+    /// needs the secret salt in SEGMENTS_ERASURE_SALT. The erasure log keeps
+    /// only salted hashes and dates.
+    Forget(ForgetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -294,6 +300,23 @@ pub struct WhyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The config file: the warehouse to erase from.
+    #[arg(long, default_value = "config/local.yaml")]
+    config: PathBuf,
+    /// A customer id to erase (repeatable).
+    #[arg(long, value_name = "ID", required_unless_present = "ids_file")]
+    customer_id: Vec<String>,
+    /// A file of customer ids, one per line (`#` comments allowed).
+    #[arg(long, value_name = "FILE")]
+    ids_file: Option<PathBuf>,
+    /// Break a live lease of a run of some period (the run stops before
+    /// publishing).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     job: JobArgs,
@@ -408,6 +431,7 @@ pub fn main() -> ExitCode {
             Command::Diff(args) => diff::diff(args).await,
             Command::Why(args) => why::why(args).await,
             Command::Status(args) => status::status(args).await,
+            Command::Forget(args) => forget::forget(args).await,
         }
     });
     match result {

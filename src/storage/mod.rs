@@ -177,7 +177,8 @@ pub fn redact(text: &str) -> String {
 }
 
 /// Environment variables whose values are credentials.
-const SECRET_ENV: [&str; 9] = [
+const SECRET_ENV: [&str; 10] = [
+    crate::erasure::SALT_ENV,
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",

@@ -3,7 +3,7 @@
 //! (`forget`, with kills in the middle) and identity merges.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, Decimal128Array, RecordBatch};
@@ -207,6 +207,372 @@ fn late_refund_is_flagged_and_restated_like_a_clean_run() {
         clean_tables.keys().collect::<Vec<_>>()
     );
     for (file, batches) in &after_tables {
-        assert_eq!(batches, &clean_tables[file], "{file} differs from a clean run");
+        assert_eq!(
+            batches, &clean_tables[file],
+            "{file} differs from a clean run"
+        );
     }
+}
+
+const SALT: &str = "test-salt-0123456789abcdef";
+
+/// Run `segments` with `SEGMENTS_ERASURE_SALT` set to `salt` (or unset).
+fn segments_salted(dir: &Path, args: &[&str], salt: Option<&str>) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_segments"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .env_remove("SEGMENTS_ERASURE_SALT");
+    if let Some(salt) = salt {
+        command.env("SEGMENTS_ERASURE_SALT", salt);
+    }
+    command.output().unwrap()
+}
+
+fn ok(output: std::process::Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn forget_args<'a>(config: &'a Path, id: &'a str) -> Vec<&'a str> {
+    vec![
+        "forget",
+        "--config",
+        config.to_str().unwrap(),
+        "--customer-id",
+        id,
+    ]
+}
+
+/// Every published file and log mentioning `id`: Parquet files read back
+/// (every text value, and ids quoted in JSON rows), and the JSON files of
+/// `_runs/` and `_erasure/` as text.
+fn mentions(root: &Path, id: &str) -> Vec<String> {
+    fn walk(dir: &Path, id: &str, found: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, id, found);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                let quoted = format!("\"{id}\"");
+                for batch in read_parquet(&path) {
+                    for (index, column) in batch.columns().iter().enumerate() {
+                        let text = match column.data_type() {
+                            datafusion::arrow::datatypes::DataType::Utf8 => {
+                                column.as_string::<i32>()
+                            }
+                            _ => continue,
+                        };
+                        for value in text.iter().flatten() {
+                            if value == id || value.contains(&quoted) {
+                                found.push(format!(
+                                    "{} column {}: {value}",
+                                    path.display(),
+                                    batch.schema().field(index).name()
+                                ));
+                            }
+                        }
+                    }
+                }
+            } else if path.extension().is_some_and(|e| e == "json")
+                && std::fs::read_to_string(&path).unwrap().contains(id)
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(root, id, &mut found);
+    found
+}
+
+/// A generated warehouse with rfm_monthly published for 2024-02 … 2024-06
+/// and channel_category (an audiences job) for 2024-06, where one customer
+/// (returned) is in snapshots, migrations, audiences and, through a
+/// duplicated line, rejects.
+fn erasure_setup(dir: &Path) -> (PathBuf, String) {
+    let config = generated(dir, 300, 6, "2024-01", 5);
+    // A short lease, so that a killed `forget` is taken over quickly.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("storage:\n  lease_ttl: 1s\n");
+    std::fs::write(&config, text).unwrap();
+    let june = dir.join("data/transactions/month=2024-06");
+    let batches = read_parquet(&june.join("part-0.parquet"));
+    let batch = &batches[0];
+    let customers = batch
+        .column(batch.schema().index_of("customer_id").unwrap())
+        .as_string::<i32>();
+    let row = (0..batch.num_rows())
+        .find(|&r| customers.is_valid(r))
+        .unwrap();
+    let victim = customers.value(row).to_string();
+    // The same line again: a duplicate_line reject naming the customer.
+    write_batch(&june.join("again.parquet"), &batch.slice(row, 1));
+    backfill(
+        dir,
+        &default_job(),
+        &config,
+        &["--from", "2024-02", "--to", "2024-06"],
+    );
+    let audiences = crate::common::repo().join("jobs/channel_category.yaml");
+    crate::common::run_job(dir, &audiences, &config, "2024-06");
+    (config, victim)
+}
+
+fn published_everywhere(warehouse: &Path) {
+    for (job, periods) in [
+        (
+            "rfm_monthly",
+            &["2024-02", "2024-03", "2024-04", "2024-05", "2024-06"][..],
+        ),
+        ("channel_category", &["2024-06"][..]),
+    ] {
+        for period in periods {
+            let runs = warehouse.join(format!("{job}/_runs/period={period}"));
+            assert!(
+                runs.join("_SUCCESS").exists(),
+                "{job} {period} not published"
+            );
+            assert!(
+                !runs.join("_erasing").exists(),
+                "{job} {period} still erasing"
+            );
+        }
+        let listed =
+            read_parquet(&warehouse.join(format!("{job}/published_periods/part-0.parquet")));
+        let rows: usize = listed.iter().map(RecordBatch::num_rows).sum();
+        assert_eq!(rows, periods.len(), "{job}: published_periods");
+    }
+}
+
+/// `forget`: afterwards no published file of any table mentions the id
+/// (every Parquet file read back), every period is still published, the
+/// log holds no id, and a later run does not bring it back.
+#[test]
+fn forget_erases_everywhere_and_later_runs_keep_it_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, victim) = erasure_setup(dir.path());
+    let warehouse = dir.path().join("warehouse");
+    let before = mentions(&warehouse, &victim);
+    for table in ["snapshots", "migrations", "audiences", "rejects"] {
+        assert!(
+            before.iter().any(|m| m.contains(&format!("/{table}/"))),
+            "{victim} should be in {table} before: {before:#?}"
+        );
+    }
+
+    // No salt: refused, nothing written.
+    let refused = segments_salted(dir.path(), &forget_args(&config, &victim), None);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("SEGMENTS_ERASURE_SALT"));
+    assert!(!warehouse.join("_erasure").exists());
+
+    let out = ok(
+        segments_salted(dir.path(), &forget_args(&config, &victim), Some(SALT)),
+        "forget",
+    );
+    assert!(out.contains("1 customer(s) added"), "{out}");
+    assert!(!out.contains(&victim), "{out}");
+    let after = mentions(&warehouse, &victim);
+    assert!(after.is_empty(), "{victim} still in {after:#?}");
+    published_everywhere(&warehouse);
+    // The log: one request with one hash and the date, no id.
+    let requests: Vec<_> = std::fs::read_dir(warehouse.join("_erasure/requests"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(requests.len(), 1);
+    let request: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(requests[0].path()).unwrap()).unwrap();
+    assert_eq!(request["hashes"].as_array().unwrap().len(), 1);
+    assert_eq!(request["hashes"][0].as_str().unwrap().len(), 64);
+    assert!(request["completed"].is_string(), "{request}");
+
+    // Again: nothing new, nothing rewritten.
+    let again = ok(
+        segments_salted(dir.path(), &forget_args(&config, &victim), Some(SALT)),
+        "forget again",
+    );
+    assert!(again.contains("No new customer"), "{again}");
+    assert!(again.contains("0 rewritten"), "{again}");
+
+    // Later runs: without the salt (or with another) they are refused; with
+    // it the id stays out although it is still in the inputs.
+    let job = default_job();
+    let run_args = [
+        "run",
+        "--job",
+        job.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--period",
+        "2024-06",
+        "--allow-gate",
+        "active_customers_change",
+        "--allow-gate",
+        "revenue_change",
+    ];
+    let unsalted = segments_salted(dir.path(), &run_args, None);
+    assert_eq!(unsalted.status.code(), Some(2), "{unsalted:?}");
+    let wrong = segments_salted(dir.path(), &run_args, Some("another-salt-0123456789"));
+    assert_eq!(wrong.status.code(), Some(2), "{wrong:?}");
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("not the salt"));
+    ok(segments_salted(dir.path(), &run_args, Some(SALT)), "run");
+    let audiences = crate::common::repo().join("jobs/channel_category.yaml");
+    let mut audience_args = run_args.to_vec();
+    audience_args[2] = audiences.to_str().unwrap();
+    ok(
+        segments_salted(dir.path(), &audience_args, Some(SALT)),
+        "run audiences",
+    );
+    let rerun = mentions(&warehouse, &victim);
+    assert!(
+        rerun.is_empty(),
+        "a later run brought {victim} back: {rerun:#?}"
+    );
+    published_everywhere(&warehouse);
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// `forget` killed (SIGKILL) at moments spread over a clean forget's
+/// duration: each time, once the killed run's lease has expired, running
+/// `forget` again completes the erasure: no file mentions the id, every
+/// period is published, no `_erasing` marker is left.
+#[test]
+fn forget_killed_midway_is_completed_by_a_rerun() {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, victim) = erasure_setup(dir.path());
+    let pristine = dir.path().join("warehouse");
+    let round_config = |round: usize| {
+        let folder = dir.path().join(format!("round-{round}"));
+        let warehouse = folder.join("warehouse");
+        copy_dir(&pristine, &warehouse);
+        let text = std::fs::read_to_string(&config).unwrap().replace(
+            &pristine.display().to_string(),
+            &warehouse.display().to_string(),
+        );
+        let path = folder.join("config.yaml");
+        std::fs::write(&path, text).unwrap();
+        (path, warehouse)
+    };
+    // How long a clean forget takes here.
+    let (clean_config, _) = round_config(100);
+    let started = std::time::Instant::now();
+    ok(
+        segments_salted(dir.path(), &forget_args(&clean_config, &victim), Some(SALT)),
+        "clean forget",
+    );
+    let clean = started.elapsed();
+
+    // Per published period, the tables that mention the customer before.
+    let tables_of = |warehouse: &Path| {
+        let mut tables: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for found in mentions(warehouse, &victim) {
+            let relative = found
+                .strip_prefix(&format!("{}/", warehouse.display()))
+                .unwrap_or(&found)
+                .to_string();
+            let parts: Vec<&str> = relative.split('/').collect();
+            if parts.len() >= 3 && parts[2].starts_with("period=") {
+                tables
+                    .entry(format!("{}/{}", parts[0], parts[2]))
+                    .or_default()
+                    .insert(parts[1].to_string());
+            }
+        }
+        tables
+    };
+    let before = tables_of(&pristine);
+    let rounds = 8;
+    let mut midway = 0;
+    let mut inside_period = 0;
+    for round in 0..rounds {
+        let (round_config, warehouse) = round_config(round);
+        let delay = clean.mul_f64((round as f64 + 0.5) / rounds as f64);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_segments"))
+            .args(forget_args(&round_config, &victim))
+            .current_dir(dir.path())
+            .env("RUST_LOG", "error")
+            .env("SEGMENTS_ERASURE_SALT", SALT)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        // Mid-way: the request is recorded but not completed.
+        let log = warehouse.join("_erasure/requests");
+        let pending = std::fs::read_dir(&log).ok().is_some_and(|entries| {
+            entries.flatten().any(|e| {
+                let request: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
+                request["completed"].is_null()
+            })
+        });
+        if pending && !status.success() {
+            midway += 1;
+        }
+        // A reader never sees a published period half erased: with
+        // `_SUCCESS`, either every table still has the customer or none.
+        let now = tables_of(&warehouse);
+        for (period, tables) in &before {
+            if warehouse
+                .join(period.replace('/', "/_runs/"))
+                .join("_SUCCESS")
+                .exists()
+            {
+                let left = now.get(period).cloned().unwrap_or_default();
+                assert!(
+                    left.is_empty() || &left == tables,
+                    "round {round}: {period} published half erased: {left:?} of {tables:?}"
+                );
+            }
+        }
+        // Inside a period's rewrite: its marker is there (and perhaps its
+        // `_SUCCESS` is not).
+        let erasing = std::fs::read_dir(warehouse.join("rfm_monthly/_runs"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.path().join("_erasing").exists());
+        if erasing {
+            inside_period += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+        ok(
+            segments_salted(dir.path(), &forget_args(&round_config, &victim), Some(SALT)),
+            &format!("forget after the kill of round {round} at {delay:?}"),
+        );
+        let left = mentions(&warehouse, &victim);
+        assert!(
+            left.is_empty(),
+            "round {round}: {victim} still in {left:#?}"
+        );
+        published_everywhere(&warehouse);
+    }
+    eprintln!(
+        "clean forget {clean:?}; {midway} of {rounds} kills during the erasure, {inside_period} inside a period's rewrite"
+    );
+    assert!(
+        midway >= 1,
+        "no kill landed during the erasure (clean forget took {clean:?})"
+    );
 }
