@@ -203,6 +203,7 @@ pub async fn status(job: &Job, config: &Config) -> Result<Vec<PeriodStatus>, Res
         if published.is_empty() {
             return Ok(Vec::new());
         }
+        let read = engine::inputs_read(config, &job.inputs);
         let current = engine::list_inputs(config, &job.inputs)
             .await
             .map_err(|source| RestateError::Inputs {
@@ -223,7 +224,7 @@ pub async fn status(job: &Job, config: &Config) -> Result<Vec<PeriodStatus>, Res
             let inputs: Vec<InputFile> = manifest
                 .inputs
                 .iter()
-                .filter(|f| job.inputs.contains(&f.input))
+                .filter(|f| read.contains(&f.input))
                 .cloned()
                 .collect();
             let changes = compare(period, &inputs, &current, &partitions);

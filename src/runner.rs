@@ -289,6 +289,7 @@ async fn run_leased(
     } else {
         engine::skip_duplicate_removal(&ctx, "transactions").await?;
     }
+    engine::apply_aliases(&ctx, config, period.end()).await?;
     let rows = RowCounts {
         read: checks.read,
         used: stats.rows_read - stats.anonymous_rows,
@@ -466,9 +467,26 @@ async fn segment_tables(
     let step = Instant::now();
     let previous_manifest =
         publish::published_manifest(warehouse, &job.name, previous_period).await?;
+    // A published snapshot that still lists ids merged since (identity
+    // merges) is not like with like: reclassify it with the aliases.
+    let mut merged_since = false;
+    if let (Some(manifest), Some(merged)) = (&previous_manifest, engine::merged_ids(ctx))
+        && manifest.rule_hash == *rule_hash
+        && !merged.0.is_empty()
+    {
+        let batches = publish::read_table(warehouse, &job.name, "snapshots", previous_period)
+            .await?
+            .unwrap_or_default();
+        merged_since = batches.iter().any(|batch| {
+            batch
+                .column_by_name("customer_id")
+                .and_then(|c| c.as_string_opt::<i32>())
+                .is_some_and(|ids| ids.iter().flatten().any(|id| merged.0.contains(id)))
+        });
+    }
     let previous_activity: Option<(f64, f64)>;
     let (previous, from_side, from_side_reason) = match previous_manifest {
-        Some(manifest) if manifest.rule_hash == *rule_hash => {
+        Some(manifest) if manifest.rule_hash == *rule_hash && !merged_since => {
             let batches = publish::read_table(warehouse, &job.name, "snapshots", previous_period)
                 .await?
                 .unwrap_or_default();
@@ -487,6 +505,9 @@ async fn segment_tables(
         }
         other => {
             let reason = match other {
+                Some(_) if merged_since => format!(
+                    "{previous_period}'s published snapshot lists ids merged since by customer_aliases; reclassified with the current rules and aliases"
+                ),
                 Some(_) => format!(
                     "{previous_period} was published with other rules; reclassified with the current rules"
                 ),

@@ -12,7 +12,13 @@ use super::error::{ConfigError, Problem};
 use super::yaml;
 
 /// Logical input names a job may declare (DESIGN §2).
-pub const KNOWN_INPUTS: [&str; 4] = ["transactions", "events", "products", "sales_calendar"];
+pub const KNOWN_INPUTS: [&str; 5] = [
+    "transactions",
+    "events",
+    "products",
+    "sales_calendar",
+    "customer_aliases",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -258,6 +264,13 @@ pub fn canonical_columns(input: &str) -> Vec<CanonicalColumn> {
             column("starts_at", utc(), true),
             column("ends_at", utc(), true),
             column("kind", DataType::Utf8, false),
+        ],
+        // Identity merges: `customer_id` (the old id) is the same customer as
+        // `surviving_id` in every period ending after `effective_date`.
+        "customer_aliases" => vec![
+            column("customer_id", DataType::Utf8, true),
+            column("surviving_id", DataType::Utf8, true),
+            column("effective_date", DataType::Date32, true),
         ],
         _ => Vec::new(),
     }

@@ -576,3 +576,127 @@ fn forget_killed_midway_is_completed_by_a_rerun() {
         "no kill landed during the erasure (clean forget took {clean:?})"
     );
 }
+
+/// Identity merge, hand-checked: `a1` (bought in January and February) is
+/// merged into `b1` (a new card, first used in April) from 2024-04-01.
+/// 2024-03, before the merge, keeps both ids; from 2024-04 on, `b1` is one
+/// customer with the union of the orders: no `new` b1, no `churned` or
+/// `removed` a1, and the "from" side is 2024-03 reclassified with the merge.
+#[test]
+fn merged_ids_are_one_customer_with_the_union_of_orders() {
+    use crate::jobs::{Published, migrations, run_fixture, snapshot, write_lines};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("transactions");
+    write_lines(
+        &data,
+        &[
+            ("a1", "o1", "2024-01-10", 100),
+            ("a1", "o2", "2024-02-10", 50),
+            ("c1", "o3", "2024-03-05", 30),
+            ("b1", "o4", "2024-04-10", 80),
+            ("b1", "o5", "2024-05-12", 40),
+        ],
+    );
+    let aliases = dir.path().join("aliases.csv");
+    std::fs::write(
+        &aliases,
+        "customer_id,surviving_id,effective_date\na1,b1,2024-04-01\n",
+    )
+    .unwrap();
+    let warehouse = dir.path().join("warehouse");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "warehouse: {}\ninputs:\n  transactions:\n    url: {}/\n    format: parquet\n    partition_columns: [month]\n  customer_aliases:\n    url: {}\n    format: csv\n",
+            warehouse.display(),
+            data.display(),
+            aliases.display()
+        ),
+    )
+    .unwrap();
+    let job = default_job();
+    for period in ["2024-03", "2024-04", "2024-05"] {
+        run_fixture(dir.path(), &job, &config, period);
+    }
+    let row = |segment: &str,
+               rank: i32,
+               recency: i32,
+               frequency: i64,
+               euros: i128,
+               score: (i8, i8, i8)| Published {
+        segment: segment.into(),
+        segment_rank: rank,
+        recency_days: recency,
+        frequency,
+        monetary: euros * 100,
+        scores: (Some(score.0), Some(score.1), Some(score.2)),
+    };
+    let expected = |rows: &[(&str, Published)]| -> BTreeMap<String, Published> {
+        rows.iter()
+            .map(|(id, p)| (id.to_string(), p.clone()))
+            .collect()
+    };
+    // Before the merge: two customers. a1: 50 days, 2 purchases, 150.00 →
+    // R1 F3 M3 at_risk; c1: 26 days, 1, 30.00 → R3 F1 M1 about_to_sleep.
+    assert_eq!(
+        snapshot(&warehouse, "rfm_monthly", "2024-03"),
+        expected(&[
+            ("a1", row("at_risk", 9, 50, 2, 150, (1, 3, 3))),
+            ("c1", row("about_to_sleep", 7, 26, 1, 30, (3, 1, 1))),
+        ])
+    );
+    // From 2024-04: b1 holds a1's orders too: 3 purchases, 230.00, last on
+    // 04-10 (20 days) → R3 F3 M3 need_attention; c1 56 days → hibernating.
+    assert_eq!(
+        snapshot(&warehouse, "rfm_monthly", "2024-04"),
+        expected(&[
+            ("b1", row("need_attention", 6, 20, 3, 230, (3, 3, 3))),
+            ("c1", row("hibernating", 10, 56, 1, 30, (1, 1, 1))),
+        ])
+    );
+    // b1 comes from a1's segment of 2024-03 (at_risk, rank 9): up.
+    let movement = |m: &str, e: &str| (m.to_string(), Some(e.to_string()));
+    assert_eq!(
+        migrations(&warehouse, "rfm_monthly", "2024-04"),
+        BTreeMap::from([
+            ("b1".to_string(), movement("up", "better")),
+            ("c1".to_string(), movement("down", "watch")),
+        ])
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(warehouse.join("rfm_monthly/_runs/period=2024-04/_manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["from_side"], "reclassified");
+    assert!(
+        manifest["from_side_reason"]
+            .as_str()
+            .unwrap()
+            .contains("customer_aliases"),
+        "{manifest}"
+    );
+    assert!(
+        manifest["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["input"] == "customer_aliases"),
+        "the aliases are fingerprinted like any input"
+    );
+    // 2024-05: 4 purchases, 270.00, 19 days; from the published 2024-04.
+    assert_eq!(
+        snapshot(&warehouse, "rfm_monthly", "2024-05"),
+        expected(&[
+            ("b1", row("need_attention", 6, 19, 4, 270, (3, 3, 3))),
+            ("c1", row("hibernating", 10, 87, 1, 30, (1, 1, 1))),
+        ])
+    );
+    assert_eq!(
+        migrations(&warehouse, "rfm_monthly", "2024-05"),
+        BTreeMap::from([
+            ("b1".to_string(), movement("same", "same")),
+            ("c1".to_string(), movement("same", "same")),
+        ])
+    );
+}
