@@ -42,6 +42,14 @@ pub enum RunError {
     Gate { gate: String, message: String },
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    #[error(
+        "{job} {period} is not ready: {message}; nothing was published\nhint: the run exits 5 so that the scheduler retries later; once the export is complete, rerun"
+    )]
+    NotReady {
+        job: String,
+        period: Period,
+        message: String,
+    },
     #[error("row accounting does not balance: read {} ≠ used {} + anonymous {} + rejected {}; this is a bug, please report it", rows.read, rows.used, rows.anonymous, rows.rejected)]
     Accounting { rows: RowCounts },
 }
@@ -69,6 +77,7 @@ impl RunError {
                 | EngineError::Source { .. },
             ) => 3,
             RunError::Gate { .. } => 3,
+            RunError::NotReady { .. } => 5,
             RunError::Storage(_)
             | RunError::Publish(PublishError::Storage(_))
             | RunError::Engine(EngineError::Storage(_)) => 4,
@@ -274,9 +283,23 @@ async fn run_leased(
     let warehouse = Warehouse::open(&config.warehouse)?;
     info!(job = %job.name, %period, run_id = %run_id, dry_run = options.dry_run, "Starting run.");
 
+    if let Some(message) = crate::readiness::check_marker(config, period).await? {
+        return Err(RunError::NotReady {
+            job: job.name.clone(),
+            period,
+            message,
+        });
+    }
     let ctx = engine::session(config)?;
     let files = engine::register_inputs(&ctx, config, &job.inputs).await?;
     let params = Parameters::new(period, job.window_months);
+    if let Some(message) = crate::readiness::check_data(&ctx, config, &params).await? {
+        return Err(RunError::NotReady {
+            job: job.name.clone(),
+            period,
+            message,
+        });
+    }
     let checks = engine::input_checks(&ctx, "transactions").await?;
     let stats = input_stats(&ctx, &params).await?;
     timings.insert("inputs".to_string(), started.elapsed().as_millis() as u64);
@@ -432,6 +455,24 @@ async fn run_leased(
             .timings_ms
             .insert("publish".to_string(), step.elapsed().as_millis() as u64);
         info!(job = %job.name, %period, customers = tables.customers, "Published period.");
+        let deleted =
+            crate::retention::apply(&warehouse, &job.name, period, &config.retention).await?;
+        if !deleted.periods.is_empty() || !deleted.rejects.is_empty() {
+            let list = |periods: &[Period]| {
+                periods
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            info!(
+                job = %job.name,
+                periods = %list(&deleted.periods),
+                rejects = %list(&deleted.rejects),
+                objects = deleted.objects,
+                "Deleted expired partitions (retention)."
+            );
+        }
     }
     manifest
         .timings_ms

@@ -218,9 +218,20 @@ pub struct ExportArgs {
     columns: Vec<String>,
     #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
     format: ExportFormat,
+    /// Keep only the customers who opted in to this channel, from the
+    /// config's `customers` input (`email_opt_in`, `sms_opt_in`); prints
+    /// how many were excluded.
+    #[arg(long, value_enum)]
+    channel: Option<ConsentChannel>,
     /// The file to write.
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ConsentChannel {
+    Email,
+    Sms,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -12,12 +12,13 @@ use super::error::{ConfigError, Problem};
 use super::yaml;
 
 /// Logical input names a job may declare (DESIGN §2).
-pub const KNOWN_INPUTS: [&str; 5] = [
+pub const KNOWN_INPUTS: [&str; 6] = [
     "transactions",
     "events",
     "products",
     "sales_calendar",
     "customer_aliases",
+    "customers",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -33,6 +34,10 @@ struct ConfigFile {
     quality: QualitySettings,
     #[serde(default)]
     storage: crate::storage::StorageSettings,
+    #[serde(default)]
+    readiness: crate::readiness::ReadinessSettings,
+    #[serde(default)]
+    retention: crate::retention::RetentionSettings,
 }
 
 fn default_timezone() -> String {
@@ -216,6 +221,10 @@ pub struct Config {
     /// How object stores are reached (region, endpoint, retries, lease).
     pub storage: crate::storage::StorageSettings,
     pub quality: QualitySettings,
+    /// Completeness checks before a run (exit 5 when not ready).
+    pub readiness: crate::readiness::ReadinessSettings,
+    /// What a run deletes from the warehouse.
+    pub retention: crate::retention::RetentionSettings,
 }
 
 /// A canonical column of an input (DESIGN §2): what steps can rely on.
@@ -271,6 +280,12 @@ pub fn canonical_columns(input: &str) -> Vec<CanonicalColumn> {
             column("customer_id", DataType::Utf8, true),
             column("surviving_id", DataType::Utf8, true),
             column("effective_date", DataType::Date32, true),
+        ],
+        // Consent flags for `segments export --channel`.
+        "customers" => vec![
+            column("customer_id", DataType::Utf8, true),
+            column("email_opt_in", DataType::Boolean, false),
+            column("sms_opt_in", DataType::Boolean, false),
         ],
         _ => Vec::new(),
     }
@@ -527,6 +542,15 @@ impl Config {
             );
         }
 
+        for (key, message) in file
+            .readiness
+            .check()
+            .into_iter()
+            .chain(file.retention.check())
+        {
+            let needle = format!("{}:", key.rsplit('.').next().unwrap_or(""));
+            problem(key, &needle, message);
+        }
         for (key, message) in file.storage.check() {
             let needle = format!("{}:", key.rsplit('.').next().unwrap_or("storage"));
             problem(key, &needle, message);
@@ -548,6 +572,8 @@ impl Config {
             },
             storage: file.storage,
             quality: file.quality,
+            readiness: file.readiness,
+            retention: file.retention,
         })
     }
 

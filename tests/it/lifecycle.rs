@@ -700,3 +700,232 @@ fn merged_ids_are_one_customer_with_the_union_of_orders() {
         ])
     );
 }
+
+/// Every file under `root`, relative path → bytes.
+fn files_under(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                let relative = path.strip_prefix(root).unwrap().display().to_string();
+                out.insert(relative, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+/// Retention of 3 months (rejects 2): the run of 2024-06 deletes exactly
+/// every partition and the run folder of 2024-03 (2024-06 − 3) and the
+/// rejects of 2024-04; every other file is left byte for byte.
+#[test]
+fn retention_deletes_exactly_the_expired_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("transactions");
+    crate::fixture::write_fixture(&data);
+    let warehouse = dir.path().join("warehouse");
+    let config = write_config(dir.path(), &data, &warehouse);
+    let job = default_job();
+    backfill(
+        dir.path(),
+        &job,
+        &config,
+        &["--from", "2024-03", "--to", "2024-05"],
+    );
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("retention:\n  months: 3\n  rejects_months: 2\n");
+    std::fs::write(&config, text).unwrap();
+    let before = files_under(&warehouse);
+    assert!(before.keys().any(|k| k.contains("period=2024-03")));
+    crate::jobs::run_fixture(dir.path(), &job, &config, "2024-06");
+    let after = files_under(&warehouse);
+
+    let expired = |path: &str| {
+        path.contains("/period=2024-03/") || path.starts_with("rfm_monthly/rejects/period=2024-04/")
+    };
+    let deleted: Vec<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+    let expected: Vec<&String> = before.keys().filter(|k| expired(k)).collect();
+    assert_eq!(deleted, expected);
+    assert!(
+        expected
+            .iter()
+            .any(|k| k.contains("snapshots/period=2024-03"))
+    );
+    assert!(
+        expected
+            .iter()
+            .any(|k| k.contains("_runs/period=2024-03/_manifest.json"))
+    );
+    for (path, bytes) in &before {
+        if !expired(path) && !path.contains("published_periods") {
+            assert_eq!(&after[path], bytes, "{path} changed");
+        }
+    }
+    for path in after.keys().filter(|k| !before.contains_key(*k)) {
+        assert!(
+            path.contains("period=2024-06"),
+            "unexpected new file {path}"
+        );
+    }
+    // published_periods lists what is left.
+    let listed = read_parquet(&warehouse.join("rfm_monthly/published_periods/part-0.parquet"));
+    let periods: Vec<String> = listed
+        .iter()
+        .flat_map(|b| {
+            b.column(0)
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(periods, ["2024-04", "2024-05", "2024-06"]);
+}
+
+/// Readiness: without the upstream marker, or with too few days of data,
+/// the run exits 5 and publishes nothing; with the marker it runs.
+#[test]
+fn not_ready_inputs_exit_5_and_publish_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("transactions");
+    crate::fixture::write_fixture(&data);
+    let warehouse = dir.path().join("warehouse");
+    let config = write_config(dir.path(), &data, &warehouse);
+    let base = std::fs::read_to_string(&config).unwrap();
+    let job = default_job();
+    let args = [
+        "run",
+        "--job",
+        job.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--period",
+        "2024-06",
+    ];
+    std::fs::write(
+        &config,
+        format!("{base}readiness:\n  marker: month={{period}}/_SUCCESS\n"),
+    )
+    .unwrap();
+    let output = crate::common::segments(dir.path(), &args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("not ready") && stderr.contains("month=2024-06/_SUCCESS"),
+        "{stderr}"
+    );
+    assert!(crate::common::published_files(&warehouse).is_empty());
+
+    // The fixture's June has lines on a handful of days only.
+    std::fs::write(
+        &config,
+        format!(
+            "{base}readiness:\n  marker: month={{period}}/_SUCCESS\n  min_days_with_data: 25\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(data.join("month=2024-06/_SUCCESS"), b"").unwrap();
+    let output = crate::common::segments(dir.path(), &args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("min_days_with_data 25"), "{stderr}");
+    assert!(crate::common::published_files(&warehouse).is_empty());
+
+    std::fs::write(
+        &config,
+        format!("{base}readiness:\n  marker: month={{period}}/_SUCCESS\n  min_days_with_data: 2\n"),
+    )
+    .unwrap();
+    segments_ok(dir.path(), &args);
+    assert!(
+        warehouse
+            .join("rfm_monthly/_runs/period=2024-06/_SUCCESS")
+            .exists()
+    );
+}
+
+/// Consent: `export --channel email` keeps the customers whose
+/// `email_opt_in` is true in the `customers` input and says how many it
+/// left out.
+#[test]
+fn export_keeps_only_consenting_customers() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("transactions");
+    crate::fixture::write_fixture(&data);
+    let warehouse = dir.path().join("warehouse");
+    let config = write_config(dir.path(), &data, &warehouse);
+    let job = default_job();
+    crate::jobs::run_fixture(dir.path(), &job, &config, "2024-06");
+    let snapshot = crate::jobs::snapshot(&warehouse, "rfm_monthly", "2024-06");
+    let mut by_segment: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (id, row) in &snapshot {
+        by_segment
+            .entry(row.segment.clone())
+            .or_default()
+            .push(id.clone());
+    }
+    let (segment, members) = by_segment.iter().max_by_key(|(_, m)| m.len()).unwrap();
+    assert!(members.len() >= 3, "{by_segment:?}");
+    // Every other member of the segment opted in to email; one has no row.
+    let mut csv = String::from("id,email,sms\n");
+    let mut expected = Vec::new();
+    for (index, id) in members.iter().enumerate().skip(1) {
+        let email = index % 2 == 1;
+        csv.push_str(&format!("{id},{email},true\n"));
+        if email {
+            expected.push(id.clone());
+        }
+    }
+    let customers = dir.path().join("customers.csv");
+    std::fs::write(&customers, csv).unwrap();
+    let base = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        base.replace(
+            "quality:",
+            &format!(
+                "  customers:\n    url: {}\n    format: csv\n    columns:\n      customer_id: id\n      email_opt_in: email\n      sms_opt_in: sms\nquality:",
+                customers.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("list.csv");
+    let stdout = segments_ok(
+        dir.path(),
+        &[
+            "export",
+            "--job",
+            job.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--period",
+            "2024-06",
+            "--segment",
+            segment,
+            "--channel",
+            "email",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let listed: Vec<String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed, expected);
+    let excluded = members.len() - expected.len();
+    assert!(
+        stdout.contains(&format!(
+            "Excluded {excluded} customer(s) without email opt-in"
+        )),
+        "{stdout}"
+    );
+}
