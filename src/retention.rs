@@ -90,6 +90,7 @@ async fn delete_all(
         warehouse.delete(&object.location).await?;
         deleted += 1;
     }
+    warehouse.remove_empty_folder(folder).await?;
     Ok(deleted)
 }
 

@@ -74,6 +74,7 @@ impl RunError {
                 EngineError::Mapping { .. }
                 | EngineError::MissingColumn { .. }
                 | EngineError::SchemaDrift { .. }
+                | EngineError::Aliases { .. }
                 | EngineError::Source { .. },
             ) => 3,
             RunError::Gate { .. } => 3,

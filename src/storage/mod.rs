@@ -641,6 +641,25 @@ impl Warehouse {
         }
     }
 
+    /// Remove a local folder left empty by deletes (object stores have no
+    /// folders: a no-op there), so that listings no longer show it.
+    pub async fn remove_empty_folder(&self, folder: &Path) -> Result<(), StorageError> {
+        let Some(root) = &self.location.local_root else {
+            return Ok(());
+        };
+        let relative = folder
+            .as_ref()
+            .strip_prefix(self.location.prefix.as_ref())
+            .unwrap_or("")
+            .trim_start_matches('/');
+        if relative.is_empty() {
+            return Ok(());
+        }
+        // Fails harmlessly when the folder is not empty or already gone.
+        let _ = std::fs::remove_dir(root.join(relative));
+        Ok(())
+    }
+
     /// Remove the hidden `name#N` files a local put stages before its rename
     /// when the run was killed in between (object_store's listing skips them,
     /// but Spark, Trino or a plain directory read would not). Object stores
