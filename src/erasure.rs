@@ -201,6 +201,16 @@ impl Suppression {
         self.hashes.is_empty()
     }
 
+    /// `batches` without the rows of erased customers (by `customer_id`),
+    /// e.g. a published snapshot read as a run's "from" side before
+    /// `forget` reached it.
+    pub fn filter_batches(&self, batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
+        match without_erased("snapshots", &batches, self) {
+            Ok(Some((batch, _))) => vec![batch],
+            _ => batches,
+        }
+    }
+
     /// Does a row written as JSON (the `rejects` table) mention an erased
     /// id as one of its values?
     pub fn mentions(&self, json: &str) -> bool {

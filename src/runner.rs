@@ -529,9 +529,15 @@ async fn segment_tables(
     let previous_activity: Option<(f64, f64)>;
     let (previous, from_side, from_side_reason) = match previous_manifest {
         Some(manifest) if manifest.rule_hash == *rule_hash && !merged_since => {
-            let batches = publish::read_table(warehouse, &job.name, "snapshots", previous_period)
-                .await?
-                .unwrap_or_default();
+            let mut batches =
+                publish::read_table(warehouse, &job.name, "snapshots", previous_period)
+                    .await?
+                    .unwrap_or_default();
+            // Erased customers never come back, even from a snapshot
+            // published before their erasure reached it.
+            if let Some(suppression) = engine::suppression(ctx) {
+                batches = suppression.filter_batches(batches);
+            }
             previous_activity =
                 publish::read_table(warehouse, &job.name, "segment_summary", previous_period)
                     .await?

@@ -368,6 +368,10 @@ fn forget_erases_everywhere_and_later_runs_keep_it_out() {
         );
     }
 
+    // The 2024-05 snapshot as published before the erasure.
+    let may_snapshot = crate::common::table_file(&warehouse, "rfm_monthly", "snapshots", "2024-05");
+    let may_before = std::fs::read(&may_snapshot).unwrap();
+
     // No salt: refused, nothing written.
     let refused = segments_salted(dir.path(), &forget_args(&config, &victim), None);
     assert_eq!(refused.status.code(), Some(2));
@@ -424,7 +428,25 @@ fn forget_erases_everywhere_and_later_runs_keep_it_out() {
     let wrong = segments_salted(dir.path(), &run_args, Some("another-salt-0123456789"));
     assert_eq!(wrong.status.code(), Some(2), "{wrong:?}");
     assert!(String::from_utf8_lossy(&wrong.stderr).contains("not the salt"));
+    // As if `forget` had not reached 2024-05 yet: the run of 2024-06 must
+    // not take the id back from that snapshot (its "from" side).
+    std::fs::write(&may_snapshot, &may_before).unwrap();
+    assert!(
+        mentions(&warehouse, &victim)
+            .iter()
+            .any(|m| m.contains("snapshots/period=2024-05")),
+        "{victim} should be in the 2024-05 snapshot as first published"
+    );
     ok(segments_salted(dir.path(), &run_args, Some(SALT)), "run");
+    let june = mentions(&warehouse, &victim);
+    assert!(
+        june.iter().all(|m| m.contains("snapshots/period=2024-05")),
+        "{june:#?}"
+    );
+    ok(
+        segments_salted(dir.path(), &forget_args(&config, &victim), Some(SALT)),
+        "forget completing 2024-05",
+    );
     let audiences = crate::common::repo().join("jobs/channel_category.yaml");
     let mut audience_args = run_args.to_vec();
     audience_args[2] = audiences.to_str().unwrap();
