@@ -399,9 +399,25 @@ fn forget_erases_everywhere_and_later_runs_keep_it_out() {
     assert_eq!(request["hashes"][0].as_str().unwrap().len(), 64);
     assert!(request["completed"].is_string(), "{request}");
 
-    // Again: nothing new, nothing rewritten.
+    // Again, from a file of ids: nothing new, nothing rewritten.
+    let ids = dir.path().join("ids.txt");
+    std::fs::write(
+        &ids,
+        format!("# erasure requests of the week\n\n{victim}\n"),
+    )
+    .unwrap();
     let again = ok(
-        segments_salted(dir.path(), &forget_args(&config, &victim), Some(SALT)),
+        segments_salted(
+            dir.path(),
+            &[
+                "forget",
+                "--config",
+                config.to_str().unwrap(),
+                "--ids-file",
+                ids.to_str().unwrap(),
+            ],
+            Some(SALT),
+        ),
         "forget again",
     );
     assert!(again.contains("No new customer"), "{again}");
@@ -858,9 +874,25 @@ fn not_ready_inputs_exit_5_and_publish_nothing() {
     assert!(stderr.contains("min_days_with_data 25"), "{stderr}");
     assert!(crate::common::published_files(&warehouse).is_empty());
 
+    // Fewer lines than 100 × May's: not ready either.
     std::fs::write(
         &config,
-        format!("{base}readiness:\n  marker: month={{period}}/_SUCCESS\n  min_days_with_data: 2\n"),
+        format!("{base}readiness:\n  min_rows_vs_previous: 100\n"),
+    )
+    .unwrap();
+    let output = crate::common::segments(dir.path(), &args);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("min_rows_vs_previous 10000.0%"), "{stderr}");
+    // A marker outside the input is a config error.
+    std::fs::write(&config, format!("{base}readiness:\n  marker: ../x\n")).unwrap();
+    let output = crate::common::segments(dir.path(), &args);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("readiness.marker"));
+
+    std::fs::write(
+        &config,
+        format!("{base}readiness:\n  marker: month={{period}}/_SUCCESS\n  min_days_with_data: 2\n  min_rows_vs_previous: 0.1\n"),
     )
     .unwrap();
     segments_ok(dir.path(), &args);
