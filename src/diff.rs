@@ -420,6 +420,7 @@ pub async fn diff(
     let tables = crate::storage::scoped(config.storage.clone(), async {
         let ctx = engine::session(config)?;
         engine::register_inputs(&ctx, config, &working.inputs).await?;
+        engine::apply_aliases(&ctx, config, period.end()).await?;
         let params = Parameters::new(period, working.window_months);
         let current = pipeline::classify(&ctx, &working, &params).await?;
         // The "from" side only feeds migrations, which a diff does not build.

@@ -76,6 +76,12 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error(transparent)]
+    Erasure(#[from] crate::erasure::ErasureError),
+    #[error(
+        "input 'customer_aliases' at {url}: {message}\nhint: each old id may have one surviving id, and chains of merges must not loop"
+    )]
+    Aliases { url: String, message: String },
 }
 
 /// A source file of an input, as listed before the run (for the manifest).
@@ -85,6 +91,10 @@ pub struct InputFile {
     pub path: String,
     pub size: u64,
     pub e_tag: Option<String>,
+    /// When the store last modified the object (RFC 3339), for stores that
+    /// give no ETag; absent in manifests written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
 }
 
 /// A DataFusion session configured from the config's engine section.
@@ -135,6 +145,13 @@ pub fn session(config: &Config) -> Result<SessionContext, EngineError> {
     Ok(SessionContext::new_with_state(state))
 }
 
+/// The suppression list registered for this session, if any.
+pub(crate) fn suppression(ctx: &SessionContext) -> Option<Arc<crate::erasure::Suppression>> {
+    ctx.state()
+        .config()
+        .get_extension::<crate::erasure::Suppression>()
+}
+
 pub(crate) fn source_table(input: &str) -> String {
     format!("__source_{input}")
 }
@@ -146,8 +163,16 @@ pub async fn register_inputs(
     config: &Config,
     inputs: &[String],
 ) -> Result<Vec<InputFile>, EngineError> {
+    // Erased customers (see `crate::erasure`) are anonymised in every input.
+    let warehouse = storage::Warehouse::open(&config.warehouse)?;
+    if let Some(suppression) = crate::erasure::load(&warehouse).await? {
+        ctx.state_ref()
+            .write()
+            .config_mut()
+            .set_extension(Arc::new(suppression));
+    }
     let mut files = Vec::new();
-    for name in inputs {
+    for name in &inputs_read(config, inputs) {
         let input = config
             .inputs
             .get(name)
@@ -165,6 +190,181 @@ pub async fn register_inputs(
             chrono::Utc::now(),
         )
         .await?;
+    }
+    Ok(files)
+}
+
+/// The inputs a run of a job reading `inputs` reads: those, plus
+/// `customer_aliases` when the config maps it (identity merges apply to
+/// every job).
+pub fn inputs_read(config: &Config, inputs: &[String]) -> Vec<String> {
+    let mut names = inputs.to_vec();
+    if config.inputs.contains_key(ALIASES) && !names.iter().any(|n| n == ALIASES) {
+        names.push(ALIASES.to_string());
+    }
+    names
+}
+
+const ALIASES: &str = "customer_aliases";
+
+/// The old ids merged into others for the period being run (see
+/// [`apply_aliases`]).
+#[derive(Debug, Default)]
+pub struct MergedIds(pub std::collections::HashSet<String>);
+
+/// Identity merges (DESIGN §2, README "Data lifecycle"): replace, in the
+/// canonical `transactions` and `events` views, every old id of
+/// `customer_aliases` effective by `period_end` (`effective_date` before it)
+/// with its surviving id, following chains (a → b, b → c gives a → c), so
+/// that every later step sees one customer with the union of the history.
+/// Registers the merged old ids in the session ([`merged_ids`]). A no-op
+/// when the config maps no `customer_aliases`.
+pub async fn apply_aliases(
+    ctx: &SessionContext,
+    config: &Config,
+    period_end: chrono::NaiveDate,
+) -> Result<(), EngineError> {
+    use datafusion::arrow::array::{Array, AsArray, StringArray};
+    use datafusion::arrow::datatypes::Date32Type;
+    use datafusion::logical_expr::{JoinType, col};
+    let Some(input) = config.inputs.get(ALIASES) else {
+        return Ok(());
+    };
+    let read = |source| EngineError::Read {
+        context: "reading customer_aliases".into(),
+        source,
+    };
+    let bad = |message: String| EngineError::Aliases {
+        url: input.url.clone(),
+        message,
+    };
+    let end = (period_end - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days()
+        as i32;
+    let batches = ctx
+        .table(ALIASES)
+        .await
+        .map_err(read)?
+        .collect()
+        .await
+        .map_err(read)?;
+    let mut direct: std::collections::BTreeMap<String, String> = Default::default();
+    for batch in &batches {
+        let old = batch.column(0).as_string::<i32>();
+        let new = batch.column(1).as_string::<i32>();
+        let date = batch.column(2).as_primitive::<Date32Type>();
+        for row in 0..batch.num_rows() {
+            if old.is_null(row) || new.is_null(row) || date.is_null(row) || date.value(row) >= end {
+                continue;
+            }
+            let (old, new) = (old.value(row), new.value(row));
+            if old == new {
+                continue;
+            }
+            match direct.get(old) {
+                Some(other) if other != new => {
+                    return Err(bad(format!(
+                        "an old id is merged into two surviving ids ({other} and {new})"
+                    )));
+                }
+                _ => {
+                    direct.insert(old.to_string(), new.to_string());
+                }
+            }
+        }
+    }
+    let mut resolved = Vec::with_capacity(direct.len());
+    for (old, new) in &direct {
+        let mut survivor = new;
+        let mut steps = 0;
+        while let Some(next) = direct.get(survivor) {
+            survivor = next;
+            steps += 1;
+            if steps > direct.len() {
+                return Err(bad(format!("the merges of {old} loop")));
+            }
+        }
+        resolved.push((old.clone(), survivor.clone()));
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("__alias_old", DataType::Utf8, false),
+        Field::new("__alias_survivor", DataType::Utf8, false),
+    ]));
+    let batch = datafusion::arrow::array::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(StringArray::from_iter_values(resolved.iter().map(|r| &r.0))),
+            Arc::new(StringArray::from_iter_values(resolved.iter().map(|r| &r.1))),
+        ],
+    )
+    .map_err(|e| read(e.into()))?;
+    let table = MemTable::try_new(schema, vec![vec![batch]]).map_err(EngineError::Setup)?;
+    let aliases = ctx.read_table(Arc::new(table)).map_err(read)?;
+    for name in ["transactions", "events"] {
+        let Ok(frame) = ctx.table(name).await else {
+            continue;
+        };
+        let columns: Vec<String> = frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let projection: Vec<datafusion::prelude::Expr> = columns
+            .iter()
+            .map(|c| {
+                if c == "customer_id" {
+                    datafusion::functions::expr_fn::coalesce(vec![
+                        col("__alias_survivor"),
+                        col("customer_id"),
+                    ])
+                    .alias("customer_id")
+                } else {
+                    col(c.as_str())
+                }
+            })
+            .collect();
+        let merged = frame
+            .join(
+                aliases.clone(),
+                JoinType::Left,
+                &["customer_id"],
+                &["__alias_old"],
+                None,
+            )
+            .map_err(read)?
+            .select(projection)
+            .map_err(read)?;
+        ctx.deregister_table(name).map_err(EngineError::Setup)?;
+        ctx.register_table(name, merged.into_view())
+            .map_err(EngineError::Setup)?;
+    }
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .set_extension(Arc::new(MergedIds(
+            resolved.into_iter().map(|(old, _)| old).collect(),
+        )));
+    Ok(())
+}
+
+/// The old ids [`apply_aliases`] merged in this session, if it ran.
+pub fn merged_ids(ctx: &SessionContext) -> Option<Arc<MergedIds>> {
+    ctx.state().config().get_extension::<MergedIds>()
+}
+
+/// List the source files of `inputs` as a run would (for the manifest's
+/// fingerprints), without registering or reading anything.
+pub async fn list_inputs(
+    config: &Config,
+    inputs: &[String],
+) -> Result<Vec<InputFile>, EngineError> {
+    let mut files = Vec::new();
+    for name in &inputs_read(config, inputs) {
+        let Some(input) = config.inputs.get(name) else {
+            continue;
+        };
+        let location = storage::open(&input.url)?;
+        files.extend(list_files(input, &location).await?);
     }
     Ok(files)
 }
@@ -215,6 +415,10 @@ async fn list_files(
             path: meta.location.to_string(),
             size: meta.size,
             e_tag: meta.e_tag,
+            last_modified: Some(
+                meta.last_modified
+                    .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            ),
         })
         .collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));

@@ -83,6 +83,10 @@ pub struct Manifest {
     /// fitted parameters, log-likelihoods, the potential score's held-out AUC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predictions: Option<crate::predict::PredictionFacts>,
+    /// Erasure requests (`segments forget`) applied to the published tables
+    /// after the run (ids of `_erasure/requests/`; no personal data).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub erasures: Vec<String>,
 }
 
 fn partition(period: Period) -> String {
@@ -344,4 +348,31 @@ pub async fn last_published(
         }
     }
     Ok(None)
+}
+
+/// Every published period of a job (`_SUCCESS` present) with its manifest,
+/// oldest first.
+pub async fn published_periods(
+    warehouse: &Warehouse,
+    job: &str,
+) -> Result<Vec<(Period, Manifest)>, PublishError> {
+    let mut periods: Vec<Period> = warehouse
+        .folders(&warehouse.key(&[job, RUNS])?)
+        .await?
+        .iter()
+        .filter_map(|folder| {
+            folder
+                .filename()
+                .and_then(|f| f.strip_prefix("period="))
+                .and_then(|p| p.parse::<Period>().ok())
+        })
+        .collect();
+    periods.sort();
+    let mut published = Vec::new();
+    for period in periods {
+        if let Some(manifest) = published_manifest(warehouse, job, period).await? {
+            published.push((period, manifest));
+        }
+    }
+    Ok(published)
 }

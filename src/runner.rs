@@ -48,6 +48,14 @@ pub enum RunError {
     Report(#[from] crate::report::ReportError),
     #[error(transparent)]
     Predict(#[from] PredictError),
+    #[error(
+        "{job} {period} is not ready: {message}; nothing was published\nhint: the run exits 5 so that the scheduler retries later; once the export is complete, rerun"
+    )]
+    NotReady {
+        job: String,
+        period: Period,
+        message: String,
+    },
     #[error("row accounting does not balance: read {} ≠ used {} + anonymous {} + rejected {}; this is a bug, please report it", rows.read, rows.used, rows.anonymous, rows.rejected)]
     Accounting { rows: RowCounts },
 }
@@ -66,11 +74,13 @@ impl RunError {
                 4
             }
             RunError::Lease(LeaseError::Storage(_)) => 4,
+            RunError::Engine(EngineError::Erasure(error)) => error.exit_code(),
             RunError::Pipeline(error) if error.is_job_error() => 2,
             RunError::Engine(
                 EngineError::Mapping { .. }
                 | EngineError::MissingColumn { .. }
                 | EngineError::SchemaDrift { .. }
+                | EngineError::Aliases { .. }
                 | EngineError::Source { .. },
             ) => 3,
             RunError::Gate { .. } => 3,
@@ -82,6 +92,7 @@ impl RunError {
                 source: PublishError::Storage(_),
                 ..
             }) => 4,
+            RunError::NotReady { .. } => 5,
             RunError::Storage(_)
             | RunError::Publish(PublishError::Storage(_))
             | RunError::Engine(EngineError::Storage(_)) => 4,
@@ -287,9 +298,23 @@ async fn run_leased(
     let warehouse = Warehouse::open(&config.warehouse)?;
     info!(job = %job.name, %period, run_id = %run_id, dry_run = options.dry_run, "Starting run.");
 
+    if let Some(message) = crate::readiness::check_marker(config, period).await? {
+        return Err(RunError::NotReady {
+            job: job.name.clone(),
+            period,
+            message,
+        });
+    }
     let ctx = engine::session(config)?;
     let files = engine::register_inputs(&ctx, config, &job.inputs).await?;
     let params = Parameters::new(period, job.window_months);
+    if let Some(message) = crate::readiness::check_data(&ctx, config, &params).await? {
+        return Err(RunError::NotReady {
+            job: job.name.clone(),
+            period,
+            message,
+        });
+    }
     let checks = engine::input_checks(&ctx, "transactions").await?;
     let stats = input_stats(&ctx, &params).await?;
     timings.insert("inputs".to_string(), started.elapsed().as_millis() as u64);
@@ -302,6 +327,7 @@ async fn run_leased(
     } else {
         engine::skip_duplicate_removal(&ctx, "transactions").await?;
     }
+    engine::apply_aliases(&ctx, config, period.end()).await?;
     let rows = RowCounts {
         read: checks.read,
         used: stats.rows_read - stats.anonymous_rows,
@@ -456,6 +482,7 @@ async fn run_leased(
         ]),
         inputs: files,
         predictions: prediction_facts,
+        erasures: Vec::new(),
     };
     let mut manifest = manifest;
     if !options.dry_run {
@@ -483,6 +510,24 @@ async fn run_leased(
             .timings_ms
             .insert("publish".to_string(), step.elapsed().as_millis() as u64);
         info!(job = %job.name, %period, customers = tables.customers, "Published period.");
+        let deleted =
+            crate::retention::apply(&warehouse, &job.name, period, &config.retention).await?;
+        if !deleted.periods.is_empty() || !deleted.rejects.is_empty() {
+            let list = |periods: &[Period]| {
+                periods
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            };
+            info!(
+                job = %job.name,
+                periods = %list(&deleted.periods),
+                rejects = %list(&deleted.rejects),
+                objects = deleted.objects,
+                "Deleted expired partitions (retention)."
+            );
+        }
     }
     manifest
         .timings_ms
@@ -518,12 +563,35 @@ async fn segment_tables(
     let step = Instant::now();
     let previous_manifest =
         publish::published_manifest(warehouse, &job.name, previous_period).await?;
+    // A published snapshot that still lists ids merged since (identity
+    // merges) is not like with like: reclassify it with the aliases.
+    let mut merged_since = false;
+    if let (Some(manifest), Some(merged)) = (&previous_manifest, engine::merged_ids(ctx))
+        && manifest.rule_hash == *rule_hash
+        && !merged.0.is_empty()
+    {
+        let batches = publish::read_table(warehouse, &job.name, "snapshots", previous_period)
+            .await?
+            .unwrap_or_default();
+        merged_since = batches.iter().any(|batch| {
+            batch
+                .column_by_name("customer_id")
+                .and_then(|c| c.as_string_opt::<i32>())
+                .is_some_and(|ids| ids.iter().flatten().any(|id| merged.0.contains(id)))
+        });
+    }
     let previous_activity: Option<(f64, f64)>;
     let (previous, from_side, from_side_reason) = match previous_manifest {
-        Some(manifest) if manifest.rule_hash == *rule_hash => {
-            let batches = publish::read_table(warehouse, &job.name, "snapshots", previous_period)
-                .await?
-                .unwrap_or_default();
+        Some(manifest) if manifest.rule_hash == *rule_hash && !merged_since => {
+            let mut batches =
+                publish::read_table(warehouse, &job.name, "snapshots", previous_period)
+                    .await?
+                    .unwrap_or_default();
+            // Erased customers never come back, even from a snapshot
+            // published before their erasure reached it.
+            if let Some(suppression) = engine::suppression(ctx) {
+                batches = suppression.filter_batches(batches);
+            }
             previous_activity =
                 publish::read_table(warehouse, &job.name, "segment_summary", previous_period)
                     .await?
@@ -539,6 +607,9 @@ async fn segment_tables(
         }
         other => {
             let reason = match other {
+                Some(_) if merged_since => format!(
+                    "{previous_period}'s published snapshot lists ids merged since by customer_aliases; reclassified with the current rules and aliases"
+                ),
                 Some(_) => format!(
                     "{previous_period} was published with other rules; reclassified with the current rules"
                 ),

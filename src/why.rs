@@ -456,6 +456,7 @@ async fn orders(
 ) -> Result<Vec<Order>, WhyError> {
     let ctx = engine::session(config)?;
     engine::register_inputs(&ctx, config, &["transactions".to_string()]).await?;
+    engine::apply_aliases(&ctx, config, params.period.end()).await?;
     let fail = query_error(customer_id, "reading the orders (sql/why/orders.sql)");
     let batches = ctx
         .sql_with_options(ORDERS_SQL, sql_options())

@@ -10,6 +10,7 @@
 //! `--log-format json`) one line per period, JSON with `--log-format json`.
 //! The final table goes to stdout.
 
+use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::config::Config;
 use crate::period::Period;
 use crate::publish;
+use crate::restate;
 use crate::runner::{self, RunError, RunOptions};
 use crate::storage::Warehouse;
 
@@ -35,6 +37,11 @@ enum Status {
     Skipped {
         run_id: String,
     },
+    /// `--changed`: its inputs did not change (nor those of the period its
+    /// migrations come from).
+    Unchanged {
+        run_id: String,
+    },
     Failed {
         code: u8,
         message: String,
@@ -45,7 +52,7 @@ impl Status {
     fn word(&self) -> &'static str {
         match self {
             Status::Published { .. } => "published",
-            Status::Skipped { .. } => "skipped",
+            Status::Skipped { .. } | Status::Unchanged { .. } => "skipped",
             Status::Failed { .. } => "failed",
         }
     }
@@ -62,6 +69,9 @@ impl Status {
             ),
             Status::Skipped { run_id } => {
                 format!("skipped: already published by run {run_id} with the same job and rules")
+            }
+            Status::Unchanged { run_id } => {
+                format!("skipped: inputs unchanged since run {run_id}")
             }
             Status::Failed { code, message } => format!(
                 "failed (exit {code}): {}",
@@ -138,7 +148,9 @@ impl Progress {
                         line["customers"] = (*customers).into();
                         line["elapsed_ms"] = (elapsed.as_millis() as u64).into();
                     }
-                    Status::Skipped { run_id } => line["run_id"] = run_id.as_str().into(),
+                    Status::Skipped { run_id } | Status::Unchanged { run_id } => {
+                        line["run_id"] = run_id.as_str().into()
+                    }
                     Status::Failed { code, message } => {
                         line["exit_code"] = (*code).into();
                         line["error"] = message.as_str().into();
@@ -177,15 +189,47 @@ pub async fn backfill(
     quiet: bool,
 ) -> Result<(), Failure> {
     // `load` checks the job, the config and that `--to` is a complete month.
-    let (job, config, to) = load(&args.job, Some(&args.to))?;
-    let from = parse_period(&args.from)?;
-    if from > to {
-        return Err(failure(
-            2,
-            anyhow::anyhow!("--from {from} is after --to {to}: give the oldest period first"),
-        ));
-    }
-    let periods: Vec<Period> = from.through(to).collect();
+    let (job, config, to) = load(&args.job, args.to.as_deref())?;
+    let from = match &args.from {
+        Some(from) => Some(parse_period(from)?),
+        None => None,
+    };
+    // --changed: the published periods to recompute (see `crate::restate`).
+    let (periods, plan): (Vec<Period>, Option<BTreeSet<Period>>) = if args.changed {
+        let statuses = restate::status(&job, &config)
+            .await
+            .map_err(|e| failure(e.exit_code(), e))?;
+        let to = args.to.as_ref().map(|_| to);
+        let statuses: Vec<_> = statuses
+            .into_iter()
+            .filter(|s| from.is_none_or(|f| s.period >= f) && to.is_none_or(|t| s.period <= t))
+            .collect();
+        let plan = statuses
+            .iter()
+            .filter(|s| s.recompute())
+            .map(|s| s.period)
+            .collect();
+        (statuses.iter().map(|s| s.period).collect(), Some(plan))
+    } else {
+        let from = from.expect("clap requires --from without --changed");
+        if from > to {
+            return Err(failure(
+                2,
+                anyhow::anyhow!("--from {from} is after --to {to}: give the oldest period first"),
+            ));
+        }
+        (from.through(to).collect(), None)
+    };
+    let (from, to) = match (periods.first(), periods.last()) {
+        (Some(first), Some(last)) => (*first, *last),
+        _ => {
+            println!(
+                "Backfill {} --changed: no published period in range, nothing to do",
+                job.name
+            );
+            return Ok(());
+        }
+    };
     let total = periods.len();
     let rule_hash = job.rule_hash(&config);
     let started = Instant::now();
@@ -202,8 +246,14 @@ pub async fn backfill(
                 failure(error.exit_code(), error)
             })?;
         let status = match published {
+            Some(manifest) if plan.as_ref().is_some_and(|plan| !plan.contains(&period)) => {
+                Status::Unchanged {
+                    run_id: manifest.run_id,
+                }
+            }
             Some(manifest)
                 if !args.force
+                    && plan.is_none()
                     && manifest.job_hash == job.job_hash
                     && manifest.rule_hash == rule_hash =>
             {
@@ -244,14 +294,16 @@ pub async fn backfill(
     // A closed stdout (e.g. `| head`) must not turn a finished backfill into a panic.
     let _ = writeln!(
         out,
-        "Backfill {} {from}..{to}: {} published, {} skipped (already published with the same job and rules{}), {} not run, in {:.1}s",
+        "Backfill {} {from}..{to}: {} published, {} skipped ({}), {} not run, in {:.1}s",
         job.name,
         count("published"),
         count("skipped"),
-        if args.force {
-            ""
+        if args.changed {
+            "inputs unchanged"
+        } else if args.force {
+            "already published with the same job and rules"
         } else {
-            "; --force recomputes them"
+            "already published with the same job and rules; --force recomputes them"
         },
         total - done.len(),
         started.elapsed().as_secs_f64()

@@ -15,7 +15,64 @@ use crate::config::{ClassificationKind, Config, Job};
 use crate::publish;
 use crate::storage::Warehouse;
 
-use super::{ExportArgs, ExportFormat, Failure, failure, parse_period};
+use super::{ConsentChannel, ExportArgs, ExportFormat, Failure, failure, parse_period};
+
+/// The customers who opted in to `channel`, from the config's `customers`
+/// input (consent flags).
+async fn consented(
+    config: &Config,
+    channel: ConsentChannel,
+) -> Result<std::collections::HashSet<String>, Failure> {
+    use datafusion::logical_expr::col;
+    if !config.inputs.contains_key("customers") {
+        return Err(failure(
+            2,
+            anyhow::anyhow!(
+                "--channel needs the consent flags of a `customers` input: add `inputs.customers` (url, format, columns email_opt_in / sms_opt_in) to {}",
+                config.path.display()
+            ),
+        ));
+    }
+    let flag = match channel {
+        ConsentChannel::Email => "email_opt_in",
+        ConsentChannel::Sms => "sms_opt_in",
+    };
+    crate::storage::scoped(config.storage.clone(), async {
+        let ctx = crate::engine::session(config).map_err(|e| failure(1, e))?;
+        crate::engine::register_inputs(&ctx, config, &["customers".to_string()])
+            .await
+            .map_err(|e| failure(3, e))?;
+        let read = |e| {
+            failure(
+                3,
+                anyhow::Error::new(e).context("reading the customers input"),
+            )
+        };
+        let batches = ctx
+            .table("customers")
+            .await
+            .map_err(read)?
+            .filter(col(flag).is_true())
+            .map_err(read)?
+            .select(vec![col("customer_id")])
+            .map_err(read)?
+            .collect()
+            .await
+            .map_err(read)?;
+        Ok(batches
+            .iter()
+            .flat_map(|b| {
+                b.column(0)
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect())
+    })
+    .await
+}
 
 /// Which published table and which rows.
 fn selection(args: &ExportArgs) -> (&'static str, &'static str, String) {
@@ -161,6 +218,28 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
         })
         .collect();
     let rows = filter_record_batch(&all, &keep).map_err(|e| failure(1, e))?;
+    // Consent: only those who opted in to the channel.
+    let mut excluded = None;
+    let rows = match args.channel {
+        None => rows,
+        Some(channel) => {
+            let consented = consented(&config, channel).await?;
+            let ids = rows
+                .column(
+                    rows.schema()
+                        .index_of("customer_id")
+                        .map_err(|e| failure(1, e))?,
+                )
+                .as_string::<i32>();
+            let keep: BooleanArray = ids
+                .iter()
+                .map(|id| Some(id.is_some_and(|id| consented.contains(id))))
+                .collect();
+            let kept = filter_record_batch(&rows, &keep).map_err(|e| failure(1, e))?;
+            excluded = Some((rows.num_rows() - kept.num_rows(), channel));
+            kept
+        }
+    };
 
     let mut names = vec!["customer_id".to_string()];
     names.extend(args.columns.iter().filter(|c| *c != "customer_id").cloned());
@@ -214,5 +293,14 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
         job.name,
         args.out.display()
     );
+    if let Some((count, channel)) = excluded {
+        let channel = match channel {
+            ConsentChannel::Email => "email",
+            ConsentChannel::Sms => "SMS",
+        };
+        println!(
+            "Excluded {count} customer(s) without {channel} opt-in (the customers input's consent flags)"
+        );
+    }
     Ok(())
 }

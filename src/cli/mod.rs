@@ -7,10 +7,12 @@ mod catalog;
 mod compare;
 mod diff;
 mod export;
+mod forget;
 mod generate;
 mod quickstart;
 mod report;
 mod run;
+mod status;
 mod summary;
 mod validate;
 mod why;
@@ -87,6 +89,14 @@ enum Command {
     /// Trino, Spark, Athena or BigQuery; or a DuckDB database file of those
     /// views (--out FILE.duckdb).
     Catalog(CatalogArgs),
+    /// List the published periods of a job and flag those whose input files
+    /// changed since publication (restatement) or whose rules changed.
+    Status(StatusArgs),
+    /// Erase customers from every published table of every job and period
+    /// (crash-safe, under the publishing leases) and from every later run;
+    /// needs the secret salt in SEGMENTS_ERASURE_SALT. The erasure log keeps
+    /// only salted hashes and dates.
+    Forget(ForgetArgs),
 }
 
 #[derive(Debug, Args)]
@@ -179,15 +189,22 @@ pub enum GenerateProcess {
 pub struct BackfillArgs {
     #[command(flatten)]
     job: JobArgs,
-    /// First period (YYYY-MM), included.
-    #[arg(long)]
-    from: String,
-    /// Last period (YYYY-MM), included; a complete month.
-    #[arg(long)]
-    to: String,
+    /// First period (YYYY-MM), included (with --changed: default the first
+    /// published period).
+    #[arg(long, required_unless_present = "changed")]
+    from: Option<String>,
+    /// Last period (YYYY-MM), included; a complete month (with --changed:
+    /// default the last published period).
+    #[arg(long, required_unless_present = "changed")]
+    to: Option<String>,
     /// Recompute periods already published with the same job and rules.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "changed")]
     force: bool,
+    /// Recompute exactly the published periods whose input files changed
+    /// since publication (see `segments status`), and the later published
+    /// periods whose migrations were made from them, oldest first.
+    #[arg(long)]
+    changed: bool,
     /// Publish even though this data-quality gate fails (repeatable), for
     /// every period of the range; recorded in each manifest.
     #[arg(long, value_name = "GATE", value_parser = clap::builder::PossibleValuesParser::new(crate::runner::GATES))]
@@ -231,9 +248,20 @@ pub struct ExportArgs {
     columns: Vec<String>,
     #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
     format: ExportFormat,
+    /// Keep only the customers who opted in to this channel, from the
+    /// config's `customers` input (`email_opt_in`, `sms_opt_in`); prints
+    /// how many were excluded.
+    #[arg(long, value_enum)]
+    channel: Option<ConsentChannel>,
     /// The file to write.
     #[arg(long)]
     out: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ConsentChannel {
+    Email,
+    Sms,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -366,6 +394,32 @@ pub struct CatalogArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ForgetArgs {
+    /// The config file: the warehouse to erase from.
+    #[arg(long, default_value = "config/local.yaml")]
+    config: PathBuf,
+    /// A customer id to erase (repeatable).
+    #[arg(long, value_name = "ID", required_unless_present = "ids_file")]
+    customer_id: Vec<String>,
+    /// A file of customer ids, one per line (`#` comments allowed).
+    #[arg(long, value_name = "FILE")]
+    ids_file: Option<PathBuf>,
+    /// Break a live lease of a run of some period (the run stops before
+    /// publishing).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    job: JobArgs,
+    /// JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct QuickstartArgs {
     /// Customers of the generated sample.
     #[arg(long, default_value_t = 2_000)]
@@ -472,6 +526,8 @@ pub fn main() -> ExitCode {
             Command::Why(args) => why::why(args).await,
             Command::Report(args) => report::report(args).await,
             Command::Catalog(args) => catalog::catalog(args).await,
+            Command::Status(args) => status::status(args).await,
+            Command::Forget(args) => forget::forget(args).await,
         }
     });
     match result {

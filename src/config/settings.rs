@@ -12,7 +12,14 @@ use super::error::{ConfigError, Problem};
 use super::yaml;
 
 /// Logical input names a job may declare (DESIGN §2).
-pub const KNOWN_INPUTS: [&str; 4] = ["transactions", "events", "products", "sales_calendar"];
+pub const KNOWN_INPUTS: [&str; 6] = [
+    "transactions",
+    "events",
+    "products",
+    "sales_calendar",
+    "customer_aliases",
+    "customers",
+];
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +39,10 @@ struct ConfigFile {
     storage: crate::storage::StorageSettings,
     #[serde(default)]
     report: ReportFile,
+    #[serde(default)]
+    readiness: crate::readiness::ReadinessSettings,
+    #[serde(default)]
+    retention: crate::retention::RetentionSettings,
 }
 
 fn default_timezone() -> String {
@@ -270,6 +281,10 @@ pub struct Config {
     pub quality: QualitySettings,
     /// The HTML report published with each run (`report:`).
     pub report: ReportSettings,
+    /// Completeness checks before a run (exit 5 when not ready).
+    pub readiness: crate::readiness::ReadinessSettings,
+    /// What a run deletes from the warehouse.
+    pub retention: crate::retention::RetentionSettings,
 }
 
 /// A canonical column of an input (DESIGN §2): what steps can rely on.
@@ -318,6 +333,19 @@ pub fn canonical_columns(input: &str) -> Vec<CanonicalColumn> {
             column("starts_at", utc(), true),
             column("ends_at", utc(), true),
             column("kind", DataType::Utf8, false),
+        ],
+        // Identity merges: `customer_id` (the old id) is the same customer as
+        // `surviving_id` in every period ending after `effective_date`.
+        "customer_aliases" => vec![
+            column("customer_id", DataType::Utf8, true),
+            column("surviving_id", DataType::Utf8, true),
+            column("effective_date", DataType::Date32, true),
+        ],
+        // Consent flags for `segments export --channel`.
+        "customers" => vec![
+            column("customer_id", DataType::Utf8, true),
+            column("email_opt_in", DataType::Boolean, false),
+            column("sms_opt_in", DataType::Boolean, false),
         ],
         _ => Vec::new(),
     }
@@ -574,6 +602,15 @@ impl Config {
             );
         }
 
+        for (key, message) in file
+            .readiness
+            .check()
+            .into_iter()
+            .chain(file.retention.check())
+        {
+            let needle = format!("{}:", key.rsplit('.').next().unwrap_or(""));
+            problem(key, &needle, message);
+        }
         for (key, message) in file.storage.check() {
             let needle = format!("{}:", key.rsplit('.').next().unwrap_or("storage"));
             problem(key, &needle, message);
@@ -597,6 +634,8 @@ impl Config {
             storage: file.storage,
             quality: file.quality,
             report: file.report.0,
+            readiness: file.readiness,
+            retention: file.retention,
         })
     }
 

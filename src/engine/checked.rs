@@ -139,7 +139,8 @@ pub(super) async fn register(
             url: input.url.clone(),
             source,
         })?;
-    let (checked, date_column) = checked_frame(source, config, input, now)?;
+    let suppression = super::suppression(ctx);
+    let (checked, date_column) = checked_frame(source, config, input, now, suppression)?;
     ctx.register_table(
         checked_table(&input.name).as_str(),
         checked.clone().into_view(),
@@ -210,6 +211,7 @@ fn checked_frame(
     config: &Config,
     input: &Input,
     now: DateTime<Utc>,
+    suppression: Option<Arc<crate::erasure::Suppression>>,
 ) -> Result<(DataFrame, DateColumn), EngineError> {
     let schema: DFSchema = source.schema().clone();
     let available: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
@@ -271,16 +273,23 @@ fn checked_frame(
                 found: source_type.to_string(),
             });
         }
-        typed_columns.insert(
-            column.name,
-            typed(
-                expression.clone(),
-                &source_type,
-                column,
-                input,
-                config.timezone,
-            ),
+        let mut value = typed(
+            expression.clone(),
+            &source_type,
+            column,
+            input,
+            config.timezone,
         );
+        if column.name == "customer_id"
+            && let Some(suppression) = &suppression
+        {
+            // An erased customer's lines become anonymous (crate::erasure).
+            let erased = crate::erasure::erased_udf(suppression.clone()).call(vec![value.clone()]);
+            value = when(erased, lit(ScalarValue::Utf8(None)))
+                .otherwise(value)
+                .expect("valid case");
+        }
+        typed_columns.insert(column.name, value);
         raw.insert(column.name, expression);
     }
 
@@ -376,6 +385,7 @@ pub async fn collect_rejects(
     with_duplicates: bool,
 ) -> Result<Vec<(String, String, String)>, EngineError> {
     let failed = execution("collecting rejects");
+    let suppression = super::suppression(ctx);
     let date = |d: NaiveDate| lit(ScalarValue::Date32(Some(days(d))));
     let in_period = column_ref("ordered_date")
         .gt_eq(date(start))
@@ -430,7 +440,7 @@ pub async fn collect_rejects(
             }
         }
         .map_err(&failed)?;
-        let (checked, _) = checked_frame(source, config, input, now)?;
+        let (checked, _) = checked_frame(source, config, input, now, suppression.clone())?;
         let raw_columns: Vec<String> = checked
             .schema()
             .fields()
@@ -516,6 +526,10 @@ pub async fn collect_rejects(
                 }
             }
         }
+    }
+    // A rejected row of an erased customer is counted, never written.
+    if let Some(suppression) = &suppression {
+        rejects.retain(|(_, json, _)| !suppression.mentions(json));
     }
     rejects.sort();
     Ok(rejects)

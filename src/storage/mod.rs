@@ -177,7 +177,8 @@ pub fn redact(text: &str) -> String {
 }
 
 /// Environment variables whose values are credentials.
-const SECRET_ENV: [&str; 9] = [
+const SECRET_ENV: [&str; 10] = [
+    crate::erasure::SALT_ENV,
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
@@ -638,6 +639,25 @@ impl Warehouse {
             Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
             Err(e) => Err(self.error(prefix, e)),
         }
+    }
+
+    /// Remove a local folder left empty by deletes (object stores have no
+    /// folders: a no-op there), so that listings no longer show it.
+    pub async fn remove_empty_folder(&self, folder: &Path) -> Result<(), StorageError> {
+        let Some(root) = &self.location.local_root else {
+            return Ok(());
+        };
+        let relative = folder
+            .as_ref()
+            .strip_prefix(self.location.prefix.as_ref())
+            .unwrap_or("")
+            .trim_start_matches('/');
+        if relative.is_empty() {
+            return Ok(());
+        }
+        // Fails harmlessly when the folder is not empty or already gone.
+        let _ = std::fs::remove_dir(root.join(relative));
+        Ok(())
     }
 
     /// Remove the hidden `name#N` files a local put stages before its rename

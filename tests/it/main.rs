@@ -18,6 +18,7 @@ mod fixture;
 mod invariants;
 mod jobs;
 mod labels;
+mod lifecycle;
 mod lint;
 mod memory;
 mod predict;

@@ -1,0 +1,170 @@
+//! Retention (data lifecycle): a run of period `P` deletes what is older
+//! than the configured retention, counted back from `P` (not from the
+//! clock, so that a rerun or a backfill deletes the same things):
+//!
+//! - `retention.months: N` — every table partition and the run folder
+//!   (`_runs/period=Q/`: manifest, `_SUCCESS`, leases) of each period
+//!   `Q ≤ P − N`;
+//! - `retention.rejects_months: M` (≤ N) — the `rejects` partitions of each
+//!   `Q ≤ P − M` (they hold raw input rows); the period stays published.
+//!
+//! Crash safety: the `_SUCCESS` markers of the expired periods go first and
+//! `published_periods` is rebuilt, so readers stop seeing them before any
+//! table partition is deleted; the run folders go last, so a run killed in
+//! between leaves unpublished leftovers that the next run's retention
+//! deletes (it looks at every table folder, not only at `_runs`).
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+
+use crate::period::Period;
+use crate::publish::{self, PublishError};
+use crate::storage::Warehouse;
+
+/// The config's `retention:` section; nothing is deleted when absent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Months of published periods kept, counting the run's period.
+    #[serde(default)]
+    pub months: Option<u32>,
+    /// Months of `rejects` kept (raw rows); at most `months`.
+    #[serde(default)]
+    pub rejects_months: Option<u32>,
+}
+
+impl RetentionSettings {
+    /// Problems as (key, message).
+    pub fn check(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        for (key, value) in [
+            ("retention.months", self.months),
+            ("retention.rejects_months", self.rejects_months),
+        ] {
+            if value == Some(0) {
+                problems.push((
+                    key.to_string(),
+                    "must be at least 1 (the run's own period)".to_string(),
+                ));
+            }
+        }
+        if let (Some(months), Some(rejects)) = (self.months, self.rejects_months)
+            && rejects > months
+        {
+            problems.push((
+                "retention.rejects_months".to_string(),
+                format!(
+                    "{rejects} is more than retention.months {months}: rejects are deleted with their period"
+                ),
+            ));
+        }
+        problems
+    }
+}
+
+/// What a run's retention deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// Periods deleted whole.
+    pub periods: Vec<Period>,
+    /// Periods whose `rejects` only were deleted.
+    pub rejects: Vec<Period>,
+    pub objects: usize,
+}
+
+fn period_of(folder: &object_store::path::Path) -> Option<Period> {
+    folder
+        .filename()
+        .and_then(|f| f.strip_prefix("period="))
+        .and_then(|p| p.parse().ok())
+}
+
+async fn delete_all(
+    warehouse: &Warehouse,
+    folder: &object_store::path::Path,
+) -> Result<usize, PublishError> {
+    let mut deleted = 0;
+    warehouse.clean_staged(folder).await?;
+    for object in warehouse.list(folder).await? {
+        warehouse.delete(&object.location).await?;
+        deleted += 1;
+    }
+    warehouse.remove_empty_folder(folder).await?;
+    Ok(deleted)
+}
+
+/// Apply `settings` to `job` after a run of `period`.
+pub async fn apply(
+    warehouse: &Warehouse,
+    job: &str,
+    period: Period,
+    settings: &RetentionSettings,
+) -> Result<Deleted, PublishError> {
+    let mut deleted = Deleted::default();
+    let cutoff = settings.months.map(|m| period.add_months(-(m as i32)));
+    let rejects_cutoff = settings
+        .rejects_months
+        .map(|m| period.add_months(-(m as i32)));
+    if cutoff.is_none() && rejects_cutoff.is_none() {
+        return Ok(deleted);
+    }
+    let tables: Vec<String> = warehouse
+        .folders(&warehouse.key(&[job])?)
+        .await?
+        .iter()
+        .filter_map(|f| f.filename().map(str::to_string))
+        .filter(|t| !t.starts_with('_') && t != "published_periods")
+        .collect();
+    let runs: BTreeSet<Period> = warehouse
+        .folders(&warehouse.key(&[job, "_runs"])?)
+        .await?
+        .iter()
+        .filter_map(period_of)
+        .collect();
+    let mut partitions: Vec<(String, Period)> = Vec::new();
+    for table in &tables {
+        for folder in warehouse.folders(&warehouse.key(&[job, table])?).await? {
+            if let Some(q) = period_of(&folder) {
+                partitions.push((table.clone(), q));
+            }
+        }
+    }
+    if let Some(cutoff) = cutoff {
+        let expired: BTreeSet<Period> = runs
+            .iter()
+            .copied()
+            .chain(partitions.iter().map(|(_, q)| *q))
+            .filter(|q| *q <= cutoff)
+            .collect();
+        if !expired.is_empty() {
+            // Unpublish first.
+            for q in &expired {
+                let partition = format!("period={q}");
+                warehouse
+                    .delete(&warehouse.key(&[job, "_runs", &partition, "_SUCCESS"])?)
+                    .await?;
+            }
+            publish::rebuild_published_periods(warehouse, job).await?;
+            for (table, q) in partitions.iter().filter(|(_, q)| expired.contains(q)) {
+                let folder = warehouse.key(&[job, table, &format!("period={q}")])?;
+                deleted.objects += delete_all(warehouse, &folder).await?;
+            }
+            for q in &expired {
+                let folder = warehouse.key(&[job, "_runs", &format!("period={q}")])?;
+                deleted.objects += delete_all(warehouse, &folder).await?;
+            }
+            deleted.periods = expired.into_iter().collect();
+        }
+    }
+    if let Some(rejects_cutoff) = rejects_cutoff {
+        for (table, q) in &partitions {
+            if table == "rejects" && *q <= rejects_cutoff && !deleted.periods.contains(q) {
+                let folder = warehouse.key(&[job, table, &format!("period={q}")])?;
+                deleted.objects += delete_all(warehouse, &folder).await?;
+                deleted.rejects.push(*q);
+            }
+        }
+    }
+    Ok(deleted)
+}
