@@ -271,7 +271,7 @@ async fn run_leased(
     let warehouse = Warehouse::open(&config.warehouse)?;
     info!(job = %job.name, %period, run_id = %run_id, dry_run = options.dry_run, "Starting run.");
 
-    let ctx = engine::session(config)?;
+    let ctx = engine::query_session(config).await?;
     let files = engine::register_inputs(&ctx, config, &job.inputs).await?;
     let params = Parameters::new(period, job.window_months);
     let checks = engine::input_checks(&ctx, "transactions").await?;

@@ -3,6 +3,8 @@
 //! Results go to stdout, logs and errors to stderr.
 
 mod backfill;
+#[cfg(feature = "ballista")]
+mod ballista;
 mod compare;
 mod export;
 mod generate;
@@ -67,6 +69,14 @@ enum Command {
     /// Write a campaign list (CSV or Parquet) of the customers of a segment,
     /// or of those who made a movement, in a published period.
     Export(ExportArgs),
+    /// Run a Ballista scheduler for `engine.kind: ballista` (reads the
+    /// config's inputs with its credentials).
+    #[cfg(feature = "ballista")]
+    BallistaScheduler(ballista::SchedulerArgs),
+    /// Run a Ballista executor connected to a scheduler (reads the config's
+    /// inputs; its memory limit and spill directory apply here).
+    #[cfg(feature = "ballista")]
+    BallistaExecutor(ballista::ExecutorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -305,6 +315,10 @@ pub fn main() -> ExitCode {
             Command::Backfill(args) => backfill::backfill(args, log_format, quiet).await,
             Command::Compare(args) => compare::compare(args).await,
             Command::Export(args) => export::export(args).await,
+            #[cfg(feature = "ballista")]
+            Command::BallistaScheduler(args) => ballista::scheduler(args).await,
+            #[cfg(feature = "ballista")]
+            Command::BallistaExecutor(args) => ballista::executor(args).await,
         }
     });
     match result {

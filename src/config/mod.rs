@@ -14,5 +14,6 @@ pub use error::{ConfigError, Problem};
 pub use job::{Job, OutputTable, Segment, SqlOrigin, Step};
 pub use settings::{
     CanonicalColumn, Config, CsvOptions, Encoding, EngineKind, EngineSettings, Input, InputFormat,
+    Scheduler, parse_scheduler_url,
     QualitySettings, canonical_columns,
 };

@@ -6,6 +6,8 @@
 
 mod backfill;
 mod bad_input;
+#[cfg(feature = "ballista")]
+mod ballista;
 mod cli;
 mod common;
 mod compare;
