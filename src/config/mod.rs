@@ -14,6 +14,5 @@ pub use error::{ConfigError, Problem};
 pub use job::{Job, OutputTable, Segment, SqlOrigin, Step};
 pub use settings::{
     CanonicalColumn, Config, CsvOptions, Encoding, EngineKind, EngineSettings, Input, InputFormat,
-    Scheduler, parse_scheduler_url,
-    QualitySettings, canonical_columns,
+    QualitySettings, Scheduler, canonical_columns, parse_scheduler_url,
 };

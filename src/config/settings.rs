@@ -209,7 +209,8 @@ pub fn parse_scheduler_url(value: &str) -> Result<Scheduler, String> {
     if value == "standalone" {
         return Ok(Scheduler::Standalone);
     }
-    let usage = "write df://host:port (e.g. df://segments-ballista-scheduler:50050) or `standalone`";
+    let usage =
+        "write df://host:port (e.g. df://segments-ballista-scheduler:50050) or `standalone`";
     let Some(rest) = value.strip_prefix("df://") else {
         return Err(format!("'{value}' is not a scheduler URL: {usage}"));
     };
@@ -742,7 +743,10 @@ mod tests {
         if cfg!(feature = "ballista") {
             assert!(problems.is_empty(), "{problems:?}");
             let problems = engine_problems("  kind: ballista\n");
-            assert!(problems[0].starts_with("engine.scheduler_url: "), "{problems:?}");
+            assert!(
+                problems[0].starts_with("engine.scheduler_url: "),
+                "{problems:?}"
+            );
             let problems = engine_problems("  kind: ballista\n  scheduler_url: http://x:1\n");
             assert!(problems[0].contains("df://host:port"), "{problems:?}");
             let problems = engine_problems("  kind: ballista\n  scheduler_url: df://x:1\n");
@@ -759,7 +763,10 @@ mod tests {
             );
         }
         let problems = engine_problems("  kind: local\n  scheduler_url: df://x:1\n");
-        assert!(problems[0].starts_with("engine.scheduler_url: "), "{problems:?}");
+        assert!(
+            problems[0].starts_with("engine.scheduler_url: "),
+            "{problems:?}"
+        );
     }
 
     #[test]

@@ -77,9 +77,9 @@ fn encode_memtable(table: &MemTable, buf: &mut Vec<u8>) -> Result<()> {
     buf.extend_from_slice(MEMTABLE_MAGIC);
     let schema = table.schema();
     for partition in &table.batches {
-        let batches = partition.try_read().map_err(|_| {
-            DataFusionError::Internal("in-memory table is being written to".into())
-        })?;
+        let batches = partition
+            .try_read()
+            .map_err(|_| DataFusionError::Internal("in-memory table is being written to".into()))?;
         let mut stream = Vec::new();
         let mut writer = StreamWriter::try_new(&mut stream, &schema)?;
         for batch in batches.iter() {
@@ -224,10 +224,24 @@ pub fn with_codecs(config: SessionConfig) -> SessionConfig {
         .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()))
 }
 
+/// Ballista's gRPC and Flight connections write to sockets their peers may
+/// have closed. `segments` restores the default action of SIGPIPE (so that
+/// `segments … | head` stops quietly), which would turn such a write into
+/// the death of the process instead of one failed, retried request.
+fn ignore_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: SIG_IGN installs no handler; changing a disposition is safe
+    // while other threads run.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
 /// Upgrade the local engine's session state to run its queries on Ballista.
 /// A standalone cluster shares the state's runtime: object stores (including
 /// transcoded CSV in memory), memory pool and spill directory.
 pub async fn session(state: SessionState, scheduler: &Scheduler) -> Result<SessionContext> {
+    ignore_sigpipe();
     match scheduler {
         Scheduler::Standalone => SessionContext::standalone_with_state(state).await,
         Scheduler::Remote { .. } => {
@@ -254,7 +268,9 @@ pub async fn run_scheduler(config: &crate::config::Config, endpoint: Endpoint) -
     use ballista_scheduler::config::SchedulerConfig;
     use datafusion::execution::session_state::SessionStateBuilder;
 
-    let runtime = super::process_runtime(config).map_err(|e| DataFusionError::External(e.into()))?;
+    ignore_sigpipe();
+    let runtime =
+        super::process_runtime(config).map_err(|e| DataFusionError::External(e.into()))?;
     let session_config = with_codecs(super::session_config(config));
     let mut scheduler = SchedulerConfig {
         bind_host: endpoint.bind_host.clone(),
@@ -307,12 +323,14 @@ pub async fn run_executor(
 ) -> Result<()> {
     use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 
+    ignore_sigpipe();
     let Scheduler::Remote { host, port } = options.scheduler else {
         return Err(DataFusionError::Configuration(
             "an executor needs a df://host:port scheduler".into(),
         ));
     };
-    let runtime = super::process_runtime(config).map_err(|e| DataFusionError::External(e.into()))?;
+    let runtime =
+        super::process_runtime(config).map_err(|e| DataFusionError::External(e.into()))?;
     let session_config = with_codecs(super::session_config(config));
     let process = ExecutorProcessConfig {
         bind_host: endpoint.bind_host,
@@ -368,10 +386,15 @@ mod tests {
     fn the_timestamp_udf_keeps_its_format() {
         let udf = parse_local_timestamp_udf("%d/%m/%Y %H:%M");
         let mut buf = Vec::new();
-        LogicalCodec::default().try_encode_udf(&udf, &mut buf).unwrap();
+        LogicalCodec::default()
+            .try_encode_udf(&udf, &mut buf)
+            .unwrap();
         let decoded = PhysicalCodec::default()
             .try_decode_udf(PARSE_LOCAL_TIMESTAMP, &buf)
             .unwrap();
-        assert_eq!(parse_local_timestamp_format(&decoded), Some("%d/%m/%Y %H:%M"));
+        assert_eq!(
+            parse_local_timestamp_format(&decoded),
+            Some("%d/%m/%Y %H:%M")
+        );
     }
 }

@@ -160,11 +160,7 @@ fn run_and_compare(dir: &Path, local: &Path, ballista: &Path, jobs: &[&str]) {
             run_job(dir, &job(name), local, period);
             run_job(dir, &job(name), ballista, period);
         }
-        problems.extend(compare(
-            &dir.join("local"),
-            &dir.join("ballista"),
-            name,
-        ));
+        problems.extend(compare(&dir.join("local"), &dir.join("ballista"), name));
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
@@ -173,7 +169,11 @@ fn run_and_compare(dir: &Path, local: &Path, ballista: &Path, jobs: &[&str]) {
 fn standalone_ballista_publishes_the_tables_of_the_local_engine() {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path());
-    let local = config(dir.path(), "local", "  kind: local\n  target_partitions: 2\n");
+    let local = config(
+        dir.path(),
+        "local",
+        "  kind: local\n  target_partitions: 2\n",
+    );
     let ballista = config(
         dir.path(),
         "ballista",
@@ -228,7 +228,11 @@ fn wait_for_port(port: u16) {
 fn scheduler_and_executor_processes_publish_the_tables_of_the_local_engine() {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path());
-    let local = config(dir.path(), "local", "  kind: local\n  target_partitions: 2\n");
+    let local = config(
+        dir.path(),
+        "local",
+        "  kind: local\n  target_partitions: 2\n",
+    );
     let (scheduler_port, flight_port, grpc_port) = (free_port(), free_port(), free_port());
     let scheduler_url = format!("df://127.0.0.1:{scheduler_port}");
     let ballista = config(

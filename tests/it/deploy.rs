@@ -1027,7 +1027,11 @@ fn the_distributed_overlay_wires_ballista_to_the_job() {
     };
     let arg = |name: &str| arg_of(executor, name);
     assert_eq!(args_of(executor)[0], "ballista-executor");
-    assert_eq!(arg("scheduler"), url, "executors register with the client's scheduler");
+    assert_eq!(
+        arg("scheduler"),
+        url,
+        "executors register with the client's scheduler"
+    );
     let vcores: f64 = arg("vcores").parse().unwrap();
     assert_eq!(
         vcores,
