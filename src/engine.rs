@@ -2,6 +2,8 @@
 //! spill directory, and the job's inputs registered as canonical views
 //! (DESIGN §2) over the configured sources.
 
+#[cfg(feature = "ballista")]
+pub mod ballista;
 mod checked;
 mod functions;
 
@@ -13,9 +15,10 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionState;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{
     CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
@@ -97,8 +100,41 @@ pub struct InputFile {
     pub last_modified: Option<String>,
 }
 
-/// A DataFusion session configured from the config's engine section.
+/// A local DataFusion session configured from the config's engine section
+/// (planning, `validate`, `explain`, `compare`; whatever `engine.kind` says).
 pub fn session(config: &Config) -> Result<SessionContext, EngineError> {
+    Ok(SessionContext::new_with_state(local_state(config)?))
+}
+
+/// The session that runs a job's queries: the local engine, or Ballista
+/// when `engine.kind` says so (DESIGN §8).
+pub async fn query_session(config: &Config) -> Result<SessionContext, EngineError> {
+    #[cfg(feature = "ballista")]
+    if let Some(scheduler) = &config.engine.scheduler {
+        let state = SessionStateBuilder::new()
+            .with_config(ballista::with_codecs(session_config(config)))
+            .with_runtime_env(runtime_env(config)?)
+            .with_default_features()
+            .build();
+        tracing::info!(%scheduler, "Running queries on Ballista.");
+        return ballista::session(state, scheduler)
+            .await
+            .map_err(EngineError::Setup);
+    }
+    session(config)
+}
+
+/// The session state of the local engine.
+fn local_state(config: &Config) -> Result<SessionState, EngineError> {
+    Ok(SessionStateBuilder::new()
+        .with_config(session_config(config))
+        .with_runtime_env(runtime_env(config)?)
+        .with_default_features()
+        .build())
+}
+
+/// Memory pool and spill directory of `engine`.
+fn runtime_env(config: &Config) -> Result<Arc<RuntimeEnv>, EngineError> {
     let mut runtime = RuntimeEnvBuilder::new();
     if let Some(limit) = config.engine.memory_limit {
         // A fair pool: every spillable operator (sorts, aggregates) gets its
@@ -116,7 +152,24 @@ pub fn session(config: &Config) -> Result<SessionContext, EngineError> {
                 .with_mode(DiskManagerMode::Directories(vec![dir.clone()])),
         );
     }
-    let runtime = runtime.build_arc().map_err(EngineError::Setup)?;
+    runtime.build_arc().map_err(EngineError::Setup)
+}
+
+/// The runtime of a Ballista scheduler or executor process: the config's
+/// memory limit and spill directory, and an object store for each of its
+/// inputs (the executors read them; the scheduler lists them).
+#[cfg(feature = "ballista")]
+pub(crate) fn process_runtime(config: &Config) -> Result<Arc<RuntimeEnv>, EngineError> {
+    let runtime = runtime_env(config)?;
+    for input in config.inputs.values() {
+        let location = storage::open(&input.url)?;
+        runtime.register_object_store(&location.store_url, location.store.clone());
+    }
+    Ok(runtime)
+}
+
+/// Batch size, partitions and spill reservations of `engine`.
+fn session_config(config: &Config) -> SessionConfig {
     let mut session_config = SessionConfig::new()
         .with_information_schema(false)
         .with_batch_size(8192);
@@ -137,12 +190,7 @@ pub fn session(config: &Config) -> Result<SessionContext, EngineError> {
     if let Some(partitions) = config.engine.target_partitions {
         session_config = session_config.with_target_partitions(partitions);
     }
-    let state = SessionStateBuilder::new()
-        .with_config(session_config)
-        .with_runtime_env(runtime)
-        .with_default_features()
-        .build();
-    Ok(SessionContext::new_with_state(state))
+    session_config
 }
 
 /// The suppression list registered for this session, if any.

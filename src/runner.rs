@@ -305,7 +305,7 @@ async fn run_leased(
             message,
         });
     }
-    let ctx = engine::session(config)?;
+    let ctx = engine::query_session(config).await?;
     let files = engine::register_inputs(&ctx, config, &job.inputs).await?;
     let params = Parameters::new(period, job.window_months);
     if let Some(message) = crate::readiness::check_data(&ctx, config, &params).await? {

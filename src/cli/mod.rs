@@ -3,6 +3,8 @@
 //! Results go to stdout, logs and errors to stderr.
 
 mod backfill;
+#[cfg(feature = "ballista")]
+mod ballista;
 mod catalog;
 mod compare;
 mod diff;
@@ -97,6 +99,14 @@ enum Command {
     /// needs the secret salt in SEGMENTS_ERASURE_SALT. The erasure log keeps
     /// only salted hashes and dates.
     Forget(ForgetArgs),
+    /// Run a Ballista scheduler for `engine.kind: ballista` (reads the
+    /// config's inputs with its credentials).
+    #[cfg(feature = "ballista")]
+    BallistaScheduler(ballista::SchedulerArgs),
+    /// Run a Ballista executor connected to a scheduler (reads the config's
+    /// inputs; its memory limit and spill directory apply here).
+    #[cfg(feature = "ballista")]
+    BallistaExecutor(ballista::ExecutorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -528,6 +538,10 @@ pub fn main() -> ExitCode {
             Command::Catalog(args) => catalog::catalog(args).await,
             Command::Status(args) => status::status(args).await,
             Command::Forget(args) => forget::forget(args).await,
+            #[cfg(feature = "ballista")]
+            Command::BallistaScheduler(args) => ballista::scheduler(args).await,
+            #[cfg(feature = "ballista")]
+            Command::BallistaExecutor(args) => ballista::executor(args).await,
         }
     });
     match result {

@@ -20,5 +20,5 @@ pub use predict::{Potential, Predict, TimeUnit};
 pub use scoring::{FixedBands, Scoring};
 pub use settings::{
     CanonicalColumn, Config, CsvOptions, Encoding, EngineKind, EngineSettings, Input, InputFormat,
-    QualitySettings, ReportSettings, canonical_columns,
+    QualitySettings, ReportSettings, Scheduler, canonical_columns, parse_scheduler_url,
 };

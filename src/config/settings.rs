@@ -185,6 +185,10 @@ struct EngineFile {
     spill_dir: Option<String>,
     #[serde(default)]
     target_partitions: Option<usize>,
+    /// `kind: ballista` only: `df://host:port` of the scheduler, or
+    /// `standalone` for a scheduler and executor inside this process.
+    #[serde(default)]
+    scheduler_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -192,11 +196,62 @@ struct EngineFile {
 pub enum EngineKind {
     #[default]
     Local,
+    /// Apache Ballista (DESIGN §8); needs the `ballista` cargo feature.
+    Ballista,
+}
+
+/// Where the Ballista engine runs the queries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scheduler {
+    /// A scheduler and one executor started inside this process, sharing its
+    /// object stores, memory pool and spill directory (tests, development).
+    Standalone,
+    /// A remote scheduler, `df://host:port` (port 50050 when absent).
+    Remote { host: String, port: u16 },
+}
+
+impl std::fmt::Display for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scheduler::Standalone => f.write_str("standalone"),
+            Scheduler::Remote { host, port } => write!(f, "df://{host}:{port}"),
+        }
+    }
+}
+
+/// Parse `engine.scheduler_url`: `standalone` or `df://host[:port]`.
+pub fn parse_scheduler_url(value: &str) -> Result<Scheduler, String> {
+    let value = value.trim();
+    if value == "standalone" {
+        return Ok(Scheduler::Standalone);
+    }
+    let usage =
+        "write df://host:port (e.g. df://segments-ballista-scheduler:50050) or `standalone`";
+    let Some(rest) = value.strip_prefix("df://") else {
+        return Err(format!("'{value}' is not a scheduler URL: {usage}"));
+    };
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) => match port.parse::<u16>() {
+            Ok(port) if port > 0 => (host, port),
+            _ => return Err(format!("'{value}': bad port '{port}': {usage}")),
+        },
+        None => (rest, 50050),
+    };
+    if host.is_empty() || host.contains(['/', '@', '?', '#']) {
+        return Err(format!("'{value}': bad host: {usage}"));
+    }
+    Ok(Scheduler::Remote {
+        host: host.to_string(),
+        port,
+    })
 }
 
 #[derive(Debug, Clone)]
 pub struct EngineSettings {
     pub kind: EngineKind,
+    /// Set when `kind` is `Ballista`.
+    pub scheduler: Option<Scheduler>,
     pub memory_limit: Option<usize>,
     pub spill_dir: Option<PathBuf>,
     pub target_partitions: Option<usize>,
@@ -420,6 +475,75 @@ pub fn parse_bytes(value: &str) -> Option<usize> {
     Some((number * multiplier) as usize)
 }
 
+/// Semantic checks of `engine` for `kind: ballista`: the binary has the
+/// engine, the scheduler URL parses, and nothing in the config needs this
+/// process's memory when the executors are remote.
+fn check_engine(
+    file: &ConfigFile,
+    problem: &mut impl FnMut(String, &str, String),
+) -> Option<Scheduler> {
+    let engine = &file.engine;
+    match engine.kind {
+        EngineKind::Local => {
+            if engine.scheduler_url.is_some() {
+                problem(
+                    "engine.scheduler_url".into(),
+                    "scheduler_url:",
+                    "only used with `engine.kind: ballista`; remove it or set the kind".into(),
+                );
+            }
+            None
+        }
+        EngineKind::Ballista if !cfg!(feature = "ballista") => {
+            problem(
+                "engine.kind".into(),
+                "kind:",
+                "`ballista` needs a segments binary built with the Ballista engine: \
+                 cargo build --features ballista (or use `kind: local`)"
+                    .into(),
+            );
+            None
+        }
+        EngineKind::Ballista => {
+            let Some(url) = &engine.scheduler_url else {
+                problem(
+                    "engine.scheduler_url".into(),
+                    "kind:",
+                    "`engine.kind: ballista` needs `engine.scheduler_url`: df://host:port of \
+                     the scheduler, or `standalone` for one inside this process"
+                        .into(),
+                );
+                return None;
+            };
+            let scheduler = match parse_scheduler_url(url) {
+                Ok(scheduler) => scheduler,
+                Err(message) => {
+                    problem("engine.scheduler_url".into(), "scheduler_url:", message);
+                    return None;
+                }
+            };
+            if scheduler != Scheduler::Standalone {
+                for (name, input) in &file.inputs {
+                    let encoding = input.csv.as_ref().map(|c| c.encoding).unwrap_or_default();
+                    if encoding != Encoding::Utf8 {
+                        problem(
+                            format!("inputs.{name}.csv.encoding"),
+                            "encoding:",
+                            format!(
+                                "input '{name}' is transcoded to UTF-8 in this process's memory, \
+                                 which remote Ballista executors cannot read; convert the export \
+                                 to UTF-8 (or Parquet), or run it with `engine.kind: local` \
+                                 or `engine.scheduler_url: standalone`"
+                            ),
+                        );
+                    }
+                }
+            }
+            Some(scheduler)
+        }
+    }
+}
+
 impl Config {
     /// Read a config file, interpolating `${VAR}` from the environment.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -471,6 +595,7 @@ impl Config {
             );
             Tz::UTC
         });
+        let scheduler = check_engine(&file, &mut problem);
 
         let mut inputs = BTreeMap::new();
         for (name, input) in file.inputs {
@@ -627,6 +752,7 @@ impl Config {
             inputs,
             engine: EngineSettings {
                 kind: file.engine.kind,
+                scheduler,
                 memory_limit,
                 spill_dir: file.engine.spill_dir.map(PathBuf::from),
                 target_partitions: file.engine.target_partitions,
@@ -690,6 +816,76 @@ mod tests {
         assert_eq!(parse_bytes("2GiB"), Some(2 * 1024 * 1024 * 1024));
         assert_eq!(parse_bytes("1.5GB"), Some(1_500_000_000));
         assert_eq!(parse_bytes("lots"), None);
+    }
+
+    fn engine_problems(engine: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(
+            &path,
+            format!(
+                "warehouse: ./w\ninputs:\n  transactions:\n    url: ./d/\n    format: csv\n    csv:\n      encoding: latin-1\nengine:\n{engine}"
+            ),
+        )
+        .unwrap();
+        match Config::load_with_env(&path, |_| None) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Invalid(problems)) => problems
+                .into_iter()
+                .map(|p| format!("{}: {}", p.key, p.message))
+                .collect(),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn the_ballista_engine_is_checked_when_the_config_is_read() {
+        let problems = engine_problems("  kind: ballista\n  scheduler_url: standalone\n");
+        if cfg!(feature = "ballista") {
+            assert!(problems.is_empty(), "{problems:?}");
+            let problems = engine_problems("  kind: ballista\n");
+            assert!(
+                problems[0].starts_with("engine.scheduler_url: "),
+                "{problems:?}"
+            );
+            let problems = engine_problems("  kind: ballista\n  scheduler_url: http://x:1\n");
+            assert!(problems[0].contains("df://host:port"), "{problems:?}");
+            let problems = engine_problems("  kind: ballista\n  scheduler_url: df://x:1\n");
+            assert!(
+                problems[0].starts_with("inputs.transactions.csv.encoding: "),
+                "{problems:?}"
+            );
+        } else {
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(
+                problems[0].starts_with("engine.kind: ")
+                    && problems[0].contains("cargo build --features ballista"),
+                "{problems:?}"
+            );
+        }
+        let problems = engine_problems("  kind: local\n  scheduler_url: df://x:1\n");
+        assert!(
+            problems[0].starts_with("engine.scheduler_url: "),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn scheduler_urls() {
+        assert_eq!(parse_scheduler_url("standalone"), Ok(Scheduler::Standalone));
+        assert_eq!(
+            parse_scheduler_url("df://segments-ballista-scheduler:50050"),
+            Ok(Scheduler::Remote {
+                host: "segments-ballista-scheduler".into(),
+                port: 50050
+            })
+        );
+        assert_eq!(
+            parse_scheduler_url("df://10.0.0.3").map(|s| s.to_string()),
+            Ok("df://10.0.0.3:50050".into())
+        );
+        assert!(parse_scheduler_url("df://host:http").is_err());
+        assert!(parse_scheduler_url("grpc://host:1").is_err());
     }
 
     #[test]

@@ -35,7 +35,7 @@ fn parse(text: &str, format: &str) -> Option<i64> {
 
 impl ScalarUDFImpl for ParseLocalTimestamp {
     fn name(&self) -> &str {
-        "parse_local_timestamp"
+        PARSE_LOCAL_TIMESTAMP
     }
 
     fn signature(&self) -> &Signature {
@@ -61,13 +61,29 @@ impl ScalarUDFImpl for ParseLocalTimestamp {
     }
 }
 
-/// An expression parsing `text` with a chrono `format`.
-pub fn parse_local_timestamp(text: Expr, format: &str) -> Expr {
-    let udf = ScalarUDF::from(ParseLocalTimestamp {
+/// The name plans carry for [`parse_local_timestamp`].
+pub const PARSE_LOCAL_TIMESTAMP: &str = "parse_local_timestamp";
+
+/// The function that parses text with a chrono `format`.
+pub fn parse_local_timestamp_udf(format: &str) -> ScalarUDF {
+    ScalarUDF::from(ParseLocalTimestamp {
         format: format.to_string(),
         signature: Signature::any(1, Volatility::Immutable),
-    });
-    udf.call(vec![text])
+    })
+}
+
+/// The chrono format of a [`parse_local_timestamp_udf`] (how the Ballista
+/// codec sends it to executors), `None` for any other function.
+#[cfg_attr(not(feature = "ballista"), allow(dead_code))]
+pub fn parse_local_timestamp_format(udf: &ScalarUDF) -> Option<&str> {
+    udf.inner()
+        .downcast_ref::<ParseLocalTimestamp>()
+        .map(|f| f.format.as_str())
+}
+
+/// An expression parsing `text` with a chrono `format`.
+pub fn parse_local_timestamp(text: Expr, format: &str) -> Expr {
+    parse_local_timestamp_udf(format).call(vec![text])
 }
 
 #[cfg(test)]

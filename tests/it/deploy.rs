@@ -267,12 +267,16 @@ fn args_of(container: &Value) -> Vec<String> {
     seq(container, "args").iter().map(scalar).collect()
 }
 
-/// The value following `flag` in an argument list.
+/// The value of `flag` in an argument list: `--flag value` or `--flag=value`.
 fn flag<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
     args.iter()
         .position(|a| a == flag)
         .and_then(|i| args.get(i + 1))
         .map(String::as_str)
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix(flag).and_then(|v| v.strip_prefix('=')))
+        })
 }
 
 /// The volume a mount refers to.
@@ -795,8 +799,9 @@ fn engine_settings_follow_the_container_resources() {
         let cpu = quantity(at(main, "resources.requests.cpu"));
         let text = mounted_config(&rendered, pod, main);
         if is_ballista(&text) {
-            // Not parseable by today's schema (no Ballista engine yet): the
-            // same rule, read from the YAML after interpolation.
+            // A test binary built without the `ballista` feature refuses
+            // `kind: ballista`: the same rule, read from the YAML after
+            // interpolation.
             let interpolated = env
                 .iter()
                 .fold(text.clone(), |t, (k, v)| t.replace(&format!("${{{k}}}"), v));
@@ -1013,23 +1018,26 @@ fn the_distributed_overlay_wires_ballista_to_the_job() {
     assert!(i64_at(executors, "spec.replicas") >= 1);
     let executor_pod = pod_spec(executors);
     let executor = container(executor_pod, "executor");
-    let args = args_of(executor);
-    let arg = |name: &str| -> String {
-        args.iter()
+    let arg_of = |container: &Value, name: &str| -> String {
+        args_of(container)
+            .iter()
             .find_map(|a| a.strip_prefix(&format!("--{name}=")))
-            .unwrap_or_else(|| panic!("executor arg --{name}"))
+            .unwrap_or_else(|| panic!("{} arg --{name}", str_at(container, "name")))
             .to_string()
     };
-    assert_eq!(arg("scheduler-host"), host);
-    assert_eq!(arg("scheduler-port"), port.to_string());
+    let arg = |name: &str| arg_of(executor, name);
+    assert_eq!(args_of(executor)[0], "ballista-executor");
+    assert_eq!(
+        arg("scheduler"),
+        url,
+        "executors register with the client's scheduler"
+    );
     let vcores: f64 = arg("vcores").parse().unwrap();
     assert_eq!(
         vcores,
         quantity(at(executor, "resources.requests.cpu")),
         "--vcores = CPU request"
     );
-    let pool = bytes(&arg("memory-pool-size"));
-    assert!(pool <= MAX_POOL_SHARE * quantity(at(executor, "resources.limits.memory")));
     let work = arg("work-dir");
     assert!(
         empty_dir_mounts(executor_pod, executor).contains(&work),
@@ -1041,32 +1049,61 @@ fn the_distributed_overlay_wires_ballista_to_the_job() {
         "target_partitions {partitions} keeps every executor core busy"
     );
 
-    // Ballista's version is DataFusion's major version (Cargo.toml).
-    let manifest = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
-    let datafusion_major = manifest
-        .lines()
-        .find_map(|l| l.strip_prefix("datafusion = { version = \""))
-        .and_then(|rest| rest.split('.').next())
-        .expect("datafusion version in Cargo.toml")
-        .to_string();
+    // Scheduler and executors run the CronJob's image (the same codec,
+    // Ballista and DataFusion versions) on the same production config,
+    // which loads with each pod's environment; an executor's pool follows
+    // its container's memory limit like the client's.
+    let scheduler_container = container(pod_spec(scheduler), "scheduler");
+    assert_eq!(args_of(scheduler_container)[0], "ballista-scheduler");
+    assert_eq!(
+        arg_of(scheduler_container, "port"),
+        port.to_string(),
+        "the scheduler listens on the Service's port"
+    );
     for (deployment, name) in [(scheduler, "scheduler"), (executors, "executor")] {
-        let c = container(pod_spec(deployment), name);
-        let image = str_at(c, "image");
+        let pod = pod_spec(deployment);
+        let c = container(pod, name);
+        assert_eq!(
+            str_at(c, "image"),
+            str_at(main, "image"),
+            "{name}: the CronJob's image"
+        );
+        assert_eq!(arg_of(c, "config"), "config/production.yaml");
+        let text = mounted_config(&rendered, pod, c);
+        assert_eq!(text, config_text, "{name}: the CronJob's config");
+        let env = container_env(&rendered, c);
+        let interpolated = env
+            .iter()
+            .fold(text.clone(), |t, (k, v)| t.replace(&format!("${{{k}}}"), v));
         assert!(
-            image.starts_with(&format!(
-                "ghcr.io/apache/datafusion-ballista-{name}:{datafusion_major}."
-            )),
-            "{image}: Ballista {datafusion_major} for DataFusion {datafusion_major}"
+            !interpolated.contains("${"),
+            "{name}: every ${{VAR}} of the config is set in the pod: {interpolated}"
+        );
+        let value: Value = serde_yaml_ng::from_str(&interpolated).unwrap();
+        let pool = bytes(str_at(&value, "engine.memory_limit"));
+        assert!(
+            pool <= MAX_POOL_SHARE * quantity(at(c, "resources.limits.memory")),
+            "{name}: engine.memory_limit {pool} above {MAX_POOL_SHARE} of the memory limit"
+        );
+        let spill = str_at(&value, "engine.spill_dir");
+        assert!(
+            empty_dir_mounts(pod, c).iter().any(|m| m == spill),
+            "{name}: the spill directory {spill} is an emptyDir"
         );
         assert_hardened(c, &format!("distributed/{name}"));
         assert_eq!(
-            str_at(pod_spec(deployment), "securityContext.seccompProfile.type"),
+            get(pod, "securityContext.runAsNonRoot").and_then(Value::as_bool),
+            Some(true),
+            "{name}: non-root like the CronJob"
+        );
+        assert_eq!(
+            str_at(pod, "securityContext.seccompProfile.type"),
             "RuntimeDefault"
         );
         assert!(get(c, "readinessProbe").is_some() && get(c, "livenessProbe").is_some());
-        for volume in seq(pod_spec(deployment), "volumes") {
+        for volume in seq(pod, "volumes") {
             assert!(
-                get(volume, "emptyDir.sizeLimit").is_some(),
+                get(volume, "emptyDir.sizeLimit").is_some() || get(volume, "configMap").is_some(),
                 "{name}: {volume:?}"
             );
         }

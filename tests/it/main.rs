@@ -7,6 +7,8 @@
 mod audiences;
 mod backfill;
 mod bad_input;
+#[cfg(feature = "ballista")]
+mod ballista;
 mod catalog;
 mod cli;
 mod common;
