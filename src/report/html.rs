@@ -93,8 +93,15 @@ pub fn page(report: &Report, locale: Locale) -> String {
         names.iter().cloned().zip(palette.iter().copied()).collect();
     let mut labels: HashMap<String, String> = definitions
         .iter()
-        .filter(|d| !d.label.is_empty())
-        .map(|d| (d.segment.clone(), d.label.clone()))
+        .map(|d| {
+            let french = d.label_fr.as_ref().filter(|l| !l.is_empty());
+            let label = match (locale, french) {
+                (Locale::Fr, Some(french)) => french.clone(),
+                _ => d.label.clone(),
+            };
+            (d.segment.clone(), label)
+        })
+        .filter(|(_, label)| !label.is_empty())
         .collect();
     labels.insert("(new)".into(), locale.text(Text::New).into());
     labels.insert("(removed)".into(), locale.text(Text::Removed).into());

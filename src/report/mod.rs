@@ -158,6 +158,8 @@ pub struct Definition {
     pub segment: String,
     pub rank: i32,
     pub label: String,
+    /// The French label (`label_fr`), when the definitions carry one.
+    pub label_fr: Option<String>,
     pub description: String,
     pub rule: String,
 }
@@ -448,6 +450,7 @@ async fn assemble(
                 segment: s.name.clone(),
                 rank: s.rank,
                 label: s.label.get(crate::config::Locale::En).to_string(),
+                label_fr: Some(s.label.get(crate::config::Locale::Fr).to_string()),
                 description: s.description.get(crate::config::Locale::En).to_string(),
                 rule: s.rule.clone(),
             })
@@ -652,11 +655,14 @@ fn definition_rows(
         c.strings("description")?,
         c.strings("rule")?,
     );
+    // Periods published before per-locale labels existed have no `label_fr`.
+    let label_fr = c.strings("label_fr").ok();
     Ok((0..c.rows)
         .map(|i| Definition {
             segment: segment[i].clone().unwrap_or_default(),
             rank: rank[i].unwrap_or(0) as i32,
             label: label[i].clone().unwrap_or_default(),
+            label_fr: label_fr.as_ref().and_then(|l| l[i].clone()),
             description: description[i].clone().unwrap_or_default(),
             rule: rule[i].clone().unwrap_or_default(),
         })

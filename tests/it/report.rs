@@ -498,6 +498,9 @@ fn report_of_generated_data_matches_the_published_tables() {
         );
         let html = std::fs::read_to_string(&page).unwrap();
         assert_self_contained(&html);
+        // Segment labels follow the locale (jobs/rfm_monthly.yaml: loyal is
+        // "Loyal" in English, "Fidèles" in French).
+        assert_eq!(html.contains("Fidèles"), fr_locale, "{locale} labels");
         let dom = assert_renders(&page);
         check_tables(&dom, &warehouse, job, period, "2025-11", fr_locale);
     }
