@@ -605,6 +605,26 @@ impl Writer<'_> {
         }
     }
 
+    /// A view over `spec.source` (aliased `s`, columns of the `spec.table`
+    /// contract) with the segment's label in the configured locale after
+    /// the leading columns.
+    fn labelled_view(&mut self, job: &Job, spec: LabelledView, label_description: &str) {
+        let column = |name: &str| (format!("s.{name}"), Self::contract_column(spec.table, name));
+        let mut items: Vec<(String, Column)> = spec.leading.iter().map(|n| column(n)).collect();
+        items.push((
+            self.label_of(job, "d", spec.label_fallback),
+            Self::new_column("segment_label", DataType::Utf8, label_description),
+        ));
+        items.extend(spec.trailing.iter().map(|n| column(n)));
+        let (select, columns) = Self::select(&items);
+        let sql = format!(
+            "{select}\nFROM {} s{}",
+            self.name(&spec.source),
+            self.definitions_join(job, "d", "s.period", "s.segment")
+        );
+        self.view(&spec.name, spec.description, &sql, &columns);
+    }
+
     fn segment_views(&mut self, job: &Job) {
         let j = &job.name;
         let label_description = format!(
@@ -612,81 +632,55 @@ impl Writer<'_> {
             self.options.locale
         );
         if job.writes(OutputTable::Snapshots) {
-            let s = |name: &str| {
-                (
-                    format!("s.{name}"),
-                    Self::contract_column("snapshots", name),
-                )
-            };
-            let mut items = vec![s("period"), s("customer_id"), s("segment")];
-            items.push((
-                self.label_of(job, "d", "s.segment"),
-                Self::new_column("segment_label", DataType::Utf8, &label_description),
-            ));
-            for name in [
-                "segment_rank",
-                "r_score",
-                "f_score",
-                "m_score",
-                "rfm_code",
-                "recency_days",
-                "frequency",
-                "monetary",
-                "first_purchase_date",
-                "last_purchase_date",
-            ] {
-                items.push(s(name));
-            }
-            let (select, columns) = Self::select(&items);
-            let sql = format!(
-                "{select}\nFROM {} s{}",
-                self.name(&format!("{j}_snapshots_latest")),
-                self.definitions_join(job, "d", "s.period", "s.segment")
-            );
-            self.view(
-                &format!("{j}_latest"),
-                "Every customer of the last complete period with their segment, its label and their scores.",
-                &sql,
-                &columns,
+            self.labelled_view(
+                job,
+                LabelledView {
+                    table: "snapshots",
+                    leading: &["period", "customer_id", "segment"],
+                    label_fallback: "s.segment",
+                    trailing: &[
+                        "segment_rank",
+                        "r_score",
+                        "f_score",
+                        "m_score",
+                        "rfm_code",
+                        "recency_days",
+                        "frequency",
+                        "monetary",
+                        "first_purchase_date",
+                        "last_purchase_date",
+                    ],
+                    source: format!("{j}_snapshots_latest"),
+                    name: format!("{j}_latest"),
+                    description: "Every customer of the last complete period with their segment, its label and their scores.",
+                },
+                &label_description,
             );
         }
         if job.writes(OutputTable::SegmentSummary) {
-            let s = |name: &str| {
-                (
-                    format!("s.{name}"),
-                    Self::contract_column("segment_summary", name),
-                )
-            };
-            let mut items = vec![s("period"), s("segment")];
-            items.push((
-                self.label_of(job, "d", "s.label"),
-                Self::new_column("segment_label", DataType::Utf8, &label_description),
-            ));
-            for name in [
-                "segment_rank",
-                "customers",
-                "share",
-                "active_customers",
-                "revenue",
-                "orders",
-                "avg_basket",
-                "monetary",
-                "previous_customers",
-                "delta",
-            ] {
-                items.push(s(name));
-            }
-            let (select, columns) = Self::select(&items);
-            let sql = format!(
-                "{select}\nFROM {} s{}",
-                self.name(&format!("{j}_segment_summary")),
-                self.definitions_join(job, "d", "s.period", "s.segment")
-            );
-            self.view(
-                &format!("{j}_segment_trend"),
-                "Segment sizes and revenue per complete period (one row per period and declared segment), for trend charts.",
-                &sql,
-                &columns,
+            self.labelled_view(
+                job,
+                LabelledView {
+                    table: "segment_summary",
+                    leading: &["period", "segment"],
+                    label_fallback: "s.label",
+                    trailing: &[
+                        "segment_rank",
+                        "customers",
+                        "share",
+                        "active_customers",
+                        "revenue",
+                        "orders",
+                        "avg_basket",
+                        "monetary",
+                        "previous_customers",
+                        "delta",
+                    ],
+                    source: format!("{j}_segment_summary"),
+                    name: format!("{j}_segment_trend"),
+                    description: "Segment sizes and revenue per complete period (one row per period and declared segment), for trend charts.",
+                },
+                &label_description,
             );
         }
         if job.writes(OutputTable::MigrationMatrix) {
@@ -1105,6 +1099,21 @@ Analytic views, with the label of the configured locale (`locale:` in the config
 | `J_latest` | audiences | contact × audience of the last complete period: `audience_label`, detail |
 | `J_audience_trend` | audiences | complete period × audience with contacts: `audience_label`, `audience_rank`, contacts |
 ";
+
+/// What [`Writer::labelled_view`] builds.
+struct LabelledView {
+    /// The contract of the source's columns.
+    table: &'static str,
+    /// Columns before the label.
+    leading: &'static [&'static str],
+    /// The label when segment_definitions has none for the segment.
+    label_fallback: &'static str,
+    /// Columns after the label.
+    trailing: &'static [&'static str],
+    source: String,
+    name: String,
+    description: &'static str,
+}
 
 #[cfg(test)]
 mod tests {

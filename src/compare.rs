@@ -299,7 +299,9 @@ async fn snapshot(
     Ok((manifest, table))
 }
 
-fn definitions(job: &Job) -> Result<MemTable, DataFusionError> {
+/// The job's segments and ranks as a table (`segment`, `segment_rank`), for
+/// the comparison queries of `compare` and `diff`.
+pub(crate) fn definitions(job: &Job) -> Result<MemTable, DataFusionError> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("segment", DataType::Utf8, false),
         Field::new("segment_rank", DataType::Int32, false),

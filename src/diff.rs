@@ -9,9 +9,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, Int32Array, RecordBatch, StringArray};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::{DataType, Field, Int8Type, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Int8Type, Int64Type, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
@@ -196,25 +196,6 @@ fn conform_snapshot(
         );
     }
     Ok((contract, out))
-}
-
-fn definitions(job: &Job) -> Result<MemTable, DataFusionError> {
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("segment", DataType::Utf8, false),
-        Field::new("segment_rank", DataType::Int32, false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(StringArray::from_iter_values(
-                job.segments.iter().map(|s| s.name.as_str()),
-            )),
-            Arc::new(Int32Array::from_iter_values(
-                job.segments.iter().map(|s| s.rank),
-            )),
-        ],
-    )?;
-    MemTable::try_new(schema, vec![vec![batch]])
 }
 
 async fn query(
@@ -466,7 +447,7 @@ pub async fn diff(
     .map_err(&setup)?;
     ctx.register_table(
         "segment_definitions",
-        Arc::new(definitions(job).map_err(&setup)?),
+        Arc::new(crate::compare::definitions(job).map_err(&setup)?),
     )
     .map_err(&setup)?;
     let customers = query(&ctx, "customers", CUSTOMERS_SQL, None).await?;
