@@ -8,7 +8,7 @@ output folder.
 
 Run one engine on one data set (the benchmark harness times this process):
 
-    python3 bench/peers.py duckdb|polars DATA_DIR OUT_DIR FIRST_PERIOD LAST_PERIOD
+    python3 bench/peers.py duckdb|polars DATA_DIR OUT_DIR FIRST_PERIOD LAST_PERIOD [in-memory|streaming]
 """
 
 import datetime as dt
@@ -214,7 +214,9 @@ def polars_snapshot(pl, data: str, period: str):
     return scored.with_columns(segment.otherwise(None).alias("segment"))
 
 
-def run_polars(data: str, out: str, first: str, last: str) -> None:
+def run_polars(data: str, out: str, first: str, last: str, engine: str = "in-memory") -> None:
+    """`engine`: Polars' in-memory engine, or "streaming" (what a Polars user
+    picks when the data outgrows memory; the harness does from 50M lines)."""
     import polars as pl
 
     ranks = pl.DataFrame({"segment": list(RANKS), "rank": list(RANKS.values())})
@@ -222,10 +224,10 @@ def run_polars(data: str, out: str, first: str, last: str) -> None:
     for period in periods(first, last):
         folder = os.path.join(out, f"period={period}")
         os.makedirs(folder, exist_ok=True)
-        now = polars_snapshot(pl, data, period).collect()
+        now = polars_snapshot(pl, data, period).collect(engine=engine)
         if before is None:
             prev_period = add_months(month_start(period), -1).strftime("%Y-%m")
-            before = polars_snapshot(pl, data, prev_period).collect()
+            before = polars_snapshot(pl, data, prev_period).collect(engine=engine)
         now.sort("customer_id").write_parquet(f"{folder}/snapshot.parquet", compression="zstd")
         joined = (
             now.join(ranks, on="segment", how="left")
@@ -257,4 +259,7 @@ def run_polars(data: str, out: str, first: str, last: str) -> None:
 
 if __name__ == "__main__":
     engine, data, out, first, last = sys.argv[1:6]
-    {"duckdb": run_duckdb, "polars": run_polars}[engine](data, out, first, last)
+    if engine == "duckdb":
+        run_duckdb(data, out, first, last)
+    else:
+        run_polars(data, out, first, last, *sys.argv[6:7])

@@ -29,6 +29,9 @@ REPO = os.path.dirname(HERE)
 LINES_PER_CUSTOMER = 18.5  # over 24 months, measured on the generator
 LAST = "2025-12"
 FIRST_BACKFILL = "2025-01"
+# From this many lines, the Polars peer uses its streaming engine (its
+# in-memory engine needs ~3 GiB per 10M lines; this machine has ~23 GiB).
+STREAMING_FROM = 50_000_000
 
 
 def parse_size(text: str) -> int:
@@ -37,9 +40,11 @@ def parse_size(text: str) -> int:
     return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
 
 
-def run_measured(command, cwd=None):
+def run_measured(command, cwd=None, may_fail=False):
     """Run `command` (stdout discarded); return wall time, CPU time and peak
-    RSS of that process alone (fork + wait4)."""
+    RSS of that process alone (fork + wait4). With `may_fail`, a failure (a
+    peer killed for lack of memory, say) is returned as `failed` instead of
+    stopping the benchmark."""
     started = time.perf_counter()
     pid = os.fork()
     if pid == 0:
@@ -55,6 +60,9 @@ def run_measured(command, cwd=None):
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
+        if may_fail:
+            return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+                    "rss_mib": usage.ru_maxrss / 1024, "failed": code}
         sys.exit(f"{' '.join(command)} failed with exit code {code}")
     return {
         "wall": wall,
@@ -173,7 +181,14 @@ def main():
                 out = os.path.join(args.work, f"{peer}-{size_text}")
                 shutil.rmtree(out, ignore_errors=True)
                 print(f"{size_text} {task}: {peer}…", flush=True)
-                row[peer] = run_measured([sys.executable, peers, peer, data, out, first, last])
+                command = [sys.executable, peers, peer, data, out, first, last]
+                if peer == "polars" and actual >= STREAMING_FROM:
+                    command.append("streaming")
+                row[peer] = run_measured(command, may_fail=True)
+                if "failed" in row[peer]:
+                    print(f"  {peer} failed (exit {row[peer]['failed']})", flush=True)
+                    row[f"{peer}_check"] = None
+                    continue
                 differing = compare(warehouse, out, last)
                 row[f"{peer}_check"] = differing
                 if differing[0] or differing[1]:
@@ -191,7 +206,21 @@ def main():
 
 def write_report(path, results, versions, memory_limit):
     def cell(run):
-        return f"{run['wall']:.1f} s / {run['cpu']:.1f} s / {run['rss_mib']:.0f} MiB"
+        text = f"{run['wall']:.1f} s / {run['cpu']:.1f} s / {run['rss_mib']:.0f} MiB"
+        if "failed" in run:
+            return f"failed (exit {run['failed']}) after {text}"
+        return text
+
+    def ratio(row, peer):
+        if "failed" in row[peer]:
+            return "–"
+        return f"{row[peer]['wall'] / row['segments']['wall']:.2f}"
+
+    def same_result(row):
+        checks = {p: row[p + "_check"] for p in ("duckdb", "polars") if row[p + "_check"] is not None}
+        if all(c[0] == 0 and c[1] == 0 for c in checks.values()):
+            return "yes (" + ", ".join(checks) + ")"
+        return "NO: " + json.dumps({p: c[:2] for p, c in checks.items()})
 
     out = [
         "# Benchmarks",
@@ -216,12 +245,10 @@ def write_report(path, results, versions, memory_limit):
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in results:
-        same = all(row[f"{p}_check"][0] == 0 and row[f"{p}_check"][1] == 0 for p in ("duckdb", "polars"))
         data = f"{row['lines']:,} lines, {row['customers']:,} customers, {row['bytes'] / 2**20:.0f} MiB"
         out.append(
             f"| {data} | {row['task']} | {cell(row['segments'])} | {cell(row['duckdb'])} | {cell(row['polars'])} "
-            f"| {row['duckdb']['wall'] / row['segments']['wall']:.2f} | {row['polars']['wall'] / row['segments']['wall']:.2f} "
-            f"| {'yes' if same else 'NO: ' + json.dumps({p: row[p + '_check'][:2] for p in ('duckdb', 'polars')})} |"
+            f"| {ratio(row, 'duckdb')} | {ratio(row, 'polars')} | {same_result(row)} |"
         )
     out.append("")
     with open(path, "w") as f:

@@ -14,7 +14,7 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use tracing::info;
 
 use crate::config::{ClassificationKind, Config, ConfigError, Job, OutputTable};
-use crate::engine::{self, EngineError};
+use crate::engine::{self, EngineError, InputChecks};
 use crate::lease::{Lease, LeaseError};
 use crate::outputs::{
     OutputError, PeriodTables, TableData, build_audience_tables, build_period_tables, table_schema,
@@ -159,6 +159,7 @@ pub struct RunOutcome {
     pub warehouse: String,
 }
 
+#[derive(Default)]
 struct InputStats {
     rows_read: u64,
     anonymous_rows: u64,
@@ -167,26 +168,130 @@ struct InputStats {
     identified_revenue_cents: i128,
 }
 
+/// Row accounting of the transactions per reason and local month (see
+/// `sql/outputs/input_checks.sql`), and whether they may hold duplicate
+/// lines: all a run needs to know about its input before classifying.
+#[derive(Debug)]
+struct InputFacts {
+    rows: Vec<FactRow>,
+    may_have_duplicates: bool,
+}
+
+#[derive(Debug)]
+struct FactRow {
+    reason: Option<String>,
+    month_index: Option<i32>,
+    rows: u64,
+    anonymous_rows: u64,
+    revenue_cents: i128,
+    identified_revenue_cents: i128,
+}
+
+impl InputFacts {
+    /// Rows per reason, and the run facts of `period` over the usable rows
+    /// (duplicate lines included).
+    fn of_period(&self, period: Period) -> (InputChecks, InputStats) {
+        let month_index = period.year() * 12 + period.month() as i32 - 1;
+        let mut checks = InputChecks::default();
+        let mut usable = InputStats::default();
+        for row in &self.rows {
+            checks.read += row.rows;
+            if let Some(reason) = &row.reason {
+                *checks.rejected_by_reason.entry(reason.clone()).or_default() += row.rows;
+                continue;
+            }
+            checks.valid += row.rows;
+            usable.rows_read += row.rows;
+            usable.anonymous_rows += row.anonymous_rows;
+            if row.month_index == Some(month_index) {
+                usable.period_rows += row.rows;
+                usable.period_revenue_cents += row.revenue_cents;
+                usable.identified_revenue_cents += row.identified_revenue_cents;
+            }
+        }
+        (checks, usable)
+    }
+}
+
+/// The facts of the transactions input: counted once per process for the
+/// same input files and erasures (the periods of a backfill share them),
+/// under the process's one clock (`engine::run_clock`), so every period sees
+/// the same rows.
+async fn input_facts(
+    ctx: &SessionContext,
+    config: &Config,
+    files: &[engine::InputFile],
+) -> Result<std::sync::Arc<InputFacts>, RunError> {
+    use std::sync::{Mutex, OnceLock};
+    /// The last facts counted, with the key of the input they describe.
+    type Known = Mutex<Option<(String, Arc<InputFacts>)>>;
+    static KNOWN: OnceLock<Known> = OnceLock::new();
+    let erased = engine::suppression(ctx).map(|s| s.len()).unwrap_or(0);
+    let key = format!(
+        "{:?}|{:?}|{erased}|{}",
+        config
+            .inputs
+            .get("transactions")
+            .map(|i| (&i.url, &i.columns)),
+        files
+            .iter()
+            .filter(|f| f.input == "transactions")
+            .collect::<Vec<_>>(),
+        config.quality.reject_duplicates
+    );
+    let known = KNOWN.get_or_init(Default::default);
+    if let Some((known_key, facts)) = known.lock().expect("not poisoned").as_ref()
+        && *known_key == key
+    {
+        return Ok(facts.clone());
+    }
+    let batches = facts_query(ctx, None, include_str!("../sql/outputs/input_checks.sql")).await?;
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let reasons = batch.column(0).as_string::<i32>();
+        let months = batch
+            .column(1)
+            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
+        let int =
+            |i: usize, row: usize| batch.column(i).as_primitive::<Int64Type>().value(row) as u64;
+        let cents =
+            |i: usize, row: usize| batch.column(i).as_primitive::<Decimal128Type>().value(row);
+        for row in 0..batch.num_rows() {
+            rows.push(FactRow {
+                reason: reasons
+                    .is_valid(row)
+                    .then(|| reasons.value(row).to_string()),
+                month_index: months.is_valid(row).then(|| months.value(row)),
+                rows: int(2, row),
+                anonymous_rows: int(3, row),
+                revenue_cents: cents(4, row),
+                identified_revenue_cents: cents(5, row),
+            });
+        }
+    }
+    // Exact duplicate lines are looked for by row hash; only when some rows
+    // share one are the facts recounted over the distinct lines.
+    let may_have_duplicates = config.quality.reject_duplicates
+        && engine::may_have_duplicates(ctx, "transactions").await?;
+    let facts = Arc::new(InputFacts {
+        rows,
+        may_have_duplicates,
+    });
+    *known.lock().expect("not poisoned") = Some((key, facts.clone()));
+    Ok(facts)
+}
+
+/// The run facts over the distinct usable lines (when there are duplicates).
 async fn input_stats(
     ctx: &SessionContext,
     params: &Parameters,
 ) -> Result<InputStats, PipelineError> {
-    let execution = |source| PipelineError::Execution {
-        context: "counting input rows".into(),
-        source,
-    };
-    let batches = ctx
-        .sql_with_options(
-            include_str!("../sql/outputs/input_stats.sql"),
-            sql_options(),
-        )
-        .await
-        .map_err(execution)?
-        .with_param_values(params.values())
-        .map_err(execution)?
-        .collect()
-        .await
-        .map_err(execution)?;
+    let batches = facts_query(
+        ctx,
+        Some(params),
+        include_str!("../sql/outputs/input_stats.sql"),
+    )
+    .await?;
     let batch = batches
         .iter()
         .find(|b| b.num_rows() > 0)
@@ -200,6 +305,27 @@ async fn input_stats(
         period_revenue_cents: cents(3),
         identified_revenue_cents: cents(4),
     })
+}
+
+async fn facts_query(
+    ctx: &SessionContext,
+    params: Option<&Parameters>,
+    sql: &str,
+) -> Result<Vec<RecordBatch>, PipelineError> {
+    let execution = |source| PipelineError::Execution {
+        context: "counting input rows".into(),
+        source,
+    };
+    let mut frame = ctx
+        .sql_with_options(sql, sql_options())
+        .await
+        .map_err(execution)?;
+    if let Some(params) = params {
+        frame = frame
+            .with_param_values(params.values())
+            .map_err(execution)?;
+    }
+    frame.collect().await.map_err(execution)
 }
 
 fn format_cents(cents: i128) -> String {
@@ -315,8 +441,13 @@ async fn run_leased(
             message,
         });
     }
-    let checks = engine::input_checks(&ctx, "transactions").await?;
-    let stats = input_stats(&ctx, &params).await?;
+    let facts = input_facts(&ctx, config, &files).await?;
+    let (checks, usable_stats) = facts.of_period(period);
+    let stats = if facts.may_have_duplicates {
+        input_stats(&ctx, &params).await?
+    } else {
+        usable_stats
+    };
     timings.insert("inputs".to_string(), started.elapsed().as_millis() as u64);
     // Row accounting: read = used + anonymous + rejected (duplicates are the
     // valid rows the distinct canonical view dropped).
@@ -328,6 +459,7 @@ async fn run_leased(
         engine::skip_duplicate_removal(&ctx, "transactions").await?;
     }
     engine::apply_aliases(&ctx, config, period.end()).await?;
+    engine::known_by(&ctx, period.end()).await?;
     let rows = RowCounts {
         read: checks.read,
         used: stats.rows_read - stats.anonymous_rows,
@@ -433,7 +565,7 @@ async fn run_leased(
                 config,
                 input,
                 &files,
-                chrono::Utc::now(),
+                engine::run_clock(),
                 period.start(),
                 period.end(),
                 duplicates > 0,

@@ -1,5 +1,7 @@
--- Run facts about the transactions input: rows read, anonymous rows, and the
--- period's revenue with the share that has a customer (identification rate).
+-- Run facts about the distinct usable transaction lines: rows, anonymous rows,
+-- and the period's revenue with the share that has a customer (identification
+-- rate). Run only when some lines may be exact duplicates; otherwise
+-- input_checks.sql has counted the same facts in its pass.
 SELECT
     CAST(COUNT(*) AS BIGINT) AS rows_read,
     CAST(COUNT(*) FILTER (WHERE customer_id IS NULL) AS BIGINT) AS anonymous_rows,

@@ -6,8 +6,9 @@
 //! Plans travel as protobuf. The stock Ballista codec cannot encode two
 //! things our plans hold, so [`LogicalCodec`] and [`PhysicalCodec`] add them:
 //! in-memory tables (the job's segment definitions, a published previous
-//! snapshot), sent as Arrow IPC, and `parse_local_timestamp`, sent with its
-//! chrono format. The scheduler and executors must use the same codecs,
+//! snapshot), sent as Arrow IPC, and the functions of `engine::functions`
+//! (timestamp parsing, local dates, text cleaning, row hashes), sent with
+//! their parameters. The scheduler and executors must use the same codecs,
 //! hence our own scheduler and executor entry points.
 
 use std::io::Cursor;
@@ -31,9 +32,6 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
-use super::functions::{
-    PARSE_LOCAL_TIMESTAMP, parse_local_timestamp_format, parse_local_timestamp_udf,
-};
 use crate::config::Scheduler;
 
 /// Marks a table provider encoded by [`LogicalCodec`] (anything else is
@@ -53,18 +51,13 @@ pub struct PhysicalCodec {
 }
 
 fn decode_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
-    (name == PARSE_LOCAL_TIMESTAMP).then(|| {
-        let format = std::str::from_utf8(buf).map_err(|e| {
-            DataFusionError::Internal(format!("{PARSE_LOCAL_TIMESTAMP}: bad format bytes: {e}"))
-        })?;
-        Ok(Arc::new(parse_local_timestamp_udf(format)))
-    })
+    super::functions::decode_udf(name, buf).map(|udf| udf.map(Arc::new))
 }
 
 fn encode_udf(node: &ScalarUDF, buf: &mut Vec<u8>) -> bool {
-    match parse_local_timestamp_format(node) {
-        Some(format) => {
-            buf.extend_from_slice(format.as_bytes());
+    match super::functions::encode_udf(node) {
+        Some(parameter) => {
+            buf.extend_from_slice(&parameter);
             true
         }
         None => false,
@@ -356,6 +349,9 @@ pub async fn run_executor(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::functions::{
+        PARSE_LOCAL_TIMESTAMP, parse_local_timestamp_format, parse_local_timestamp_udf,
+    };
     use datafusion::arrow::array::{Int64Array, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 

@@ -20,7 +20,7 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
 use super::EngineError;
-use super::functions::parse_local_timestamp;
+use super::functions::{canonical_text, local_date, parse_local_timestamp, row_hash};
 use crate::config::{CanonicalColumn, Config, Input, canonical_columns};
 
 pub(crate) fn checked_table(input: &str) -> String {
@@ -77,13 +77,8 @@ fn typed(
             };
             try_cast(text, column.data_type.clone())
         }
-        DataType::Utf8 if is_text(source_type) => {
-            // Empty text is no value (CSV exports write missing ids as "").
-            let text = btrim(vec![cast(raw, DataType::Utf8)]);
-            when(text.clone().eq(lit("")), lit(ScalarValue::Utf8(None)))
-                .otherwise(text)
-                .expect("valid case")
-        }
+        // Empty text is no value (CSV exports write missing ids as "").
+        DataType::Utf8 if is_text(source_type) => canonical_text(raw),
         target if source_type == target => raw,
         target => try_cast(raw, target.clone()),
     }
@@ -188,6 +183,41 @@ pub async fn skip_duplicate_removal(ctx: &SessionContext, input: &str) -> Result
         .map_err(EngineError::Setup)?;
     ctx.deregister_table(input).map_err(EngineError::Setup)?;
     ctx.register_table(input, usable.into_view())
+        .map_err(EngineError::Setup)?;
+    Ok(())
+}
+
+/// Restrict the canonical `transactions` view to the lines dated before
+/// `period_end` (local date), the only ones a period's tables may use (DESIGN
+/// §3: what was known by its end). Besides the exact date condition, a
+/// condition on the timestamp itself, two days wider than any timezone
+/// offset, reaches the Parquet reader: files and row groups dated after the
+/// period are skipped by their statistics instead of being read. Row
+/// accounting is done before, over every row.
+pub async fn known_by(ctx: &SessionContext, period_end: NaiveDate) -> Result<(), EngineError> {
+    let input = "transactions";
+    let Ok(frame) = ctx.table(input).await else {
+        return Ok(());
+    };
+    let end = period_end
+        .checked_add_days(chrono::Days::new(2))
+        .unwrap_or(period_end)
+        .and_hms_opt(0, 0, 0)
+        .expect("midnight")
+        .and_utc()
+        .timestamp_micros();
+    let wide_end = lit(ScalarValue::TimestampMicrosecond(
+        Some(end),
+        Some("UTC".into()),
+    ));
+    let restricted =
+        frame
+            .filter(column_ref("ordered_at").lt(wide_end).and(
+                column_ref("ordered_date").lt(lit(ScalarValue::Date32(Some(days(period_end))))),
+            ))
+            .map_err(EngineError::Setup)?;
+    ctx.deregister_table(input).map_err(EngineError::Setup)?;
+    ctx.register_table(input, restricted.into_view())
         .map_err(EngineError::Setup)?;
     Ok(())
 }
@@ -299,13 +329,7 @@ fn checked_frame(
         .collect();
     let date_column = date_column_of(&input.name);
     if let Some((timestamp_column, date)) = date_column {
-        let local = cast(
-            cast(
-                typed_columns[timestamp_column].clone(),
-                timestamp(Some(config.timezone.name())),
-            ),
-            DataType::Date32,
-        );
+        let local = local_date(typed_columns[timestamp_column].clone(), config.timezone);
         projection.push(local.alias(date));
     }
     let reason = if input.name == "transactions" {
@@ -339,33 +363,36 @@ fn execution(context: &str) -> impl Fn(datafusion::error::DataFusionError) -> En
     }
 }
 
-/// Count rows read and rows rejected per reason.
-pub async fn input_checks(ctx: &SessionContext, input: &str) -> Result<InputChecks, EngineError> {
-    let failed = execution("counting input rows");
-    let frame = ctx.table(checked_table(input)).await.map_err(&failed)?;
-    let batches = frame
-        .aggregate(vec![column_ref(REASON)], vec![count(lit(1)).alias("rows")])
+/// Whether the usable rows of `input` may hold exact duplicate lines. `false`
+/// is certain: no two rows share a [`row_hash`], so no two rows are equal.
+/// `true` means some rows share a hash: duplicates, or (rarely) different
+/// rows whose hashes collide — the caller then counts the rows themselves.
+/// A group-by over one 64-bit value instead of a DISTINCT over every column.
+pub async fn may_have_duplicates(ctx: &SessionContext, input: &str) -> Result<bool, EngineError> {
+    let failed = execution("looking for duplicate lines");
+    let columns: Vec<Expr> = canonical_columns(input)
+        .iter()
+        .map(|c| column_ref(c.name))
+        .collect();
+    let shared = ctx
+        .table(usable_table(input).as_str())
+        .await
+        .map_err(&failed)?
+        .select(vec![row_hash(columns).alias("__row_hash")])
+        .map_err(&failed)?
+        .aggregate(
+            vec![column_ref("__row_hash")],
+            vec![count(lit(1)).alias("__copies")],
+        )
+        .map_err(&failed)?
+        .filter(column_ref("__copies").gt(lit(1i64)))
+        .map_err(&failed)?
+        .limit(0, Some(1))
         .map_err(&failed)?
         .collect()
         .await
         .map_err(&failed)?;
-    let mut checks = InputChecks::default();
-    for batch in batches {
-        let reasons = batch.column(0).as_string::<i32>();
-        let rows = batch.column(1).as_primitive::<Int64Type>();
-        for row in 0..batch.num_rows() {
-            let n = rows.value(row) as u64;
-            checks.read += n;
-            if reasons.is_valid(row) {
-                checks
-                    .rejected_by_reason
-                    .insert(reasons.value(row).to_string(), n);
-            } else {
-                checks.valid += n;
-            }
-        }
-    }
-    Ok(checks)
+    Ok(shared.iter().any(|b| b.num_rows() > 0))
 }
 
 /// The rejects of a period: rows dated in `[start, end)` and undatable rows,

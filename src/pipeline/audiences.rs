@@ -11,6 +11,7 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
 use super::classify::parse_rules;
+use super::steps::register_steps_materialised;
 use super::{Parameters, PipelineError, register_steps};
 use crate::config::Job;
 
@@ -70,9 +71,12 @@ async fn members_of(
     params: &Parameters,
     materialise: bool,
 ) -> Result<DataFrame, Vec<PipelineError>> {
-    register_steps(ctx, job, params)
-        .await
-        .map_err(|e| vec![e])?;
+    if materialise {
+        register_steps_materialised(ctx, job, params).await
+    } else {
+        register_steps(ctx, job, params).await
+    }
+    .map_err(|e| vec![e])?;
     let mut frame = ctx
         .table(job.classify_from.as_str())
         .await

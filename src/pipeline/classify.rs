@@ -11,6 +11,7 @@ use datafusion::logical_expr::{Expr, ExprSchemable, lit, when};
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
+use super::steps::register_steps_materialised;
 use super::{Parameters, PipelineError, register_steps};
 use crate::config::{FixedBands, Job, Scoring};
 
@@ -169,6 +170,14 @@ pub async fn validate_rules(
     register_steps(ctx, job, params)
         .await
         .map_err(|e| vec![e])?;
+    segments_over_steps(ctx, job).await
+}
+
+/// The classification over the registered steps, every rule checked.
+async fn segments_over_steps(
+    ctx: &SessionContext,
+    job: &Job,
+) -> Result<DataFrame, Vec<PipelineError>> {
     let frame = classified_step(ctx, job).await.map_err(|e| vec![e])?;
     let rules = parse_rules(job, &frame)?;
     with_segments(job, frame, rules).map_err(|e| vec![e])
@@ -231,7 +240,8 @@ pub async fn classify(
     job: &Job,
     params: &Parameters,
 ) -> Result<DataFrame, PipelineError> {
-    let frame = validate_rules(ctx, job, params)
+    register_steps_materialised(ctx, job, params).await?;
+    let frame = segments_over_steps(ctx, job)
         .await
         .map_err(|mut errors| errors.remove(0))?;
     let classified = frame

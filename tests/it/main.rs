@@ -30,6 +30,7 @@ mod report;
 mod s3;
 mod sandbox;
 mod scoring;
+mod steps;
 mod store_summary;
 mod timezone;
 mod why;
