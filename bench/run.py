@@ -131,6 +131,7 @@ def main():
     parser.add_argument("--memory-limit", default="", help="engine.memory_limit for segments, e.g. 4GiB")
     parser.add_argument("--out", default=os.path.join(REPO, "docs", "benchmarks.md"))
     parser.add_argument("--skip-backfill", action="store_true")
+    parser.add_argument("--peers", default="duckdb,polars", help="peers to run beside segments ('' for none)")
     args = parser.parse_args()
 
     binary = args.binary
@@ -178,6 +179,10 @@ def main():
             print(f"{size_text} {task}: segments…", flush=True)
             row["segments"] = run_measured(command + ["-q"], cwd=REPO)
             for peer in ("duckdb", "polars"):
+                if peer not in args.peers.split(","):
+                    row[peer] = None
+                    row[f"{peer}_check"] = None
+                    continue
                 out = os.path.join(args.work, f"{peer}-{size_text}")
                 shutil.rmtree(out, ignore_errors=True)
                 print(f"{size_text} {task}: {peer}…", flush=True)
@@ -206,18 +211,22 @@ def main():
 
 def write_report(path, results, versions, memory_limit):
     def cell(run):
+        if run is None:
+            return "not run"
         text = f"{run['wall']:.1f} s / {run['cpu']:.1f} s / {run['rss_mib']:.0f} MiB"
         if "failed" in run:
             return f"failed (exit {run['failed']}) after {text}"
         return text
 
     def ratio(row, peer):
-        if "failed" in row[peer]:
+        if row[peer] is None or "failed" in row[peer]:
             return "–"
         return f"{row[peer]['wall'] / row['segments']['wall']:.2f}"
 
     def same_result(row):
         checks = {p: row[p + "_check"] for p in ("duckdb", "polars") if row[p + "_check"] is not None}
+        if not checks:
+            return "not compared"
         if all(c[0] == 0 and c[1] == 0 for c in checks.values()):
             return "yes (" + ", ".join(checks) + ")"
         return "NO: " + json.dumps({p: c[:2] for p, c in checks.items()})

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use chrono::{NaiveDate, NaiveDateTime};
 use chrono_tz::Tz;
 use datafusion::arrow::array::{
-    Array, AsArray, Date32Array, StringArray, TimestampMicrosecondArray, UInt64Array,
+    Array, AsArray, Date32Array, StringArray, StringViewArray, TimestampMicrosecondArray,
+    UInt64Array,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
@@ -109,31 +110,46 @@ impl ScalarUDFImpl for CanonicalText {
         &self.signature
     }
 
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Utf8)
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        // Text read as views stays views (short ids are then held inline,
+        // which makes grouping and joining on them cheaper).
+        Ok(match arg_types.first() {
+            Some(DataType::Utf8View) => DataType::Utf8View,
+            _ => DataType::Utf8,
+        })
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let input = args.args[0].to_array(args.number_rows)?;
+        let clean = |value: &str| {
+            let bytes = value.as_bytes();
+            !bytes.is_empty() && bytes[0] != b' ' && bytes[bytes.len() - 1] != b' '
+        };
+        if input.data_type() == &DataType::Utf8View {
+            let views = input.as_string_view();
+            if views.iter().flatten().all(clean) {
+                return Ok(ColumnarValue::Array(input));
+            }
+            let out: StringViewArray = views.iter().map(trimmed).collect();
+            return Ok(ColumnarValue::Array(Arc::new(out)));
+        }
         let text = if input.data_type() == &DataType::Utf8 {
             input
         } else {
             cast(&input, &DataType::Utf8)?
         };
         let strings = text.as_string::<i32>();
-        let clean = |value: &str| {
-            let bytes = value.as_bytes();
-            !bytes.is_empty() && bytes[0] != b' ' && bytes[bytes.len() - 1] != b' '
-        };
         if strings.iter().flatten().all(clean) {
             return Ok(ColumnarValue::Array(text));
         }
-        let cleaned: StringArray = strings
-            .iter()
-            .map(|value| value.map(|v| v.trim_matches(' ')).filter(|v| !v.is_empty()))
-            .collect();
-        Ok(ColumnarValue::Array(Arc::new(cleaned)))
+        let out: StringArray = strings.iter().map(trimmed).collect();
+        Ok(ColumnarValue::Array(Arc::new(out)))
     }
+}
+
+/// Text without surrounding spaces; empty text as no value.
+fn trimmed(value: Option<&str>) -> Option<&str> {
+    value.map(|v| v.trim_matches(' ')).filter(|v| !v.is_empty())
 }
 
 /// The name plans carry for [`canonical_text`].

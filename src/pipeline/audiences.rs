@@ -99,7 +99,7 @@ async fn members_of(
         }]);
     }
     if materialise {
-        frame = frame.cache().await.map_err(|source| {
+        frame = crate::engine::keep(ctx, frame).await.map_err(|source| {
             vec![PipelineError::Execution {
                 context: format!(
                     "running the steps of job {} for {}",
@@ -170,7 +170,9 @@ pub async fn audiences(
         ),
         source,
     };
-    let members = members.cache().await.map_err(execution)?;
+    let members = crate::engine::keep(ctx, members)
+        .await
+        .map_err(execution)?;
     let rows = members.clone().count().await.map_err(execution)?;
     let distinct = members
         .clone()

@@ -244,8 +244,7 @@ pub async fn classify(
     let frame = segments_over_steps(ctx, job)
         .await
         .map_err(|mut errors| errors.remove(0))?;
-    let classified = frame
-        .cache()
+    let classified = crate::engine::keep(ctx, frame)
         .await
         .map_err(|source| PipelineError::Execution {
             context: format!(

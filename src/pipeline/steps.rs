@@ -63,8 +63,7 @@ pub async fn register_steps_materialised(
             continue;
         }
         tracing::debug!(step = %step.name, reads, "Computing a step read more than once.");
-        let kept = frame
-            .cache()
+        let kept = crate::engine::keep(ctx, frame)
             .await
             .map_err(|source| step_error(step, source))?;
         register(ctx, step, kept.into_view())?;
