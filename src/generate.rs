@@ -347,6 +347,8 @@ impl Months<'_> {
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 scope.spawn(|| {
+                    // Reused from month to month: fresh memory costs a page fault per 4 KiB.
+                    let (mut buffer, mut sorted) = (Vec::new(), Vec::new());
                     while !failed.load(Ordering::Relaxed) {
                         let index = next.fetch_add(1, Ordering::Relaxed);
                         if index >= count {
@@ -362,12 +364,14 @@ impl Months<'_> {
                             index as u32,
                             self.horizon,
                         );
-                        let drawn = self.draw(&ctx);
+                        let drawn = self.draw(&ctx, std::mem::take(&mut buffer));
                         promise.fulfil(drawn.next_month);
                         let Some(refunds) = carried.take(index) else {
                             break;
                         };
-                        let output = self.write(&ctx, &refunds, &drawn.lines, drawn.next_seq);
+                        let output =
+                            self.write(&ctx, &refunds, &drawn.lines, drawn.next_seq, &mut sorted);
+                        buffer = drawn.lines;
                         if output.is_err() {
                             failed.store(true, Ordering::Relaxed);
                         }
@@ -389,15 +393,18 @@ impl Months<'_> {
 
     /// The lines of the customers active in the month, from their own seeds:
     /// everything but the refunds carried from the month before.
-    fn draw(&self, ctx: &MonthContext) -> MonthLines {
+    /// `buffer`: a vector to reuse for the lines.
+    fn draw(&self, ctx: &MonthContext, mut buffer: Vec<Line>) -> MonthLines {
         // Room for the lines of a busy month, so that the vector seldom grows.
         let active = self
             .profiles
             .iter()
             .filter(|p| p.active_in(ctx.index))
             .count();
+        buffer.clear();
+        buffer.reserve(active * 4);
         let mut month = MonthLines {
-            lines: Vec::with_capacity(active * 4),
+            lines: buffer,
             next_month: Vec::new(),
             next_seq: 0,
         };
@@ -416,14 +423,15 @@ impl Months<'_> {
         month
     }
 
-    /// Sorts and writes the month's lines, the refunds carried from the month
-    /// before then the month's own `drawn` lines, and its events.
+    /// Sorts (into `sorted`) and writes the month's lines, the refunds carried
+    /// from the month before then the month's own `drawn` lines, and its events.
     fn write(
         &self,
         ctx: &MonthContext,
         carried: &[Line],
         drawn: &[Line],
         orders: u32,
+        sorted: &mut Vec<Line>,
     ) -> Result<MonthOutput, GenerateError> {
         let period = self.options.start.add_months(ctx.index as i32);
         // The carried refunds have no events.
@@ -437,7 +445,13 @@ impl Months<'_> {
                 drawn,
             )
         });
-        let lines = sort_by_time(&[carried, drawn], |line| line.ts, |a, b| a.ts < b.ts);
+        sort_by_time_into(
+            &[carried, drawn],
+            |line| line.ts,
+            |a, b| a.ts < b.ts,
+            sorted,
+        );
+        let lines = &sorted[..];
         let mut output = MonthOutput {
             rows: lines.len() as u64,
             orders: u64::from(orders),
@@ -446,7 +460,7 @@ impl Months<'_> {
             file: PathBuf::new(),
             events: None,
         };
-        for line in &lines {
+        for line in lines {
             output.anonymous_rows += u64::from(line.customer == ANONYMOUS);
             output.refund_rows += u64::from(line.amount < 0);
         }
@@ -455,8 +469,7 @@ impl Months<'_> {
             .out_dir
             .join("transactions")
             .join(format!("month={period}"));
-        output.file = self.writer.write(&dir, &lines, self.tables)?;
-        drop(lines);
+        output.file = self.writer.write(&dir, lines, self.tables)?;
         if let Some(events) = events {
             let dir = self
                 .options
@@ -1235,9 +1248,22 @@ fn sort_by_time<T: Copy>(
     ts: impl Fn(&T) -> i64,
     less: impl Fn(&T, &T) -> bool,
 ) -> Vec<T> {
+    let mut sorted = Vec::new();
+    sort_by_time_into(parts, ts, less, &mut sorted);
+    sorted
+}
+
+/// [`sort_by_time`] into `sorted`, whose memory is reused.
+fn sort_by_time_into<T: Copy>(
+    parts: &[&[T]],
+    ts: impl Fn(&T) -> i64,
+    less: impl Fn(&T, &T) -> bool,
+    sorted: &mut Vec<T>,
+) {
+    sorted.clear();
     let items = || parts.iter().flat_map(|part| part.iter());
     let Some(first) = items().next() else {
-        return Vec::new();
+        return;
     };
     let count = items().count();
     let (low, high) = items().fold((ts(first), ts(first)), |(low, high), item| {
@@ -1254,7 +1280,7 @@ fn sort_by_time<T: Copy>(
         bounds[b] += bounds[b - 1];
     }
     let mut next = bounds.clone();
-    let mut sorted = vec![*first; count];
+    sorted.resize(count, *first);
     for item in items() {
         let slot = &mut next[bucket(item)];
         sorted[*slot as usize] = *item;
@@ -1272,7 +1298,6 @@ fn sort_by_time<T: Copy>(
             bucket[k] = item;
         }
     }
-    sorted
 }
 
 /// Maps an I/O error to one that names `path`.
