@@ -3,11 +3,14 @@
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use arrow::array::{
-    ArrayRef, Decimal128Array, Int64Array, StringBuilder, TimestampMicrosecondArray,
+    ArrayRef, Decimal128Array, Int64Array, NullBufferBuilder, StringArray,
+    TimestampMicrosecondArray,
 };
+use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
@@ -94,8 +97,10 @@ pub enum GenerateError {
 
 const MICROS_PER_HOUR: i64 = 3_600_000_000;
 const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
-/// Rows per Arrow batch handed to the Parquet writer.
-const BATCH_ROWS: usize = 64 * 1024;
+/// Rows per Arrow batch handed to the Parquet writer: small enough for a
+/// batch's arrays to stay in the CPU cache while they are encoded, a multiple
+/// of the writer's 1024-row mini-batches.
+const BATCH_ROWS: usize = 8 * 1024;
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 1024 * 1024;
 const PRODUCTS: usize = 500;
@@ -164,7 +169,7 @@ const STREAM_MONTH: u64 = 3;
 
 /// Writes the transactions of `options.months` months, one Parquet file per
 /// month (`<out_dir>/transactions/month=YYYY-MM/part-0.parquet`, written to a
-/// hidden temporary file then renamed), one month in memory at a time.
+/// hidden temporary file then renamed), a month per core at a time.
 ///
 /// The data is shaped so that every RFM segment is populated: customers arrive
 /// over the months (about 40% in the first one), buy at rates from a skewed
@@ -174,9 +179,16 @@ const STREAM_MONTH: u64 = 3;
 /// Every random draw comes from a ChaCha8 stream seeded from `(seed, customer)`
 /// or `(seed, customer, month)`, so the same options give byte-identical files.
 pub fn generate(options: &GenerateOptions) -> Result<GenerateReport, GenerateError> {
+    generate_on(options, worker_threads())
+}
+
+/// [`generate`] on `threads` threads. Every month draws from its own seeds and
+/// the months' results are put together in month order, so the files are the
+/// same bytes whatever the number of threads.
+fn generate_on(options: &GenerateOptions, threads: usize) -> Result<GenerateReport, GenerateError> {
     let last = check_options(options)?;
     let tables = Tables::new(options.seed);
-    generate_checked(options, last, tables)
+    generate_checked(options, last, tables, threads)
 }
 
 /// The options' problems, or the last month generated.
@@ -212,25 +224,31 @@ fn check_options(options: &GenerateOptions) -> Result<Period, GenerateError> {
     Ok(last)
 }
 
+/// Threads that generate months side by side: one per core.
+fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn generate_checked(
     options: &GenerateOptions,
     last: Period,
     tables: Tables,
+    threads: usize,
 ) -> Result<GenerateReport, GenerateError> {
-    let profiles: Vec<Profile> = (0..options.customers as u32)
-        .map(|c| Profile::draw(options.seed, c, options.months, &tables))
-        .collect();
+    let threads = threads.clamp(1, options.months as usize);
+    let profiles = draw_all(options.customers as u32, threads, |c| {
+        Profile::draw(options.seed, c, options.months, &tables)
+    });
     let visitor_count = if options.events {
         options.customers / events::CUSTOMERS_PER_VISITOR
     } else {
         0
     };
-    let visitors: Vec<events::Visitor> = (0..visitor_count as u32)
-        .map(|v| events::Visitor::draw(options.seed, v, options.months))
-        .collect();
+    let visitors = draw_all(visitor_count as u32, threads, |v| {
+        events::Visitor::draw(options.seed, v, options.months)
+    });
     // Customers and visitors share one id space, so ids have one width.
     let writer = MonthWriter::new(options.customers + visitor_count);
-    let horizon = micros_at(last.end());
     let mut report = GenerateReport {
         visitors: visitor_count,
         ..GenerateReport::default()
@@ -246,60 +264,291 @@ fn generate_checked(
     )?;
     report.sales = sales;
 
-    let mut carried: Vec<Line> = Vec::new();
-    for index in 0..options.months {
-        let period = options.start.add_months(index as i32);
-        let ctx = MonthContext::new(period, index, horizon);
+    let months = Months {
+        options,
+        horizon: micros_at(last.end()),
+        profiles: &profiles,
+        visitors: &visitors,
+        tables: &tables,
+        writer: &writer,
+    };
+    for month in months.run(threads)? {
+        report.rows += month.rows;
+        report.orders += month.orders;
+        report.anonymous_rows += month.anonymous_rows;
+        report.refund_rows += month.refund_rows;
+        report.files.push(month.file);
+        if let Some((rows, file)) = month.events {
+            report.event_rows += rows;
+            report.event_files.push(file);
+        }
+    }
+    Ok(report)
+}
+
+/// `f(0..count)` in order, computed in `threads` chunks side by side.
+fn draw_all<T: Send>(count: u32, threads: usize, f: impl Fn(u32) -> T + Sync) -> Vec<T> {
+    let chunk = count.div_ceil(threads as u32).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = (0..count)
+            .step_by(chunk as usize)
+            .map(|low| {
+                let high = low.saturating_add(chunk).min(count);
+                scope.spawn(move || (low..high).map(f).collect::<Vec<T>>())
+            })
+            .collect();
+        let mut all = Vec::with_capacity(count as usize);
+        for part in parts {
+            match part.join() {
+                Ok(part) => all.extend(part),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all
+    })
+}
+
+/// What one month wrote.
+struct MonthOutput {
+    rows: u64,
+    orders: u64,
+    anonymous_rows: u64,
+    refund_rows: u64,
+    file: PathBuf,
+    /// Events written and their file, with events.
+    events: Option<(u64, PathBuf)>,
+}
+
+/// Everything the months share, read-only.
+struct Months<'a> {
+    options: &'a GenerateOptions,
+    /// End of the last generated month: later refunds are dropped.
+    horizon: i64,
+    profiles: &'a [Profile],
+    visitors: &'a [events::Visitor],
+    tables: &'a Tables,
+    writer: &'a MonthWriter,
+}
+
+impl Months<'_> {
+    /// Generates and writes every month, `threads` months at a time. A month
+    /// draws its lines, hands the refunds dated in the next month to that
+    /// month's thread, takes the refunds of the month before, then sorts and
+    /// writes. The outputs are in month order; the error is the first month's.
+    fn run(&self, threads: usize) -> Result<Vec<MonthOutput>, GenerateError> {
+        let count = self.options.months as usize;
+        let carried = Handoff::new(count);
+        carried.put(0, Vec::new());
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let outputs: Mutex<Vec<Option<Result<MonthOutput, GenerateError>>>> =
+            Mutex::new((0..count).map(|_| None).collect());
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    // Reused from month to month: fresh memory costs a page fault per 4 KiB.
+                    let (mut buffer, mut sorted) = (Vec::new(), Vec::new());
+                    while !failed.load(Ordering::Relaxed) {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        if index >= count {
+                            break;
+                        }
+                        // If drawing panics, the next month's thread must not wait forever.
+                        let promise = Promise {
+                            handoff: &carried,
+                            slot: index + 1,
+                        };
+                        let ctx = MonthContext::new(
+                            self.options.start.add_months(index as i32),
+                            index as u32,
+                            self.horizon,
+                        );
+                        let drawn = self.draw(&ctx, std::mem::take(&mut buffer));
+                        promise.fulfil(drawn.next_month);
+                        let Some(refunds) = carried.take(index) else {
+                            break;
+                        };
+                        let output =
+                            self.write(&ctx, &refunds, &drawn.lines, drawn.next_seq, &mut sorted);
+                        buffer = drawn.lines;
+                        if output.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                        lock(&outputs)[index] = Some(output);
+                    }
+                });
+            }
+        });
+        let outputs = outputs.into_inner().unwrap_or_else(PoisonError::into_inner);
+        let mut months = Vec::with_capacity(count);
+        for output in outputs {
+            match output {
+                Some(output) => months.push(output?),
+                None => break,
+            }
+        }
+        Ok(months)
+    }
+
+    /// The lines of the customers active in the month, from their own seeds:
+    /// everything but the refunds carried from the month before.
+    /// `buffer`: a vector to reuse for the lines.
+    fn draw(&self, ctx: &MonthContext, mut buffer: Vec<Line>) -> MonthLines {
+        // Room for the lines of a busy month, so that the vector seldom grows.
+        let active = self
+            .profiles
+            .iter()
+            .filter(|p| p.active_in(ctx.index))
+            .count();
+        buffer.clear();
+        buffer.reserve(active * 4);
         let mut month = MonthLines {
-            lines: std::mem::take(&mut carried),
+            lines: buffer,
             next_month: Vec::new(),
             next_seq: 0,
         };
-        for (c, profile) in profiles.iter().enumerate() {
-            if profile.active_in(index) {
-                customer_month(options.seed, c as u32, profile, &ctx, &tables, &mut month);
+        for (c, profile) in self.profiles.iter().enumerate() {
+            if profile.active_in(ctx.index) {
+                customer_month(
+                    self.options.seed,
+                    c as u32,
+                    profile,
+                    ctx,
+                    self.tables,
+                    &mut month,
+                );
             }
         }
-        let order = time_order(&month.lines, ctx.start, ctx.end);
+        month
+    }
 
-        report.rows += month.lines.len() as u64;
-        report.orders += u64::from(month.next_seq);
-        for line in &month.lines {
-            report.anonymous_rows += u64::from(line.customer == ANONYMOUS);
-            report.refund_rows += u64::from(line.amount < 0);
+    /// Sorts (into `sorted`) and writes the month's lines, the refunds carried
+    /// from the month before then the month's own `drawn` lines, and its events.
+    fn write(
+        &self,
+        ctx: &MonthContext,
+        carried: &[Line],
+        drawn: &[Line],
+        orders: u32,
+        sorted: &mut Vec<Line>,
+    ) -> Result<MonthOutput, GenerateError> {
+        let period = self.options.start.add_months(ctx.index as i32);
+        // The carried refunds have no events.
+        let events = self.options.events.then(|| {
+            events::month_events(
+                self.options.seed,
+                self.profiles,
+                self.visitors,
+                ctx,
+                self.tables,
+                drawn,
+            )
+        });
+        sort_by_time_into(
+            &[carried, drawn],
+            |line| line.ts,
+            |a, b| a.ts < b.ts,
+            sorted,
+        );
+        let lines = &sorted[..];
+        let mut output = MonthOutput {
+            rows: lines.len() as u64,
+            orders: u64::from(orders),
+            anonymous_rows: 0,
+            refund_rows: 0,
+            file: PathBuf::new(),
+            events: None,
+        };
+        for line in lines {
+            output.anonymous_rows += u64::from(line.customer == ANONYMOUS);
+            output.refund_rows += u64::from(line.amount < 0);
         }
-        let dir = options
+        let dir = self
+            .options
             .out_dir
             .join("transactions")
             .join(format!("month={period}"));
-        report
-            .files
-            .push(writer.write(&dir, &month.lines, &order, &tables)?);
-        if options.events {
-            let events = events::month_events(
-                options.seed,
-                &profiles,
-                &visitors,
-                &ctx,
-                &tables,
-                &month.lines,
-            );
-            report.event_rows += events.len() as u64;
-            let dir = options
+        output.file = self.writer.write(&dir, lines, self.tables)?;
+        if let Some(events) = events {
+            let dir = self
+                .options
                 .out_dir
                 .join("events")
                 .join(format!("month={period}"));
-            report.event_files.push(events::write_events(
+            let file = events::write_events(
                 &dir,
                 &events,
-                &tables,
-                writer.id_digits,
-                &writer.properties,
-            )?);
+                self.tables,
+                self.writer.id_digits,
+                &self.writer.properties,
+            )?;
+            output.events = Some((events.len() as u64, file));
         }
-        carried = month.next_month;
+        Ok(output)
     }
-    Ok(report)
+}
+
+/// The refunds each month takes from the month before, handed between threads.
+struct Handoff {
+    /// `None` until put; `Some(None)` when the putting thread panicked.
+    slots: Mutex<Vec<Option<Option<Vec<Line>>>>>,
+    changed: Condvar,
+}
+
+impl Handoff {
+    fn new(months: usize) -> Self {
+        Self {
+            slots: Mutex::new(vec![None; months + 1]),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn set(&self, slot: usize, lines: Option<Vec<Line>>) {
+        lock(&self.slots)[slot] = Some(lines);
+        self.changed.notify_all();
+    }
+
+    fn put(&self, slot: usize, lines: Vec<Line>) {
+        self.set(slot, Some(lines));
+    }
+
+    /// Waits for `slot`; `None` if its thread panicked.
+    fn take(&self, slot: usize) -> Option<Vec<Line>> {
+        let mut slots = lock(&self.slots);
+        loop {
+            if let Some(lines) = slots[slot].take() {
+                return lines;
+            }
+            slots = self
+                .changed
+                .wait(slots)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// A slot of a [`Handoff`] to fill; dropped unfilled (a panic), it wakes the taker.
+struct Promise<'a> {
+    handoff: &'a Handoff,
+    slot: usize,
+}
+
+impl Promise<'_> {
+    fn fulfil(self, lines: Vec<Line>) {
+        self.handoff.put(self.slot, lines);
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Promise<'_> {
+    fn drop(&mut self) {
+        self.handoff.set(self.slot, None);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The Arrow schema of the generated files.
@@ -819,6 +1068,11 @@ impl MonthWriter {
             // Unique values: a dictionary would only be built to be dropped.
             .set_column_dictionary_enabled(ColumnPath::from("order_id"), false)
             .set_column_dictionary_enabled(ColumnPath::from("ordered_at"), false)
+            .set_column_dictionary_enabled(ColumnPath::from("occurred_at"), false)
+            // Too many distinct ids for a dictionary page: the dictionary
+            // would overflow and be dropped in all but small files, after
+            // costing a hash lookup per value.
+            .set_column_dictionary_enabled(ColumnPath::from("customer_id"), false)
             .build();
         Self {
             schema: transactions_schema(),
@@ -827,36 +1081,24 @@ impl MonthWriter {
         }
     }
 
-    /// Writes `dir/part-0.parquet`, a reader never sees it half-written.
-    fn write(
-        &self,
-        dir: &Path,
-        lines: &[Line],
-        order: &[u32],
-        tables: &Tables,
-    ) -> Result<PathBuf, GenerateError> {
+    /// Writes `lines` (sorted) to `dir/part-0.parquet`, a reader never sees it half-written.
+    fn write(&self, dir: &Path, lines: &[Line], tables: &Tables) -> Result<PathBuf, GenerateError> {
         let path = dir.join("part-0.parquet");
-        let batches = order
+        let batches = lines
             .chunks(BATCH_ROWS)
-            .map(|chunk| self.batch(lines, chunk, tables));
+            .map(|chunk| self.batch(chunk, tables));
         write_parquet(&path, self.schema.clone(), &self.properties, batches)?;
         Ok(path)
     }
 
-    /// The lines at `indices`, in that order.
-    fn batch(
-        &self,
-        lines: &[Line],
-        indices: &[u32],
-        tables: &Tables,
-    ) -> Result<RecordBatch, ArrowError> {
-        let rows = indices.len();
-        let mut customer_ids = StringBuilder::with_capacity(rows, rows * (self.id_digits + 1));
-        let mut order_ids = StringBuilder::with_capacity(rows, rows * 16);
-        let mut product_ids = StringBuilder::with_capacity(rows, rows * 5);
-        let mut categories = StringBuilder::with_capacity(rows, rows * 8);
-        let mut channels = StringBuilder::with_capacity(rows, rows * 5);
-        let mut stores = StringBuilder::with_capacity(rows, rows * 4);
+    fn batch(&self, lines: &[Line], tables: &Tables) -> Result<RecordBatch, ArrowError> {
+        let rows = lines.len();
+        let mut customer_ids = Utf8Column::with_capacity(rows, rows * (self.id_digits + 1));
+        let mut order_ids = Utf8Column::with_capacity(rows, rows * 16);
+        let mut product_ids = Utf8Column::with_capacity(rows, rows * 5);
+        let mut categories = Utf8Column::with_capacity(rows, rows * 8);
+        let mut channels = Utf8Column::with_capacity(rows, rows * 5);
+        let mut stores = Utf8Column::with_capacity(rows, rows * 4);
         let mut ordered_at = Vec::with_capacity(rows);
         let mut amounts = Vec::with_capacity(rows);
         let mut quantities = Vec::with_capacity(rows);
@@ -870,50 +1112,93 @@ impl MonthWriter {
         let mut order_id = [b'0'; 16];
         order_id[0] = b'O';
         let mut last_order = (0, u32::MAX);
-        for &index in indices {
-            let line = &lines[index as usize];
+        for line in lines {
             if line.customer == ANONYMOUS {
-                customer_ids.append_null();
+                customer_ids.push_null();
             } else {
                 if line.customer != last_customer {
                     write_digits(&mut customer_id[1..], u64::from(line.customer));
                     last_customer = line.customer;
                 }
-                customer_ids.append_value(ascii(&customer_id));
+                customer_ids.push(&customer_id);
             }
             if (line.order_month, line.order_seq) != last_order {
                 write_digits(&mut order_id[1..7], u64::from(line.order_month));
                 write_digits(&mut order_id[7..], u64::from(line.order_seq));
                 last_order = (line.order_month, line.order_seq);
             }
-            order_ids.append_value(ascii(&order_id));
+            order_ids.push_fixed(&order_id);
             ordered_at.push(line.ts);
             amounts.push(i128::from(line.amount));
             quantities.push(i64::from(line.quantity));
-            product_ids.append_value(&tables.product_ids[line.product as usize]);
+            product_ids.push(tables.product_ids[line.product as usize].as_bytes());
             let category = tables.product_category[line.product as usize];
-            categories.append_value(CATEGORIES[category as usize].0);
-            channels.append_value(CHANNELS[line.channel as usize]);
+            categories.push(CATEGORIES[category as usize].0.as_bytes());
+            channels.push(CHANNELS[line.channel as usize].as_bytes());
             if line.store == NO_STORE {
-                stores.append_null();
+                stores.push_null();
             } else {
-                stores.append_value(&tables.store_ids[line.store as usize]);
+                stores.push(tables.store_ids[line.store as usize].as_bytes());
             }
             discounts.push(i128::from(line.discount));
         }
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(customer_ids.finish()),
-            Arc::new(order_ids.finish()),
+            customer_ids.finish()?,
+            order_ids.finish()?,
             Arc::new(TimestampMicrosecondArray::from(ordered_at).with_timezone("UTC")),
             Arc::new(Decimal128Array::from(amounts).with_precision_and_scale(18, 2)?),
             Arc::new(Int64Array::from(quantities)),
-            Arc::new(product_ids.finish()),
-            Arc::new(categories.finish()),
-            Arc::new(channels.finish()),
-            Arc::new(stores.finish()),
+            product_ids.finish()?,
+            categories.finish()?,
+            channels.finish()?,
+            stores.finish()?,
             Arc::new(Decimal128Array::from(discounts).with_precision_and_scale(18, 2)?),
         ];
         RecordBatch::try_new(self.schema.clone(), columns)
+    }
+}
+
+/// A UTF-8 column built from bytes: checked once when finished rather than value by value.
+struct Utf8Column {
+    offsets: Vec<i32>,
+    values: Vec<u8>,
+    nulls: NullBufferBuilder,
+}
+
+impl Utf8Column {
+    fn with_capacity(rows: usize, bytes: usize) -> Self {
+        let mut offsets = Vec::with_capacity(rows + 1);
+        offsets.push(0);
+        Self {
+            offsets,
+            values: Vec::with_capacity(bytes),
+            nulls: NullBufferBuilder::new(rows),
+        }
+    }
+
+    fn push(&mut self, value: &[u8]) {
+        self.values.extend_from_slice(value);
+        self.offsets.push(self.values.len() as i32);
+        self.nulls.append_non_null();
+    }
+
+    /// [`Self::push`] of a value of `N` bytes, copied without a call to `memcpy`.
+    fn push_fixed<const N: usize>(&mut self, value: &[u8; N]) {
+        self.values.extend_from_slice(value);
+        self.offsets.push(self.values.len() as i32);
+        self.nulls.append_non_null();
+    }
+
+    fn push_null(&mut self) {
+        self.offsets.push(self.values.len() as i32);
+        self.nulls.append_null();
+    }
+
+    fn finish(mut self) -> Result<ArrayRef, ArrowError> {
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(self.offsets));
+        let array =
+            StringArray::try_new(offsets, Buffer::from_vec(self.values), self.nulls.finish())?;
+        Ok(Arc::new(array))
     }
 }
 
@@ -953,42 +1238,66 @@ fn write_parquet(
     Ok(())
 }
 
-/// Indices of `lines` (all in `[start, end)`) in `ordered_at` order, ties in
-/// generation order, so the lines of an order stay together and in order: a
-/// stable counting sort into buckets of about four lines, then an insertion
-/// sort inside each bucket. Much cheaper than a comparison sort of the lines.
-fn time_order(lines: &[Line], start: i64, end: i64) -> Vec<u32> {
-    let buckets = (lines.len() / 4).clamp(1, 1 << 24);
-    let width = (end - start) / buckets as i64 + 1;
-    let bucket = |line: &Line| ((line.ts - start) / width) as usize;
+/// The items of `parts`, one after the other, sorted by `less`, which must
+/// order by `ts` first; ties keep their order. A stable counting sort by `ts`
+/// into buckets of about four items, then an insertion sort inside each
+/// bucket: much cheaper than a comparison sort, and the items end up side by
+/// side for the writer.
+fn sort_by_time<T: Copy>(
+    parts: &[&[T]],
+    ts: impl Fn(&T) -> i64,
+    less: impl Fn(&T, &T) -> bool,
+) -> Vec<T> {
+    let mut sorted = Vec::new();
+    sort_by_time_into(parts, ts, less, &mut sorted);
+    sorted
+}
+
+/// [`sort_by_time`] into `sorted`, whose memory is reused.
+fn sort_by_time_into<T: Copy>(
+    parts: &[&[T]],
+    ts: impl Fn(&T) -> i64,
+    less: impl Fn(&T, &T) -> bool,
+    sorted: &mut Vec<T>,
+) {
+    sorted.clear();
+    let items = || parts.iter().flat_map(|part| part.iter());
+    let Some(first) = items().next() else {
+        return;
+    };
+    let count = items().count();
+    let (low, high) = items().fold((ts(first), ts(first)), |(low, high), item| {
+        (low.min(ts(item)), high.max(ts(item)))
+    });
+    let buckets = (count / 4).clamp(1, 1 << 24);
+    let width = (high - low) / buckets as i64 + 1;
+    let bucket = |item: &T| ((ts(item) - low) / width) as usize;
     let mut bounds = vec![0u32; buckets + 1];
-    for line in lines {
-        bounds[bucket(line) + 1] += 1;
+    for item in items() {
+        bounds[bucket(item) + 1] += 1;
     }
     for b in 1..=buckets {
         bounds[b] += bounds[b - 1];
     }
     let mut next = bounds.clone();
-    let mut order = vec![0u32; lines.len()];
-    for (index, line) in lines.iter().enumerate() {
-        let slot = &mut next[bucket(line)];
-        order[*slot as usize] = index as u32;
+    sorted.resize(count, *first);
+    for item in items() {
+        let slot = &mut next[bucket(item)];
+        sorted[*slot as usize] = *item;
         *slot += 1;
     }
     for b in 0..buckets {
-        let (low, high) = (bounds[b] as usize, bounds[b + 1] as usize);
-        for j in low + 1..high {
-            let item = order[j];
-            let ts = lines[item as usize].ts;
+        let bucket = &mut sorted[bounds[b] as usize..bounds[b + 1] as usize];
+        for j in 1..bucket.len() {
+            let item = bucket[j];
             let mut k = j;
-            while k > low && lines[order[k - 1] as usize].ts > ts {
-                order[k] = order[k - 1];
+            while k > 0 && less(&item, &bucket[k - 1]) {
+                bucket[k] = bucket[k - 1];
                 k -= 1;
             }
-            order[k] = item;
+            bucket[k] = item;
         }
     }
-    order
 }
 
 /// Maps an I/O error to one that names `path`.
@@ -1003,10 +1312,6 @@ fn write_digits(digits: &mut [u8], mut value: u64) {
         *digit = b'0' + (value % 10) as u8;
         value /= 10;
     }
-}
-
-fn ascii(bytes: &[u8]) -> &str {
-    std::str::from_utf8(bytes).expect("ids are ASCII digits")
 }
 
 #[cfg(test)]
@@ -1192,11 +1497,27 @@ mod tests {
     #[test]
     fn same_options_give_identical_bytes() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let first = generate(&options(a.path(), 1500, 4)).unwrap();
-        let second = generate(&options(b.path(), 1500, 4)).unwrap();
-        assert_eq!(first.rows, second.rows);
-        assert_eq!(first.files.len(), 4);
-        for (x, y) in first.files.iter().zip(&second.files) {
+        // Whatever the number of threads: months are drawn side by side and
+        // hand their late refunds over to the next month's thread.
+        let first = generate_on(&options(a.path(), 1500, 5), 1).unwrap();
+        let second = generate_on(&options(b.path(), 1500, 5), 3).unwrap();
+        assert_eq!(
+            first,
+            GenerateReport {
+                files: first.files.clone(),
+                event_files: first.event_files.clone(),
+                ..second.clone()
+            }
+        );
+        assert_eq!(first.files.len(), 5);
+        assert_eq!(first.event_files.len(), 5);
+        assert!(first.refund_rows > 0);
+        let written = |report: &GenerateReport| {
+            let mut files = report.files.clone();
+            files.extend(report.event_files.iter().cloned());
+            files
+        };
+        for (x, y) in written(&first).iter().zip(&written(&second)) {
             assert_eq!(
                 x.strip_prefix(a.path()).unwrap(),
                 y.strip_prefix(b.path()).unwrap()
@@ -1209,7 +1530,7 @@ mod tests {
         }
         let other_seed = GenerateOptions {
             seed: 43,
-            ..options(b.path(), 1500, 4)
+            ..options(b.path(), 1500, 5)
         };
         generate(&other_seed).unwrap();
         assert!(fs::read(&first.files[0]).unwrap() != fs::read(&second.files[0]).unwrap());
@@ -1406,6 +1727,6 @@ mod tests {
     fn ids_are_fixed_width() {
         let mut buffer = [b'x'; 7];
         write_digits(&mut buffer, 123);
-        assert_eq!(ascii(&buffer), "0000123");
+        assert_eq!(std::str::from_utf8(&buffer).unwrap(), "0000123");
     }
 }

@@ -20,7 +20,7 @@ use rand_distr::{Beta, Distribution, Exp, Gamma};
 
 use super::{
     GenerateError, GenerateOptions, GenerateReport, Line, MICROS_PER_DAY, MonthWriter, NO_STORE,
-    Tables, calendar, check_options, derive_seed, micros_at, time_order,
+    Tables, calendar, check_options, derive_seed, micros_at, sort_by_time,
 };
 use crate::predict::bgnbd::{self, Variant};
 use crate::predict::gamma_gamma;
@@ -174,16 +174,14 @@ pub fn generate_btyd(
                 }
             })
             .collect();
-        let order = time_order(&lines, bounds[index], bounds[index + 1]);
+        let lines = sort_by_time(&[&lines], |line| line.ts, |a, b| a.ts < b.ts);
         report.rows += lines.len() as u64;
         report.orders += lines.len() as u64;
         let dir = options
             .out_dir
             .join("transactions")
             .join(format!("month={period}"));
-        report
-            .files
-            .push(writer.write(&dir, &lines, &order, &tables)?);
+        report.files.push(writer.write(&dir, &lines, &tables)?);
     }
     Ok(report)
 }

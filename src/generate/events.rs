@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, StringBuilder, TimestampMicrosecondArray};
+use arrow::array::{ArrayRef, TimestampMicrosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
@@ -18,7 +18,7 @@ use rand_distr::{Distribution, Geometric, Poisson};
 
 use super::{
     ANONYMOUS, BATCH_ROWS, GenerateError, Line, MICROS_PER_HOUR, MonthContext, Profile, STORE,
-    Tables, ascii, derive_seed, write_digits, write_parquet,
+    Tables, Utf8Column, derive_seed, sort_by_time, write_digits, write_parquet,
 };
 
 const EVENT_TYPES: [&str; 5] = [
@@ -170,8 +170,11 @@ pub(super) fn month_events(
             });
         }
     }
-    events.sort_by_key(|e| (e.ts, e.contact, e.kind));
-    events
+    sort_by_time(
+        &[&events],
+        |e| e.ts,
+        |a, b| (a.ts, a.contact, a.kind) < (b.ts, b.contact, b.kind),
+    )
 }
 
 /// Browsing sessions of one contact in the month: a visit, one to three
@@ -251,28 +254,32 @@ fn events_batch(
     id_digits: usize,
 ) -> Result<RecordBatch, ArrowError> {
     let rows = events.len();
-    let mut customer_ids = StringBuilder::with_capacity(rows, rows * (id_digits + 1));
-    let mut event_types = StringBuilder::with_capacity(rows, rows * 12);
-    let mut product_ids = StringBuilder::with_capacity(rows, rows * 5);
+    let mut customer_ids = Utf8Column::with_capacity(rows, rows * (id_digits + 1));
+    let mut event_types = Utf8Column::with_capacity(rows, rows * 12);
+    let mut product_ids = Utf8Column::with_capacity(rows, rows * 5);
     let mut occurred_at = Vec::with_capacity(rows);
     let mut customer_id = vec![b'0'; 1 + id_digits];
     customer_id[0] = b'C';
+    let mut last_contact = u32::MAX;
     for event in events {
-        write_digits(&mut customer_id[1..], u64::from(event.contact));
-        customer_ids.append_value(ascii(&customer_id));
-        event_types.append_value(EVENT_TYPES[event.kind as usize]);
+        if event.contact != last_contact {
+            write_digits(&mut customer_id[1..], u64::from(event.contact));
+            last_contact = event.contact;
+        }
+        customer_ids.push(&customer_id);
+        event_types.push(EVENT_TYPES[event.kind as usize].as_bytes());
         occurred_at.push(event.ts);
         if event.product == NO_PRODUCT {
-            product_ids.append_null();
+            product_ids.push_null();
         } else {
-            product_ids.append_value(&tables.product_ids[event.product as usize]);
+            product_ids.push(tables.product_ids[event.product as usize].as_bytes());
         }
     }
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(customer_ids.finish()),
-        Arc::new(event_types.finish()),
+        customer_ids.finish()?,
+        event_types.finish()?,
         Arc::new(TimestampMicrosecondArray::from(occurred_at).with_timezone("UTC")),
-        Arc::new(product_ids.finish()),
+        product_ids.finish()?,
     ];
     RecordBatch::try_new(schema.clone(), columns)
 }
