@@ -20,8 +20,9 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::physical_plan::collect_partitioned;
 use datafusion::prelude::{
-    CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
+    CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
 };
 use serde::Serialize;
 
@@ -112,7 +113,9 @@ pub async fn query_session(config: &Config) -> Result<SessionContext, EngineErro
     #[cfg(feature = "ballista")]
     if let Some(scheduler) = &config.engine.scheduler {
         let state = SessionStateBuilder::new()
-            .with_config(ballista::with_codecs(session_config(config)))
+            .with_config(
+                ballista::with_codecs(session_config(config)).with_extension(Arc::new(Distributed)),
+            )
             .with_runtime_env(runtime_env(config)?)
             .with_default_features()
             .build();
@@ -191,6 +194,32 @@ fn session_config(config: &Config) -> SessionConfig {
         session_config = session_config.with_target_partitions(partitions);
     }
     session_config
+}
+
+/// Marks the session of a run whose queries go to Ballista (DESIGN §8).
+#[derive(Debug)]
+#[cfg_attr(not(feature = "ballista"), allow(dead_code))]
+pub(crate) struct Distributed;
+
+/// Whether `ctx` sends its queries to a Ballista scheduler.
+pub(crate) fn is_distributed(ctx: &SessionContext) -> bool {
+    ctx.state().config().get_extension::<Distributed>().is_some()
+}
+
+/// Run `frame` once and return a frame over its result, held in memory as
+/// the partitions the query produced: later queries read it instead of
+/// running the plan again. This is what `DataFrame::cache` does on the
+/// local engine; Ballista turns `cache` into a no-op, hence this helper
+/// for both. On Ballista, a plan over the result carries it (our codec
+/// encodes in-memory tables), so it stays a shallow plan.
+pub async fn materialise(frame: DataFrame) -> Result<DataFrame, DataFusionError> {
+    let task = Arc::new(frame.task_ctx());
+    let (state, plan) = frame.into_parts();
+    let ctx = SessionContext::new_with_state(state);
+    let physical = ctx.state().create_physical_plan(&plan).await?;
+    let schema = physical.schema();
+    let partitions = collect_partitioned(physical, task).await?;
+    ctx.read_table(Arc::new(MemTable::try_new(schema, partitions)?))
 }
 
 /// The suppression list registered for this session, if any.

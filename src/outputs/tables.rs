@@ -221,9 +221,8 @@ pub async fn build_period_tables(
         ),
         ("rule_hash", ScalarValue::Utf8(Some(rule_hash.to_string()))),
     ]);
-    let transitions = run_query(ctx, "transitions", TRANSITIONS_SQL, &values)
-        .await?
-        .cache()
+    let transitions = run_query(ctx, "transitions", TRANSITIONS_SQL, &values).await?;
+    let transitions = crate::engine::materialise(transitions)
         .await
         .map_err(|source| OutputError::Query {
             table: "transitions".into(),

@@ -95,7 +95,7 @@ async fn members_of(
         }]);
     }
     if materialise {
-        frame = frame.cache().await.map_err(|source| {
+        frame = crate::engine::materialise(frame).await.map_err(|source| {
             vec![PipelineError::Execution {
                 context: format!(
                     "running the steps of job {} for {}",
@@ -166,7 +166,9 @@ pub async fn audiences(
         ),
         source,
     };
-    let members = members.cache().await.map_err(execution)?;
+    let members = crate::engine::materialise(members)
+        .await
+        .map_err(execution)?;
     let rows = members.clone().count().await.map_err(execution)?;
     let distinct = members
         .clone()

@@ -234,8 +234,7 @@ pub async fn classify(
     let frame = validate_rules(ctx, job, params)
         .await
         .map_err(|mut errors| errors.remove(0))?;
-    let classified = frame
-        .cache()
+    let classified = crate::engine::materialise(frame)
         .await
         .map_err(|source| PipelineError::Execution {
             context: format!(
