@@ -217,10 +217,10 @@ impl Logs {
 /// Numbers the log files of the `segments` commands of a test.
 static COMMANDS: AtomicUsize = AtomicUsize::new(0);
 
-/// Run `segments args` in `dir` and return its stdout; fail the test with
-/// its stderr (and `logs`) when it fails or is still running after
-/// `RUN_TIMEOUT`, in which case it is killed.
-fn segments_within(dir: &Path, args: &[&str], logs: &Logs) -> String {
+/// Run `segments args` in `dir` (logging at `RUST_LOG` plus `log`) and
+/// return its stderr; fail the test with it (and `logs`) when it fails or
+/// is still running after `RUN_TIMEOUT`, in which case it is killed.
+fn segments_within(dir: &Path, args: &[&str], log: &str, logs: &Logs) -> String {
     let n = COMMANDS.fetch_add(1, Ordering::Relaxed);
     let (out, err) = (
         dir.join(format!("command-{n}.out")),
@@ -231,7 +231,10 @@ fn segments_within(dir: &Path, args: &[&str], logs: &Logs) -> String {
         .current_dir(dir)
         .env(
             "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            format!(
+                "{},{log}",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())
+            ),
         )
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap())
@@ -260,11 +263,12 @@ fn segments_within(dir: &Path, args: &[&str], logs: &Logs) -> String {
             status.code(),
             logs.tails()
         ),
-        Some(_) => std::fs::read_to_string(&out).unwrap(),
+        Some(_) => stderr,
     }
 }
 
-fn run(dir: &Path, job_name: &str, config: &Path, period: &str, logs: &Logs) {
+/// Run a job for a period; returns the run's stderr.
+fn run(dir: &Path, job_name: &str, config: &Path, period: &str, logs: &Logs) -> String {
     segments_within(
         dir,
         &[
@@ -276,17 +280,36 @@ fn run(dir: &Path, job_name: &str, config: &Path, period: &str, logs: &Logs) {
             "--period",
             period,
         ],
+        "ballista_executor=info",
         logs,
-    );
+    )
 }
 
-/// Run `jobs` for both periods with both configs, then compare.
-fn run_and_compare(dir: &Path, local: &Path, ballista: &Path, jobs: &[&str], logs: &Logs) {
+/// Run `jobs` for both periods with both configs, then compare. After each
+/// run on Ballista, `executed` (given the run's stderr) counts the tasks
+/// Ballista executors ran so far: it must have grown, so that the tables
+/// compared are Ballista's.
+fn run_and_compare(
+    dir: &Path,
+    local: &Path,
+    ballista: &Path,
+    jobs: &[&str],
+    logs: &Logs,
+    executed: &dyn Fn(&str) -> usize,
+) {
     let mut problems = Vec::new();
+    let mut tasks = 0;
     for name in jobs {
         for period in PERIODS {
             run(dir, name, local, period, logs);
-            run(dir, name, ballista, period, logs);
+            let stderr = run(dir, name, ballista, period, logs);
+            let now = executed(&stderr);
+            assert!(
+                now > tasks,
+                "{name} {period}: no task ran on a Ballista executor\nstderr:\n{stderr}\n{}",
+                logs.tails()
+            );
+            tasks = now;
         }
         problems.extend(compare(&dir.join("local"), &dir.join("ballista"), name));
     }
@@ -307,7 +330,20 @@ fn standalone_ballista_publishes_the_tables_of_the_local_engine() {
         "ballista",
         "  kind: ballista\n  scheduler_url: standalone\n  target_partitions: 2\n",
     );
-    run_and_compare(dir.path(), &local, &ballista, JOBS, &Logs::default());
+    // The executor inside the run logs each task it receives.
+    let seen = std::cell::Cell::new(0);
+    let executed = |stderr: &str| {
+        seen.set(seen.get() + stderr.matches("Received task").count());
+        seen.get()
+    };
+    run_and_compare(
+        dir.path(),
+        &local,
+        &ballista,
+        JOBS,
+        &Logs::default(),
+        &executed,
+    );
 }
 
 /// A child process killed when the test ends, pass or fail.
@@ -433,20 +469,27 @@ fn scheduler_and_executor_processes_publish_the_tables_of_the_local_engine() {
         ],
         &mut logs,
     );
-    // The executor registers with its first poll of the scheduler, right
-    // after it logs the start of its poll loop.
+    // Jobs are submitted once the scheduler knows the executor (push-based
+    // scheduling, Ballista's default: the executor registers at start).
     let executor_log = logs.0[1].1.clone();
     wait_until(&mut executor, "the executor", &logs, || {
         listens(flight_port)
             && std::fs::read_to_string(&executor_log)
-                .is_ok_and(|log| log.contains("Starting poll work loop"))
+                .is_ok_and(|log| log.contains("Executor registration succeed"))
     });
+    let executed = |_: &str| {
+        std::fs::read_to_string(&executor_log)
+            .unwrap_or_default()
+            .matches("Execute task")
+            .count()
+    };
     run_and_compare(
         dir.path(),
         &local,
         &ballista,
         &["rfm_monthly", "audiences"],
         &logs,
+        &executed,
     );
     // Both processes served every run.
     for (process, name) in [(&mut scheduler, "scheduler"), (&mut executor, "executor")] {
