@@ -203,7 +203,10 @@ pub(crate) struct Distributed;
 
 /// Whether `ctx` sends its queries to a Ballista scheduler.
 pub(crate) fn is_distributed(ctx: &SessionContext) -> bool {
-    ctx.state().config().get_extension::<Distributed>().is_some()
+    ctx.state()
+        .config()
+        .get_extension::<Distributed>()
+        .is_some()
 }
 
 /// Run `frame` once and return a frame over its result, held in memory as

@@ -738,9 +738,7 @@ impl datafusion::logical_expr::ScalarUDFImpl for Erased {
         let text = datafusion::arrow::compute::cast(&array, &DataType::Utf8)?;
         let text = text.as_string::<i32>();
         let erased: BooleanArray = (0..text.len())
-            .map(|row| {
-                Some(text.is_valid(row) && self.suppression.contains(text.value(row)))
-            })
+            .map(|row| Some(text.is_valid(row) && self.suppression.contains(text.value(row))))
             .collect();
         Ok(ColumnarValue::Array(Arc::new(erased)))
     }

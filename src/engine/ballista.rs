@@ -59,7 +59,9 @@ fn decode_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
             .map_err(|e| DataFusionError::Internal(format!("{name}: bad bytes in a plan: {e}")))
     };
     match name {
-        PARSE_LOCAL_TIMESTAMP => Some(text().map(|format| Arc::new(parse_local_timestamp_udf(format)))),
+        PARSE_LOCAL_TIMESTAMP => {
+            Some(text().map(|format| Arc::new(parse_local_timestamp_udf(format))))
+        }
         ERASED_UDF => Some(text().and_then(|text| {
             decode_erased_udf(text)
                 .map(Arc::new)
@@ -362,7 +364,8 @@ pub async fn run_executor(
     let scratch = match &options.work_dir {
         Some(_) => None,
         None => {
-            let dir = std::env::temp_dir().join(format!("segments-executor-{}", uuid::Uuid::new_v4()));
+            let dir =
+                std::env::temp_dir().join(format!("segments-executor-{}", uuid::Uuid::new_v4()));
             std::fs::create_dir_all(&dir)?;
             Some(dir)
         }

@@ -22,8 +22,27 @@ const JOBS: &[&str] = &[
     "lifecycle_groups",
     "value_tiers",
     "channel_category",
+    "rfm_with_predictions",
     "audiences",
 ];
+
+#[test]
+fn every_shipped_job_is_compared() {
+    let mut shipped: Vec<String> = std::fs::read_dir(repo().join("jobs"))
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_suffix(".yaml")
+                .map(str::to_string)
+        })
+        .collect();
+    shipped.sort();
+    let mut compared: Vec<String> = JOBS.iter().map(|j| j.to_string()).collect();
+    compared.sort();
+    assert_eq!(compared, shipped, "add the job to JOBS");
+}
 
 /// Two consecutive periods, so the second migrates from a published one.
 const PERIODS: [&str; 2] = ["2024-11", "2024-12"];
@@ -208,7 +227,11 @@ impl Logs {
             let log = std::fs::read_to_string(path).unwrap_or_default();
             let lines: Vec<&str> = log.lines().collect();
             let tail = &lines[lines.len().saturating_sub(40)..];
-            text.push_str(&format!("--- {name} ({}):\n{}\n", path.display(), tail.join("\n")));
+            text.push_str(&format!(
+                "--- {name} ({}):\n{}\n",
+                path.display(),
+                tail.join("\n")
+            ));
         }
         text
     }
@@ -220,7 +243,7 @@ static COMMANDS: AtomicUsize = AtomicUsize::new(0);
 /// Run `segments args` in `dir` (logging at `RUST_LOG` plus `log`) and
 /// return its stderr; fail the test with it (and `logs`) when it fails or
 /// is still running after `RUN_TIMEOUT`, in which case it is killed.
-fn segments_within(dir: &Path, args: &[&str], log: &str, logs: &Logs) -> String {
+fn segments_within(dir: &Path, args: &[&str], env: &Env, log: &str, logs: &Logs) -> String {
     let n = COMMANDS.fetch_add(1, Ordering::Relaxed);
     let (out, err) = (
         dir.join(format!("command-{n}.out")),
@@ -231,11 +254,13 @@ fn segments_within(dir: &Path, args: &[&str], log: &str, logs: &Logs) -> String 
         .current_dir(dir)
         .env(
             "RUST_LOG",
-            format!(
-                "{},{log}",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into())
-            ),
+            [
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+                log.into(),
+            ]
+            .join(","),
         )
+        .envs(env.iter().copied())
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
@@ -267,8 +292,11 @@ fn segments_within(dir: &Path, args: &[&str], log: &str, logs: &Logs) -> String 
     }
 }
 
+/// Environment variables of a test's `segments` commands.
+type Env<'a> = [(&'a str, &'a str)];
+
 /// Run a job for a period; returns the run's stderr.
-fn run(dir: &Path, job_name: &str, config: &Path, period: &str, logs: &Logs) -> String {
+fn run(dir: &Path, job_name: &str, config: &Path, period: &str, env: &Env, logs: &Logs) -> String {
     segments_within(
         dir,
         &[
@@ -280,6 +308,7 @@ fn run(dir: &Path, job_name: &str, config: &Path, period: &str, logs: &Logs) -> 
             "--period",
             period,
         ],
+        env,
         "ballista_executor=info",
         logs,
     )
@@ -294,6 +323,7 @@ fn run_and_compare(
     local: &Path,
     ballista: &Path,
     jobs: &[&str],
+    env: &Env,
     logs: &Logs,
     executed: &dyn Fn(&str) -> usize,
 ) {
@@ -301,8 +331,8 @@ fn run_and_compare(
     let mut tasks = 0;
     for name in jobs {
         for period in PERIODS {
-            run(dir, name, local, period, logs);
-            let stderr = run(dir, name, ballista, period, logs);
+            run(dir, name, local, period, env, logs);
+            let stderr = run(dir, name, ballista, period, env, logs);
             let now = executed(&stderr);
             assert!(
                 now > tasks,
@@ -341,9 +371,76 @@ fn standalone_ballista_publishes_the_tables_of_the_local_engine() {
         &local,
         &ballista,
         JOBS,
+        &[],
         &Logs::default(),
         &executed,
     );
+}
+
+/// Erased customers (`segments forget`) stay out of Ballista's tables too:
+/// the filter of erased ids travels in the plans as hashes, and the
+/// executor hashes with the salt of its own environment.
+#[test]
+fn standalone_ballista_keeps_erased_customers_out() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path());
+    let local = config(
+        dir.path(),
+        "local",
+        "  kind: local\n  target_partitions: 2\n",
+    );
+    let ballista = config(
+        dir.path(),
+        "ballista",
+        "  kind: ballista\n  scheduler_url: standalone\n  target_partitions: 2\n",
+    );
+    // The first generated customer, who buys in both periods.
+    let victim = "C0000001";
+    let env = [("SEGMENTS_ERASURE_SALT", "a-test-salt-of-more-than-16-chars")];
+    let logs = Logs::default();
+    for config in [&local, &ballista] {
+        segments_within(
+            dir.path(),
+            &[
+                "forget",
+                "--config",
+                config.to_str().unwrap(),
+                "--customer-id",
+                victim,
+                "--force",
+            ],
+            &env,
+            "warn",
+            &logs,
+        );
+    }
+    let seen = std::cell::Cell::new(0);
+    let executed = |stderr: &str| {
+        seen.set(seen.get() + stderr.matches("Received task").count());
+        seen.get()
+    };
+    run_and_compare(
+        dir.path(),
+        &local,
+        &ballista,
+        &["rfm_monthly"],
+        &env,
+        &logs,
+        &executed,
+    );
+    for period in PERIODS {
+        let file = PathBuf::from(format!("snapshots/period={period}/part-0.parquet"));
+        let snapshot = rows(&read_parquet(
+            &dir.path().join("ballista/rfm_monthly").join(&file),
+        ));
+        assert!(snapshot.len() > 100, "{period}: {} rows", snapshot.len());
+        assert!(
+            !snapshot.iter().any(|row| row
+                .split(" | ")
+                .any(|value| value == format!("customer_id={victim}"))),
+            "{period}: the erased customer is in Ballista's snapshot"
+        );
+    }
 }
 
 /// A child process killed when the test ends, pass or fail.
@@ -488,6 +585,7 @@ fn scheduler_and_executor_processes_publish_the_tables_of_the_local_engine() {
         &local,
         &ballista,
         &["rfm_monthly", "audiences"],
+        &[],
         &logs,
         &executed,
     );
