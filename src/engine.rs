@@ -113,9 +113,7 @@ pub async fn query_session(config: &Config) -> Result<SessionContext, EngineErro
     #[cfg(feature = "ballista")]
     if let Some(scheduler) = &config.engine.scheduler {
         let state = SessionStateBuilder::new()
-            .with_config(
-                ballista::with_codecs(session_config(config)).with_extension(Arc::new(Distributed)),
-            )
+            .with_config(ballista::with_codecs(session_config(config)))
             .with_runtime_env(runtime_env(config)?)
             .with_default_features()
             .build();
@@ -196,25 +194,13 @@ fn session_config(config: &Config) -> SessionConfig {
     session_config
 }
 
-/// Marks the session of a run whose queries go to Ballista (DESIGN §8).
-#[derive(Debug)]
-#[cfg_attr(not(feature = "ballista"), allow(dead_code))]
-pub(crate) struct Distributed;
-
-/// Whether `ctx` sends its queries to a Ballista scheduler.
-pub(crate) fn is_distributed(ctx: &SessionContext) -> bool {
-    ctx.state()
-        .config()
-        .get_extension::<Distributed>()
-        .is_some()
-}
-
 /// Run `frame` once and return a frame over its result, held in memory as
 /// the partitions the query produced: later queries read it instead of
 /// running the plan again. This is what `DataFrame::cache` does on the
-/// local engine; Ballista turns `cache` into a no-op, hence this helper
-/// for both. On Ballista, a plan over the result carries it (our codec
-/// encodes in-memory tables), so it stays a shallow plan.
+/// local engine; Ballista turns `cache` into a no-op (each output query
+/// would run every step again), hence this helper for both. On Ballista
+/// the result comes back to this process and plans over it carry it (our
+/// codec encodes in-memory tables).
 pub async fn materialise(frame: DataFrame) -> Result<DataFrame, DataFusionError> {
     let task = Arc::new(frame.task_ctx());
     let (state, plan) = frame.into_parts();

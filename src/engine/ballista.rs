@@ -233,8 +233,8 @@ pub const MAX_MESSAGE_BYTES: usize = 512 * 1024 * 1024;
 /// A session config carrying our codecs, for the client, the scheduler and
 /// the executors alike, with Ballista's restrictions of DataFusion's
 /// options (no round-robin repartitioning, no string views) and its static
-/// planner; a standalone
-/// executor runs as many tasks at once as the config has target partitions.
+/// planner; a standalone executor runs as many tasks at once as the config
+/// has target partitions.
 pub fn with_codecs(config: SessionConfig) -> SessionConfig {
     let partitions = config.target_partitions();
     config

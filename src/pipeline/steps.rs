@@ -23,7 +23,6 @@ pub async fn register_steps(
     job: &Job,
     params: &Parameters,
 ) -> Result<(), PipelineError> {
-    let distributed = crate::engine::is_distributed(ctx);
     for step in &job.steps {
         let fail = |source: datafusion::error::DataFusionError| PipelineError::Step {
             step: step.name.clone(),
@@ -36,20 +35,6 @@ pub async fn register_steps(
             .await
             .map_err(fail)?;
         let frame = frame.with_param_values(params.values()).map_err(fail)?;
-        // On Ballista a step is run once and its result registered: a view
-        // would inline every earlier step into each plan sent to the
-        // scheduler, as often as it is referenced (plans too deep and too
-        // large for protobuf).
-        let frame = if distributed {
-            crate::engine::materialise(frame)
-                .await
-                .map_err(|source| PipelineError::Execution {
-                    context: format!("running step `{}`", step.name),
-                    source,
-                })?
-        } else {
-            frame
-        };
         ctx.deregister_table(step.name.as_str()).map_err(fail)?;
         ctx.register_table(step.name.as_str(), frame.into_view())
             .map_err(fail)?;
