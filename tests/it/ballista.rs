@@ -252,9 +252,14 @@ fn segments_within(dir: &Path, args: &[&str], env: &Env, log: &str, logs: &Logs)
         dir.join(format!("command-{n}.out")),
         dir.join(format!("command-{n}.err")),
     );
+    // A standalone Ballista executor writes its shuffle files under the
+    // temporary directory and leaves them there: keep them in the test's.
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_segments"))
         .args(args)
         .current_dir(dir)
+        .env("TMPDIR", &tmp)
         .env(
             "RUST_LOG",
             [
