@@ -22,8 +22,9 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::physical_plan::collect_partitioned;
 use datafusion::prelude::{
-    CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
+    CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
 };
 use serde::Serialize;
 
@@ -162,13 +163,14 @@ struct KeptOnDisk {
 }
 
 /// Compute `frame` once and keep its rows for the reads that follow: in
-/// memory, or on disk under a memory limit ([`KeptOnDisk`]).
+/// memory ([`materialise`], on either engine), or on disk under a memory
+/// limit on the local engine ([`KeptOnDisk`]).
 pub async fn keep(
     ctx: &SessionContext,
     frame: datafusion::prelude::DataFrame,
 ) -> Result<datafusion::prelude::DataFrame, DataFusionError> {
     let Some(disk) = ctx.state().config().get_extension::<KeptOnDisk>() else {
-        return frame.cache().await;
+        return materialise(frame).await;
     };
     let index = disk.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = disk.dir.path().join(format!("kept-{index}"));
@@ -255,6 +257,23 @@ fn session_config(config: &Config) -> SessionConfig {
         session_config = session_config.with_target_partitions(partitions);
     }
     session_config
+}
+
+/// Run `frame` once and return a frame over its result, held in memory as
+/// the partitions the query produced: later queries read it instead of
+/// running the plan again. This is what `DataFrame::cache` does on the
+/// local engine; Ballista turns `cache` into a no-op (each output query
+/// would run every step again), hence this helper for both. On Ballista
+/// the result comes back to this process and plans over it carry it (our
+/// codec encodes in-memory tables).
+pub async fn materialise(frame: DataFrame) -> Result<DataFrame, DataFusionError> {
+    let task = Arc::new(frame.task_ctx());
+    let (state, plan) = frame.into_parts();
+    let ctx = SessionContext::new_with_state(state);
+    let physical = ctx.state().create_physical_plan(&plan).await?;
+    let schema = physical.schema();
+    let partitions = collect_partitioned(physical, task).await?;
+    ctx.read_table(Arc::new(MemTable::try_new(schema, partitions)?))
 }
 
 /// The suppression list registered for this session, if any.

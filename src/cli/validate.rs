@@ -55,7 +55,9 @@ pub async fn validate(args: JobArgs) -> Result<(), Failure> {
         .map_err(|errors| failure(2, anyhow::anyhow!(render(&errors))))?;
     // Run the output queries over the empty inputs: they must accept the
     // job's columns. No data is read.
-    let current = classified.cache().await.map_err(|e| failure(2, e))?;
+    let current = crate::engine::materialise(classified)
+        .await
+        .map_err(|e| failure(2, e))?;
     let previous = current
         .clone()
         .select_columns(&[

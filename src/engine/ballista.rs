@@ -33,6 +33,7 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
 use crate::config::Scheduler;
+use crate::erasure::{ERASED_UDF, decode_erased_udf, encode_erased_udf};
 
 /// Marks a table provider encoded by [`LogicalCodec`] (anything else is
 /// Ballista's).
@@ -51,16 +52,29 @@ pub struct PhysicalCodec {
 }
 
 fn decode_udf(name: &str, buf: &[u8]) -> Option<Result<Arc<ScalarUDF>>> {
+    let text = || {
+        std::str::from_utf8(buf)
+            .map_err(|e| DataFusionError::Internal(format!("{name}: bad bytes in a plan: {e}")))
+    };
+    if name == ERASED_UDF {
+        return Some(text().and_then(|text| {
+            decode_erased_udf(text)
+                .map(Arc::new)
+                .map_err(DataFusionError::Configuration)
+        }));
+    }
     super::functions::decode_udf(name, buf).map(|udf| udf.map(Arc::new))
 }
 
 fn encode_udf(node: &ScalarUDF, buf: &mut Vec<u8>) -> bool {
-    match super::functions::encode_udf(node) {
-        Some(parameter) => {
-            buf.extend_from_slice(&parameter);
-            true
-        }
-        None => false,
+    if let Some(parameter) = super::functions::encode_udf(node) {
+        buf.extend_from_slice(&parameter);
+        true
+    } else if let Some(text) = encode_erased_udf(node) {
+        buf.extend_from_slice(text.as_bytes());
+        true
+    } else {
+        false
     }
 }
 
@@ -206,12 +220,25 @@ impl PhysicalExtensionCodec for PhysicalCodec {
     }
 }
 
+/// Largest gRPC message between client, scheduler and executors: a plan
+/// carries the in-memory tables it reads (step results, see
+/// `pipeline::register_steps`), well beyond Ballista's default of 16 MiB.
+pub const MAX_MESSAGE_BYTES: usize = 512 * 1024 * 1024;
+
 /// A session config carrying our codecs, for the client, the scheduler and
-/// the executors alike; a standalone executor runs as many tasks at once as
-/// the config has target partitions.
+/// the executors alike, with Ballista's restrictions of DataFusion's
+/// options (no round-robin repartitioning, no string views) and its static
+/// planner; a standalone executor runs as many tasks at once as the config
+/// has target partitions.
 pub fn with_codecs(config: SessionConfig) -> SessionConfig {
     let partitions = config.target_partitions();
     config
+        .upgrade_for_ballista()
+        .with_ballista_grpc_client_max_message_size(MAX_MESSAGE_BYTES)
+        // The adaptive planner (on by default in Ballista 55) can cancel a
+        // running stage when it replans, and the job then never finishes
+        // (apache/datafusion-ballista#2063): the static planner.
+        .with_ballista_adaptive_query_planner(false)
         .with_ballista_standalone_parallelism(partitions)
         .with_ballista_logical_extension_codec(Arc::new(LogicalCodec::default()))
         .with_ballista_physical_extension_codec(Arc::new(PhysicalCodec::default()))
@@ -273,6 +300,8 @@ pub async fn run_scheduler(config: &crate::config::Config, endpoint: Endpoint) -
     if let Some(host) = endpoint.external_host {
         scheduler.external_host = host;
     }
+    scheduler.grpc_server_max_decoding_message_size = MAX_MESSAGE_BYTES as u32;
+    scheduler.grpc_server_max_encoding_message_size = MAX_MESSAGE_BYTES as u32;
     scheduler.override_logical_codec = Some(Arc::new(LogicalCodec::default()));
     scheduler.override_physical_codec = Some(Arc::new(PhysicalCodec::default()));
     let base = session_config.clone();
@@ -325,6 +354,21 @@ pub async fn run_executor(
     let runtime =
         super::process_runtime(config).map_err(|e| DataFusionError::External(e.into()))?;
     let session_config = with_codecs(super::session_config(config));
+    // Without --work-dir, a scratch directory of this process (Ballista's
+    // own default is a temporary directory it deletes at once).
+    let scratch = match &options.work_dir {
+        Some(_) => None,
+        None => {
+            let dir =
+                std::env::temp_dir().join(format!("segments-executor-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir)?;
+            Some(dir)
+        }
+    };
+    let work_dir = match (&options.work_dir, &scratch) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, dir) => dir.as_ref().map(|d| d.display().to_string()),
+    };
     let process = ExecutorProcessConfig {
         bind_host: endpoint.bind_host,
         port: endpoint.port,
@@ -333,17 +377,23 @@ pub async fn run_executor(
         scheduler_host: host,
         scheduler_port: port,
         vcores: options.vcores,
-        work_dir: options.work_dir,
+        work_dir,
         memory_pool_size: config.engine.memory_limit.map(|bytes| bytes as u64),
+        grpc_max_decoding_message_size: MAX_MESSAGE_BYTES as u32,
+        grpc_max_encoding_message_size: MAX_MESSAGE_BYTES as u32,
         override_logical_codec: Some(Arc::new(LogicalCodec::default())),
         override_physical_codec: Some(Arc::new(PhysicalCodec::default())),
         override_config_producer: Some(Arc::new(move || session_config.clone())),
         override_runtime_producer: Some(Arc::new(move |_: &SessionConfig| Ok(runtime.clone()))),
         ..ExecutorProcessConfig::default()
     };
-    start_executor_process(Arc::new(process))
+    let result = start_executor_process(Arc::new(process))
         .await
-        .map_err(|e| DataFusionError::External(e.into()))
+        .map_err(|e| DataFusionError::External(e.into()));
+    if let Some(dir) = scratch {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
 }
 
 #[cfg(test)]
