@@ -170,9 +170,7 @@ pub async fn audiences(
         ),
         source,
     };
-    let members = crate::engine::keep(ctx, members)
-        .await
-        .map_err(execution)?;
+    let members = crate::engine::keep(ctx, members).await.map_err(execution)?;
     let rows = members.clone().count().await.map_err(execution)?;
     let distinct = members
         .clone()

@@ -244,15 +244,16 @@ pub async fn classify(
     let frame = segments_over_steps(ctx, job)
         .await
         .map_err(|mut errors| errors.remove(0))?;
-    let classified = crate::engine::keep(ctx, frame)
-        .await
-        .map_err(|source| PipelineError::Execution {
-            context: format!(
-                "running the steps of job {} for {}",
-                job.name, params.period
-            ),
-            source,
-        })?;
+    let classified =
+        crate::engine::keep(ctx, frame)
+            .await
+            .map_err(|source| PipelineError::Execution {
+                context: format!(
+                    "running the steps of job {} for {}",
+                    job.name, params.period
+                ),
+                source,
+            })?;
     check_all_matched(job, params, &classified).await?;
     Ok(classified)
 }

@@ -59,7 +59,10 @@ fn memory_limited_run_matches_unlimited_run() {
         .flatten()
         .map(|e| e.file_name())
         .collect();
-    assert!(left.is_empty(), "the run left {left:?} in its spill directory");
+    assert!(
+        left.is_empty(),
+        "the run left {left:?} in its spill directory"
+    );
     for table in [
         "snapshots",
         "migrations",
