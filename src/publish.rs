@@ -324,12 +324,8 @@ pub async fn rebuild_published_periods(
     Ok(())
 }
 
-/// The latest published period of a job (`_SUCCESS` present) and its
-/// manifest, if any.
-pub async fn last_published(
-    warehouse: &Warehouse,
-    job: &str,
-) -> Result<Option<(Period, Manifest)>, PublishError> {
+/// The periods that have a run folder (published or not), oldest first.
+async fn run_periods(warehouse: &Warehouse, job: &str) -> Result<Vec<Period>, PublishError> {
     let mut periods: Vec<Period> = warehouse
         .folders(&warehouse.key(&[job, RUNS])?)
         .await?
@@ -342,6 +338,16 @@ pub async fn last_published(
         })
         .collect();
     periods.sort();
+    Ok(periods)
+}
+
+/// The latest published period of a job (`_SUCCESS` present) and its
+/// manifest, if any.
+pub async fn last_published(
+    warehouse: &Warehouse,
+    job: &str,
+) -> Result<Option<(Period, Manifest)>, PublishError> {
+    let periods = run_periods(warehouse, job).await?;
     for period in periods.into_iter().rev() {
         if let Some(manifest) = published_manifest(warehouse, job, period).await? {
             return Ok(Some((period, manifest)));
@@ -356,18 +362,7 @@ pub async fn published_periods(
     warehouse: &Warehouse,
     job: &str,
 ) -> Result<Vec<(Period, Manifest)>, PublishError> {
-    let mut periods: Vec<Period> = warehouse
-        .folders(&warehouse.key(&[job, RUNS])?)
-        .await?
-        .iter()
-        .filter_map(|folder| {
-            folder
-                .filename()
-                .and_then(|f| f.strip_prefix("period="))
-                .and_then(|p| p.parse::<Period>().ok())
-        })
-        .collect();
-    periods.sort();
+    let periods = run_periods(warehouse, job).await?;
     let mut published = Vec::new();
     for period in periods {
         if let Some(manifest) = published_manifest(warehouse, job, period).await? {

@@ -354,20 +354,23 @@ fn run_and_compare(
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
+/// The configs of a local run and of a standalone Ballista run over the
+/// same generated data.
+fn standalone_configs(dir: &Path) -> (PathBuf, PathBuf) {
+    let local = config(dir, "local", "  kind: local\n  target_partitions: 2\n");
+    let ballista = config(
+        dir,
+        "ballista",
+        "  kind: ballista\n  scheduler_url: standalone\n  target_partitions: 2\n",
+    );
+    (local, ballista)
+}
+
 #[test]
 fn standalone_ballista_publishes_the_tables_of_the_local_engine() {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path());
-    let local = config(
-        dir.path(),
-        "local",
-        "  kind: local\n  target_partitions: 2\n",
-    );
-    let ballista = config(
-        dir.path(),
-        "ballista",
-        "  kind: ballista\n  scheduler_url: standalone\n  target_partitions: 2\n",
-    );
+    let (local, ballista) = standalone_configs(dir.path());
     // The executor inside the run logs each task it receives.
     let seen = std::cell::Cell::new(0);
     let executed = |stderr: &str| {
@@ -392,16 +395,7 @@ fn standalone_ballista_publishes_the_tables_of_the_local_engine() {
 fn standalone_ballista_keeps_erased_customers_out() {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path());
-    let local = config(
-        dir.path(),
-        "local",
-        "  kind: local\n  target_partitions: 2\n",
-    );
-    let ballista = config(
-        dir.path(),
-        "ballista",
-        "  kind: ballista\n  scheduler_url: standalone\n  target_partitions: 2\n",
-    );
+    let (local, ballista) = standalone_configs(dir.path());
     // The first generated customer, who buys in both periods.
     let victim = "C0000001";
     let env = [("SEGMENTS_ERASURE_SALT", "a-test-salt-of-more-than-16-chars")];
