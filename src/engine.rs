@@ -28,7 +28,7 @@ use datafusion::prelude::{
 };
 use serde::Serialize;
 
-use crate::config::{Config, Input, InputFormat, canonical_columns};
+use crate::config::{Config, Input, InputFormat, SpillCompression, canonical_columns};
 use crate::storage::{self, StorageError};
 
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +256,12 @@ fn session_config(config: &Config) -> SessionConfig {
     if let Some(partitions) = config.engine.target_partitions {
         session_config = session_config.with_target_partitions(partitions);
     }
+    session_config.options_mut().execution.spill_compression = match config.engine.spill_compression
+    {
+        SpillCompression::Lz4 => datafusion::common::config::SpillCompression::Lz4Frame,
+        SpillCompression::Zstd => datafusion::common::config::SpillCompression::Zstd,
+        SpillCompression::None => datafusion::common::config::SpillCompression::Uncompressed,
+    };
     session_config
 }
 

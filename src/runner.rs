@@ -271,8 +271,13 @@ async fn input_facts(
     }
     // Exact duplicate lines are looked for by row hash; only when some rows
     // share one are the facts recounted over the distinct lines.
+    let usable_rows = rows
+        .iter()
+        .filter(|row| row.reason.is_none())
+        .map(|row| row.rows)
+        .sum();
     let may_have_duplicates = config.quality.reject_duplicates
-        && engine::may_have_duplicates(ctx, "transactions").await?;
+        && engine::may_have_duplicates(ctx, "transactions", usable_rows).await?;
     let facts = Arc::new(InputFacts {
         rows,
         may_have_duplicates,

@@ -20,5 +20,6 @@ pub use predict::{Potential, Predict, TimeUnit};
 pub use scoring::{FixedBands, Scoring};
 pub use settings::{
     CanonicalColumn, Config, CsvOptions, Encoding, EngineKind, EngineSettings, Input, InputFormat,
-    QualitySettings, ReportSettings, Scheduler, canonical_columns, parse_scheduler_url,
+    QualitySettings, ReportSettings, Scheduler, SpillCompression, canonical_columns,
+    parse_scheduler_url,
 };

@@ -363,36 +363,36 @@ fn execution(context: &str) -> impl Fn(datafusion::error::DataFusionError) -> En
     }
 }
 
-/// Whether the usable rows of `input` may hold exact duplicate lines. `false`
-/// is certain: no two rows share a [`row_hash`], so no two rows are equal.
-/// `true` means some rows share a hash: duplicates, or (rarely) different
-/// rows whose hashes collide — the caller then counts the rows themselves.
-/// A group-by over one 64-bit value instead of a DISTINCT over every column.
-pub async fn may_have_duplicates(ctx: &SessionContext, input: &str) -> Result<bool, EngineError> {
+/// Whether the `usable_rows` usable rows of `input` may hold exact
+/// duplicate lines. `false` is certain: the rows have as many distinct
+/// [`row_hash`]es as there are rows, so no two rows are equal. `true` means
+/// some rows share a hash: duplicates, or (rarely) different rows whose
+/// hashes collide — the caller then counts the rows themselves.
+/// A DISTINCT over one 64-bit value instead of over every column; the
+/// distinct hashes are the only state (no count per hash), which halves what
+/// the aggregation holds and spills on a billion lines.
+pub async fn may_have_duplicates(
+    ctx: &SessionContext,
+    input: &str,
+    usable_rows: u64,
+) -> Result<bool, EngineError> {
     let failed = execution("looking for duplicate lines");
     let columns: Vec<Expr> = canonical_columns(input)
         .iter()
         .map(|c| column_ref(c.name))
         .collect();
-    let shared = ctx
+    let distinct_hashes = ctx
         .table(usable_table(input).as_str())
         .await
         .map_err(&failed)?
         .select(vec![row_hash(columns).alias("__row_hash")])
         .map_err(&failed)?
-        .aggregate(
-            vec![column_ref("__row_hash")],
-            vec![count(lit(1)).alias("__copies")],
-        )
+        .aggregate(vec![column_ref("__row_hash")], vec![])
         .map_err(&failed)?
-        .filter(column_ref("__copies").gt(lit(1i64)))
-        .map_err(&failed)?
-        .limit(0, Some(1))
-        .map_err(&failed)?
-        .collect()
+        .count()
         .await
         .map_err(&failed)?;
-    Ok(shared.iter().any(|b| b.num_rows() > 0))
+    Ok((distinct_hashes as u64) < usable_rows)
 }
 
 /// The rejects of a period: rows dated in `[start, end)` and undatable rows,
