@@ -943,6 +943,7 @@ fn order(
     // (product, quantity, discount percent); one line per product.
     let mut basket = [(0u16, 0i64, 0i64); 6];
     let mut used = 0;
+    let discount_share = ctx.discount_share_at(ts);
     for _ in 0..lines {
         let category = if rng.random_bool(FAVOURITE_SHARE) {
             profile.favourites[rng.random_range(0..2)]
@@ -951,7 +952,7 @@ fn order(
         };
         let product = tables.pick_product(rng, category);
         let quantity = tables.quantities.pick(rng) as i64 + 1;
-        let percent = if rng.random_bool(ctx.discount_share_at(ts)) {
+        let percent = if rng.random_bool(discount_share) {
             DISCOUNT_RATES[tables.discounts.pick(rng)].0
         } else {
             0
@@ -1240,7 +1241,7 @@ fn write_parquet(
 
 /// The items of `parts`, one after the other, sorted by `less`, which must
 /// order by `ts` first; ties keep their order. A stable counting sort by `ts`
-/// into buckets of about four items, then an insertion sort inside each
+/// into buckets of a few items, then an insertion sort inside each
 /// bucket: much cheaper than a comparison sort, and the items end up side by
 /// side for the writer.
 fn sort_by_time<T: Copy>(
@@ -1269,9 +1270,14 @@ fn sort_by_time_into<T: Copy>(
     let (low, high) = items().fold((ts(first), ts(first)), |(low, high), item| {
         (low.min(ts(item)), high.max(ts(item)))
     });
-    let buckets = (count / 4).clamp(1, 1 << 24);
-    let width = (high - low) / buckets as i64 + 1;
-    let bucket = |item: &T| ((ts(item) - low) / width) as usize;
+    // Two to four items a bucket on average, each bucket a power-of-two span
+    // of time, so that finding an item's bucket is a shift rather than a
+    // 64-bit division. Any bucketing monotone in `ts` sorts alike: ties keep
+    // their order whatever the buckets.
+    let target = (count / 4).clamp(1, 1 << 24) as u64;
+    let shift = ((high - low) as u64 / target).checked_ilog2().unwrap_or(0);
+    let buckets = ((high - low) as u64 >> shift) as usize + 1;
+    let bucket = |item: &T| ((ts(item) - low) as u64 >> shift) as usize;
     let mut bounds = vec![0u32; buckets + 1];
     for item in items() {
         bounds[bucket(item) + 1] += 1;
