@@ -664,11 +664,11 @@ impl Profile {
 
 /// The catalog, the stores and the weight tables, drawn once from the seed.
 struct Tables {
-    product_ids: Vec<String>,
+    product_ids: Vec<Label>,
     product_category: Vec<u8>,
     product_price: Vec<i64>,
     products_by_category: Vec<Vec<u16>>,
-    store_ids: Vec<String>,
+    store_ids: Vec<Label>,
     stores: Weighted,
     categories: Weighted,
     channels: Weighted,
@@ -695,7 +695,7 @@ impl Tables {
             };
             let (_, low, high, _) = CATEGORIES[category];
             let euros = (low.ln() + rng.random::<f64>() * (high.ln() - low.ln())).exp();
-            product_ids.push(format!("P{:04}", p + 1));
+            product_ids.push(Label::new(&format!("P{:04}", p + 1)));
             product_category.push(category as u8);
             product_price.push(euros.round().max(1.0) as i64 * 100 - 1);
             products_by_category[category].push(p as u16);
@@ -707,7 +707,9 @@ impl Tables {
             product_category,
             product_price,
             products_by_category,
-            store_ids: (1..=STORES).map(|s| format!("S{s:03}")).collect(),
+            store_ids: (1..=STORES)
+                .map(|s| Label::new(&format!("S{s:03}")))
+                .collect(),
             stores: Weighted::new(store_weights),
             categories,
             channels: Weighted::new(CHANNEL_WEIGHTS),
@@ -943,6 +945,7 @@ fn order(
     // (product, quantity, discount percent); one line per product.
     let mut basket = [(0u16, 0i64, 0i64); 6];
     let mut used = 0;
+    let discount_share = ctx.discount_share_at(ts);
     for _ in 0..lines {
         let category = if rng.random_bool(FAVOURITE_SHARE) {
             profile.favourites[rng.random_range(0..2)]
@@ -951,7 +954,7 @@ fn order(
         };
         let product = tables.pick_product(rng, category);
         let quantity = tables.quantities.pick(rng) as i64 + 1;
-        let percent = if rng.random_bool(ctx.discount_share_at(ts)) {
+        let percent = if rng.random_bool(discount_share) {
             DISCOUNT_RATES[tables.discounts.pick(rng)].0
         } else {
             0
@@ -1093,20 +1096,23 @@ impl MonthWriter {
 
     fn batch(&self, lines: &[Line], tables: &Tables) -> Result<RecordBatch, ArrowError> {
         let rows = lines.len();
-        let mut customer_ids = Utf8Column::with_capacity(rows, rows * (self.id_digits + 1));
+        let mut customer_ids =
+            Utf8Column::with_capacity(rows, rows * (self.id_digits + 1) + Label::SIZE);
         let mut order_ids = Utf8Column::with_capacity(rows, rows * 16);
-        let mut product_ids = Utf8Column::with_capacity(rows, rows * 5);
-        let mut categories = Utf8Column::with_capacity(rows, rows * 8);
-        let mut channels = Utf8Column::with_capacity(rows, rows * 5);
-        let mut stores = Utf8Column::with_capacity(rows, rows * 4);
+        // Labels are copied 16 bytes at a time: room for the last one's padding.
+        let mut product_ids = Utf8Column::with_capacity(rows, rows * 5 + Label::SIZE);
+        let mut categories = Utf8Column::with_capacity(rows, rows * 11 + Label::SIZE);
+        let mut channels = Utf8Column::with_capacity(rows, rows * 5 + Label::SIZE);
+        let mut stores = Utf8Column::with_capacity(rows, rows * 4 + Label::SIZE);
         let mut ordered_at = Vec::with_capacity(rows);
         let mut amounts = Vec::with_capacity(rows);
         let mut quantities = Vec::with_capacity(rows);
         let mut discounts = Vec::with_capacity(rows);
         // Ids are written into reused buffers, and only when they change
         // (lines of one order are next to each other).
-        let mut customer_id = vec![b'0'; 1 + self.id_digits];
-        customer_id[0] = b'C';
+        let mut customer_digits = vec![b'0'; 1 + self.id_digits];
+        customer_digits[0] = b'C';
+        let mut customer_id = Label::new("");
         let mut last_customer = ANONYMOUS;
         // `O` + YYYYMM + 9-digit counter.
         let mut order_id = [b'0'; 16];
@@ -1117,10 +1123,11 @@ impl MonthWriter {
                 customer_ids.push_null();
             } else {
                 if line.customer != last_customer {
-                    write_digits(&mut customer_id[1..], u64::from(line.customer));
+                    write_digits(&mut customer_digits[1..], u64::from(line.customer));
+                    customer_id = Label::from_bytes(&customer_digits);
                     last_customer = line.customer;
                 }
-                customer_ids.push(&customer_id);
+                customer_ids.push_label(&customer_id);
             }
             if (line.order_month, line.order_seq) != last_order {
                 write_digits(&mut order_id[1..7], u64::from(line.order_month));
@@ -1131,14 +1138,14 @@ impl MonthWriter {
             ordered_at.push(line.ts);
             amounts.push(i128::from(line.amount));
             quantities.push(i64::from(line.quantity));
-            product_ids.push(tables.product_ids[line.product as usize].as_bytes());
+            product_ids.push_label(&tables.product_ids[line.product as usize]);
             let category = tables.product_category[line.product as usize];
-            categories.push(CATEGORIES[category as usize].0.as_bytes());
-            channels.push(CHANNELS[line.channel as usize].as_bytes());
+            categories.push_label(&CATEGORY_LABELS[category as usize]);
+            channels.push_label(&CHANNEL_LABELS[line.channel as usize]);
             if line.store == NO_STORE {
                 stores.push_null();
             } else {
-                stores.push(tables.store_ids[line.store as usize].as_bytes());
+                stores.push_label(&tables.store_ids[line.store as usize]);
             }
             discounts.push(i128::from(line.discount));
         }
@@ -1189,6 +1196,16 @@ impl Utf8Column {
         self.nulls.append_non_null();
     }
 
+    /// [`Self::push`] of a label: a fixed-size copy of its padding too,
+    /// which the next value overwrites.
+    fn push_label(&mut self, label: &Label) {
+        let end = self.values.len() + label.len;
+        self.values.extend_from_slice(&label.bytes);
+        self.values.truncate(end);
+        self.offsets.push(end as i32);
+        self.nulls.append_non_null();
+    }
+
     fn push_null(&mut self) {
         self.offsets.push(self.values.len() as i32);
         self.nulls.append_null();
@@ -1201,6 +1218,61 @@ impl Utf8Column {
         Ok(Arc::new(array))
     }
 }
+
+/// A short string (an id, a category, a channel) padded to a fixed size, so
+/// that columns copy it without a call to `memcpy`.
+#[derive(Debug, Clone, Copy)]
+struct Label {
+    bytes: [u8; Label::SIZE],
+    len: usize,
+}
+
+impl Label {
+    const SIZE: usize = 16;
+
+    /// Panics if `value` is longer than [`Label::SIZE`] bytes.
+    const fn from_bytes(value: &[u8]) -> Self {
+        assert!(value.len() <= Self::SIZE, "a label is at most 16 bytes");
+        let mut bytes = [0; Self::SIZE];
+        let mut i = 0;
+        while i < value.len() {
+            bytes[i] = value[i];
+            i += 1;
+        }
+        Self {
+            bytes,
+            len: value.len(),
+        }
+    }
+
+    const fn new(value: &str) -> Self {
+        Self::from_bytes(value.as_bytes())
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..self.len]).expect("labels are made from strings")
+    }
+}
+
+/// The names of `CATEGORIES` and `CHANNELS`, as labels.
+const CATEGORY_LABELS: [Label; CATEGORIES.len()] = {
+    let mut labels = [Label::new(""); CATEGORIES.len()];
+    let mut i = 0;
+    while i < labels.len() {
+        labels[i] = Label::new(CATEGORIES[i].0);
+        i += 1;
+    }
+    labels
+};
+const CHANNEL_LABELS: [Label; CHANNELS.len()] = {
+    let mut labels = [Label::new(""); CHANNELS.len()];
+    let mut i = 0;
+    while i < labels.len() {
+        labels[i] = Label::new(CHANNELS[i]);
+        i += 1;
+    }
+    labels
+};
 
 /// Writes `batches` to the Parquet file `path` through a hidden temporary
 /// file and a rename, so a reader never sees a half-written file.
@@ -1240,7 +1312,7 @@ fn write_parquet(
 
 /// The items of `parts`, one after the other, sorted by `less`, which must
 /// order by `ts` first; ties keep their order. A stable counting sort by `ts`
-/// into buckets of about four items, then an insertion sort inside each
+/// into buckets of a few items, then an insertion sort inside each
 /// bucket: much cheaper than a comparison sort, and the items end up side by
 /// side for the writer.
 fn sort_by_time<T: Copy>(
@@ -1269,9 +1341,14 @@ fn sort_by_time_into<T: Copy>(
     let (low, high) = items().fold((ts(first), ts(first)), |(low, high), item| {
         (low.min(ts(item)), high.max(ts(item)))
     });
-    let buckets = (count / 4).clamp(1, 1 << 24);
-    let width = (high - low) / buckets as i64 + 1;
-    let bucket = |item: &T| ((ts(item) - low) / width) as usize;
+    // Two to four items a bucket on average, each bucket a power-of-two span
+    // of time, so that finding an item's bucket is a shift rather than a
+    // 64-bit division. Any bucketing monotone in `ts` sorts alike: ties keep
+    // their order whatever the buckets.
+    let target = (count / 4).clamp(1, 1 << 24) as u64;
+    let shift = ((high - low) as u64 / target).checked_ilog2().unwrap_or(0);
+    let buckets = ((high - low) as u64 >> shift) as usize + 1;
+    let bucket = |item: &T| ((ts(item) - low) as u64 >> shift) as usize;
     let mut bounds = vec![0u32; buckets + 1];
     for item in items() {
         bounds[bucket(item) + 1] += 1;

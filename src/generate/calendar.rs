@@ -11,7 +11,7 @@ use arrow::record_batch::RecordBatch;
 use chrono::{Datelike, Duration, NaiveDate, Weekday};
 use parquet::file::properties::WriterProperties;
 
-use super::{CATEGORIES, GenerateError, Tables, micros_at, write_parquet};
+use super::{CATEGORIES, GenerateError, Label, Tables, micros_at, write_parquet};
 
 /// One sale of the calendar: `[starts, ends)` in local dates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +121,9 @@ pub(super) fn write_products(
                 RecordBatch::try_new(
                     schema.clone(),
                     vec![
-                        Arc::new(StringArray::from_iter_values(tables.product_ids.iter())),
+                        Arc::new(StringArray::from_iter_values(
+                            tables.product_ids.iter().map(Label::as_str),
+                        )),
                         Arc::new(StringArray::from_iter_values(
                             tables
                                 .product_category

@@ -17,8 +17,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Geometric, Poisson};
 
 use super::{
-    ANONYMOUS, BATCH_ROWS, GenerateError, Line, MICROS_PER_HOUR, MonthContext, Profile, STORE,
-    Tables, Utf8Column, derive_seed, sort_by_time, write_digits, write_parquet,
+    ANONYMOUS, BATCH_ROWS, GenerateError, Label, Line, MICROS_PER_HOUR, MonthContext, Profile,
+    STORE, Tables, Utf8Column, derive_seed, sort_by_time, write_digits, write_parquet,
 };
 
 const EVENT_TYPES: [&str; 5] = [
@@ -256,7 +256,7 @@ fn events_batch(
     let rows = events.len();
     let mut customer_ids = Utf8Column::with_capacity(rows, rows * (id_digits + 1));
     let mut event_types = Utf8Column::with_capacity(rows, rows * 12);
-    let mut product_ids = Utf8Column::with_capacity(rows, rows * 5);
+    let mut product_ids = Utf8Column::with_capacity(rows, rows * 5 + Label::SIZE);
     let mut occurred_at = Vec::with_capacity(rows);
     let mut customer_id = vec![b'0'; 1 + id_digits];
     customer_id[0] = b'C';
@@ -272,7 +272,7 @@ fn events_batch(
         if event.product == NO_PRODUCT {
             product_ids.push_null();
         } else {
-            product_ids.push(tables.product_ids[event.product as usize].as_bytes());
+            product_ids.push_label(&tables.product_ids[event.product as usize]);
         }
     }
     let columns: Vec<ArrayRef> = vec![
