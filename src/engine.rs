@@ -190,6 +190,64 @@ pub async fn keep(
         .await
 }
 
+/// Rows computed once and read by later runs of the same process (the
+/// periods of a backfill), each run with its own session: a table provider
+/// any session can register, over rows in memory or, under a memory limit on
+/// the local engine, Parquet files in a directory of the spill directory
+/// that lives as long as this value.
+#[derive(Debug)]
+pub struct SharedTable {
+    table: Arc<dyn datafusion::catalog::TableProvider>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl SharedTable {
+    /// Register the rows under `name` in `ctx` (replacing a table so named).
+    pub fn register(&self, ctx: &SessionContext, name: &str) -> Result<(), DataFusionError> {
+        ctx.deregister_table(name)?;
+        ctx.register_table(name, self.table.clone())?;
+        Ok(())
+    }
+}
+
+/// Compute `frame` once into a [`SharedTable`] (see [`keep`] for where the
+/// rows go).
+pub async fn share(
+    ctx: &SessionContext,
+    frame: datafusion::prelude::DataFrame,
+) -> Result<SharedTable, DataFusionError> {
+    let Some(disk) = ctx.state().config().get_extension::<KeptOnDisk>() else {
+        return Ok(SharedTable {
+            table: materialise(frame).await?.into_view(),
+            _dir: None,
+        });
+    };
+    // Not in the session's own directory, deleted with the session.
+    let parent = disk.dir.path().parent().unwrap_or(disk.dir.path());
+    let dir = tempfile::Builder::new()
+        .prefix("segments-shared-")
+        .tempdir_in(parent)?;
+    let path = format!("{}/", dir.path().display());
+    let schema = frame.schema().as_arrow().clone();
+    let mut options = datafusion::config::TableParquetOptions::default();
+    options.global.compression = Some("zstd(1)".into());
+    frame
+        .write_parquet(
+            &path,
+            datafusion::dataframe::DataFrameWriteOptions::new(),
+            Some(options),
+        )
+        .await?;
+    let table = ctx
+        .read_parquet(&path, ParquetReadOptions::default().schema(&schema))
+        .await?
+        .into_view();
+    Ok(SharedTable {
+        table,
+        _dir: Some(dir),
+    })
+}
+
 /// Memory pool and spill directory of `engine`.
 fn runtime_env(config: &Config) -> Result<Arc<RuntimeEnv>, EngineError> {
     let mut runtime = RuntimeEnvBuilder::new();

@@ -108,6 +108,9 @@ pub struct RunOptions {
     /// Gates the operator overrides on purpose (`--allow-gate NAME`),
     /// recorded in the manifest.
     pub allowed_gates: Vec<String>,
+    /// The last period of the backfill this run belongs to: what its periods
+    /// share (the store orders) is computed once, up to that period's end.
+    pub backfill_until: Option<Period>,
 }
 
 impl RunOptions {
@@ -116,6 +119,7 @@ impl RunOptions {
             period,
             dry_run: false,
             allowed_gates: Vec::new(),
+            backfill_until: None,
         }
     }
 }
@@ -226,19 +230,7 @@ async fn input_facts(
     /// The last facts counted, with the key of the input they describe.
     type Known = Mutex<Option<(String, Arc<InputFacts>)>>;
     static KNOWN: OnceLock<Known> = OnceLock::new();
-    let erased = engine::suppression(ctx).map(|s| s.len()).unwrap_or(0);
-    let key = format!(
-        "{:?}|{:?}|{erased}|{}",
-        config
-            .inputs
-            .get("transactions")
-            .map(|i| (&i.url, &i.columns)),
-        files
-            .iter()
-            .filter(|f| f.input == "transactions")
-            .collect::<Vec<_>>(),
-        config.quality.reject_duplicates
-    );
+    let key = input_key(ctx, config, files);
     let known = KNOWN.get_or_init(Default::default);
     if let Some((known_key, facts)) = known.lock().expect("not poisoned").as_ref()
         && *known_key == key
@@ -284,6 +276,25 @@ async fn input_facts(
     });
     *known.lock().expect("not poisoned") = Some((key, facts.clone()));
     Ok(facts)
+}
+
+/// What identifies the transactions a run reads, for the results the runs of
+/// one process share: the input, its files, the erasures and the duplicate
+/// rule.
+fn input_key(ctx: &SessionContext, config: &Config, files: &[engine::InputFile]) -> String {
+    let erased = engine::suppression(ctx).map(|s| s.len()).unwrap_or(0);
+    format!(
+        "{:?}|{:?}|{erased}|{}",
+        config
+            .inputs
+            .get("transactions")
+            .map(|i| (&i.url, &i.columns)),
+        files
+            .iter()
+            .filter(|f| f.input == "transactions")
+            .collect::<Vec<_>>(),
+        config.quality.reject_duplicates
+    )
 }
 
 /// The run facts over the distinct usable lines (when there are duplicates).
@@ -403,7 +414,15 @@ pub async fn run_with(
                 .await?,
             )
         };
+        // A run on its own, or the last of its backfill, is the last to read
+        // the store orders it shared.
+        let last_sharing = options
+            .backfill_until
+            .is_none_or(|last| last <= options.period);
         let result = run_leased(job, config, options, run_id, lease.as_ref()).await;
+        if last_sharing {
+            crate::outputs::release_store_orders();
+        }
         if let Some(lease) = lease
             && let Err(error) = lease.release().await
         {
@@ -464,6 +483,26 @@ async fn run_leased(
         engine::skip_duplicate_removal(&ctx, "transactions").await?;
     }
     engine::apply_aliases(&ctx, config, period.end()).await?;
+    // Identity merges change customer ids from one period to the next:
+    // then each period reads its own store orders.
+    let step = Instant::now();
+    if engine::merged_ids(&ctx).is_none() {
+        let last = options
+            .backfill_until
+            .filter(|last| *last > period)
+            .unwrap_or(period);
+        crate::outputs::share_store_orders(
+            &ctx,
+            job,
+            &input_key(&ctx, config, &files),
+            &Parameters::new(last, job.window_months),
+        )
+        .await?;
+    }
+    timings.insert(
+        "store_orders".to_string(),
+        step.elapsed().as_millis() as u64,
+    );
     engine::known_by(&ctx, period.end()).await?;
     let rows = RowCounts {
         read: checks.read,

@@ -3,13 +3,13 @@
 -- store_id), the same for both sides, so a customer's movement between
 -- segments stays inside one store. Customers who never bought in a store
 -- have a null store_id. Rows: every (store, segment) with customers now or
--- on the from side.
+-- on the from side. The distinct orders per customer and store come from
+-- __store_order_days (store_order_days.sql: computed once for all the
+-- periods of a backfill).
 WITH store_orders AS (
-    SELECT customer_id, store_id, COUNT(DISTINCT order_id) AS orders
-    FROM transactions
-    WHERE customer_id IS NOT NULL
-      AND store_id IS NOT NULL
-      AND ordered_date < $period_end
+    SELECT customer_id, store_id, SUM(orders) AS orders
+    FROM __store_order_days
+    WHERE first_date < $period_end
     GROUP BY customer_id, store_id
 ),
 home_stores AS (

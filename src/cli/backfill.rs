@@ -265,6 +265,7 @@ pub async fn backfill(
                 let step = Instant::now();
                 let mut options = RunOptions::new(period);
                 options.allowed_gates = args.allow_gate.clone();
+                options.backfill_until = periods.last().copied();
                 match runner::run(&job, &config, options).await {
                     Ok(outcome) => Status::Published {
                         run_id: outcome.manifest.run_id,
@@ -288,6 +289,8 @@ pub async fn backfill(
         done.push((period, status));
     }
     progress.finish();
+    // A backfill that stopped early leaves what its periods shared.
+    crate::outputs::release_store_orders();
 
     let count = |word: &str| done.iter().filter(|(_, s)| s.word() == word).count();
     let mut out = std::io::stdout().lock();

@@ -32,6 +32,7 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
             period,
             dry_run: args.dry_run,
             allowed_gates: args.allow_gate.clone(),
+            backfill_until: None,
         },
         args.force,
     )

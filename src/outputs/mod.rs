@@ -6,7 +6,10 @@ mod schema;
 mod tables;
 
 pub use schema::{TableSchema, table_schema};
-pub use tables::{PeriodTables, TableData, build_audience_tables, build_period_tables};
+pub use tables::{
+    PeriodTables, TableData, build_audience_tables, build_period_tables, release_store_orders,
+    share_store_orders,
+};
 
 use datafusion::error::DataFusionError;
 

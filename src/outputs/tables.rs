@@ -16,6 +16,9 @@ use crate::config::{FixedBands, Job, Locale, OutputTable, Scoring};
 use crate::pipeline::{Parameters, sql_options};
 
 const TRANSITIONS_SQL: &str = include_str!("../../sql/outputs/transitions.sql");
+const STORE_ORDER_DAYS_SQL: &str = include_str!("../../sql/outputs/store_order_days.sql");
+/// What the store summary reads: see [`share_store_orders`].
+const STORE_ORDER_DAYS: &str = "__store_order_days";
 const SCORE_THRESHOLDS_FIXED_SQL: &str =
     include_str!("../../sql/outputs/score_thresholds_fixed.sql");
 
@@ -231,6 +234,15 @@ pub async fn build_period_tables(
     ctx.register_table("transitions", transitions.into_view())
         .map_err(setup)?;
 
+    // A run that shared no store orders (`validate`, `diff`, a run with
+    // identity merges) reads them from its own period's lines.
+    if job.outputs.contains(&OutputTable::StoreSummary)
+        && !ctx.table_exist(STORE_ORDER_DAYS).map_err(setup)?
+    {
+        let store_orders = run_query(ctx, STORE_ORDER_DAYS, STORE_ORDER_DAYS_SQL, &values).await?;
+        ctx.register_table(STORE_ORDER_DAYS, store_orders.into_view())
+            .map_err(setup)?;
+    }
     let tables = output_tables(ctx, job, &values).await?;
 
     let segment_counts = counts(
@@ -254,6 +266,63 @@ pub async fn build_period_tables(
         movement_counts,
         customers,
     })
+}
+
+/// The store orders last shared: input key, end of the lines they cover, rows.
+type SharedStoreOrders =
+    std::sync::Mutex<Option<(String, chrono::NaiveDate, Arc<crate::engine::SharedTable>)>>;
+
+fn shared_store_orders() -> &'static SharedStoreOrders {
+    static SHARED: std::sync::OnceLock<SharedStoreOrders> = std::sync::OnceLock::new();
+    SHARED.get_or_init(Default::default)
+}
+
+/// Drop the shared store orders (and their files in the spill directory)
+/// once the runs that share them are over.
+pub fn release_store_orders() {
+    *shared_store_orders().lock().expect("not poisoned") = None;
+}
+
+/// Register `__store_order_days` (`sql/outputs/store_order_days.sql`, what
+/// the store summary reads) over the lines known by the end of
+/// `last.period`, the last period of the runs of this process that read the
+/// same input (`input_key`): computed by the first run and kept for the
+/// others, so a backfill groups the lines by customer, store and order once
+/// instead of once per period. Call it before the `transactions` view is
+/// restricted to the run's own period.
+pub async fn share_store_orders(
+    ctx: &SessionContext,
+    job: &Job,
+    input_key: &str,
+    last: &Parameters,
+) -> Result<(), OutputError> {
+    if !job.outputs.contains(&OutputTable::StoreSummary) {
+        return Ok(());
+    }
+    let end = last.period.end();
+    let failed = |source| OutputError::Query {
+        table: STORE_ORDER_DAYS.into(),
+        source,
+    };
+    let shared = shared_store_orders();
+    let known = shared
+        .lock()
+        .expect("not poisoned")
+        .as_ref()
+        .filter(|(key, known_end, _)| key == input_key && *known_end >= end)
+        .map(|(_, _, table)| table.clone());
+    let table = match known {
+        Some(table) => table,
+        None => {
+            let frame =
+                run_query(ctx, STORE_ORDER_DAYS, STORE_ORDER_DAYS_SQL, &last.values()).await?;
+            let table = Arc::new(crate::engine::share(ctx, frame).await.map_err(failed)?);
+            *shared.lock().expect("not poisoned") =
+                Some((input_key.to_string(), end, table.clone()));
+            table
+        }
+    };
+    table.register(ctx, STORE_ORDER_DAYS).map_err(failed)
 }
 
 /// Run the query of every table the job declares (but `rejects`, built from

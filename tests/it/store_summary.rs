@@ -19,7 +19,51 @@ fn store_summary_matches_duckdb_on_generated_data() {
     for period in ["2025-10", "2025-11"] {
         crate::common::run_job(dir.path(), &default_job(), &config, period);
     }
-    let file = table_file(&warehouse, "rfm_monthly", "store_summary", "2025-11");
+    let (ours, share_sums) = our_cells(&warehouse, "2025-11");
+    // Shares are of the store's customers.
+    for (store, sum) in &share_sums {
+        assert!((sum - 1.0).abs() < 1e-9, "{store}: shares sum to {sum}");
+    }
+    let reference = duckdb_cells(dir.path(), &warehouse, "2025-11");
+    let only_ours: Vec<_> = ours.difference(&reference).take(5).collect();
+    let only_reference: Vec<_> = reference.difference(&ours).take(5).collect();
+    assert!(
+        only_ours.is_empty() && only_reference.is_empty(),
+        "only in segments {only_ours:?}, only in DuckDB {only_reference:?}"
+    );
+    // The totals over stores are the segment summary's.
+    let mut per_segment = std::collections::BTreeMap::<String, (i64, i64)>::new();
+    for line in &ours {
+        let fields: Vec<&str> = line.split('|').collect();
+        let entry = per_segment.entry(fields[1].to_string()).or_default();
+        entry.0 += fields[2].parse::<i64>().unwrap();
+        entry.1 += fields[7].parse::<i64>().unwrap();
+    }
+    let summary = table_file(&warehouse, "rfm_monthly", "segment_summary", "2025-11");
+    for batch in read_parquet(&summary) {
+        let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
+        let segments = column("segment");
+        let customers = column("customers");
+        let previous = column("previous_customers");
+        for row in 0..batch.num_rows() {
+            let segment = segments.as_string::<i32>().value(row);
+            let expected = (
+                customers.as_primitive::<Int64Type>().value(row),
+                previous.as_primitive::<Int64Type>().value(row),
+            );
+            let got = per_segment.get(segment).copied().unwrap_or_default();
+            assert_eq!(got, expected, "{segment}: store totals vs segment_summary");
+        }
+    }
+}
+
+/// The store summary of `period` as `store|segment|customers|active|revenue|
+/// orders|monetary|previous` lines, and the sum of the shares per store.
+fn our_cells(
+    warehouse: &std::path::Path,
+    period: &str,
+) -> (BTreeSet<String>, std::collections::BTreeMap<String, f64>) {
+    let file = table_file(warehouse, "rfm_monthly", "store_summary", period);
     let mut ours = BTreeSet::new();
     let mut share_sums = std::collections::BTreeMap::<String, f64>::new();
     for batch in read_parquet(&file) {
@@ -64,11 +108,19 @@ fn store_summary_matches_duckdb_on_generated_data() {
             ));
         }
     }
-    // Shares are of the store's customers.
-    for (store, sum) in &share_sums {
-        assert!((sum - 1.0).abs() < 1e-9, "{store}: shares sum to {sum}");
-    }
-    let d = dir.path().join("data").display().to_string();
+    (ours, share_sums)
+}
+
+/// The same lines computed by DuckDB from the raw transactions and the
+/// published snapshots of `period` and the period before.
+fn duckdb_cells(
+    dir: &std::path::Path,
+    warehouse: &std::path::Path,
+    period: &str,
+) -> BTreeSet<String> {
+    let parsed: segments::period::Period = period.parse().unwrap();
+    let (start, end, previous) = (parsed.start(), parsed.end(), parsed.previous());
+    let d = dir.join("data").display().to_string();
     let w = warehouse.display();
     // Money as cents, to compare with the Decimal128 values.
     let sql = format!(
@@ -76,15 +128,15 @@ fn store_summary_matches_duckdb_on_generated_data() {
 SET TimeZone = 'UTC';
 CREATE TEMP TABLE l AS SELECT customer_id, order_id, CAST(ordered_at AS DATE) AS day, amount, store_id
   FROM read_parquet('{d}/transactions/*/*.parquet')
-  WHERE customer_id IS NOT NULL AND CAST(ordered_at AS DATE) < DATE '2025-12-01';
+  WHERE customer_id IS NOT NULL AND CAST(ordered_at AS DATE) < DATE '{end}';
 CREATE TEMP TABLE o AS SELECT customer_id, order_id, MIN(day) AS day, SUM(amount) AS amount FROM l GROUP BY ALL;
 CREATE TEMP TABLE home AS SELECT customer_id, first(store_id ORDER BY n DESC, store_id) AS store_id FROM (
   SELECT customer_id, store_id, COUNT(DISTINCT order_id) AS n FROM l WHERE store_id IS NOT NULL GROUP BY ALL) GROUP BY customer_id;
 CREATE TEMP TABLE period AS SELECT customer_id,
   COUNT(*) FILTER (WHERE amount > 0) AS orders, SUM(amount) AS revenue
-  FROM o WHERE day >= DATE '2025-11-01' GROUP BY customer_id;
-CREATE TEMP TABLE now AS SELECT customer_id, segment, monetary FROM '{w}/rfm_monthly/snapshots/period=2025-11/part-0.parquet';
-CREATE TEMP TABLE before AS SELECT customer_id, segment FROM '{w}/rfm_monthly/snapshots/period=2025-10/part-0.parquet';
+  FROM o WHERE day >= DATE '{start}' GROUP BY customer_id;
+CREATE TEMP TABLE now AS SELECT customer_id, segment, monetary FROM '{w}/rfm_monthly/snapshots/period={period}/part-0.parquet';
+CREATE TEMP TABLE before AS SELECT customer_id, segment FROM '{w}/rfm_monthly/snapshots/period={previous}/part-0.parquet';
 CREATE TEMP TABLE cur AS SELECT COALESCE(h.store_id, '-') AS store, n.segment, COUNT(*) AS customers,
     COUNT(*) FILTER (WHERE COALESCE(p.orders, 0) > 0) AS active,
     CAST(COALESCE(SUM(p.revenue), 0) * 100 AS BIGINT) AS revenue, COALESCE(SUM(p.orders), 0) AS orders,
@@ -98,35 +150,41 @@ FROM cur c FULL JOIN prev p USING (store, segment)
 "#
     );
     let reference = duckdb_lines(&sql);
-    assert!(reference.len() > 100, "{} cells", reference.len());
-    let only_ours: Vec<_> = ours.difference(&reference).take(5).collect();
-    let only_reference: Vec<_> = reference.difference(&ours).take(5).collect();
-    assert!(
-        only_ours.is_empty() && only_reference.is_empty(),
-        "only in segments {only_ours:?}, only in DuckDB {only_reference:?}"
+    assert!(reference.len() > 100, "{period}: {} cells", reference.len());
+    reference
+}
+
+/// A backfill computes the store orders once, up to its last period, and
+/// each period takes the orders known by its own end: every period's store
+/// summary is still the one DuckDB computes for that period alone.
+#[test]
+fn a_backfill_shares_the_store_orders_and_each_period_keeps_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = generated(dir.path(), 1500, 24, "2024-01", 5);
+    let warehouse = dir.path().join("warehouse");
+    let job = default_job();
+    crate::common::segments_ok(
+        dir.path(),
+        &[
+            "backfill",
+            "--job",
+            job.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--from",
+            "2025-08",
+            "--to",
+            "2025-11",
+        ],
     );
-    // The totals over stores are the segment summary's.
-    let mut per_segment = std::collections::BTreeMap::<String, (i64, i64)>::new();
-    for line in &ours {
-        let fields: Vec<&str> = line.split('|').collect();
-        let entry = per_segment.entry(fields[1].to_string()).or_default();
-        entry.0 += fields[2].parse::<i64>().unwrap();
-        entry.1 += fields[7].parse::<i64>().unwrap();
-    }
-    let summary = table_file(&warehouse, "rfm_monthly", "segment_summary", "2025-11");
-    for batch in read_parquet(&summary) {
-        let column = |name: &str| batch.column(batch.schema().index_of(name).unwrap()).clone();
-        let segments = column("segment");
-        let customers = column("customers");
-        let previous = column("previous_customers");
-        for row in 0..batch.num_rows() {
-            let segment = segments.as_string::<i32>().value(row);
-            let expected = (
-                customers.as_primitive::<Int64Type>().value(row),
-                previous.as_primitive::<Int64Type>().value(row),
-            );
-            let got = per_segment.get(segment).copied().unwrap_or_default();
-            assert_eq!(got, expected, "{segment}: store totals vs segment_summary");
-        }
+    for period in ["2025-09", "2025-10", "2025-11"] {
+        let (ours, _) = our_cells(&warehouse, period);
+        let reference = duckdb_cells(dir.path(), &warehouse, period);
+        let only_ours: Vec<_> = ours.difference(&reference).take(5).collect();
+        let only_reference: Vec<_> = reference.difference(&ours).take(5).collect();
+        assert!(
+            only_ours.is_empty() && only_reference.is_empty(),
+            "{period}: only in segments {only_ours:?}, only in DuckDB {only_reference:?}"
+        );
     }
 }
