@@ -483,14 +483,15 @@ async fn run_leased(
         engine::skip_duplicate_removal(&ctx, "transactions").await?;
     }
     engine::apply_aliases(&ctx, config, period.end()).await?;
-    // Identity merges change customer ids from one period to the next:
-    // then each period reads its own store orders.
+    // The periods of a backfill share their store orders. A run on its own
+    // reads them from its lines as the store summary runs (kept, they would
+    // only cost memory); so does a run with identity merges, whose customer
+    // ids change from one period to the next.
     let step = Instant::now();
-    if engine::merged_ids(&ctx).is_none() {
-        let last = options
-            .backfill_until
-            .filter(|last| *last > period)
-            .unwrap_or(period);
+    if let Some(last) = options.backfill_until
+        && engine::merged_ids(&ctx).is_none()
+    {
+        let last = last.max(period);
         crate::outputs::share_store_orders(
             &ctx,
             job,

@@ -234,8 +234,9 @@ pub async fn build_period_tables(
     ctx.register_table("transitions", transitions.into_view())
         .map_err(setup)?;
 
-    // A run that shared no store orders (`validate`, `diff`, a run with
-    // identity merges) reads them from its own period's lines.
+    // A run that shares no store orders (a run on its own, `validate`,
+    // `diff`, a run with identity merges) reads them from its own period's
+    // lines, as the store summary runs.
     if job.outputs.contains(&OutputTable::StoreSummary)
         && !ctx.table_exist(STORE_ORDER_DAYS).map_err(setup)?
     {
