@@ -175,6 +175,16 @@ pub async fn keep(
     let index = disk.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = disk.dir.path().join(format!("kept-{index}"));
     std::fs::create_dir_all(&path)?;
+    write_and_read(ctx, frame, &path).await
+}
+
+/// Write `frame` as Parquet files in the directory `path` (zstd level 1: read
+/// back soon, once or a few times) and return a frame reading them.
+async fn write_and_read(
+    ctx: &SessionContext,
+    frame: datafusion::prelude::DataFrame,
+    path: &std::path::Path,
+) -> Result<datafusion::prelude::DataFrame, DataFusionError> {
     let path = format!("{}/", path.display());
     let schema = frame.schema().as_arrow().clone();
     let mut options = datafusion::config::TableParquetOptions::default();
@@ -227,21 +237,7 @@ pub async fn share(
     let dir = tempfile::Builder::new()
         .prefix("segments-shared-")
         .tempdir_in(parent)?;
-    let path = format!("{}/", dir.path().display());
-    let schema = frame.schema().as_arrow().clone();
-    let mut options = datafusion::config::TableParquetOptions::default();
-    options.global.compression = Some("zstd(1)".into());
-    frame
-        .write_parquet(
-            &path,
-            datafusion::dataframe::DataFrameWriteOptions::new(),
-            Some(options),
-        )
-        .await?;
-    let table = ctx
-        .read_parquet(&path, ParquetReadOptions::default().schema(&schema))
-        .await?
-        .into_view();
+    let table = write_and_read(ctx, frame, dir.path()).await?.into_view();
     Ok(SharedTable {
         table,
         _dir: Some(dir),

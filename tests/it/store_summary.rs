@@ -156,35 +156,56 @@ FROM cur c FULL JOIN prev p USING (store, segment)
 
 /// A backfill computes the store orders once, up to its last period, and
 /// each period takes the orders known by its own end: every period's store
-/// summary is still the one DuckDB computes for that period alone.
+/// summary is still the one DuckDB computes for that period alone, with the
+/// shared rows in memory or, under a memory limit, in the spill directory
+/// (removed when the backfill ends).
 #[test]
 fn a_backfill_shares_the_store_orders_and_each_period_keeps_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let config = generated(dir.path(), 1500, 24, "2024-01", 5);
-    let warehouse = dir.path().join("warehouse");
+    let limited = dir.path().join("limited.yaml");
+    std::fs::write(
+        &limited,
+        "warehouse: limited\ninputs:\n  transactions:\n    url: data/transactions/\n    format: parquet\n    partition_columns: [month]\nengine:\n  memory_limit: 64MiB\n  spill_dir: spill\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("spill")).unwrap();
     let job = default_job();
-    crate::common::segments_ok(
-        dir.path(),
-        &[
-            "backfill",
-            "--job",
-            job.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--from",
-            "2025-08",
-            "--to",
-            "2025-11",
-        ],
-    );
-    for period in ["2025-09", "2025-10", "2025-11"] {
-        let (ours, _) = our_cells(&warehouse, period);
-        let reference = duckdb_cells(dir.path(), &warehouse, period);
-        let only_ours: Vec<_> = ours.difference(&reference).take(5).collect();
-        let only_reference: Vec<_> = reference.difference(&ours).take(5).collect();
-        assert!(
-            only_ours.is_empty() && only_reference.is_empty(),
-            "{period}: only in segments {only_ours:?}, only in DuckDB {only_reference:?}"
+    for (config, warehouse) in [(&config, "warehouse"), (&limited, "limited")] {
+        crate::common::segments_ok(
+            dir.path(),
+            &[
+                "backfill",
+                "--job",
+                job.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+                "--from",
+                "2025-08",
+                "--to",
+                "2025-11",
+            ],
         );
+        let warehouse = dir.path().join(warehouse);
+        for period in ["2025-09", "2025-10", "2025-11"] {
+            let (ours, _) = our_cells(&warehouse, period);
+            let reference = duckdb_cells(dir.path(), &warehouse, period);
+            let only_ours: Vec<_> = ours.difference(&reference).take(5).collect();
+            let only_reference: Vec<_> = reference.difference(&ours).take(5).collect();
+            assert!(
+                only_ours.is_empty() && only_reference.is_empty(),
+                "{}, {period}: only in segments {only_ours:?}, only in DuckDB {only_reference:?}",
+                config.display()
+            );
+        }
     }
+    let left: Vec<_> = std::fs::read_dir(dir.path().join("spill"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the backfill left {left:?} in its spill directory"
+    );
 }
