@@ -224,13 +224,12 @@ impl InputFacts {
 async fn input_facts(
     ctx: &SessionContext,
     config: &Config,
-    files: &[engine::InputFile],
+    key: &str,
 ) -> Result<std::sync::Arc<InputFacts>, RunError> {
     use std::sync::{Mutex, OnceLock};
     /// The last facts counted, with the key of the input they describe.
     type Known = Mutex<Option<(String, Arc<InputFacts>)>>;
     static KNOWN: OnceLock<Known> = OnceLock::new();
-    let key = input_key(ctx, config, files);
     let known = KNOWN.get_or_init(Default::default);
     if let Some((known_key, facts)) = known.lock().expect("not poisoned").as_ref()
         && *known_key == key
@@ -274,7 +273,7 @@ async fn input_facts(
         rows,
         may_have_duplicates,
     });
-    *known.lock().expect("not poisoned") = Some((key, facts.clone()));
+    *known.lock().expect("not poisoned") = Some((key.to_string(), facts.clone()));
     Ok(facts)
 }
 
@@ -414,15 +413,7 @@ pub async fn run_with(
                 .await?,
             )
         };
-        // A run on its own, or the last of its backfill, is the last to read
-        // the store orders it shared.
-        let last_sharing = options
-            .backfill_until
-            .is_none_or(|last| last <= options.period);
         let result = run_leased(job, config, options, run_id, lease.as_ref()).await;
-        if last_sharing {
-            crate::outputs::release_store_orders();
-        }
         if let Some(lease) = lease
             && let Err(error) = lease.release().await
         {
@@ -465,7 +456,8 @@ async fn run_leased(
             message,
         });
     }
-    let facts = input_facts(&ctx, config, &files).await?;
+    let input_key = input_key(&ctx, config, &files);
+    let facts = input_facts(&ctx, config, &input_key).await?;
     let (checks, usable_stats) = facts.of_period(period);
     let stats = if facts.may_have_duplicates {
         input_stats(&ctx, &params).await?
@@ -487,23 +479,23 @@ async fn run_leased(
     // reads them from its lines as the store summary runs (kept, they would
     // only cost memory); so does a run with identity merges, whose customer
     // ids change from one period to the next.
-    let step = Instant::now();
     if let Some(last) = options.backfill_until
         && engine::merged_ids(&ctx).is_none()
     {
+        let step = Instant::now();
         let last = last.max(period);
         crate::outputs::share_store_orders(
             &ctx,
             job,
-            &input_key(&ctx, config, &files),
+            &input_key,
             &Parameters::new(last, job.window_months),
         )
         .await?;
+        timings.insert(
+            "store_orders".to_string(),
+            step.elapsed().as_millis() as u64,
+        );
     }
-    timings.insert(
-        "store_orders".to_string(),
-        step.elapsed().as_millis() as u64,
-    );
     engine::known_by(&ctx, period.end()).await?;
     let rows = RowCounts {
         read: checks.read,

@@ -289,7 +289,8 @@ pub async fn backfill(
         done.push((period, status));
     }
     progress.finish();
-    // A backfill that stopped early leaves what its periods shared.
+    // What the periods shared (store orders, maybe in the spill directory)
+    // is released with the backfill, finished or stopped.
     crate::outputs::release_store_orders();
 
     let count = |word: &str| done.iter().filter(|(_, s)| s.word() == word).count();

@@ -215,3 +215,18 @@ pub fn duckdb_lines(sql: &str) -> std::collections::BTreeSet<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// Fail unless `dir` is empty: what a run kept in its spill directory is
+/// removed with it.
+pub fn assert_spill_dir_empty(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "{left:?} left in the spill directory {}",
+        dir.display()
+    );
+}

@@ -54,15 +54,7 @@ fn memory_limited_run_matches_unlimited_run() {
     }
     // Under the limit, the intermediate results read more than once are kept
     // in the spill directory during the run, and removed with it.
-    let left: Vec<_> = std::fs::read_dir(dir.path().join("spill"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert!(
-        left.is_empty(),
-        "the run left {left:?} in its spill directory"
-    );
+    crate::common::assert_spill_dir_empty(&dir.path().join("spill"));
     for table in [
         "snapshots",
         "migrations",

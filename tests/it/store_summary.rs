@@ -199,13 +199,5 @@ fn a_backfill_shares_the_store_orders_and_each_period_keeps_its_own() {
             );
         }
     }
-    let left: Vec<_> = std::fs::read_dir(dir.path().join("spill"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert!(
-        left.is_empty(),
-        "the backfill left {left:?} in its spill directory"
-    );
+    crate::common::assert_spill_dir_empty(&dir.path().join("spill"));
 }
