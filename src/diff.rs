@@ -425,10 +425,12 @@ pub async fn diff(
     })
     .await?;
     let after = tables
-        .get(OutputTable::Snapshots)
-        .cloned()
+        .batch(OutputTable::Snapshots)
+        .map_err(RunError::from)?
         .expect("the diff builds snapshots");
-    let after_thresholds = tables.get(OutputTable::ScoreThresholds).cloned();
+    let after_thresholds = tables
+        .batch(OutputTable::ScoreThresholds)
+        .map_err(RunError::from)?;
 
     let ctx = engine::session(config).map_err(RunError::from)?;
     let setup = query_error("(setup)");

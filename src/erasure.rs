@@ -482,10 +482,8 @@ async fn erase_period(
                 without_erased(table, &batches, suppression).map_err(rewrite)?
             {
                 removed.insert(table.clone(), count);
-                rewritten.push(TableData {
-                    table: output,
-                    batch,
-                });
+                rewritten
+                    .push(TableData::encode(output, &batch).map_err(|e| rewrite(e.to_string()))?);
             }
         }
         if rewritten.is_empty() && !erasing {
@@ -501,10 +499,9 @@ async fn erase_period(
                     .put(&erasing_key, Bytes::from(run_id.to_string()))
                     .await?;
                 for table in &rewritten {
-                    manifest.tables.insert(
-                        table.table.name().to_string(),
-                        table.batch.num_rows() as u64,
-                    );
+                    manifest
+                        .tables
+                        .insert(table.table.name().to_string(), table.rows);
                 }
                 for id in erasure_ids {
                     if !manifest.erasures.contains(id) {
@@ -538,9 +535,7 @@ async fn erase_period(
                         &format!("period={period}"),
                         publish::PART_FILE,
                     ])?;
-                    warehouse
-                        .put(&key, publish::encode_parquet(name, &table.batch)?)
-                        .await?;
+                    warehouse.put(&key, table.parquet.clone()).await?;
                 }
                 warehouse.delete(&erasing_key).await?;
                 "rewritten (unpublished)"

@@ -8,11 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
-use datafusion::parquet::arrow::ArrowWriter;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::errors::ParquetError;
-use datafusion::parquet::file::properties::WriterProperties;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::InputFile;
@@ -93,35 +89,17 @@ fn partition(period: Period) -> String {
     format!("period={period}")
 }
 
-/// Encode a batch as one Parquet file: zstd, statistics for BI readers.
+/// Encode a batch as one Parquet file, as the output tables are published.
 pub fn encode_parquet(table: &str, batch: &RecordBatch) -> Result<Bytes, PublishError> {
-    let encode = |source| PublishError::Encode {
+    crate::outputs::encode_parquet(batch).map_err(|source| PublishError::Encode {
         table: table.to_string(),
         source,
-    };
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(encode)?))
-        .set_max_row_group_row_count(Some(1_000_000))
-        .set_created_by(format!("segments {}", env!("CARGO_PKG_VERSION")))
-        .build();
-    let mut buffer = Vec::new();
-    let mut writer =
-        ArrowWriter::try_new(&mut buffer, batch.schema(), Some(properties)).map_err(encode)?;
-    writer.write(batch).map_err(encode)?;
-    writer.close().map_err(encode)?;
-    Ok(Bytes::from(buffer))
+    })
 }
 
 fn decode_parquet(what: &str, bytes: Bytes) -> Result<Vec<RecordBatch>, PublishError> {
-    let corrupt = |e: ParquetError| PublishError::Corrupt {
-        what: what.to_string(),
-        message: e.to_string(),
-    };
-    ParquetRecordBatchReaderBuilder::try_new(bytes)
-        .map_err(corrupt)?
-        .build()
-        .map_err(corrupt)?
-        .collect::<Result<Vec<_>, _>>()
+    crate::outputs::decode_parquet(bytes)
+        .map(|(_, batches)| batches)
         .map_err(|e| PublishError::Corrupt {
             what: what.to_string(),
             message: e.to_string(),
@@ -173,9 +151,7 @@ pub async fn publish_with_report(
         let name = table.table.name();
         let folder = warehouse.key(&[job, name, &partition(period)])?;
         let file = warehouse.key(&[job, name, &partition(period), PART_FILE])?;
-        warehouse
-            .put(&file, encode_parquet(name, &table.batch)?)
-            .await?;
+        warehouse.put(&file, table.parquet.clone()).await?;
         // Anything else in the partition (an older layout, a staged file of a
         // killed run) would be read by BI tools as more rows: remove it.
         warehouse.clean_staged(&folder).await?;

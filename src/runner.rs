@@ -579,17 +579,17 @@ async fn run_leased(
             &job.name,
             &rule_hash,
             &warehouse,
-            tables.get(OutputTable::Snapshots),
+            tables.batch(OutputTable::Snapshots)?.as_ref(),
         )
         .await?;
-        tables.tables.push(TableData {
-            table: OutputTable::Predictions,
-            batch: built.predictions,
-        });
-        tables.tables.push(TableData {
-            table: OutputTable::ModelParameters,
-            batch: built.model_parameters,
-        });
+        tables.tables.push(TableData::encode(
+            OutputTable::Predictions,
+            &built.predictions,
+        )?);
+        tables.tables.push(TableData::encode(
+            OutputTable::ModelParameters,
+            &built.model_parameters,
+        )?);
         prediction_facts = Some(built.facts);
         timings.insert("predict".to_string(), step.elapsed().as_millis() as u64);
     }
@@ -611,10 +611,10 @@ async fn run_leased(
         } else {
             Vec::new()
         };
-        tables.tables.push(TableData {
-            table: OutputTable::Rejects,
-            batch: rejects_batch(rejects)?,
-        });
+        tables.tables.push(TableData::encode(
+            OutputTable::Rejects,
+            &rejects_batch(rejects)?,
+        )?);
     }
     timings.insert("rejects".to_string(), step.elapsed().as_millis() as u64);
 
@@ -636,7 +636,7 @@ async fn run_leased(
         tables: tables
             .tables
             .iter()
-            .map(|t| (t.table.name().to_string(), t.batch.num_rows() as u64))
+            .map(|t| (t.table.name().to_string(), t.rows))
             .collect(),
         timings_ms: timings,
         versions: BTreeMap::from([
@@ -807,10 +807,11 @@ async fn segment_tables(
 
     let step = Instant::now();
     let tables = build_period_tables(ctx, job, params, current, previous, rule_hash).await?;
-    if let (Some(summary), Some((previous_active, previous_revenue))) =
-        (tables.get(OutputTable::SegmentSummary), previous_activity)
-    {
-        let (active, revenue) = activity_of_summary(std::slice::from_ref(summary));
+    if let (Some(summary), Some((previous_active, previous_revenue))) = (
+        tables.batch(OutputTable::SegmentSummary)?,
+        previous_activity,
+    ) {
+        let (active, revenue) = activity_of_summary(std::slice::from_ref(&summary));
         let limits = [
             (
                 "active_customers_change",

@@ -78,10 +78,15 @@ pub fn print_run(job: &Job, outcome: &RunOutcome) {
         );
     } else {
         for table in [OutputTable::SegmentSummary, OutputTable::MigrationMatrix] {
-            if let Some(batch) = outcome.tables.get(table) {
+            if let Some(data) = outcome.tables.get(table) {
                 println!();
                 println!("{}:", table.name());
-                match pretty_format_batches(std::slice::from_ref(batch)) {
+                match data
+                    .batch()
+                    .map_err(|error| error.to_string())
+                    .and_then(|batch| {
+                        pretty_format_batches(&[batch]).map_err(|error| error.to_string())
+                    }) {
                     Ok(text) => println!("{text}"),
                     Err(error) => println!("  (cannot format: {error})"),
                 }

@@ -1,10 +1,13 @@
 //! Output tables: their checked-in contracts (`schemas/*.json`), the queries
 //! that build them from the classified customers (`sql/outputs/*.sql`) and
-//! conformance of every batch to its contract before anything is written.
+//! conformance of every batch to its contract, and their Parquet form, encoded
+//! batch by batch as the queries run (publishing writes those bytes).
 
+mod parquet;
 mod schema;
 mod tables;
 
+pub use parquet::{ParquetEncoder, decode_parquet, decode_parquet_batch, encode_parquet};
 pub use schema::{TableSchema, table_schema};
 pub use tables::{
     PeriodTables, TableData, build_audience_tables, build_period_tables, release_store_orders,
@@ -20,6 +23,12 @@ pub enum OutputError {
         table: String,
         #[source]
         source: DataFusionError,
+    },
+    #[error("encoding table `{table}` as Parquet: {source}")]
+    Encode {
+        table: String,
+        #[source]
+        source: datafusion::parquet::errors::ParquetError,
     },
     #[error("table `{table}` does not match its contract in schemas/{table}.json: {message}")]
     Contract { table: String, message: String },

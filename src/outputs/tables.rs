@@ -4,13 +4,15 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
-use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
 
+use super::parquet::{ParquetEncoder, decode_parquet_batch, encode_parquet};
 use super::{OutputError, table_schema};
 use crate::config::{FixedBands, Job, Locale, OutputTable, Scoring};
 use crate::pipeline::{Parameters, sql_options};
@@ -41,11 +43,37 @@ fn query_of(table: OutputTable) -> Option<&'static str> {
     })
 }
 
-/// One built table partition.
+/// One built table partition, kept as the Parquet file it is published as:
+/// encoded while its query runs, it takes a fraction of the memory of its
+/// Arrow batches (a period's snapshots and migrations hold every customer).
 #[derive(Debug, Clone)]
 pub struct TableData {
     pub table: OutputTable,
-    pub batch: RecordBatch,
+    pub parquet: Bytes,
+    pub rows: u64,
+}
+
+impl TableData {
+    /// Encode a batch built in memory (rejects, predictions, rewrites).
+    pub fn encode(table: OutputTable, batch: &RecordBatch) -> Result<Self, OutputError> {
+        let parquet = encode_parquet(batch).map_err(|source| OutputError::Encode {
+            table: table.name().into(),
+            source,
+        })?;
+        Ok(Self {
+            table,
+            parquet,
+            rows: batch.num_rows() as u64,
+        })
+    }
+
+    /// The rows, decoded into one batch.
+    pub fn batch(&self) -> Result<RecordBatch, OutputError> {
+        decode_parquet_batch(self.parquet.clone()).map_err(|source| OutputError::Encode {
+            table: self.table.name().into(),
+            source,
+        })
+    }
 }
 
 /// Everything a period publishes, plus what the run summary prints.
@@ -63,11 +91,13 @@ pub struct PeriodTables {
 }
 
 impl PeriodTables {
-    pub fn get(&self, table: OutputTable) -> Option<&RecordBatch> {
-        self.tables
-            .iter()
-            .find(|t| t.table == table)
-            .map(|t| &t.batch)
+    pub fn get(&self, table: OutputTable) -> Option<&TableData> {
+        self.tables.iter().find(|t| t.table == table)
+    }
+
+    /// The rows of `table`, decoded, if the period has it.
+    pub fn batch(&self, table: OutputTable) -> Result<Option<RecordBatch>, OutputError> {
+        self.get(table).map(TableData::batch).transpose()
     }
 }
 
@@ -343,21 +373,30 @@ async fn output_tables(
             (Scoring::Fixed(_), OutputTable::ScoreThresholds) => SCORE_THRESHOLDS_FIXED_SQL,
             _ => query,
         };
-        let frame = run_query(ctx, name, query, values).await?;
-        let schema = frame.schema().as_arrow().clone();
-        let batches = frame.collect().await.map_err(|source| OutputError::Query {
+        let failed = |source| OutputError::Query {
             table: name.into(),
             source,
-        })?;
-        let batch =
-            concat_batches(&Arc::new(schema), &batches).map_err(|e| OutputError::Query {
-                table: name.into(),
-                source: e.into(),
-            })?;
+        };
+        let encoding = |source| OutputError::Encode {
+            table: name.into(),
+            source,
+        };
+        let mut batches = run_query(ctx, name, query, values)
+            .await?
+            .execute_stream()
+            .await
+            .map_err(failed)?;
         let contract = table_schema(name);
+        let mut encoder = ParquetEncoder::new(contract.schema.clone()).map_err(encoding)?;
+        while let Some(batch) = batches.next().await {
+            let batch = contract.conform(&batch.map_err(failed)?)?;
+            encoder.write(&batch).map_err(encoding)?;
+        }
+        let (parquet, rows) = encoder.finish().map_err(encoding)?;
         tables.push(TableData {
             table: *table,
-            batch: contract.conform(&batch)?,
+            parquet,
+            rows,
         });
     }
 

@@ -77,6 +77,8 @@ pub enum ReportError {
     #[error(transparent)]
     Publish(#[from] PublishError),
     #[error(transparent)]
+    Output(#[from] crate::outputs::OutputError),
+    #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("report query `sql/report/{query}.sql`: {source}")]
     Query {
@@ -266,11 +268,15 @@ pub async fn build_for_run(
     tables: &PeriodTables,
     manifest: &Manifest,
 ) -> Result<Report, ReportError> {
-    let current: Tables = tables
+    let mut current = Tables::new();
+    for table in tables
         .tables
         .iter()
-        .map(|t| (t.table.name().to_string(), vec![t.batch.clone()]))
-        .collect();
+        .filter(|t| TABLES.contains(&t.table.name()))
+    {
+        let batch = table.batch()?;
+        current.insert(table.table.name().to_string(), vec![batch]);
+    }
     let compared = previous_if_published(warehouse, job, period).await?;
     assemble(
         warehouse,
