@@ -178,6 +178,12 @@ pub async fn keep(
     write_and_read(ctx, frame, &path).await
 }
 
+/// Does the session run under a memory limit on the local engine, where
+/// [`keep`] writes to disk and every operator holding many rows must spill?
+pub fn memory_limited(ctx: &SessionContext) -> bool {
+    ctx.state().config().get_extension::<KeptOnDisk>().is_some()
+}
+
 /// Write `frame` as Parquet files in the directory `path` (zstd level 1: read
 /// back soon, once or a few times) and return a frame reading them.
 async fn write_and_read(

@@ -21,6 +21,10 @@ const TRANSITIONS_SQL: &str = include_str!("../../sql/outputs/transitions.sql");
 const STORE_ORDER_DAYS_SQL: &str = include_str!("../../sql/outputs/store_order_days.sql");
 /// What the store summary reads: see [`share_store_orders`].
 const STORE_ORDER_DAYS: &str = "__store_order_days";
+/// What the store summary groups: see [`register_store_sides`].
+const STORE_SIDES: &str = "__store_sides";
+const STORE_SIDES_SQL: &str = include_str!("../../sql/outputs/store_sides.sql");
+const STORE_SIDES_SORTED_SQL: &str = include_str!("../../sql/outputs/store_sides_sorted.sql");
 const SCORE_THRESHOLDS_FIXED_SQL: &str =
     include_str!("../../sql/outputs/score_thresholds_fixed.sql");
 
@@ -264,15 +268,8 @@ pub async fn build_period_tables(
     ctx.register_table("transitions", transitions.into_view())
         .map_err(setup)?;
 
-    // A run that shares no store orders (a run on its own, `validate`,
-    // `diff`, a run with identity merges) reads them from its own period's
-    // lines, as the store summary runs.
-    if job.outputs.contains(&OutputTable::StoreSummary)
-        && !ctx.table_exist(STORE_ORDER_DAYS).map_err(setup)?
-    {
-        let store_orders = run_query(ctx, STORE_ORDER_DAYS, STORE_ORDER_DAYS_SQL, &values).await?;
-        ctx.register_table(STORE_ORDER_DAYS, store_orders.into_view())
-            .map_err(setup)?;
+    if job.outputs.contains(&OutputTable::StoreSummary) {
+        register_store_sides(ctx, &values).await?;
     }
     let tables = output_tables(ctx, job, &values).await?;
 
@@ -297,6 +294,48 @@ pub async fn build_period_tables(
         movement_counts,
         customers,
     })
+}
+
+/// Register `__store_sides`, the customers of both sides with their home
+/// stores, that the store summary groups: by a hash join
+/// (`store_sides.sql`), or by a sort under a memory limit
+/// (`store_sides_sorted.sql`), where the join could not spill.
+async fn register_store_sides(
+    ctx: &SessionContext,
+    values: &datafusion::common::ParamValues,
+) -> Result<(), OutputError> {
+    let failed = |source| OutputError::Query {
+        table: STORE_SIDES.into(),
+        source,
+    };
+    let memory_limited = crate::engine::memory_limited(ctx);
+    // A run that shares no store orders (a run on its own, `validate`,
+    // `diff`, a run with identity merges) reads them from its own period's
+    // lines. Under a memory limit they are computed first and kept on disk:
+    // left as a view, their two groupings would run in the store summary's
+    // plan, and the fair pool, which divides the memory among all the
+    // operators of a plan, would leave the sort too small a share.
+    if !ctx.table_exist(STORE_ORDER_DAYS).map_err(failed)? {
+        let mut store_orders =
+            run_query(ctx, STORE_ORDER_DAYS, STORE_ORDER_DAYS_SQL, values).await?;
+        if memory_limited {
+            store_orders = crate::engine::keep(ctx, store_orders)
+                .await
+                .map_err(failed)?;
+        }
+        ctx.register_table(STORE_ORDER_DAYS, store_orders.into_view())
+            .map_err(failed)?;
+    }
+    let sql = if memory_limited {
+        STORE_SIDES_SORTED_SQL
+    } else {
+        STORE_SIDES_SQL
+    };
+    let sides = run_query(ctx, STORE_SIDES, sql, values).await?;
+    ctx.deregister_table(STORE_SIDES).map_err(failed)?;
+    ctx.register_table(STORE_SIDES, sides.into_view())
+        .map_err(failed)?;
+    Ok(())
 }
 
 /// The store orders last shared: input key, end of the lines they cover, rows.

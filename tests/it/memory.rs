@@ -62,6 +62,7 @@ fn memory_limited_run_matches_unlimited_run() {
         "segment_summary",
         "score_thresholds",
         "segment_definitions",
+        "store_summary",
     ] {
         let unlimited = std::fs::read(table_file(
             &dir.path().join("unlimited"),
