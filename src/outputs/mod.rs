@@ -7,7 +7,7 @@ mod parquet;
 mod schema;
 mod tables;
 
-pub use parquet::{ParquetEncoder, decode_parquet, decode_parquet_batch, encode_parquet};
+pub use parquet::{decode_parquet, encode_parquet};
 pub use schema::{TableSchema, table_schema};
 pub use tables::{
     PeriodTables, TableData, build_audience_tables, build_period_tables, release_store_orders,
@@ -24,8 +24,8 @@ pub enum OutputError {
         #[source]
         source: DataFusionError,
     },
-    #[error("encoding table `{table}` as Parquet: {source}")]
-    Encode {
+    #[error("table `{table}` as Parquet: {source}")]
+    Parquet {
         table: String,
         #[source]
         source: datafusion::parquet::errors::ParquetError,

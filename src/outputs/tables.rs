@@ -60,7 +60,7 @@ pub struct TableData {
 impl TableData {
     /// Encode a batch built in memory (rejects, predictions, rewrites).
     pub fn encode(table: OutputTable, batch: &RecordBatch) -> Result<Self, OutputError> {
-        let parquet = encode_parquet(batch).map_err(|source| OutputError::Encode {
+        let parquet = encode_parquet(batch).map_err(|source| OutputError::Parquet {
             table: table.name().into(),
             source,
         })?;
@@ -73,7 +73,7 @@ impl TableData {
 
     /// The rows, decoded into one batch.
     pub fn batch(&self) -> Result<RecordBatch, OutputError> {
-        decode_parquet_batch(self.parquet.clone()).map_err(|source| OutputError::Encode {
+        decode_parquet_batch(self.parquet.clone()).map_err(|source| OutputError::Parquet {
             table: self.table.name().into(),
             source,
         })
@@ -416,7 +416,7 @@ async fn output_tables(
             table: name.into(),
             source,
         };
-        let encoding = |source| OutputError::Encode {
+        let encoding = |source| OutputError::Parquet {
             table: name.into(),
             source,
         };
