@@ -476,9 +476,9 @@ async fn run_leased(
     }
     engine::apply_aliases(&ctx, config, period.end()).await?;
     // The periods of a backfill share their store orders. A run on its own
-    // reads them from its lines as the store summary runs (kept, they would
-    // only cost memory); so does a run with identity merges, whose customer
-    // ids change from one period to the next.
+    // computes them while building its tables (`outputs::build_period_tables`);
+    // so does a run with identity merges, whose customer ids change from one
+    // period to the next.
     if let Some(last) = options.backfill_until
         && engine::merged_ids(&ctx).is_none()
     {
