@@ -1,4 +1,4 @@
-"""The default job (jobs/rfm_monthly.yaml, DESIGN §3) written as a DuckDB
+"""The default job (jobs/rfm_monthly.yaml, docs/design.md §3) written as a DuckDB
 script and as a Polars lazy query, the way their users would write it: read
 the month folders, keep the lines known by the end of the period, drop exact
 duplicate lines, build orders, metrics, tie-consistent quantile scores and the

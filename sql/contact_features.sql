@@ -1,4 +1,4 @@
--- One row per contact (DESIGN §1): every customer of the universe (a
+-- One row per contact (docs/design.md §1): every customer of the universe (a
 -- purchase before period_end) and everyone seen in `events` before
 -- period_end, with the facts the audiences' rules read. "The last 30 days"
 -- are as_of_date − 29 … as_of_date; "365 days" as_of_date − 364 … as_of_date.

@@ -1,4 +1,4 @@
--- Orders known by the end of the period (DESIGN §3): the lines of one
+-- Orders known by the end of the period (docs/design.md §3): the lines of one
 -- (customer_id, order_id) dated before period_end. An order's date is the
 -- local date of its earliest line; its amount nets refund lines off.
 -- Anonymous lines (no customer_id) count in revenue, never in a customer's scores.

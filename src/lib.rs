@@ -1,33 +1,52 @@
 //! `segments`: monthly customer segmentation on Apache DataFusion.
 //!
-//! Data flows one way: [`config`] → [`engine`] (inputs) → [`pipeline`] (SQL
-//! steps and classification) → [`outputs`] (tables) → [`publish`]
-//! (warehouse). [`runner`] strings them together for one period; [`cli`] is
-//! the command line on top.
+//! The modules are layers, each importing only from those below it (checked
+//! by `tests/it/layers.rs`); data flows down the list one way:
+//!
+//! | layer | module | what it does |
+//! |---|---|---|
+//! | 0 | [`model`] | the vocabulary: periods, tables and their contracts, locales, manifest, gates |
+//! | 1 | [`storage`] | object stores by URL, credentials, faults |
+//! | 2 | [`config`] | job and config files, read and checked |
+//! | 3 | [`warehouse`] | the layout and publishing protocol: publish, read back, lease, retention, erasure log |
+//! | 4 | [`engine`] | the DataFusion session, its functions, bound parameters, Ballista |
+//! | 5 | [`inputs`] | sources registered as canonical views, rejects, merges, readiness |
+//! | 6 | [`pipeline`] | the job's SQL steps and the classification |
+//! | 7 | [`predict`] | the predictive models and their tables |
+//! | 8 | [`outputs`] | the output tables of a period |
+//! | 9 | [`analysis`], [`catalog`], [`generate`] | compare, diff, why, lint, report; BI catalogs; sample data |
+//! | 10 | [`run`], [`lifecycle`] | one period end to end; forget and restate |
+//! | 11 | [`cli`] | the command line |
+//!
+//! The product contract is `docs/design.md`.
 
 // Errors carry DataFusion's error (large) on cold paths; boxing them all would
 // only add noise.
 #![allow(clippy::result_large_err)]
 
-pub mod catalog;
-pub mod cli;
-pub mod compare;
-pub mod config;
-pub mod diff;
-pub mod engine;
-pub mod erasure;
-pub mod generate;
-pub mod lease;
-pub mod lint;
-pub mod outputs;
-pub mod period;
-pub mod pipeline;
-pub mod predict;
-pub mod publish;
-pub mod readiness;
-pub mod report;
-pub mod restate;
-pub mod retention;
-pub mod runner;
+pub mod model;
+
 pub mod storage;
-pub mod why;
+
+pub mod config;
+
+pub mod warehouse;
+
+pub mod engine;
+
+pub mod inputs;
+
+pub mod pipeline;
+
+pub mod predict;
+
+pub mod outputs;
+
+pub mod analysis;
+pub mod catalog;
+pub mod generate;
+
+pub mod lifecycle;
+pub mod run;
+
+pub mod cli;

@@ -1,5 +1,5 @@
 -- One row per customer of either snapshot, with both sides, the movement and
--- the evolution (DESIGN §3a applied to any two periods):
+-- the evolution (docs/design.md §3a applied to any two periods):
 --   new          in the second universe only
 --   removed      in the first universe only
 --   churned      active in the first (frequency > 0), lost in the second:

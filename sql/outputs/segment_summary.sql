@@ -1,4 +1,4 @@
--- One row per declared segment, empty ones included (DESIGN §5).
+-- One row per declared segment, empty ones included (docs/design.md §5).
 WITH current_segments AS (
     SELECT
         segment,

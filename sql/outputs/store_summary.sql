@@ -1,4 +1,4 @@
--- segment_summary per home store (DESIGN §5): every (store, segment) with
+-- segment_summary per home store (docs/design.md §5): every (store, segment) with
 -- customers now or on the from side. The customers of both sides with
 -- their home stores come from __store_sides (store_sides.sql, or
 -- store_sides_sorted.sql under a memory limit).

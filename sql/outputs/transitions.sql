@@ -1,4 +1,4 @@
--- Every customer of the universe of P or of P−1, with both sides (DESIGN §3a).
+-- Every customer of the universe of P or of P−1, with both sides (docs/design.md §3a).
 -- "Lost" means no purchase in the window: frequency = 0.
 SELECT
     COALESCE(c.customer_id, p.customer_id) AS customer_id,

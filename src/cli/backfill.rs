@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
-use crate::period::Period;
-use crate::publish;
-use crate::restate;
-use crate::runner::{self, RunError, RunOptions};
+use crate::lifecycle::restate;
+use crate::model::Period;
+use crate::run::{self, RunError, RunOptions};
 use crate::storage::Warehouse;
+use crate::warehouse::publish;
 
 use super::run::load;
 use super::{BackfillArgs, Failure, LogFormat, failure, parse_period};
@@ -194,7 +194,7 @@ pub async fn backfill(
         Some(from) => Some(parse_period(from)?),
         None => None,
     };
-    // --changed: the published periods to recompute (see `crate::restate`).
+    // --changed: the published periods to recompute (see `crate::lifecycle::restate`).
     let (periods, plan): (Vec<Period>, Option<BTreeSet<Period>>) = if args.changed {
         let statuses = restate::status(&job, &config)
             .await

@@ -2,7 +2,7 @@
 //! processes of a Ballista cluster for `engine.kind: ballista`, with the codec
 //! that carries our in-memory tables and timestamp parser, and the object
 //! stores, memory limit and spill directory of the config. The stock Ballista
-//! images lack the codec, so a cluster runs this binary (DESIGN §8).
+//! images lack the codec, so a cluster runs this binary (docs/design.md §8).
 
 use std::path::PathBuf;
 

@@ -2,7 +2,7 @@
 //! job (`--from --to`), or of two ad hoc date ranges classified on the fly
 //! (`--range --against`), as text (default), CSV or JSON, on stdout or into
 //! `--out FILE` (never into the warehouse). The computation lives in
-//! [`crate::compare`]; this module renders it.
+//! [`crate::analysis::compare`]; this module renders it.
 
 use std::io::Write;
 use std::path::Path;
@@ -11,7 +11,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int32Type, Int64Type};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
-use crate::compare::{self, Comparison, DateRange, SideKind, TABLES};
+use crate::analysis::compare::{self, Comparison, DateRange, SideKind, TABLES};
 use crate::config::{Config, Job};
 use crate::engine;
 use crate::storage::Warehouse;
@@ -103,7 +103,7 @@ pub async fn compare(args: CompareArgs) -> Result<(), Failure> {
 }
 
 enum Mode {
-    Periods(crate::period::Period, crate::period::Period),
+    Periods(crate::model::Period, crate::model::Period),
     Ranges(DateRange, DateRange),
 }
 

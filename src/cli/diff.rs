@@ -1,7 +1,7 @@
 //! `segments diff`: the impact of the job's working copy on a published
 //! period, as text (default), JSON or Markdown (to paste in a pull request),
 //! and the `--fail-if-changed-over PCT` gate for the CI of a rules
-//! repository. The computation lives in [`crate::diff`]; this module renders it.
+//! repository. The computation lives in [`crate::analysis::diff`]; this module renders it.
 
 use std::io::Write;
 
@@ -10,8 +10,8 @@ use datafusion::arrow::datatypes::{DataType, Int8Type, Int32Type, Int64Type};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde_json::{Value, json};
 
+use crate::analysis::diff::{self, Diff, RuleChange};
 use crate::config::{Config, Job};
-use crate::diff::{self, Diff, RuleChange};
 
 use super::{DiffArgs, DiffFormat, Failure, failure};
 

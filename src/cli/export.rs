@@ -12,8 +12,8 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::config::{ClassificationKind, Config, Job};
-use crate::publish;
 use crate::storage::Warehouse;
+use crate::warehouse::publish;
 
 use super::{ConsentChannel, ExportArgs, ExportFormat, Failure, failure, parse_period};
 
@@ -39,7 +39,7 @@ async fn consented(
     };
     crate::storage::scoped(config.storage.clone(), async {
         let ctx = crate::engine::session(config).map_err(|e| failure(1, e))?;
-        crate::engine::register_inputs(&ctx, config, &["customers".to_string()])
+        crate::inputs::register_inputs(&ctx, config, &["customers".to_string()])
             .await
             .map_err(|e| failure(3, e))?;
         let read = |e| {
@@ -192,7 +192,7 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
     let schema = batches
         .first()
         .map(|b| b.schema())
-        .unwrap_or_else(|| Arc::new(crate::outputs::table_schema(table).schema.as_ref().clone()));
+        .unwrap_or_else(|| Arc::new(crate::model::table_schema(table).schema.as_ref().clone()));
     let all = concat_batches(&schema, &batches).map_err(|e| failure(1, e))?;
     let selected = all
         .column(all.schema().index_of(column).map_err(|e| failure(1, e))?)

@@ -1,11 +1,11 @@
 //! `segments forget`: erase customers from every published table of every
 //! job and period of the warehouse, and from later runs (see
-//! [`crate::erasure`]). Prints what it did; never prints the ids.
+//! [`crate::lifecycle::forget`]). Prints what it did; never prints the ids.
 
 use std::io::Write;
 
 use crate::config::Config;
-use crate::erasure;
+use crate::lifecycle::forget as erasure;
 
 use super::{Failure, ForgetArgs, failure};
 

@@ -1,5 +1,5 @@
 //! The command line: clap types, logging set-up, dispatch to one module per
-//! subcommand, and the mapping of errors to the exit codes of DESIGN §6.
+//! subcommand, and the mapping of errors to the exit codes of docs/design.md §6.
 //! Results go to stdout, logs and errors to stderr.
 
 mod backfill;
@@ -24,7 +24,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::period::Period;
+use crate::model::Period;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -136,7 +136,7 @@ pub struct RunArgs {
     /// Publish even though this data-quality gate fails (repeatable):
     /// no_data, reject_ratio, active_customers_change, revenue_change.
     /// Recorded in the manifest.
-    #[arg(long, value_name = "GATE", value_parser = clap::builder::PossibleValuesParser::new(crate::runner::GATES))]
+    #[arg(long, value_name = "GATE", value_parser = clap::builder::PossibleValuesParser::new(crate::model::GATES))]
     allow_gate: Vec<String>,
 }
 
@@ -217,7 +217,7 @@ pub struct BackfillArgs {
     changed: bool,
     /// Publish even though this data-quality gate fails (repeatable), for
     /// every period of the range; recorded in each manifest.
-    #[arg(long, value_name = "GATE", value_parser = clap::builder::PossibleValuesParser::new(crate::runner::GATES))]
+    #[arg(long, value_name = "GATE", value_parser = clap::builder::PossibleValuesParser::new(crate::model::GATES))]
     allow_gate: Vec<String>,
 }
 
@@ -363,7 +363,7 @@ pub struct ReportArgs {
     compare_to: Option<String>,
     /// Language and number format; default: the config's `report.locale`.
     #[arg(long, value_enum)]
-    locale: Option<crate::report::Locale>,
+    locale: Option<crate::analysis::report::Locale>,
     /// The HTML file to write.
     #[arg(long)]
     out: PathBuf,

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use crate::generate::{self, GenerateOptions};
-use crate::period::Period;
-use crate::runner::{self, RunOptions};
+use crate::model::Period;
+use crate::run::{self, RunOptions};
 
 use super::run::load;
 use super::{Failure, JobArgs, QuickstartArgs, failure, summary};

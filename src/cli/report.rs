@@ -1,11 +1,11 @@
 //! `segments report`: the HTML report of a published period, written to a
 //! local file (never to the warehouse; runs publish theirs when the config
-//! says `report: true`). The page itself is built by [`crate::report`].
+//! says `report: true`). The page itself is built by [`crate::analysis::report`].
 
 use std::io::Write;
 
+use crate::analysis::report;
 use crate::config::{Config, Job};
-use crate::report;
 use crate::storage::Warehouse;
 
 use super::{Failure, ReportArgs, failure, parse_period};

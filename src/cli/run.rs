@@ -1,8 +1,8 @@
 //! `segments run`: one period of one job, then the human summary.
 
 use crate::config::{Config, Job};
-use crate::period::Period;
-use crate::runner::{self, RunOptions};
+use crate::model::Period;
+use crate::run::{self, RunOptions};
 
 use super::{Failure, JobArgs, RunArgs, failure, parse_period, summary};
 

@@ -1,6 +1,6 @@
 //! `segments status`: the published periods of a job, each flagged when the
 //! input files it was computed from changed since (restatement, see
-//! [`crate::restate`]) or when it was made with other rules. Reads manifests
+//! [`crate::lifecycle::restate`]) or when it was made with other rules. Reads manifests
 //! and lists inputs; reads no data and writes nothing.
 
 use std::io::Write;
@@ -8,7 +8,7 @@ use std::io::Write;
 use serde_json::json;
 
 use crate::config::{Config, Job};
-use crate::restate::{self, PeriodStatus};
+use crate::lifecycle::restate::{self, PeriodStatus};
 
 use super::{Failure, StatusArgs, failure};
 

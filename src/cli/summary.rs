@@ -4,7 +4,7 @@
 use datafusion::arrow::util::pretty::pretty_format_batches;
 
 use crate::config::{ClassificationKind, Job, OutputTable};
-use crate::runner::RunOutcome;
+use crate::run::RunOutcome;
 
 pub fn print_run(job: &Job, outcome: &RunOutcome) {
     let manifest = &outcome.manifest;

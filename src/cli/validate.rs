@@ -1,17 +1,17 @@
 //! `segments validate` and `segments explain`: plan everything without
 //! running the job on data. `validate` binds representative parameters and
 //! plans each step, rule and output query against empty canonical inputs,
-//! then lints the rules ([`crate::lint`]): never-matching or shadowed rules
+//! then lints the rules ([`crate::analysis::lint`]): never-matching or shadowed rules
 //! and uncovered score combinations are errors, segments left empty by the
 //! last published period are warnings.
 
 use datafusion::prelude::SessionContext;
 
+use crate::analysis::lint;
 use crate::config::{ClassificationKind, Config, ConfigError, Job};
 use crate::engine;
-use crate::lint;
+use crate::model::Period;
 use crate::outputs::{build_audience_tables, build_period_tables};
-use crate::period::Period;
 use crate::pipeline::{self, Parameters};
 
 use super::{ExplainArgs, Failure, JobArgs, failure, parse_period};
@@ -31,7 +31,7 @@ pub async fn validate(args: JobArgs) -> Result<(), Failure> {
         .check_inputs_for(&job.inputs, &job.path)
         .map_err(|e| failure(2, e))?;
     let ctx: SessionContext = engine::session(&config).map_err(|e| failure(1, e))?;
-    engine::register_canonical_placeholders(&ctx, &job.inputs).map_err(|e| failure(1, e))?;
+    inputs::register_canonical_placeholders(&ctx, &job.inputs).map_err(|e| failure(1, e))?;
     let params = Parameters::new(Period::last_complete(config.timezone), job.window_months);
     if job.kind == ClassificationKind::Audiences {
         let members = pipeline::validate_audiences(&ctx, &job, &params)
@@ -134,7 +134,7 @@ pub async fn explain(args: ExplainArgs) -> Result<(), Failure> {
         None => Period::last_complete(config.timezone),
     };
     let ctx = engine::session(&config).map_err(|e| failure(1, e))?;
-    engine::register_inputs(&ctx, &config, &job.inputs)
+    inputs::register_inputs(&ctx, &config, &job.inputs)
         .await
         .map_err(|e| failure(3, e))?;
     let params = Parameters::new(period, job.window_months);

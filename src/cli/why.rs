@@ -1,9 +1,9 @@
 //! `segments why`: explain one customer's segment in a published period,
-//! as text. The computation lives in [`crate::why`]; this module renders it.
+//! as text. The computation lives in [`crate::analysis::why`]; this module renders it.
 
 use std::io::Write;
 
-use crate::why::{self, Explanation, Outcome};
+use crate::analysis::why::{self, Explanation, Outcome};
 
 use super::diff::{aligned, aligned_as};
 use super::{Failure, WhyArgs, failure};

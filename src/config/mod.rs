@@ -7,14 +7,17 @@
 
 mod error;
 mod job;
+mod lifecycle;
 mod locale;
 mod predict;
 mod scoring;
 mod settings;
 mod yaml;
 
+pub use crate::model::{ClassificationKind, OutputTable};
 pub use error::{ConfigError, Problem};
-pub use job::{ClassificationKind, Job, OutputTable, Segment, SqlOrigin, Step};
+pub use job::{Job, Segment, SqlOrigin, Step};
+pub use lifecycle::{ReadinessSettings, RetentionSettings};
 pub use locale::{Locale, Localized, TextFile};
 pub use predict::{Potential, Predict, TimeUnit};
 pub use scoring::{FixedBands, Scoring};

@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 use super::error::Problem;
 use super::yaml;
-use crate::predict::bgnbd::Variant;
+use crate::model::Variant;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -1,5 +1,5 @@
 //! The job's `scoring:` block: quantile scores (the default, computed by the
-//! job's SQL) or fixed cut points per metric (DESIGN §3), which replace the
+//! job's SQL) or fixed cut points per metric (docs/design.md §3), which replace the
 //! classified step's `r_score`, `f_score` and `m_score`.
 //!
 //! ```yaml

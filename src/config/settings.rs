@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::error::{ConfigError, Problem};
 use super::yaml;
 
-/// Logical input names a job may declare (DESIGN §2).
+/// Logical input names a job may declare (docs/design.md §2).
 pub const KNOWN_INPUTS: [&str; 6] = [
     "transactions",
     "events",
@@ -40,9 +40,9 @@ struct ConfigFile {
     #[serde(default)]
     report: ReportFile,
     #[serde(default)]
-    readiness: crate::readiness::ReadinessSettings,
+    readiness: super::lifecycle::ReadinessSettings,
     #[serde(default)]
-    retention: crate::retention::RetentionSettings,
+    retention: super::lifecycle::RetentionSettings,
 }
 
 fn default_timezone() -> String {
@@ -126,7 +126,7 @@ pub enum Encoding {
     Windows1252,
 }
 
-/// Data-quality gates (DESIGN §7): a run that fails one publishes nothing
+/// Data-quality gates (docs/design.md §7): a run that fails one publishes nothing
 /// and exits with code 3, unless the operator allows that gate by name.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -198,7 +198,7 @@ struct EngineFile {
 pub enum EngineKind {
     #[default]
     Local,
-    /// Apache Ballista (DESIGN §8); needs the `ballista` cargo feature.
+    /// Apache Ballista (docs/design.md §8); needs the `ballista` cargo feature.
     Ballista,
 }
 
@@ -293,7 +293,7 @@ pub struct Input {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReportSettings {
     pub enabled: bool,
-    pub locale: crate::report::Locale,
+    pub locale: crate::model::Locale,
 }
 
 #[derive(Debug, Deserialize)]
@@ -302,7 +302,7 @@ struct ReportMap {
     #[serde(default = "default_true")]
     enabled: bool,
     #[serde(default)]
-    locale: crate::report::Locale,
+    locale: crate::model::Locale,
 }
 
 #[derive(Debug, Default)]
@@ -355,12 +355,12 @@ pub struct Config {
     /// The HTML report published with each run (`report:`).
     pub report: ReportSettings,
     /// Completeness checks before a run (exit 5 when not ready).
-    pub readiness: crate::readiness::ReadinessSettings,
+    pub readiness: super::lifecycle::ReadinessSettings,
     /// What a run deletes from the warehouse.
-    pub retention: crate::retention::RetentionSettings,
+    pub retention: super::lifecycle::RetentionSettings,
 }
 
-/// A canonical column of an input (DESIGN §2): what steps can rely on.
+/// A canonical column of an input (docs/design.md §2): what steps can rely on.
 #[derive(Debug, Clone)]
 pub struct CanonicalColumn {
     pub name: &'static str,

@@ -1,4 +1,4 @@
-//! The distributed engine (DESIGN §8): the same session as the local engine,
+//! The distributed engine (docs/design.md §8): the same session as the local engine,
 //! upgraded to send its plans to an Apache Ballista scheduler — one started
 //! inside this process (`engine.scheduler_url: standalone`) or a remote one
 //! (`df://host:port`) whose executors run `segments ballista-executor`.
@@ -33,7 +33,7 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
 use crate::config::Scheduler;
-use crate::erasure::{ERASED_UDF, decode_erased_udf, encode_erased_udf};
+use crate::engine::erased::{ERASED_UDF, decode_erased_udf, encode_erased_udf};
 
 /// Marks a table provider encoded by [`LogicalCodec`] (anything else is
 /// Ballista's).

@@ -1,16 +1,12 @@
-//! Output tables: their checked-in contracts (`schemas/*.json`), the queries
-//! that build them from the classified customers (`sql/outputs/*.sql`) and
-//! conformance of every batch to its contract, and their Parquet form, encoded
-//! batch by batch as the queries run (publishing writes those bytes).
+//! Output tables of a period: the queries that build them from the classified
+//! customers (`sql/outputs/*.sql`), each batch conformed to its contract
+//! (`crate::model::table`) and encoded to Parquet as the queries run
+//! (`crate::warehouse::parquet`; publishing writes those bytes).
 
-mod parquet;
-mod schema;
 mod tables;
 
-pub use parquet::{decode_parquet, encode_parquet};
-pub use schema::{TableSchema, table_schema};
 pub use tables::{
-    PeriodTables, TableData, build_audience_tables, build_period_tables, release_store_orders,
+    PeriodTables, build_audience_tables, build_period_tables, release_store_orders,
     share_store_orders,
 };
 
@@ -30,6 +26,8 @@ pub enum OutputError {
         #[source]
         source: datafusion::parquet::errors::ParquetError,
     },
-    #[error("table `{table}` does not match its contract in schemas/{table}.json: {message}")]
-    Contract { table: String, message: String },
+    #[error(transparent)]
+    Contract(#[from] crate::model::ContractError),
+    #[error(transparent)]
+    Table(#[from] crate::warehouse::TableFileError),
 }

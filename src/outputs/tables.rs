@@ -12,10 +12,12 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 
-use super::parquet::{ParquetEncoder, decode_parquet_batch, encode_parquet};
-use super::{OutputError, table_schema};
+use super::OutputError;
 use crate::config::{FixedBands, Job, Locale, OutputTable, Scoring};
+use crate::model::table_schema;
 use crate::pipeline::{Parameters, sql_options};
+use crate::warehouse::TableData;
+use crate::warehouse::parquet::ParquetEncoder;
 
 const TRANSITIONS_SQL: &str = include_str!("../../sql/outputs/transitions.sql");
 const STORE_ORDER_DAYS_SQL: &str = include_str!("../../sql/outputs/store_order_days.sql");
@@ -45,39 +47,6 @@ fn query_of(table: OutputTable) -> Option<&'static str> {
         // Built by the predictive models (`crate::predict::tables`).
         OutputTable::Predictions | OutputTable::ModelParameters => return None,
     })
-}
-
-/// One built table partition, kept as the Parquet file it is published as:
-/// encoded while its query runs, it takes a fraction of the memory of its
-/// Arrow batches (a period's snapshots and migrations hold every customer).
-#[derive(Debug, Clone)]
-pub struct TableData {
-    pub table: OutputTable,
-    pub parquet: Bytes,
-    pub rows: u64,
-}
-
-impl TableData {
-    /// Encode a batch built in memory (rejects, predictions, rewrites).
-    pub fn encode(table: OutputTable, batch: &RecordBatch) -> Result<Self, OutputError> {
-        let parquet = encode_parquet(batch).map_err(|source| OutputError::Parquet {
-            table: table.name().into(),
-            source,
-        })?;
-        Ok(Self {
-            table,
-            parquet,
-            rows: batch.num_rows() as u64,
-        })
-    }
-
-    /// The rows, decoded into one batch.
-    pub fn batch(&self) -> Result<RecordBatch, OutputError> {
-        decode_parquet_batch(self.parquet.clone()).map_err(|source| OutputError::Parquet {
-            table: self.table.name().into(),
-            source,
-        })
-    }
 }
 
 /// Everything a period publishes, plus what the run summary prints.

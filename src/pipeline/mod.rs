@@ -4,13 +4,12 @@
 
 mod audiences;
 mod classify;
-mod params;
 mod steps;
 
+pub use crate::engine::{Parameters, sql_options};
 pub use audiences::{audiences, validate_audiences};
 pub use classify::{classify, validate_rules};
-pub use params::Parameters;
-pub use steps::{register_steps, sql_options};
+pub use steps::register_steps;
 
 use crate::config::SqlOrigin;
 use datafusion::error::DataFusionError;
@@ -42,7 +41,7 @@ pub enum PipelineError {
     #[error("{}: {count} customer(s) of {period} match no segment rule, e.g.:\n{examples}\nhint: add a rule that covers them, or declare `classification.fallback: <segment>`", job.display())]
     Unmatched {
         job: PathBuf,
-        period: crate::period::Period,
+        period: crate::model::Period,
         count: usize,
         examples: String,
     },
@@ -58,6 +57,11 @@ impl PipelineError {
     /// Whether the job (not the data or the machine) is at fault: exit code 2.
     pub fn is_job_error(&self) -> bool {
         !matches!(self, PipelineError::Execution { .. })
+    }
+
+    /// Exit codes of docs/design.md §6: the job's fault is 2, a failed query 1.
+    pub fn exit_code(&self) -> u8 {
+        if self.is_job_error() { 2 } else { 1 }
     }
 }
 

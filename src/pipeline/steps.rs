@@ -6,20 +6,13 @@
 //! it is read).
 
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::execution::context::SQLOptions;
+
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
 
 use super::{Parameters, PipelineError, describe};
 use crate::config::{Job, Step};
-
-/// What user SQL may do: queries only.
-pub fn sql_options() -> SQLOptions {
-    SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false)
-}
+use crate::engine::sql_options;
 
 /// Plan every step with the period's parameters and register it as a view
 /// named after the step (replacing a view of an earlier period).

@@ -24,6 +24,8 @@
 
 use std::collections::HashMap;
 
+pub use crate::model::Variant;
+
 use super::PredictError;
 use super::optim::minimize;
 use super::special::{digamma, ln_beta, ln_gamma, ln_hyp2f1};
@@ -37,16 +39,6 @@ pub struct Summary {
     pub t_x: f64,
     /// Time from the first purchase to the end of observation (≥ t_x).
     pub t: f64,
-}
-
-/// Which model of the family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Variant {
-    /// BG/NBD (Fader, Hardie & Lee 2005).
-    #[default]
-    BgNbd,
-    /// MBG/NBD (Batislam et al. 2007): dropout possible at the first purchase.
-    Modified,
 }
 
 impl Variant {

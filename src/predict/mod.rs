@@ -26,7 +26,8 @@ pub mod potential;
 pub mod special;
 pub mod tables;
 
-pub use tables::{PredictionFacts, PredictionTables, build_prediction_tables, validate_summary};
+pub use crate::model::PredictionFacts;
+pub use tables::{PredictionTables, build_prediction_tables, validate_summary};
 
 /// Why a model could not be fitted or evaluated.
 #[derive(Debug, thiserror::Error)]
@@ -77,7 +78,7 @@ pub enum PredictError {
     Publish {
         context: String,
         #[source]
-        source: crate::publish::PublishError,
+        source: crate::warehouse::publish::PublishError,
     },
 }
 

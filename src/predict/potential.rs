@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::PredictError;
 use crate::config::{Potential, Predict};
-use crate::period::Period;
+use crate::model::{Period, PotentialFacts};
 use crate::pipeline::Parameters;
 use crate::storage::Warehouse;
 
@@ -45,34 +45,6 @@ const HOLD_OUT_PERCENT: u64 = 20;
 /// beyond that the same customers are sampled in every period, which keeps
 /// a large customer base's fit in memory and in seconds.
 const MAX_ROWS: u64 = 1_000_000;
-
-/// What the manifest records about the potential score. Every field has a
-/// default, so manifests written by other versions still read.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct PotentialFacts {
-    pub target_segments: Vec<String>,
-    pub horizon_months: u32,
-    /// Periods whose snapshots gave the features of training examples.
-    pub feature_periods: Vec<String>,
-    pub training_rows: u64,
-    pub held_out_rows: u64,
-    /// Share of customers (per mille) used, 1000 unless the base is so
-    /// large that more than about a million rows would be read.
-    pub sampled_per_mille: u64,
-    /// Area under the ROC curve on the held-out customers; null without a
-    /// model or when the held-out rows have one class only.
-    pub held_out_auc: Option<f64>,
-    /// Share of positive (in target later) training rows.
-    pub base_rate: Option<f64>,
-    pub log_likelihood: Option<f64>,
-    pub iterations: u64,
-    /// Intercept and coefficients on the standardised features.
-    pub coefficients: BTreeMap<String, f64>,
-    /// Why there is no score, when there is none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub no_score_reason: Option<String>,
-}
 
 impl PotentialFacts {
     /// Rows of `model_parameters`: coefficients and the held-out AUC.
@@ -392,12 +364,12 @@ pub async fn score(
     let publish_error = |context: String| move |source| PredictError::Publish { context, source };
     // A snapshot usable as training data: published with the same rules.
     let read = |period: Period| async move {
-        match crate::publish::published_manifest(warehouse, job_name, period)
+        match crate::warehouse::publish::published_manifest(warehouse, job_name, period)
             .await
             .map_err(publish_error(format!("reading the manifest of {period}")))?
         {
             Some(m) if m.rule_hash == rule_hash => {
-                crate::publish::read_table(warehouse, job_name, "snapshots", period)
+                crate::warehouse::publish::read_table(warehouse, job_name, "snapshots", period)
                     .await
                     .map_err(publish_error(format!("reading the snapshot of {period}")))
             }

@@ -17,7 +17,8 @@ use super::bgnbd::{self, Summary};
 use super::gamma_gamma::{self, Spend};
 use super::potential;
 use crate::config::Predict;
-use crate::outputs::table_schema;
+use crate::model::PredictionFacts;
+use crate::model::table_schema;
 use crate::pipeline::{Parameters, sql_options};
 use crate::storage::Warehouse;
 
@@ -32,28 +33,6 @@ pub struct PredictionTables {
     pub predictions: RecordBatch,
     pub model_parameters: RecordBatch,
     pub facts: PredictionFacts,
-}
-
-/// What the manifest records about the predictive models of a period. Every
-/// field has a default, so manifests written by other versions still read.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct PredictionFacts {
-    /// `bgnbd` or `mbgnbd`.
-    pub model: String,
-    pub time_unit: String,
-    pub horizon_months: u32,
-    pub monthly_discount_rate: f64,
-    /// Customers scored (the universe).
-    pub customers: u64,
-    /// Fitted purchase-model parameters and `log_likelihood`.
-    pub purchase_model: BTreeMap<String, f64>,
-    /// Fitted spend-model parameters, `log_likelihood` and `customers`.
-    pub spend_model: BTreeMap<String, f64>,
-    /// The potential score's training facts (held-out AUC among them), when
-    /// the job asks for it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub potential: Option<potential::PotentialFacts>,
 }
 
 /// One row of `model_parameters`.

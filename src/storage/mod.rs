@@ -178,7 +178,7 @@ pub fn redact(text: &str) -> String {
 
 /// Environment variables whose values are credentials.
 const SECRET_ENV: [&str; 10] = [
-    crate::erasure::SALT_ENV,
+    crate::model::SALT_ENV,
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",

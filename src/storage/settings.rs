@@ -13,7 +13,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
-use crate::config::Problem;
+use crate::model::Problem;
 
 /// The keys of `storage:` that hold credentials.
 pub const SECRET_KEYS: [&str; 4] = [

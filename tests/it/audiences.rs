@@ -1,4 +1,4 @@
-//! `jobs/audiences.yaml`: overlapping audiences over contacts (DESIGN §1).
+//! `jobs/audiences.yaml`: overlapping audiences over contacts (docs/design.md §1).
 //! - a hand-checked fixture of six contacts whose audiences were worked out
 //!   by hand from the rows (the comments show the arithmetic);
 //! - a run on generated data (transactions, events, products, sales calendar)
@@ -406,7 +406,7 @@ fn audiences_hand_checked_fixture() {
     }
 }
 
-/// The audiences of DESIGN §1 in DuckDB SQL, written from the definitions
+/// The audiences of docs/design.md §1 in DuckDB SQL, written from the definitions
 /// (not from `sql/contact_features.sql`): one `customer|audience|detail` line
 /// per member, sorted.
 fn duckdb_audiences(data: &Path, period: &str) -> BTreeSet<String> {

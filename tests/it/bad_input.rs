@@ -1,4 +1,4 @@
-//! The bad-input corpus (issue 4, DESIGN §7): one case per class of dirty
+//! The bad-input corpus (issue 4, docs/design.md §7): one case per class of dirty
 //! export. Each gives its documented outcome — a rejects row with its reason
 //! while the good rows of the same file are used, or a clear error with exit
 //! code 2 or 3 naming the file or column — and never a panic or a partial

@@ -1,4 +1,4 @@
-//! The distributed engine (DESIGN §8): the shipped jobs, run on Apache
+//! The distributed engine (docs/design.md §8): the shipped jobs, run on Apache
 //! Ballista, publish the same tables as on the local engine, row by row —
 //! with a scheduler and executor inside the `segments` process
 //! (`scheduler_url: standalone`) and with `segments ballista-scheduler` and

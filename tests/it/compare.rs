@@ -311,7 +311,7 @@ fn compare_on_generated_data_matches_independent_counts() {
     let view = compare_json(dir.path(), &job, &config, from, to);
 
     // Independent: the reference's customers of both periods, the 7-segment
-    // grid by hand (tests/it/jobs.rs), and the definitions of DESIGN §3a.
+    // grid by hand (tests/it/jobs.rs), and the definitions of docs/design.md §3a.
     let data = read_generated(&dir.path().join("data/transactions"));
     let a = data.customers(from);
     let b = data.customers(to);

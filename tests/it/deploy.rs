@@ -1,4 +1,4 @@
-//! Deployment (DESIGN §9, deploy/): the kustomize overlays render offline and
+//! Deployment (docs/design.md §9, deploy/): the kustomize overlays render offline and
 //! match the Kubernetes OpenAPI schemas; the rendered CronJob carries the
 //! safety fields (schedule, concurrency, deadlines, retries by exit code,
 //! security context, resources consistent with the engine's memory pool); the
@@ -20,7 +20,7 @@ use std::path::{Component, Path, PathBuf};
 use std::process::{Command, Output};
 
 use segments::config::{Config, Job};
-use segments::period::Period;
+use segments::model::period::Period;
 use serde::Deserialize;
 use serde_yaml_ng::Value;
 
@@ -36,7 +36,7 @@ const KUBERNETES_VERSIONS: [&str; 2] = ["1.31.0", "1.37.0"];
 /// spill, upload buffers, allocator fragmentation).
 const MAX_POOL_SHARE: f64 = 0.60;
 
-/// The exit codes of DESIGN §6 that a retry cannot fix: invalid job or config
+/// The exit codes of docs/design.md §6 that a retry cannot fix: invalid job or config
 /// (2) and input or data-quality gate failures (3).
 const NO_RETRY_EXIT_CODES: [i64; 2] = [2, 3];
 

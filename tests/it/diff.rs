@@ -20,7 +20,7 @@ const NEW_CHAMPIONS: &str = "rule: r_score = 5 AND f_score = 5";
 const OLD_LOYAL: &str = "rule: r_score BETWEEN 3 AND 4 AND f_score >= 4";
 const NEW_LOYAL: &str = "rule: r_score >= 3 AND f_score >= 4";
 
-/// The default job's rules (DESIGN §3) in plain Rust, first match wins;
+/// The default job's rules (docs/design.md §3) in plain Rust, first match wins;
 /// `changed` applies the edit under test.
 fn rfm_segment(c: &CustomerFacts, changed: bool) -> &'static str {
     let (Some(r), Some(f)) = (c.r_score, c.f_score) else {

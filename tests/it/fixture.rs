@@ -1,5 +1,5 @@
 //! The hand-checked fixture: 21 customers and anonymous tickets around
-//! periods 2024-05 and 2024-06, built to hit every rule of DESIGN §3 — ties
+//! periods 2024-05 and 2024-06, built to hit every rule of docs/design.md §3 — ties
 //! on every metric, a majority of one-time buyers (quantile F-scores with
 //! gaps), refund lines and a refund-only order, a zero-amount order,
 //! customers only active before the window, customers first seen in the

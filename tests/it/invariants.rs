@@ -1,4 +1,4 @@
-//! Invariants of DESIGN §3a on generated data, over consecutive published
+//! Invariants of docs/design.md §3a on generated data, over consecutive published
 //! periods: the matrix's row sums are the previous period's segment counts
 //! (plus `(new)` = new customers), its column sums this period's (plus
 //! `(removed)`), and the summary agrees with the snapshot.

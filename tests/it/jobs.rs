@@ -1,4 +1,4 @@
-//! The shipped jobs besides the default one (DESIGN §3b): `rfm_7_segments`,
+//! The shipped jobs besides the default one (docs/design.md §3b): `rfm_7_segments`,
 //! `lifecycle_groups` and `value_tiers`. For each job:
 //! - a small hand-checked fixture whose expected segments were worked out by
 //!   hand from the rows (the comments show the arithmetic; nothing here comes
@@ -53,7 +53,7 @@ pub fn job(name: &str) -> PathBuf {
 
 pub use crate::common::run_job as run;
 
-/// The data-quality gates on month-to-month changes (DESIGN §7), allowed
+/// The data-quality gates on month-to-month changes (docs/design.md §7), allowed
 /// for the hand fixtures: a handful of customers moves by more than 50% from
 /// one month to the next by design.
 pub const ALLOW_CHANGE_GATES: [&str; 4] = [
@@ -649,7 +649,7 @@ pub fn generated(dir: &Path, customers: u32, months: u32, start: &str, seed: u32
     write_config(dir, &dir.join("data/transactions"), &dir.join("warehouse"))
 }
 
-/// The movement of DESIGN §3a from (rank, frequency) on both sides.
+/// The movement of docs/design.md §3a from (rank, frequency) on both sides.
 fn movement(
     from: Option<(i32, i64)>,
     to: Option<(i32, i64)>,
@@ -834,7 +834,7 @@ const LIFECYCLE_RULES: [(&str, &str); 6] = [
     ("inactive", "recency_days > 365 OR frequency = 0"),
 ];
 
-/// The lifecycle thresholds of DESIGN §3b, by hand.
+/// The lifecycle thresholds of docs/design.md §3b, by hand.
 fn lifecycle(c: &CustomerFacts) -> &'static str {
     let days = c.recency_days;
     let tenure = c.as_of_date - c.first_purchase_date;

@@ -20,6 +20,7 @@ mod fixture;
 mod invariants;
 mod jobs;
 mod labels;
+mod layers;
 mod lifecycle;
 mod lint;
 mod memory;

@@ -1,4 +1,4 @@
-//! Bounded memory (DESIGN §7): a run whose memory limit is far below the
+//! Bounded memory (docs/design.md §7): a run whose memory limit is far below the
 //! data's in-memory size finishes by spilling and publishes exactly the same
 //! tables as an unlimited run.
 

@@ -1,5 +1,5 @@
 //! An independent, plain-Rust implementation of the default job
-//! (`jobs/rfm_monthly.yaml`, DESIGN §3, §3a, §5) compared with what the real
+//! (`jobs/rfm_monthly.yaml`, docs/design.md §3, §3a, §5) compared with what the real
 //! binary publishes on generated data.
 //!
 //! Nothing here uses DataFusion SQL: the generated Parquet files are read with
@@ -78,7 +78,7 @@ fn segment_rank(name: &str) -> i32 {
         + 1
 }
 
-/// First matching rule in rank order (DESIGN §3); no match is a job error.
+/// First matching rule in rank order (docs/design.md §3); no match is a job error.
 fn classify(r: Option<i8>, f: Option<i8>, frequency: i64) -> (&'static str, i32) {
     for (i, (name, _)) in SEGMENTS.iter().enumerate() {
         if rule_matches(name, r, f, frequency) {
@@ -227,7 +227,7 @@ fn money() -> DataType {
     DataType::Decimal128(18, 2)
 }
 
-/// Every column of `batch` as text, to find exact duplicate lines (DESIGN §7:
+/// Every column of `batch` as text, to find exact duplicate lines (docs/design.md §7:
 /// they are rejects, not sales).
 fn text_columns(batch: &RecordBatch) -> Vec<ArrayRef> {
     batch
@@ -796,7 +796,7 @@ fn opt_close(a: Option<f64>, b: Option<f64>) -> bool {
     }
 }
 
-/// revenue / orders in cents, rounded half away from zero (DESIGN §5).
+/// revenue / orders in cents, rounded half away from zero (docs/design.md §5).
 fn div_round_half_away(n: i128, d: i128) -> i128 {
     let sign = if n < 0 { -1 } else { 1 };
     (2 * n + sign * d) / (2 * d)
@@ -1412,7 +1412,7 @@ pub(crate) fn read_generated(dir: &Path) -> GeneratedData {
     GeneratedData(read_transactions(dir))
 }
 
-/// One customer of a period's universe as the reference computes it (DESIGN
+/// One customer of a period's universe as the reference computes it (docs/design.md
 /// §3): dates are days since the Unix epoch, money is in cents, scores are
 /// `None` for customers without a purchase in the 12-month window.
 #[derive(Clone, Debug, PartialEq)]

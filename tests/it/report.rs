@@ -634,7 +634,7 @@ fn check_tables(dom: &str, warehouse: &Path, job: &str, period: &str, previous: 
         let row = &page_thresholds[&format!("{metric}:{}", score.unwrap())];
         assert_eq!(n(&row[4]) as i64, customers.unwrap());
     }
-    let manifest: segments::publish::Manifest = serde_json::from_slice(
+    let manifest: segments::warehouse::publish::Manifest = serde_json::from_slice(
         &std::fs::read(warehouse.join(format!("{job}/_runs/period={period}/_manifest.json")))
             .unwrap(),
     )
@@ -834,7 +834,7 @@ fn report_of_an_audiences_job_shows_audience_sizes() {
         )
         .unwrap();
         write_table(&warehouse, "audiences", period, &batch);
-        let contract = segments::outputs::table_schema("segment_definitions");
+        let contract = segments::model::table_schema("segment_definitions");
         let definitions = RecordBatch::try_new(
             contract.schema.clone(),
             vec![
@@ -934,7 +934,7 @@ fn report_of_an_audiences_job_shows_audience_sizes() {
 fn write_table(warehouse: &Path, table: &str, period: &str, batch: &RecordBatch) {
     let folder = warehouse.join(format!("audiences/{table}/period={period}"));
     std::fs::create_dir_all(&folder).unwrap();
-    let bytes = segments::publish::encode_parquet(table, batch).unwrap();
+    let bytes = segments::warehouse::publish::encode_parquet(table, batch).unwrap();
     std::fs::write(folder.join("part-0.parquet"), bytes).unwrap();
 }
 

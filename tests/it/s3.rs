@@ -24,11 +24,11 @@ use object_store::path::Path as KeyPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use segments::config::{Config, Job};
-use segments::lease::{Lease, LeaseError};
-use segments::period::Period;
-use segments::runner::{self, RunError, RunOptions};
+use segments::model::period::Period;
+use segments::run::{self, RunError, RunOptions};
 use segments::storage::fault::{CallKind, Faults, Rule};
 use segments::storage::{self, StoreWrapper, Warehouse};
+use segments::warehouse::lease::{Lease, LeaseError};
 
 use crate::common::{default_job, segments_ok, write_config};
 use crate::fixture::write_fixture;
@@ -173,7 +173,7 @@ async fn serve(
     // s3s-fs checks `If-None-Match: *` and then writes, so two concurrent
     // conditional creates can both succeed; S3 itself decides them
     // atomically. Serialising PUTs here gives the test server S3's semantics
-    // (the lease depends on them, as DESIGN §5 says).
+    // (the lease depends on them, as docs/design.md §5 says).
     let puts = Arc::new(tokio::sync::Mutex::new(()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     address.send(listener.local_addr().unwrap()).unwrap();
@@ -609,7 +609,7 @@ async fn s3_hive_partition_pruning_reads_only_the_needed_month() {
         storage::scoped(config.storage.clone(), async {
             let ctx = segments::engine::session(&config).unwrap();
             let files =
-                segments::engine::register_inputs(&ctx, &config, &["transactions".to_string()])
+                segments::inputs::register_inputs(&ctx, &config, &["transactions".to_string()])
                     .await
                     .unwrap();
             assert!(files.len() >= 10, "{files:?}");

@@ -1,4 +1,4 @@
-//! The SQL sandbox (DESIGN §7): a step or a rule cannot create, write, drop,
+//! The SQL sandbox (docs/design.md §7): a step or a rule cannot create, write, drop,
 //! change settings or read files other than the declared inputs. Each attempt
 //! is refused before any data is read, with exit code 2 and a message naming
 //! the step or segment.

@@ -1,4 +1,4 @@
-//! `scoring: fixed` (DESIGN §3): cut points per metric instead of quantiles,
+//! `scoring: fixed` (docs/design.md §3): cut points per metric instead of quantiles,
 //! on the hand-checked fixture (`fixture.rs`). Every expected score, segment
 //! and band below was worked out by hand from the fixture's metrics.
 

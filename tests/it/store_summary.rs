@@ -1,4 +1,4 @@
-//! `store_summary` (DESIGN §5): segment KPIs per home store, checked on
+//! `store_summary` (docs/design.md §5): segment KPIs per home store, checked on
 //! generated data against DuckDB computing the home stores and the period's
 //! orders and revenue from the raw transactions, joined with the published
 //! snapshots of both periods (their segments are checked elsewhere).
@@ -118,7 +118,7 @@ fn duckdb_cells(
     warehouse: &std::path::Path,
     period: &str,
 ) -> BTreeSet<String> {
-    let parsed: segments::period::Period = period.parse().unwrap();
+    let parsed: segments::model::period::Period = period.parse().unwrap();
     let (start, end, previous) = (parsed.start(), parsed.end(), parsed.previous());
     let d = dir.join("data").display().to_string();
     let w = warehouse.display();

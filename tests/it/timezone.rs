@@ -1,5 +1,5 @@
 //! The business timezone decides which month and day an order belongs to
-//! (DESIGN §3, issue 4): hand-written expectations at month edges and DST
+//! (docs/design.md §3, issue 4): hand-written expectations at month edges and DST
 //! changes in Europe/Paris, for UTC timestamps and for naive timestamps read
 //! as local times.
 

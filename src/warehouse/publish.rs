@@ -1,4 +1,4 @@
-//! Publishing a period to the warehouse with the guarantees of DESIGN §5:
+//! Publishing a period to the warehouse with the guarantees of docs/design.md §5:
 //! one object per table partition (atomic), the period's `_SUCCESS` removed
 //! first and written last with the manifest, then `published_periods`
 //! rebuilt from the `_runs` folders that hold `_SUCCESS`.
@@ -11,16 +11,16 @@ use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMi
 use datafusion::parquet::errors::ParquetError;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::InputFile;
-use crate::outputs::{PeriodTables, table_schema};
-use crate::period::Period;
-use crate::report::{REPORT_FILE, REPORT_FOLDER};
+use super::tables::TableData;
+use crate::model::Period;
+use crate::model::table_schema;
+pub use crate::model::{Manifest, RowCounts};
 use crate::storage::{StorageError, Warehouse};
 
-pub const PART_FILE: &str = "part-0.parquet";
-const SUCCESS: &str = "_SUCCESS";
-const MANIFEST: &str = "_manifest.json";
-const RUNS: &str = "_runs";
+pub use super::layout::PART_FILE;
+use super::layout::{
+    MANIFEST, REPORT_FILE, REPORT_FOLDER, RUNS, SUCCESS, partition, partition_period,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -38,67 +38,16 @@ pub enum PublishError {
     Corrupt { what: String, message: String },
 }
 
-/// Row accounting of the transactions input: read = used + anonymous + rejected.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct RowCounts {
-    pub read: u64,
-    pub used: u64,
-    pub anonymous: u64,
-    pub rejected: u64,
-}
-
-/// Run facts written next to `_SUCCESS`. Holds no secrets: URLs are the
-/// configured ones with `${VAR}`s already resolved only in paths, never keys.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Manifest {
-    pub run_id: String,
-    pub job: String,
-    pub period: String,
-    pub job_hash: String,
-    pub rule_hash: String,
-    pub published_at: String,
-    /// `published` (the previous period's snapshot was reused),
-    /// `reclassified` (recomputed with the current rules) or `none`.
-    pub from_side: String,
-    pub from_side_reason: String,
-    pub rows: RowCounts,
-    /// Rejected rows per reason (DESIGN §7).
-    #[serde(default)]
-    pub rejected_by_reason: BTreeMap<String, u64>,
-    /// Gates the operator overrode with `--allow-gate`.
-    #[serde(default)]
-    pub allowed_gates: Vec<String>,
-    /// Revenue of the period (all lines dated in it) and its share with a customer.
-    pub period_revenue: String,
-    pub identification_rate: Option<f64>,
-    pub tables: BTreeMap<String, u64>,
-    pub timings_ms: BTreeMap<String, u64>,
-    pub versions: BTreeMap<String, String>,
-    pub inputs: Vec<InputFile>,
-    /// The predictive models of the period (jobs with a `predict:` block):
-    /// fitted parameters, log-likelihoods, the potential score's held-out AUC.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub predictions: Option<crate::predict::PredictionFacts>,
-    /// Erasure requests (`segments forget`) applied to the published tables
-    /// after the run (ids of `_erasure/requests/`; no personal data).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub erasures: Vec<String>,
-}
-
-fn partition(period: Period) -> String {
-    format!("period={period}")
-}
-
 /// Encode a batch as one Parquet file, as the output tables are published.
 pub fn encode_parquet(table: &str, batch: &RecordBatch) -> Result<Bytes, PublishError> {
-    crate::outputs::encode_parquet(batch).map_err(|source| PublishError::Encode {
+    super::parquet::encode_parquet(batch).map_err(|source| PublishError::Encode {
         table: table.to_string(),
         source,
     })
 }
 
 fn decode_parquet(what: &str, bytes: Bytes) -> Result<Vec<RecordBatch>, PublishError> {
-    crate::outputs::decode_parquet(bytes)
+    super::parquet::decode_parquet(bytes)
         .map(|(_, batches)| batches)
         .map_err(|e| PublishError::Corrupt {
             what: what.to_string(),
@@ -112,13 +61,13 @@ fn decode_parquet(what: &str, bytes: Bytes) -> Result<Vec<RecordBatch>, PublishE
 /// Every step is one atomic object operation, so a failure or a kill between
 /// any two leaves the period without `_SUCCESS` (readers joining
 /// `published_periods` or checking `_SUCCESS` skip it) until a rerun
-/// republishes it whole. The publishing lease (see `crate::lease`) keeps two
+/// republishes it whole. The publishing lease (see `crate::warehouse::lease`) keeps two
 /// runs from interleaving these steps.
 pub async fn publish(
     warehouse: &Warehouse,
     job: &str,
     period: Period,
-    tables: &PeriodTables,
+    tables: &[TableData],
     manifest: &Manifest,
 ) -> Result<(), PublishError> {
     publish_with_report(warehouse, job, period, tables, manifest, None).await
@@ -132,7 +81,7 @@ pub async fn publish_with_report(
     warehouse: &Warehouse,
     job: &str,
     period: Period,
-    tables: &PeriodTables,
+    tables: &[TableData],
     manifest: &Manifest,
     report: Option<Bytes>,
 ) -> Result<(), PublishError> {
@@ -147,7 +96,7 @@ pub async fn publish_with_report(
     if manifest_exists(warehouse, job, period).await? {
         rebuild_published_periods(warehouse, job).await?;
     }
-    for table in &tables.tables {
+    for table in tables {
         let name = table.table.name();
         let folder = warehouse.key(&[job, name, &partition(period)])?;
         let file = warehouse.key(&[job, name, &partition(period), PART_FILE])?;
@@ -245,11 +194,7 @@ pub async fn rebuild_published_periods(
 ) -> Result<(), PublishError> {
     let mut manifests = Vec::new();
     for folder in warehouse.folders(&warehouse.key(&[job, RUNS])?).await? {
-        let Some(period) = folder
-            .filename()
-            .and_then(|f| f.strip_prefix("period="))
-            .and_then(|p| p.parse::<Period>().ok())
-        else {
+        let Some(period) = folder.filename().and_then(partition_period) else {
             continue;
         };
         if let Some(manifest) = published_manifest(warehouse, job, period).await? {
@@ -306,12 +251,7 @@ async fn run_periods(warehouse: &Warehouse, job: &str) -> Result<Vec<Period>, Pu
         .folders(&warehouse.key(&[job, RUNS])?)
         .await?
         .iter()
-        .filter_map(|folder| {
-            folder
-                .filename()
-                .and_then(|f| f.strip_prefix("period="))
-                .and_then(|p| p.parse::<Period>().ok())
-        })
+        .filter_map(|folder| folder.filename().and_then(partition_period))
         .collect();
     periods.sort();
     Ok(periods)

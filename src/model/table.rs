@@ -1,5 +1,6 @@
-//! The table contracts, checked into `schemas/` and compiled into the binary:
-//! column names, Arrow types, nullability and a description of each column.
+//! The output tables: which a job publishes ([`OutputTable`]), and their
+//! contracts, checked into `schemas/` and compiled into the binary: column
+//! names, Arrow types, nullability and a description of each column.
 
 use std::sync::Arc;
 
@@ -8,7 +9,99 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use serde::Deserialize;
 
-use super::OutputError;
+/// A batch that does not fit its table's contract.
+#[derive(Debug, thiserror::Error)]
+#[error("table `{table}` does not match its contract in schemas/{table}.json: {message}")]
+pub struct ContractError {
+    pub table: String,
+    pub message: String,
+}
+
+/// How a job classifies: one segment per customer, or any number of
+/// audiences per contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClassificationKind {
+    /// `classification.segments`: first matching rule in rank order.
+    Segments,
+    /// `classification.audiences`: every matching rule, one row each.
+    Audiences,
+}
+
+/// The tables a job can publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputTable {
+    Snapshots,
+    Migrations,
+    MigrationMatrix,
+    SegmentSummary,
+    ScoreThresholds,
+    SegmentDefinitions,
+    Rejects,
+    StoreSummary,
+    Audiences,
+    Predictions,
+    ModelParameters,
+}
+
+impl OutputTable {
+    pub const ALL: [OutputTable; 11] = [
+        OutputTable::Snapshots,
+        OutputTable::Migrations,
+        OutputTable::MigrationMatrix,
+        OutputTable::SegmentSummary,
+        OutputTable::ScoreThresholds,
+        OutputTable::SegmentDefinitions,
+        OutputTable::Rejects,
+        OutputTable::StoreSummary,
+        OutputTable::Audiences,
+        OutputTable::Predictions,
+        OutputTable::ModelParameters,
+    ];
+
+    /// What a job writes when it lists no `outputs`.
+    pub(crate) fn defaults(kind: ClassificationKind) -> Vec<OutputTable> {
+        use OutputTable::*;
+        match kind {
+            ClassificationKind::Segments => vec![
+                Snapshots,
+                Migrations,
+                MigrationMatrix,
+                SegmentSummary,
+                ScoreThresholds,
+                SegmentDefinitions,
+                Rejects,
+            ],
+            ClassificationKind::Audiences => vec![Audiences, SegmentDefinitions, Rejects],
+        }
+    }
+
+    /// Whether a job of `kind` can write this table.
+    pub(crate) fn fits(self, kind: ClassificationKind) -> bool {
+        use OutputTable::*;
+        match self {
+            SegmentDefinitions | Rejects => true,
+            Audiences => kind == ClassificationKind::Audiences,
+            _ => kind == ClassificationKind::Segments,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OutputTable::Snapshots => "snapshots",
+            OutputTable::Migrations => "migrations",
+            OutputTable::MigrationMatrix => "migration_matrix",
+            OutputTable::SegmentSummary => "segment_summary",
+            OutputTable::ScoreThresholds => "score_thresholds",
+            OutputTable::SegmentDefinitions => "segment_definitions",
+            OutputTable::Rejects => "rejects",
+            OutputTable::StoreSummary => "store_summary",
+            OutputTable::Audiences => "audiences",
+            OutputTable::Predictions => "predictions",
+            OutputTable::ModelParameters => "model_parameters",
+        }
+    }
+}
 
 const CONTRACTS: [(&str, &str); 12] = [
     ("rejects", include_str!("../../schemas/rejects.json")),
@@ -124,8 +217,8 @@ pub fn table_schema(table: &str) -> TableSchema {
 impl TableSchema {
     /// Cast a query result to the contract: same columns in the same order,
     /// exact types, and no null where the contract says not null.
-    pub fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch, OutputError> {
-        let contract = |message: String| OutputError::Contract {
+    pub fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch, ContractError> {
+        let contract = |message: String| ContractError {
             table: self.name.clone(),
             message,
         };

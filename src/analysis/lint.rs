@@ -24,9 +24,9 @@ use datafusion::logical_expr::Expr;
 use datafusion::prelude::{DataFrame, SessionContext};
 
 use crate::config::{Config, Job, Problem, Segment};
-use crate::period::Period;
-use crate::publish::{self, PublishError};
+use crate::model::Period;
 use crate::storage::{StorageError, Warehouse};
+use crate::warehouse::publish::{self, PublishError};
 
 const SCORES: [&str; 3] = ["r_score", "f_score", "m_score"];
 

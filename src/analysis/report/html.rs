@@ -903,7 +903,7 @@ impl Page<'_> {
                     escape(l.text(Text::Status)),
                 );
                 let q = &r.quality;
-                for gate in crate::runner::GATES {
+                for gate in crate::model::GATES {
                     let limit = match gate {
                         "reject_ratio" => l.percent(q.max_reject_ratio),
                         "active_customers_change" => l.percent(q.max_active_customers_change),

@@ -19,64 +19,9 @@ use datafusion::prelude::SessionContext;
 use serde::Deserialize;
 
 use crate::config::Config;
-use crate::period::Period;
-use crate::pipeline::{Parameters, PipelineError, sql_options};
+use crate::engine::{EngineError, Parameters, sql_options};
+use crate::model::Period;
 use crate::storage::{self, StorageError};
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReadinessSettings {
-    #[serde(default)]
-    pub marker: Option<String>,
-    #[serde(default)]
-    pub min_days_with_data: Option<u32>,
-    #[serde(default)]
-    pub min_rows_vs_previous: Option<f64>,
-}
-
-impl ReadinessSettings {
-    /// Problems as (key, message).
-    pub fn check(&self) -> Vec<(String, String)> {
-        let mut problems = Vec::new();
-        if let Some(marker) = &self.marker {
-            let relative = !marker.is_empty()
-                && !marker.starts_with('/')
-                && !marker.contains("://")
-                && marker
-                    .split('/')
-                    .all(|part| !part.is_empty() && part != "..");
-            if !relative {
-                problems.push((
-                    "readiness.marker".to_string(),
-                    format!("'{marker}' must be a relative path under the transactions URL, e.g. month={{period}}/_SUCCESS"),
-                ));
-            }
-        }
-        if let Some(days) = self.min_days_with_data
-            && !(1..=31).contains(&days)
-        {
-            problems.push((
-                "readiness.min_days_with_data".to_string(),
-                format!("{days} is not a number of days in a month (1 to 31)"),
-            ));
-        }
-        if let Some(share) = self.min_rows_vs_previous
-            && !(share.is_finite() && share >= 0.0)
-        {
-            problems.push((
-                "readiness.min_rows_vs_previous".to_string(),
-                format!("{share} is not a share: write e.g. 0.8 for 80%"),
-            ));
-        }
-        problems
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.marker.is_none()
-            && self.min_days_with_data.is_none()
-            && self.min_rows_vs_previous.is_none()
-    }
-}
 
 /// The URL of the marker of `period`, if one is configured.
 pub fn marker_url(config: &Config, period: Period) -> Option<String> {
@@ -118,17 +63,20 @@ pub async fn check_data(
     ctx: &SessionContext,
     config: &Config,
     params: &Parameters,
-) -> Result<Option<String>, PipelineError> {
+) -> Result<Option<String>, EngineError> {
     let settings = &config.readiness;
     if settings.min_days_with_data.is_none() && settings.min_rows_vs_previous.is_none() {
         return Ok(None);
     }
-    let execution = |source| PipelineError::Execution {
+    let execution = |source| EngineError::Read {
         context: "checking readiness".into(),
         source,
     };
     let batches = ctx
-        .sql_with_options(include_str!("../sql/outputs/readiness.sql"), sql_options())
+        .sql_with_options(
+            include_str!("../../sql/outputs/readiness.sql"),
+            sql_options(),
+        )
         .await
         .map_err(execution)?
         .with_param_values(params.values())

@@ -7,7 +7,7 @@ use chrono::NaiveDate;
 use datafusion::common::ParamValues;
 use datafusion::scalar::ScalarValue;
 
-use crate::period::Period;
+use crate::model::Period;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parameters {

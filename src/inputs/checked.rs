@@ -1,4 +1,4 @@
-//! Reading inputs defensively (DESIGN §7): every source row gets its
+//! Reading inputs defensively (docs/design.md §7): every source row gets its
 //! canonical, typed values and, when it cannot be used, a reject reason.
 //! `__checked_<input>` holds every row with `__reason` and `__source_file`;
 //! the canonical view `<input>` holds the usable rows only (exact duplicate
@@ -19,9 +19,9 @@ use datafusion::logical_expr::{Expr, ExprSchemable, cast, lit, try_cast, when};
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
-use super::EngineError;
-use super::functions::{canonical_text, local_date, parse_local_timestamp, row_hash};
 use crate::config::{CanonicalColumn, Config, Input, canonical_columns};
+use crate::engine::EngineError;
+use crate::engine::functions::{canonical_text, local_date, parse_local_timestamp, row_hash};
 
 pub(crate) fn checked_table(input: &str) -> String {
     format!("__checked_{input}")
@@ -188,7 +188,7 @@ pub async fn skip_duplicate_removal(ctx: &SessionContext, input: &str) -> Result
 }
 
 /// Restrict the canonical `transactions` view to the lines dated before
-/// `period_end` (local date), the only ones a period's tables may use (DESIGN
+/// `period_end` (local date), the only ones a period's tables may use (docs/design.md
 /// §3: what was known by its end). Besides the exact date condition, a
 /// condition on the timestamp itself, two days wider than any timezone
 /// offset, reaches the Parquet reader: files and row groups dated after the
@@ -241,7 +241,7 @@ fn checked_frame(
     config: &Config,
     input: &Input,
     now: DateTime<Utc>,
-    suppression: Option<Arc<crate::erasure::Suppression>>,
+    suppression: Option<Arc<crate::warehouse::erasure::Suppression>>,
 ) -> Result<(DataFrame, DateColumn), EngineError> {
     let schema: DFSchema = source.schema().clone();
     let available: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
@@ -313,8 +313,9 @@ fn checked_frame(
         if column.name == "customer_id"
             && let Some(suppression) = &suppression
         {
-            // An erased customer's lines become anonymous (crate::erasure).
-            let erased = crate::erasure::erased_udf(suppression.clone()).call(vec![value.clone()]);
+            // An erased customer's lines become anonymous (crate::warehouse::erasure).
+            let erased =
+                crate::engine::erased::erased_udf(suppression.clone()).call(vec![value.clone()]);
             value = when(erased, lit(ScalarValue::Utf8(None)))
                 .otherwise(value)
                 .expect("valid case");

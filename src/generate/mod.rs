@@ -23,7 +23,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Geometric, Poisson};
 
-use crate::period::Period;
+use crate::model::Period;
 
 mod btyd;
 mod calendar;

@@ -3,7 +3,7 @@
 //! periods must follow them because their migrations read those snapshots.
 //!
 //! Every manifest lists the job's input files with their size, ETag and
-//! modification time ([`crate::engine::InputFile`]). A period's inputs have
+//! modification time ([`crate::model::InputFile`]). A period's inputs have
 //! **changed** when, among the files *relevant* to it, one was added, one
 //! was removed, or one has another size, another ETag (when both sides have
 //! one) or, without ETags, another modification time. A file is relevant to
@@ -24,9 +24,9 @@ use serde::Serialize;
 
 use crate::config::{Config, Job};
 use crate::engine::{self, EngineError, InputFile};
-use crate::period::Period;
-use crate::publish::{self, Manifest, PublishError};
+use crate::model::Period;
 use crate::storage::{StorageError, Warehouse};
+use crate::warehouse::publish::{self, Manifest, PublishError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestateError {
@@ -43,7 +43,7 @@ pub enum RestateError {
 }
 
 impl RestateError {
-    /// Exit codes of DESIGN §6: storage 4, an input that cannot be listed 3.
+    /// Exit codes of docs/design.md §6: storage 4, an input that cannot be listed 3.
     pub fn exit_code(&self) -> u8 {
         match self {
             RestateError::Storage(_) | RestateError::Publish(PublishError::Storage(_)) => 4,
@@ -203,8 +203,8 @@ pub async fn status(job: &Job, config: &Config) -> Result<Vec<PeriodStatus>, Res
         if published.is_empty() {
             return Ok(Vec::new());
         }
-        let read = engine::inputs_read(config, &job.inputs);
-        let current = engine::list_inputs(config, &job.inputs)
+        let read = inputs::inputs_read(config, &job.inputs);
+        let current = inputs::list_inputs(config, &job.inputs)
             .await
             .map_err(|source| RestateError::Inputs {
                 job: job.name.clone(),

@@ -16,21 +16,21 @@ use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 
+use super::DryRunError;
 use crate::config::{Config, Job, OutputTable};
 use crate::engine;
+use crate::model::Period;
+use crate::model::table_schema;
 use crate::outputs::build_period_tables;
-use crate::outputs::table_schema;
-use crate::period::Period;
 use crate::pipeline::{self, Parameters, PipelineError, sql_options};
-use crate::publish::{self, PublishError};
-use crate::runner::RunError;
 use crate::storage::{StorageError, Warehouse};
+use crate::warehouse::publish::{self, PublishError};
 
-const CUSTOMERS_SQL: &str = include_str!("../sql/diff/customers.sql");
-const SEGMENTS_SQL: &str = include_str!("../sql/diff/segments.sql");
-const MATRIX_SQL: &str = include_str!("../sql/diff/matrix.sql");
-const SAMPLE_SQL: &str = include_str!("../sql/diff/sample.sql");
-const OVERVIEW_SQL: &str = include_str!("../sql/diff/overview.sql");
+const CUSTOMERS_SQL: &str = include_str!("../../sql/diff/customers.sql");
+const SEGMENTS_SQL: &str = include_str!("../../sql/diff/segments.sql");
+const MATRIX_SQL: &str = include_str!("../../sql/diff/matrix.sql");
+const SAMPLE_SQL: &str = include_str!("../../sql/diff/sample.sql");
+const OVERVIEW_SQL: &str = include_str!("../../sql/diff/overview.sql");
 
 #[derive(Debug, thiserror::Error)]
 pub enum DiffError {
@@ -48,7 +48,7 @@ pub enum DiffError {
     NoSnapshot { job: String, period: Period },
     /// Classifying the period with the working copy (the dry run).
     #[error(transparent)]
-    Run(Box<RunError>),
+    Run(Box<DryRunError>),
     #[error(transparent)]
     Publish(#[from] PublishError),
     #[error(transparent)]
@@ -62,7 +62,7 @@ pub enum DiffError {
 }
 
 impl DiffError {
-    /// Exit codes of DESIGN §6: a period that is not published is a bad
+    /// Exit codes of docs/design.md §6: a period that is not published is a bad
     /// argument (2); the dry run keeps its own codes.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -76,8 +76,8 @@ impl DiffError {
     }
 }
 
-impl From<RunError> for DiffError {
-    fn from(error: RunError) -> Self {
+impl From<DryRunError> for DiffError {
+    fn from(error: DryRunError) -> Self {
         DiffError::Run(Box::new(error))
     }
 }
@@ -400,8 +400,8 @@ pub async fn diff(
         .collect();
     let tables = crate::storage::scoped(config.storage.clone(), async {
         let ctx = engine::session(config)?;
-        engine::register_inputs(&ctx, config, &working.inputs).await?;
-        engine::apply_aliases(&ctx, config, period.end()).await?;
+        inputs::register_inputs(&ctx, config, &working.inputs).await?;
+        inputs::apply_aliases(&ctx, config, period.end()).await?;
         let params = Parameters::new(period, working.window_months);
         let current = pipeline::classify(&ctx, &working, &params).await?;
         // The "from" side only feeds migrations, which a diff does not build.
@@ -419,20 +419,20 @@ pub async fn diff(
                 source,
             })?;
         let rule_hash = working.rule_hash(config);
-        Ok::<_, RunError>(
+        Ok::<_, DryRunError>(
             build_period_tables(&ctx, &working, &params, current, previous, &rule_hash).await?,
         )
     })
     .await?;
     let after = tables
         .batch(OutputTable::Snapshots)
-        .map_err(RunError::from)?
+        .map_err(DryRunError::from)?
         .expect("the diff builds snapshots");
     let after_thresholds = tables
         .batch(OutputTable::ScoreThresholds)
-        .map_err(RunError::from)?;
+        .map_err(DryRunError::from)?;
 
-    let ctx = engine::session(config).map_err(RunError::from)?;
+    let ctx = engine::session(config).map_err(DryRunError::from)?;
     let setup = query_error("(setup)");
     let (schema, before) =
         conform_snapshot(&format!("snapshots of {} {period}", job.name), before)?;
@@ -449,7 +449,7 @@ pub async fn diff(
     .map_err(&setup)?;
     ctx.register_table(
         "segment_definitions",
-        Arc::new(crate::compare::definitions(job).map_err(&setup)?),
+        Arc::new(crate::analysis::compare::definitions(job).map_err(&setup)?),
     )
     .map_err(&setup)?;
     let customers = query(&ctx, "customers", CUSTOMERS_SQL, None).await?;

@@ -1,4 +1,4 @@
-//! The comparative view of two published periods of one job (DESIGN §1, "RFM
+//! The comparative view of two published periods of one job (docs/design.md §1, "RFM
 //! comparative"; `segments compare`): customers per segment in each period
 //! with the delta, the transition matrix, lost and new customers, and the
 //! evolution (better / same / watch) of every customer.
@@ -28,14 +28,14 @@ use datafusion::logical_expr::col;
 use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 
+use super::DryRunError;
 use crate::config::{Config, Job};
 use crate::engine::{self, EngineError};
-use crate::outputs::table_schema;
-use crate::period::Period;
+use crate::model::Period;
+use crate::model::table_schema;
 use crate::pipeline::{self, Parameters, PipelineError, sql_options};
-use crate::publish::{self, Manifest, PublishError};
-use crate::runner::RunError;
 use crate::storage::{StorageError, Warehouse};
+use crate::warehouse::publish::{self, Manifest, PublishError};
 
 /// The snapshot columns the comparison reads.
 const SNAPSHOT_COLUMNS: [&str; 5] = [
@@ -46,10 +46,10 @@ const SNAPSHOT_COLUMNS: [&str; 5] = [
     "monetary",
 ];
 
-const CUSTOMERS_SQL: &str = include_str!("../sql/compare/customers.sql");
-const SEGMENTS_SQL: &str = include_str!("../sql/compare/segments.sql");
-const MATRIX_SQL: &str = include_str!("../sql/compare/matrix.sql");
-const OVERVIEW_SQL: &str = include_str!("../sql/compare/overview.sql");
+const CUSTOMERS_SQL: &str = include_str!("../../sql/compare/customers.sql");
+const SEGMENTS_SQL: &str = include_str!("../../sql/compare/segments.sql");
+const MATRIX_SQL: &str = include_str!("../../sql/compare/matrix.sql");
+const OVERVIEW_SQL: &str = include_str!("../../sql/compare/overview.sql");
 
 #[derive(Debug, thiserror::Error)]
 pub enum CompareError {
@@ -71,7 +71,7 @@ pub enum CompareError {
     RangeOrder { first: DateRange, second: DateRange },
     /// Reading the inputs or classifying a range (ad hoc mode).
     #[error(transparent)]
-    Run(Box<RunError>),
+    Run(Box<DryRunError>),
     #[error(transparent)]
     Publish(#[from] PublishError),
     #[error(transparent)]
@@ -85,7 +85,7 @@ pub enum CompareError {
 }
 
 impl CompareError {
-    /// Exit codes of DESIGN §6: a period that is not published is a bad
+    /// Exit codes of docs/design.md §6: a period that is not published is a bad
     /// argument (2); storage failures are 4.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -375,7 +375,7 @@ pub async fn compare_ranges(
     if second.end <= first.end || second.start < first.start {
         return Err(CompareError::RangeOrder { first, second });
     }
-    engine::register_inputs(ctx, config, &job.inputs).await?;
+    inputs::register_inputs(ctx, config, &job.inputs).await?;
     let rule_hash = job.rule_hash(config);
     let mut tables = Vec::new();
     for range in [first, second] {

@@ -18,50 +18,10 @@ use std::collections::BTreeSet;
 
 use serde::Deserialize;
 
-use crate::period::Period;
-use crate::publish::{self, PublishError};
+use crate::model::Period;
 use crate::storage::Warehouse;
-
-/// The config's `retention:` section; nothing is deleted when absent.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetentionSettings {
-    /// Months of published periods kept, counting the run's period.
-    #[serde(default)]
-    pub months: Option<u32>,
-    /// Months of `rejects` kept (raw rows); at most `months`.
-    #[serde(default)]
-    pub rejects_months: Option<u32>,
-}
-
-impl RetentionSettings {
-    /// Problems as (key, message).
-    pub fn check(&self) -> Vec<(String, String)> {
-        let mut problems = Vec::new();
-        for (key, value) in [
-            ("retention.months", self.months),
-            ("retention.rejects_months", self.rejects_months),
-        ] {
-            if value == Some(0) {
-                problems.push((
-                    key.to_string(),
-                    "must be at least 1 (the run's own period)".to_string(),
-                ));
-            }
-        }
-        if let (Some(months), Some(rejects)) = (self.months, self.rejects_months)
-            && rejects > months
-        {
-            problems.push((
-                "retention.rejects_months".to_string(),
-                format!(
-                    "{rejects} is more than retention.months {months}: rejects are deleted with their period"
-                ),
-            ));
-        }
-        problems
-    }
-}
+use crate::warehouse::layout::{RUNS, SUCCESS, partition, partition_period};
+use crate::warehouse::publish::{self, PublishError};
 
 /// What a run's retention deleted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,10 +34,7 @@ pub struct Deleted {
 }
 
 fn period_of(folder: &object_store::path::Path) -> Option<Period> {
-    folder
-        .filename()
-        .and_then(|f| f.strip_prefix("period="))
-        .and_then(|p| p.parse().ok())
+    folder.filename().and_then(partition_period)
 }
 
 async fn delete_all(
@@ -117,7 +74,7 @@ pub async fn apply(
         .filter(|t| !t.starts_with('_') && t != "published_periods")
         .collect();
     let runs: BTreeSet<Period> = warehouse
-        .folders(&warehouse.key(&[job, "_runs"])?)
+        .folders(&warehouse.key(&[job, RUNS])?)
         .await?
         .iter()
         .filter_map(period_of)
@@ -140,18 +97,18 @@ pub async fn apply(
         if !expired.is_empty() {
             // Unpublish first.
             for q in &expired {
-                let partition = format!("period={q}");
+                let run_folder = partition(q);
                 warehouse
-                    .delete(&warehouse.key(&[job, "_runs", &partition, "_SUCCESS"])?)
+                    .delete(&warehouse.key(&[job, RUNS, &run_folder, SUCCESS])?)
                     .await?;
             }
             publish::rebuild_published_periods(warehouse, job).await?;
             for (table, q) in partitions.iter().filter(|(_, q)| expired.contains(q)) {
-                let folder = warehouse.key(&[job, table, &format!("period={q}")])?;
+                let folder = warehouse.key(&[job, table, &partition(q)])?;
                 deleted.objects += delete_all(warehouse, &folder).await?;
             }
             for q in &expired {
-                let folder = warehouse.key(&[job, "_runs", &format!("period={q}")])?;
+                let folder = warehouse.key(&[job, RUNS, &partition(q)])?;
                 deleted.objects += delete_all(warehouse, &folder).await?;
             }
             deleted.periods = expired.into_iter().collect();
@@ -160,7 +117,7 @@ pub async fn apply(
     if let Some(rejects_cutoff) = rejects_cutoff {
         for (table, q) in &partitions {
             if table == "rejects" && *q <= rejects_cutoff && !deleted.periods.contains(q) {
-                let folder = warehouse.key(&[job, table, &format!("period={q}")])?;
+                let folder = warehouse.key(&[job, table, &partition(q)])?;
                 deleted.objects += delete_all(warehouse, &folder).await?;
                 deleted.rejects.push(*q);
             }

@@ -1,4 +1,4 @@
-//! The publishing lease of one job and period (DESIGN §5, guarantee 4): at
+//! The publishing lease of one job and period (docs/design.md §5, guarantee 4): at
 //! most one run publishes a period at a time.
 //!
 //! The lease is a sequence of objects under the period's `_runs` folder,
@@ -26,10 +26,10 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use crate::period::Period;
+use crate::model::Period;
 use crate::storage::{Created, StorageError, Warehouse};
 
-const PREFIX: &str = "_lease-";
+use super::layout::{LEASE_PREFIX as PREFIX, RUNS, partition};
 const SUFFIX: &str = ".json";
 
 #[derive(Debug, thiserror::Error)]
@@ -170,7 +170,7 @@ impl Lease {
         ttl: Duration,
         force: bool,
     ) -> Result<Lease, LeaseError> {
-        let folder = warehouse.key(&[job, "_runs", &format!("period={period}")])?;
+        let folder = warehouse.key(&[job, RUNS, &partition(period)])?;
         for _attempt in 0..5 {
             let existing = generations(warehouse, &folder).await?;
             let now = Utc::now();
@@ -381,8 +381,8 @@ fn lease_key(
 ) -> Result<Path, StorageError> {
     warehouse.key(&[
         job,
-        "_runs",
-        &format!("period={period}"),
+        RUNS,
+        &partition(period),
         &format!("{PREFIX}{generation:012}{SUFFIX}"),
     ])
 }

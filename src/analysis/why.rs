@@ -18,13 +18,13 @@ use datafusion::scalar::ScalarValue;
 
 use crate::config::{Config, Job};
 use crate::engine::{self, EngineError};
-use crate::outputs::table_schema;
-use crate::period::Period;
+use crate::model::Period;
+use crate::model::table_schema;
 use crate::pipeline::{Parameters, sql_options};
-use crate::publish::{self, PublishError};
 use crate::storage::{StorageError, Warehouse};
+use crate::warehouse::publish::{self, PublishError};
 
-const ORDERS_SQL: &str = include_str!("../sql/why/orders.sql");
+const ORDERS_SQL: &str = include_str!("../../sql/why/orders.sql");
 
 #[derive(Debug, thiserror::Error)]
 pub enum WhyError {
@@ -60,28 +60,14 @@ pub enum WhyError {
 }
 
 impl WhyError {
-    /// Exit codes of DESIGN §6.
+    /// Exit codes of docs/design.md §6.
     pub fn exit_code(&self) -> u8 {
         match self {
             WhyError::NotPublished { .. }
             | WhyError::NoSnapshot { .. }
             | WhyError::UnknownCustomer { .. } => 2,
-            WhyError::Engine(EngineError::Source { source, .. })
-                if crate::storage::is_storage_failure(
-                    source as &(dyn std::error::Error + 'static),
-                ) =>
-            {
-                4
-            }
-            WhyError::Engine(
-                EngineError::Mapping { .. }
-                | EngineError::MissingColumn { .. }
-                | EngineError::SchemaDrift { .. }
-                | EngineError::Source { .. },
-            ) => 3,
-            WhyError::Storage(_)
-            | WhyError::Publish(PublishError::Storage(_))
-            | WhyError::Engine(EngineError::Storage(_)) => 4,
+            WhyError::Engine(error) => error.exit_code(),
+            WhyError::Storage(_) | WhyError::Publish(PublishError::Storage(_)) => 4,
             _ => 1,
         }
     }
@@ -455,8 +441,8 @@ async fn orders(
     customer_id: &str,
 ) -> Result<Vec<Order>, WhyError> {
     let ctx = engine::session(config)?;
-    engine::register_inputs(&ctx, config, &["transactions".to_string()]).await?;
-    engine::apply_aliases(&ctx, config, params.period.end()).await?;
+    inputs::register_inputs(&ctx, config, &["transactions".to_string()]).await?;
+    inputs::apply_aliases(&ctx, config, params.period.end()).await?;
     let fail = query_error(customer_id, "reading the orders (sql/why/orders.sql)");
     let batches = ctx
         .sql_with_options(ORDERS_SQL, sql_options())

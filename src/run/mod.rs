@@ -14,16 +14,17 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use tracing::info;
 
 use crate::config::{ClassificationKind, Config, ConfigError, Job, OutputTable};
-use crate::engine::{self, EngineError, InputChecks};
-use crate::lease::{Lease, LeaseError};
-use crate::outputs::{
-    OutputError, PeriodTables, TableData, build_audience_tables, build_period_tables, table_schema,
-};
-use crate::period::Period;
+use crate::engine::{self, EngineError};
+use crate::inputs::{self, InputChecks};
+use crate::model::Period;
+use crate::model::table_schema;
+use crate::outputs::{OutputError, PeriodTables, build_audience_tables, build_period_tables};
 use crate::pipeline::{self, Parameters, PipelineError, sql_options};
 use crate::predict::{PredictError, build_prediction_tables};
-use crate::publish::{self, Manifest, PublishError, RowCounts};
 use crate::storage::{StorageError, Warehouse};
+use crate::warehouse::TableData;
+use crate::warehouse::lease::{Lease, LeaseError};
+use crate::warehouse::publish::{self, Manifest, PublishError, RowCounts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -45,7 +46,7 @@ pub enum RunError {
     Lease(#[from] LeaseError),
     /// The HTML report (`report: true`) could not be built; nothing was published.
     #[error("building the report of the period: {0}")]
-    Report(#[from] crate::report::ReportError),
+    Report(#[from] crate::analysis::report::ReportError),
     #[error(transparent)]
     Predict(#[from] PredictError),
     #[error(
@@ -61,28 +62,13 @@ pub enum RunError {
 }
 
 impl RunError {
-    /// Exit codes of DESIGN §6.
+    /// Exit codes of docs/design.md §6.
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Config(_) => 2,
-            // Permissions, network, retries exhausted while reading inputs.
-            RunError::Engine(EngineError::Source { source, .. })
-                if crate::storage::is_storage_failure(
-                    source as &(dyn std::error::Error + 'static),
-                ) =>
-            {
-                4
-            }
+            RunError::Engine(error) => error.exit_code(),
+            RunError::Pipeline(error) => error.exit_code(),
             RunError::Lease(LeaseError::Storage(_)) => 4,
-            RunError::Engine(EngineError::Erasure(error)) => error.exit_code(),
-            RunError::Pipeline(error) if error.is_job_error() => 2,
-            RunError::Engine(
-                EngineError::Mapping { .. }
-                | EngineError::MissingColumn { .. }
-                | EngineError::SchemaDrift { .. }
-                | EngineError::Aliases { .. }
-                | EngineError::Source { .. },
-            ) => 3,
             RunError::Gate { .. } => 3,
             RunError::Report(error) => error.exit_code(),
             RunError::Predict(error) if error.is_job_error() => 2,
@@ -93,9 +79,7 @@ impl RunError {
                 ..
             }) => 4,
             RunError::NotReady { .. } => 5,
-            RunError::Storage(_)
-            | RunError::Publish(PublishError::Storage(_))
-            | RunError::Engine(EngineError::Storage(_)) => 4,
+            RunError::Storage(_) | RunError::Publish(PublishError::Storage(_)) => 4,
             _ => 1,
         }
     }
@@ -124,14 +108,7 @@ impl RunOptions {
     }
 }
 
-/// Gates an operator may override (DESIGN §7). Schema problems are not
-/// gates: without the columns there is nothing to compute.
-pub const GATES: [&str; 4] = [
-    "no_data",
-    "reject_ratio",
-    "active_customers_change",
-    "revenue_change",
-];
+use crate::model::GATES;
 
 /// Fail with exit code 3 unless the operator allowed this gate.
 fn gate(options: &RunOptions, name: &str, message: String) -> Result<(), RunError> {
@@ -219,7 +196,7 @@ impl InputFacts {
 
 /// The facts of the transactions input: counted once per process for the
 /// same input files and erasures (the periods of a backfill share them),
-/// under the process's one clock (`engine::run_clock`), so every period sees
+/// under the process's one clock (`inputs::run_clock`), so every period sees
 /// the same rows.
 async fn input_facts(
     ctx: &SessionContext,
@@ -236,7 +213,12 @@ async fn input_facts(
     {
         return Ok(facts.clone());
     }
-    let batches = facts_query(ctx, None, include_str!("../sql/outputs/input_checks.sql")).await?;
+    let batches = facts_query(
+        ctx,
+        None,
+        include_str!("../../sql/outputs/input_checks.sql"),
+    )
+    .await?;
     let mut rows = Vec::new();
     for batch in &batches {
         let reasons = batch.column(0).as_string::<i32>();
@@ -268,7 +250,7 @@ async fn input_facts(
         .map(|row| row.rows)
         .sum();
     let may_have_duplicates = config.quality.reject_duplicates
-        && engine::may_have_duplicates(ctx, "transactions", usable_rows).await?;
+        && inputs::may_have_duplicates(ctx, "transactions", usable_rows).await?;
     let facts = Arc::new(InputFacts {
         rows,
         may_have_duplicates,
@@ -280,8 +262,8 @@ async fn input_facts(
 /// What identifies the transactions a run reads, for the results the runs of
 /// one process share: the input, its files, the erasures and the duplicate
 /// rule.
-fn input_key(ctx: &SessionContext, config: &Config, files: &[engine::InputFile]) -> String {
-    let erased = engine::suppression(ctx).map(|s| s.len()).unwrap_or(0);
+fn input_key(ctx: &SessionContext, config: &Config, files: &[model::InputFile]) -> String {
+    let erased = inputs::suppression(ctx).map(|s| s.len()).unwrap_or(0);
     format!(
         "{:?}|{:?}|{erased}|{}",
         config
@@ -304,7 +286,7 @@ async fn input_stats(
     let batches = facts_query(
         ctx,
         Some(params),
-        include_str!("../sql/outputs/input_stats.sql"),
+        include_str!("../../sql/outputs/input_stats.sql"),
     )
     .await?;
     let batch = batches
@@ -367,7 +349,7 @@ async fn frame_of(
     };
     let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| {
         Arc::new(
-            crate::outputs::table_schema("snapshots")
+            crate::model::table_schema("snapshots")
                 .schema
                 .as_ref()
                 .clone(),
@@ -385,7 +367,7 @@ pub async fn run(job: &Job, config: &Config, options: RunOptions) -> Result<RunO
     run_with(job, config, options, false).await
 }
 
-/// Run `job` for one period under the period's publishing lease (DESIGN §5,
+/// Run `job` for one period under the period's publishing lease (docs/design.md §5,
 /// guarantee 4); `force_lease` breaks a live lease of another run. A dry run
 /// takes no lease.
 pub async fn run_with(
@@ -439,7 +421,7 @@ async fn run_leased(
     let warehouse = Warehouse::open(&config.warehouse)?;
     info!(job = %job.name, %period, run_id = %run_id, dry_run = options.dry_run, "Starting run.");
 
-    if let Some(message) = crate::readiness::check_marker(config, period).await? {
+    if let Some(message) = crate::inputs::readiness::check_marker(config, period).await? {
         return Err(RunError::NotReady {
             job: job.name.clone(),
             period,
@@ -447,9 +429,9 @@ async fn run_leased(
         });
     }
     let ctx = engine::query_session(config).await?;
-    let files = engine::register_inputs(&ctx, config, &job.inputs).await?;
+    let files = inputs::register_inputs(&ctx, config, &job.inputs).await?;
     let params = Parameters::new(period, job.window_months);
-    if let Some(message) = crate::readiness::check_data(&ctx, config, &params).await? {
+    if let Some(message) = crate::inputs::readiness::check_data(&ctx, config, &params).await? {
         return Err(RunError::NotReady {
             job: job.name.clone(),
             period,
@@ -472,15 +454,15 @@ async fn run_leased(
     if duplicates > 0 {
         rejected_by_reason.insert("duplicate_line".to_string(), duplicates);
     } else {
-        engine::skip_duplicate_removal(&ctx, "transactions").await?;
+        inputs::skip_duplicate_removal(&ctx, "transactions").await?;
     }
-    engine::apply_aliases(&ctx, config, period.end()).await?;
+    inputs::apply_aliases(&ctx, config, period.end()).await?;
     // The periods of a backfill share their store orders. A run on its own
     // computes them while building its tables (`outputs::build_period_tables`);
     // so does a run with identity merges, whose customer ids change from one
     // period to the next.
     if let Some(last) = options.backfill_until
-        && engine::merged_ids(&ctx).is_none()
+        && inputs::merged_ids(&ctx).is_none()
     {
         let step = Instant::now();
         let last = last.max(period);
@@ -496,7 +478,7 @@ async fn run_leased(
             step.elapsed().as_millis() as u64,
         );
     }
-    engine::known_by(&ctx, period.end()).await?;
+    inputs::known_by(&ctx, period.end()).await?;
     let rows = RowCounts {
         read: checks.read,
         used: stats.rows_read - stats.anonymous_rows,
@@ -597,12 +579,12 @@ async fn run_leased(
     if job.writes(OutputTable::Rejects) {
         let input = config.inputs.get("transactions").expect("checked");
         let rejects = if rows.rejected > 0 {
-            engine::collect_rejects(
+            inputs::collect_rejects(
                 &ctx,
                 config,
                 input,
                 &files,
-                engine::run_clock(),
+                inputs::run_clock(),
                 period.start(),
                 period.end(),
                 duplicates > 0,
@@ -659,10 +641,11 @@ async fn run_leased(
         // The report is rendered before anything is written: a report that
         // cannot be built fails the run with the period untouched.
         let report = if config.report.enabled {
-            let built =
-                crate::report::build_for_run(&warehouse, job, config, period, &tables, &manifest)
-                    .await?;
-            let html = crate::report::render(&built, config.report.locale);
+            let built = crate::analysis::report::build_for_run(
+                &warehouse, job, config, period, &tables, &manifest,
+            )
+            .await?;
+            let html = crate::analysis::report::render(&built, config.report.locale);
             manifest
                 .timings_ms
                 .insert("report".to_string(), step.elapsed().as_millis() as u64);
@@ -680,7 +663,8 @@ async fn run_leased(
             .insert("publish".to_string(), step.elapsed().as_millis() as u64);
         info!(job = %job.name, %period, customers = tables.customers, "Published period.");
         let deleted =
-            crate::retention::apply(&warehouse, &job.name, period, &config.retention).await?;
+            crate::warehouse::retention::apply(&warehouse, &job.name, period, &config.retention)
+                .await?;
         if !deleted.periods.is_empty() || !deleted.rejects.is_empty() {
             let list = |periods: &[Period]| {
                 periods
@@ -735,7 +719,7 @@ async fn segment_tables(
     // A published snapshot that still lists ids merged since (identity
     // merges) is not like with like: reclassify it with the aliases.
     let mut merged_since = false;
-    if let (Some(manifest), Some(merged)) = (&previous_manifest, engine::merged_ids(ctx))
+    if let (Some(manifest), Some(merged)) = (&previous_manifest, inputs::merged_ids(ctx))
         && manifest.rule_hash == *rule_hash
         && !merged.0.is_empty()
     {
@@ -758,7 +742,7 @@ async fn segment_tables(
                     .unwrap_or_default();
             // Erased customers never come back, even from a snapshot
             // published before their erasure reached it.
-            if let Some(suppression) = engine::suppression(ctx) {
+            if let Some(suppression) = inputs::suppression(ctx) {
                 batches = suppression.filter_batches(batches);
             }
             previous_activity =
@@ -919,9 +903,11 @@ fn rejects_batch(rejects: Vec<(String, String, String)>) -> Result<RecordBatch, 
         contract.schema.clone(),
         vec![column(|r| &r.0), column(|r| &r.1), column(|r| &r.2)],
     )
-    .map_err(|e| OutputError::Contract {
-        table: "rejects".into(),
-        message: e.to_string(),
+    .map_err(|e| {
+        OutputError::from(crate::model::ContractError {
+            table: "rejects".into(),
+            message: e.to_string(),
+        })
     })?;
     Ok(batch)
 }

@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use datafusion::arrow::datatypes::DataType;
 
 use crate::config::{ClassificationKind, Job, Locale, OutputTable};
-use crate::outputs::table_schema;
+use crate::model::table_schema;
 
 /// The query engines `segments catalog` writes DDL for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

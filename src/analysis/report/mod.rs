@@ -27,25 +27,25 @@ use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::SessionContext;
 
-use crate::compare::{self, CompareError};
+use crate::analysis::compare::{self, CompareError};
 use crate::config::{Config, Job};
+use crate::model::Period;
 use crate::outputs::PeriodTables;
-use crate::period::Period;
 use crate::pipeline::sql_options;
-use crate::publish::{self, Manifest, PublishError};
 use crate::storage::{StorageError, Warehouse};
+use crate::warehouse::publish::{self, Manifest, PublishError};
 
 pub use locale::{Locale, NARROW_NBSP};
 
-/// Folder of the published reports, under the job's folder.
-pub const REPORT_FOLDER: &str = "report";
 /// File name of a published report.
-pub const REPORT_FILE: &str = "index.html";
+pub use crate::warehouse::layout::REPORT_FILE;
+/// Folder of the published reports, under the job's folder.
+pub use crate::warehouse::layout::REPORT_FOLDER;
 /// How many published periods the history chart shows (this one included).
 pub const HISTORY_PERIODS: usize = 12;
 
-const RF_GRID_SQL: &str = include_str!("../../sql/report/rf_grid.sql");
-const AUDIENCE_SIZES_SQL: &str = include_str!("../../sql/report/audience_sizes.sql");
+const RF_GRID_SQL: &str = include_str!("../../../sql/report/rf_grid.sql");
+const AUDIENCE_SIZES_SQL: &str = include_str!("../../../sql/report/audience_sizes.sql");
 
 /// The tables of a period the report reads.
 const TABLES: [&str; 6] = [
@@ -98,7 +98,7 @@ pub enum ReportError {
 }
 
 impl ReportError {
-    /// Exit codes of DESIGN §6: a period that is not published is a bad
+    /// Exit codes of docs/design.md §6: a period that is not published is a bad
     /// argument (2), storage failures are 4.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -322,11 +322,13 @@ async fn published_before(
     period: Period,
 ) -> Result<Vec<Period>, ReportError> {
     let mut periods = Vec::new();
-    for folder in warehouse.folders(&warehouse.key(&[job, "_runs"])?).await? {
+    for folder in warehouse
+        .folders(&warehouse.key(&[job, crate::warehouse::layout::RUNS])?)
+        .await?
+    {
         let Some(earlier) = folder
             .filename()
-            .and_then(|f| f.strip_prefix("period="))
-            .and_then(|p| p.parse::<Period>().ok())
+            .and_then(crate::warehouse::layout::partition_period)
         else {
             continue;
         };

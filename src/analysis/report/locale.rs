@@ -3,18 +3,8 @@
 //! as French typography and `Intl.NumberFormat("fr-FR")` write them).
 //! Money has no currency symbol: the warehouse does not know the currency.
 
-use serde::Deserialize;
-
-use crate::period::Period;
-
-/// The language and number format of the report (`report.locale`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Locale {
-    #[default]
-    En,
-    Fr,
-}
+pub use crate::model::Locale;
+use crate::model::Period;
 
 /// U+202F NARROW NO-BREAK SPACE: the French thousands separator.
 pub const NARROW_NBSP: char = '\u{202f}';
