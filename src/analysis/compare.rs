@@ -257,7 +257,7 @@ async fn snapshot(
             job: job.name.clone(),
             period,
         })?;
-    let contract: SchemaRef = table_schema("snapshots").schema;
+    let contract: SchemaRef = table_schema(crate::model::OutputTable::Snapshots).schema;
     let projection: Vec<usize> = SNAPSHOT_COLUMNS
         .iter()
         .map(|c| contract.index_of(c).expect("snapshot contract column"))
@@ -327,15 +327,9 @@ async fn run(
     params: &ParamValues,
 ) -> Result<RecordBatch, CompareError> {
     let fail = query_error(query);
-    let frame = ctx
-        .sql_with_options(sql, sql_options())
+    engine::query_one(ctx, sql, Some(params.clone()))
         .await
-        .map_err(&fail)?
-        .with_param_values(params.clone())
-        .map_err(&fail)?;
-    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await.map_err(&fail)?;
-    concat_batches(&schema, &batches).map_err(|e| fail(e.into()))
+        .map_err(&fail)
 }
 
 /// Compare the published periods `from` and `to` (`from` < `to`) of `job`.
@@ -387,7 +381,7 @@ pub async fn compare_ranges(
             .collect()
             .await
             .map_err(query_error("snapshots"))?;
-        let contract: SchemaRef = table_schema("snapshots").schema;
+        let contract: SchemaRef = table_schema(crate::model::OutputTable::Snapshots).schema;
         let projection: Vec<usize> = SNAPSHOT_COLUMNS
             .iter()
             .map(|c| contract.index_of(c).expect("snapshot contract column"))

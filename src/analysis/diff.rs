@@ -176,7 +176,7 @@ fn conform_snapshot(
     what: &str,
     batches: Vec<RecordBatch>,
 ) -> Result<(SchemaRef, Vec<RecordBatch>), DiffError> {
-    let contract = table_schema("snapshots").schema;
+    let contract = table_schema(crate::model::OutputTable::Snapshots).schema;
     let corrupt = |message: String| PublishError::Corrupt {
         what: what.to_string(),
         message,
@@ -205,16 +205,11 @@ async fn query(
     limit: Option<usize>,
 ) -> Result<RecordBatch, DiffError> {
     let fail = query_error(name);
-    let mut frame = ctx
-        .sql_with_options(sql, sql_options())
-        .await
-        .map_err(&fail)?;
+    let mut frame = engine::plan_sql(ctx, sql, None).await.map_err(&fail)?;
     if let Some(limit) = limit {
         frame = frame.limit(0, Some(limit)).map_err(&fail)?;
     }
-    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await.map_err(&fail)?;
-    concat_batches(&schema, &batches).map_err(|e| fail(e.into()))
+    engine::collect_one(frame).await.map_err(&fail)
 }
 
 /// The published definitions as (segment, rank, rule), in rank order.

@@ -444,18 +444,19 @@ async fn orders(
     inputs::register_inputs(&ctx, config, &["transactions".to_string()]).await?;
     inputs::apply_aliases(&ctx, config, params.period.end()).await?;
     let fail = query_error(customer_id, "reading the orders (sql/why/orders.sql)");
-    let batches = ctx
-        .sql_with_options(ORDERS_SQL, sql_options())
-        .await
-        .map_err(&fail)?
-        .with_param_values(params.with_extra(vec![(
+    let batches = engine::plan_sql(
+        &ctx,
+        ORDERS_SQL,
+        Some(params.with_extra(vec![(
             "customer_id",
             ScalarValue::Utf8(Some(customer_id.to_string())),
-        )]))
-        .map_err(&fail)?
-        .collect()
-        .await
-        .map_err(&fail)?;
+        )])),
+    )
+    .await
+    .map_err(&fail)?
+    .collect()
+    .await
+    .map_err(&fail)?;
     let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
     let mut out = Vec::new();
     for batch in batches {
@@ -508,7 +509,7 @@ pub async fn explain(
                 customer_id: customer_id.to_string(),
             })?;
         // The customer's row alone, with the contract's columns.
-        let contract = table_schema("snapshots").schema;
+        let contract = table_schema(crate::model::OutputTable::Snapshots).schema;
         let single = batch.slice(row, 1);
         let single = RecordBatch::try_new(
             contract.clone(),

@@ -21,6 +21,7 @@ use std::fmt::Write as _;
 use datafusion::arrow::datatypes::DataType;
 
 use crate::config::{ClassificationKind, Job, Locale, OutputTable};
+use crate::model::Contract;
 use crate::model::table_schema;
 
 /// The query engines `segments catalog` writes DDL for.
@@ -102,7 +103,7 @@ struct Column {
 
 /// A table's columns as published: the contract's, then `period` for a
 /// partitioned table.
-fn table_columns(table: &str) -> (String, Vec<Column>) {
+fn table_columns(table: Contract) -> (String, Vec<Column>) {
     let contract = table_schema(table);
     let mut columns: Vec<Column> = contract
         .schema
@@ -244,10 +245,11 @@ impl Writer<'_> {
         format!("{}{job}/{table}/", self.options.location)
     }
 
-    fn raw_table(&mut self, entry: &CatalogJob, table: &str) {
+    fn raw_table(&mut self, entry: &CatalogJob, contract: Contract) {
         let job = &entry.job.name;
-        let (description, columns) = table_columns(table);
-        let partitioned = table != "published_periods";
+        let table = contract.name();
+        let (description, columns) = table_columns(contract);
+        let partitioned = contract.partitioned();
         let name = if partitioned {
             format!("{job}_{table}_raw")
         } else {
@@ -506,14 +508,14 @@ impl Writer<'_> {
         self.line("");
         let mut tables: Vec<OutputTable> = job.outputs.clone();
         tables.sort();
-        self.raw_table(entry, "published_periods");
+        self.raw_table(entry, Contract::PublishedPeriods);
         for table in &tables {
-            self.raw_table(entry, table.name());
+            self.raw_table(entry, Contract::Output(*table));
         }
         let published = self.name(&format!("{j}_published_periods"));
         for table in &tables {
             let t = table.name();
-            let (description, columns) = table_columns(t);
+            let (description, columns) = table_columns(Contract::Output(*table));
             let raw = self.name(&format!("{j}_{t}_raw"));
             self.view(
                 &format!("{j}_{t}"),
@@ -540,8 +542,8 @@ impl Writer<'_> {
 
     /// Column helpers for the analytic views: a contract column of `table`
     /// (same description) or a new one.
-    fn contract_column(table: &str, name: &str) -> Column {
-        let (_, columns) = table_columns(table);
+    fn contract_column(table: OutputTable, name: &str) -> Column {
+        let (_, columns) = table_columns(Contract::Output(table));
         columns
             .into_iter()
             .find(|c| c.name == name)
@@ -635,7 +637,7 @@ impl Writer<'_> {
             self.labelled_view(
                 job,
                 LabelledView {
-                    table: "snapshots",
+                    table: OutputTable::Snapshots,
                     leading: &["period", "customer_id", "segment"],
                     label_fallback: "s.segment",
                     trailing: &[
@@ -661,7 +663,7 @@ impl Writer<'_> {
             self.labelled_view(
                 job,
                 LabelledView {
-                    table: "segment_summary",
+                    table: OutputTable::SegmentSummary,
                     leading: &["period", "segment"],
                     label_fallback: "s.label",
                     trailing: &[
@@ -687,7 +689,7 @@ impl Writer<'_> {
             let m = |name: &str| {
                 (
                     format!("m.{name}"),
-                    Self::contract_column("migration_matrix", name),
+                    Self::contract_column(OutputTable::MigrationMatrix, name),
                 )
             };
             let (new, removed) = match self.options.locale {
@@ -765,7 +767,7 @@ impl Writer<'_> {
             let s = |name: &str| {
                 (
                     format!("s.{name}"),
-                    Self::contract_column("snapshots", name),
+                    Self::contract_column(OutputTable::Snapshots, name),
                 )
             };
             let mut items = vec![s("period"), s("customer_id"), s("segment")];
@@ -786,11 +788,11 @@ impl Writer<'_> {
                 ));
                 items.push((
                     "m.movement".into(),
-                    Self::contract_column("migrations", "movement"),
+                    Self::contract_column(OutputTable::Migrations, "movement"),
                 ));
                 items.push((
                     "m.evolution".into(),
-                    Self::contract_column("migrations", "evolution"),
+                    Self::contract_column(OutputTable::Migrations, "evolution"),
                 ));
             }
             for name in [
@@ -838,7 +840,7 @@ impl Writer<'_> {
         let a = |name: &str| {
             (
                 format!("a.{name}"),
-                Self::contract_column("audiences", name),
+                Self::contract_column(OutputTable::Audiences, name),
             )
         };
         let items = vec![
@@ -1046,10 +1048,9 @@ pub fn tables_markdown() -> String {
     let mut out = String::from(
         "# Tables\n\nGenerated from [`schemas/`](../schemas) by `segments catalog --docs docs/tables.md`; do not edit (a test fails when it is stale). The same descriptions are the column comments of the DDL that `segments catalog` writes.\n\nEvery table but `published_periods` is partitioned by `period` (`<warehouse>/<job>/<table>/period=YYYY-MM/part-0.parquet`). Types are Arrow types.\n",
     );
-    let mut names: Vec<&str> = OutputTable::ALL.iter().map(|t| t.name()).collect();
-    names.push("published_periods");
-    for table in names {
+    for table in Contract::all() {
         let contract = table_schema(table);
+        let table = table.name();
         let _ = write!(
             out,
             "\n## `{table}`\n\n{}\n\n| column | type | null | description |\n|---|---|---|---|\n",
@@ -1103,7 +1104,7 @@ Analytic views, with the label of the configured locale (`locale:` in the config
 /// What [`Writer::labelled_view`] builds.
 struct LabelledView {
     /// The contract of the source's columns.
-    table: &'static str,
+    table: OutputTable,
     /// Columns before the label.
     leading: &'static [&'static str],
     /// The label when segment_definitions has none for the segment.

@@ -11,7 +11,7 @@ use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
-use crate::config::{ClassificationKind, Config, Job};
+use crate::config::{ClassificationKind, Config, Job, OutputTable};
 use crate::storage::Warehouse;
 use crate::warehouse::publish;
 
@@ -75,11 +75,11 @@ async fn consented(
 }
 
 /// Which published table and which rows.
-fn selection(args: &ExportArgs) -> (&'static str, &'static str, String) {
+fn selection(args: &ExportArgs) -> (OutputTable, &'static str, String) {
     match (&args.segment, &args.audience, &args.movement) {
-        (Some(segment), _, _) => ("snapshots", "segment", segment.clone()),
-        (None, Some(audience), _) => ("audiences", "audience", audience.clone()),
-        (None, None, Some(movement)) => ("migrations", "movement", movement.clone()),
+        (Some(segment), _, _) => (OutputTable::Snapshots, "segment", segment.clone()),
+        (None, Some(audience), _) => (OutputTable::Audiences, "audience", audience.clone()),
+        (None, None, Some(movement)) => (OutputTable::Migrations, "movement", movement.clone()),
         (None, None, None) => unreachable!("clap requires --segment, --audience or --movement"),
     }
 }
@@ -176,7 +176,7 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
         {
             return Ok(None);
         }
-        publish::read_table(&warehouse, &job.name, table, period).await
+        publish::read_table(&warehouse, &job.name, table.name(), period).await
     })
     .await
     .map_err(|e: publish::PublishError| failure(4, e))?;

@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::error::{ConfigError, Problem};
 use super::yaml;
+use crate::model::units::parse_bytes;
 
 /// Logical input names a job may declare (docs/design.md §2).
 pub const KNOWN_INPUTS: [&str; 6] = [
@@ -472,27 +473,6 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
-/// Parse `512MiB`, `2GiB`, `4GB`, `1000000` into bytes.
-pub fn parse_bytes(value: &str) -> Option<usize> {
-    let value = value.trim();
-    let split = value
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(value.len());
-    let (number, unit) = value.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let multiplier: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "kib" => 1024.0,
-        "m" | "mb" => 1e6,
-        "mib" => 1024.0 * 1024.0,
-        "g" | "gb" => 1e9,
-        "gib" => 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    Some((number * multiplier) as usize)
-}
-
 /// Semantic checks of `engine` for `kind: ballista`: the binary has the
 /// engine, the scheduler URL parses, and nothing in the config needs this
 /// process's memory when the executors are remote.
@@ -828,14 +808,6 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_sizes() {
-        assert_eq!(parse_bytes("512MiB"), Some(512 * 1024 * 1024));
-        assert_eq!(parse_bytes("2GiB"), Some(2 * 1024 * 1024 * 1024));
-        assert_eq!(parse_bytes("1.5GB"), Some(1_500_000_000));
-        assert_eq!(parse_bytes("lots"), None);
-    }
 
     fn engine_problems(engine: &str) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();

@@ -352,6 +352,41 @@ pub async fn materialise(frame: DataFrame) -> Result<DataFrame, DataFusionError>
     ctx.read_table(Arc::new(MemTable::try_new(schema, partitions)?))
 }
 
+/// Plan a query with the SQL sandbox of [`sql_options`] and, when given, its
+/// parameters bound (never spliced into the text).
+pub async fn plan_sql(
+    ctx: &SessionContext,
+    sql: &str,
+    params: Option<datafusion::common::ParamValues>,
+) -> Result<DataFrame, DataFusionError> {
+    let frame = ctx.sql_with_options(sql, sql_options()).await?;
+    match params {
+        Some(params) => frame.with_param_values(params),
+        None => Ok(frame),
+    }
+}
+
+/// Run a query to one batch, with the query's schema even when it returns
+/// no rows (the tool's own small summaries, not customer-sized results).
+pub async fn collect_one(
+    frame: DataFrame,
+) -> Result<datafusion::arrow::array::RecordBatch, DataFusionError> {
+    let schema = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await?;
+    Ok(datafusion::arrow::compute::concat_batches(
+        &schema, &batches,
+    )?)
+}
+
+/// [`plan_sql`] then [`collect_one`].
+pub async fn query_one(
+    ctx: &SessionContext,
+    sql: &str,
+    params: Option<datafusion::common::ParamValues>,
+) -> Result<datafusion::arrow::array::RecordBatch, DataFusionError> {
+    collect_one(plan_sql(ctx, sql, params).await?).await
+}
+
 /// What user SQL may do: queries only.
 pub fn sql_options() -> datafusion::execution::context::SQLOptions {
     datafusion::execution::context::SQLOptions::new()

@@ -20,8 +20,7 @@ pub struct Parameters {
 }
 
 fn date(value: NaiveDate) -> ScalarValue {
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
-    ScalarValue::Date32(Some((value - epoch).num_days() as i32))
+    ScalarValue::Date32(Some(crate::model::units::epoch_days(value)))
 }
 
 impl Parameters {

@@ -607,6 +607,4 @@ pub(super) fn all_text(schema: &Schema) -> Schema {
     )
 }
 
-fn days(date: NaiveDate) -> i32 {
-    (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days() as i32
-}
+use crate::model::units::epoch_days as days;

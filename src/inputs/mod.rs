@@ -121,8 +121,7 @@ pub async fn apply_aliases(
         url: input.url.clone(),
         message,
     };
-    let end = (period_end - chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days()
-        as i32;
+    let end = crate::model::units::epoch_days(period_end);
     let batches = ctx
         .table(ALIASES)
         .await

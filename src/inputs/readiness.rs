@@ -72,21 +72,16 @@ pub async fn check_data(
         context: "checking readiness".into(),
         source,
     };
-    let batches = ctx
-        .sql_with_options(
-            include_str!("../../sql/outputs/readiness.sql"),
-            sql_options(),
-        )
-        .await
-        .map_err(execution)?
-        .with_param_values(params.values())
-        .map_err(execution)?
-        .collect()
-        .await
-        .map_err(execution)?;
-    let Some(batch) = batches.iter().find(|b| b.num_rows() > 0) else {
+    let batch = crate::engine::query_one(
+        ctx,
+        include_str!("../../sql/outputs/readiness.sql"),
+        Some(params.values()),
+    )
+    .await
+    .map_err(execution)?;
+    if batch.num_rows() == 0 {
         return Ok(None);
-    };
+    }
     let int = |i: usize| batch.column(i).as_primitive::<Int64Type>().value(0);
     let (days, rows, previous_rows) = (int(0), int(1), int(2));
     let period = params.period;

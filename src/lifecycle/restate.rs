@@ -230,7 +230,7 @@ pub async fn status(job: &Job, config: &Config) -> Result<Vec<PeriodStatus>, Res
             let changes = compare(period, &inputs, &current, &partitions);
             let cascade = changes.is_empty()
                 && recomputed.contains(&period.previous())
-                && manifest.from_side == "published";
+                && manifest.from_side == crate::model::FromSide::Published;
             let rules_changed =
                 manifest.job_hash != job.job_hash || manifest.rule_hash != rule_hash;
             let status = PeriodStatus {

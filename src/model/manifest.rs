@@ -15,6 +15,34 @@ pub struct RowCounts {
     pub rejected: u64,
 }
 
+/// Where a period's migrations came from: what its "from" side is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FromSide {
+    /// The previous period's published snapshot, reused (same rules).
+    Published,
+    /// The previous period recomputed with the current rules.
+    Reclassified,
+    /// No "from" side (an audiences job).
+    None,
+}
+
+impl FromSide {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FromSide::Published => "published",
+            FromSide::Reclassified => "reclassified",
+            FromSide::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for FromSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Run facts written next to `_SUCCESS`. Holds no secrets: URLs are the
 /// configured ones with `${VAR}`s already resolved only in paths, never keys.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -25,9 +53,7 @@ pub struct Manifest {
     pub job_hash: String,
     pub rule_hash: String,
     pub published_at: String,
-    /// `published` (the previous period's snapshot was reused),
-    /// `reclassified` (recomputed with the current rules) or `none`.
-    pub from_side: String,
+    pub from_side: FromSide,
     pub from_side_reason: String,
     pub rows: RowCounts,
     /// Rejected rows per reason (docs/design.md §7).

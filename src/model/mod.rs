@@ -10,14 +10,17 @@ pub mod period;
 pub mod prediction;
 pub mod problem;
 pub mod table;
+pub mod units;
 
 pub use gate::GATES;
 pub use locale::Locale;
-pub use manifest::{InputFile, Manifest, PotentialFacts, PredictionFacts, RowCounts};
+pub use manifest::{FromSide, InputFile, Manifest, PotentialFacts, PredictionFacts, RowCounts};
 pub use period::Period;
 pub use prediction::Variant;
 pub use problem::Problem;
-pub use table::{ClassificationKind, ContractError, OutputTable, TableSchema, table_schema};
+pub use table::{
+    ClassificationKind, Contract, ContractError, OutputTable, TableSchema, table_schema,
+};
 
 /// The environment variable holding the erasure salt (`segments forget`):
 /// read by the warehouse's erasure log, kept out of every log and error by

@@ -184,13 +184,57 @@ fn parse_type(name: &str) -> Option<DataType> {
     })
 }
 
+impl std::fmt::Display for OutputTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A table with a contract in `schemas/`: an output table of a job, or the
+/// warehouse's list of complete periods of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Contract {
+    Output(OutputTable),
+    /// `<job>/published_periods/`: not partitioned, rebuilt by each publish.
+    PublishedPeriods,
+}
+
+impl Contract {
+    /// Every contract: the output tables, then `published_periods`.
+    pub fn all() -> impl Iterator<Item = Contract> {
+        OutputTable::ALL
+            .into_iter()
+            .map(Contract::Output)
+            .chain([Contract::PublishedPeriods])
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Contract::Output(table) => table.name(),
+            Contract::PublishedPeriods => "published_periods",
+        }
+    }
+
+    /// Whether the table is partitioned by `period`.
+    pub fn partitioned(self) -> bool {
+        self != Contract::PublishedPeriods
+    }
+}
+
+impl From<OutputTable> for Contract {
+    fn from(table: OutputTable) -> Self {
+        Contract::Output(table)
+    }
+}
+
 /// The contract of a table. Panics only if a checked-in contract is broken,
 /// which the unit test below catches.
-pub fn table_schema(table: &str) -> TableSchema {
+pub fn table_schema(table: impl Into<Contract>) -> TableSchema {
+    let table = table.into().name();
     let (_, text) = CONTRACTS
         .iter()
         .find(|(name, _)| *name == table)
-        .unwrap_or_else(|| panic!("no contract for table {table}"));
+        .expect("every Contract has a file in CONTRACTS (unit test)");
     let file: ContractFile =
         serde_json::from_str(text).unwrap_or_else(|e| panic!("schemas/{table}.json: {e}"));
     let fields: Vec<Field> = file
@@ -261,8 +305,11 @@ mod tests {
 
     #[test]
     fn every_contract_parses() {
-        for (name, _) in CONTRACTS {
-            let table = table_schema(name);
+        assert_eq!(Contract::all().count(), CONTRACTS.len());
+        for contract in Contract::all() {
+            let name = contract.name();
+            assert!(CONTRACTS.iter().any(|(file, _)| *file == name), "{name}");
+            let table = table_schema(contract);
             assert_eq!(table.name, name);
             assert!(!table.schema.fields().is_empty());
             assert!(

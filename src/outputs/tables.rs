@@ -173,10 +173,8 @@ async fn run_query(
         table: name.to_string(),
         source,
     };
-    ctx.sql_with_options(sql, sql_options())
+    crate::engine::plan_sql(ctx, sql, Some(params.clone()))
         .await
-        .map_err(query)?
-        .with_param_values(params.clone())
         .map_err(query)
 }
 
@@ -394,7 +392,7 @@ async fn output_tables(
             .execute_stream()
             .await
             .map_err(failed)?;
-        let contract = table_schema(name);
+        let contract = table_schema(*table);
         let mut encoder = ParquetEncoder::new(contract.schema.clone()).map_err(encoding)?;
         while let Some(batch) = batches.next().await {
             let batch = contract.conform(&batch.map_err(failed)?)?;

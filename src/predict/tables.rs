@@ -72,10 +72,8 @@ async fn plan_summary(
         .map_err(step_error)?;
     ctx.register_table(view, orders.into_view())
         .map_err(step_error)?;
-    ctx.sql_with_options(SUMMARY_SQL, sql_options())
+    crate::engine::plan_sql(ctx, SUMMARY_SQL, Some(params.values()))
         .await
-        .map_err(step_error)?
-        .with_param_values(params.values())
         .map_err(step_error)
 }
 
@@ -247,7 +245,7 @@ pub async fn build_prediction_tables(
         None => (vec![None; rows.len()], None),
     };
 
-    let contract = table_schema("predictions");
+    let contract = table_schema(crate::model::OutputTable::Predictions);
     let money = |values: Vec<Option<i128>>| {
         Arc::new(
             Decimal128Array::from(values)
@@ -317,7 +315,7 @@ pub async fn build_prediction_tables(
             });
         }
     }
-    let contract = table_schema("model_parameters");
+    let contract = table_schema(crate::model::OutputTable::ModelParameters);
     let model_parameters = RecordBatch::try_new(
         contract.schema.clone(),
         vec![

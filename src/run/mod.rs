@@ -16,8 +16,8 @@ use tracing::info;
 use crate::config::{ClassificationKind, Config, ConfigError, Job, OutputTable};
 use crate::engine::{self, EngineError};
 use crate::inputs::{self, InputChecks};
-use crate::model::Period;
 use crate::model::table_schema;
+use crate::model::{FromSide, Period};
 use crate::outputs::{OutputError, PeriodTables, build_audience_tables, build_period_tables};
 use crate::pipeline::{self, Parameters, PipelineError, sql_options};
 use crate::predict::{PredictError, build_prediction_tables};
@@ -313,16 +313,12 @@ async fn facts_query(
         context: "counting input rows".into(),
         source,
     };
-    let mut frame = ctx
-        .sql_with_options(sql, sql_options())
+    engine::plan_sql(ctx, sql, params.map(Parameters::values))
         .await
-        .map_err(execution)?;
-    if let Some(params) = params {
-        frame = frame
-            .with_param_values(params.values())
-            .map_err(execution)?;
-    }
-    frame.collect().await.map_err(execution)
+        .map_err(execution)?
+        .collect()
+        .await
+        .map_err(execution)
 }
 
 fn format_cents(cents: i128) -> String {
@@ -349,7 +345,7 @@ async fn frame_of(
     };
     let schema = batches.first().map(|b| b.schema()).unwrap_or_else(|| {
         Arc::new(
-            crate::model::table_schema("snapshots")
+            crate::model::table_schema(OutputTable::Snapshots)
                 .schema
                 .as_ref()
                 .clone(),
@@ -546,7 +542,7 @@ async fn run_leased(
             timings.insert("tables".to_string(), step.elapsed().as_millis() as u64);
             (
                 tables,
-                "none",
+                FromSide::None,
                 "audiences overlap and have no movements".to_string(),
             )
         }
@@ -607,7 +603,7 @@ async fn run_leased(
         job_hash: job.job_hash.clone(),
         rule_hash,
         published_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        from_side: from_side.to_string(),
+        from_side,
         from_side_reason,
         rows,
         rejected_by_reason,
@@ -708,7 +704,7 @@ async fn segment_tables(
     params: &Parameters,
     rule_hash: &str,
     timings: &mut BTreeMap<String, u64>,
-) -> Result<(PeriodTables, &'static str, String), RunError> {
+) -> Result<(PeriodTables, FromSide, String), RunError> {
     let period = params.period;
     // The "from" side: the previous period as published, when made by the
     // same rules; otherwise reclassified with the current rules.
@@ -751,7 +747,7 @@ async fn segment_tables(
                     .map(|batches| activity_of_summary(&batches));
             (
                 frame_of(ctx, batches).await?,
-                "published",
+                FromSide::Published,
                 format!(
                     "{previous_period} was published by run {} with the same rules",
                     manifest.run_id
@@ -780,7 +776,7 @@ async fn segment_tables(
             let selected = classified
                 .select(FROM_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>())
                 .map_err(execution)?;
-            (selected, "reclassified", reason)
+            (selected, FromSide::Reclassified, reason)
         }
     };
     timings.insert("previous".to_string(), step.elapsed().as_millis() as u64);
@@ -895,7 +891,7 @@ async fn activity_of_classified(classified: &DataFrame) -> Result<(f64, f64), Pi
 /// The rejects table from (source file, row JSON, reason) triples.
 fn rejects_batch(rejects: Vec<(String, String, String)>) -> Result<RecordBatch, RunError> {
     use datafusion::arrow::array::StringArray;
-    let contract = table_schema("rejects");
+    let contract = table_schema(OutputTable::Rejects);
     let column = |f: fn(&(String, String, String)) -> &str| {
         Arc::new(StringArray::from_iter_values(rejects.iter().map(f))) as _
     };

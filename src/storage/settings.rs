@@ -163,27 +163,9 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
 
 fn bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
     let text = String::deserialize(deserializer)?;
-    parse_size(&text).ok_or_else(|| {
+    crate::model::units::parse_bytes(&text).ok_or_else(|| {
         serde::de::Error::custom(format!("'{text}' is not a size: write e.g. 8MiB or 1GiB"))
     })
-}
-
-/// Parse `5MiB`, `64MiB`, `1GiB` or a number of bytes.
-pub fn parse_size(text: &str) -> Option<usize> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: usize = number.parse().ok()?;
-    let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kib" => 1 << 10,
-        "mib" => 1 << 20,
-        "gib" => 1 << 30,
-        _ => return None,
-    };
-    number.checked_mul(multiplier)
 }
 
 /// Parse `250ms`, `30s`, `5m`, `1h`.

@@ -98,9 +98,7 @@ pub(crate) fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
         .into()
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::model::units::hex;
 
 /// The secret salt of the erasure hashes.
 pub struct Salt(SecretString);

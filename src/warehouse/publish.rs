@@ -202,7 +202,7 @@ pub async fn rebuild_published_periods(
         }
     }
     manifests.sort_by(|a, b| a.period.cmp(&b.period));
-    let contract = table_schema("published_periods");
+    let contract = table_schema(crate::model::Contract::PublishedPeriods);
     let published_at: Vec<i64> = manifests
         .iter()
         .map(|m| {

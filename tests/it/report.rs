@@ -834,7 +834,8 @@ fn report_of_an_audiences_job_shows_audience_sizes() {
         )
         .unwrap();
         write_table(&warehouse, "audiences", period, &batch);
-        let contract = segments::model::table_schema("segment_definitions");
+        let contract =
+            segments::model::table_schema(segments::model::OutputTable::SegmentDefinitions);
         let definitions = RecordBatch::try_new(
             contract.schema.clone(),
             vec![

@@ -868,7 +868,11 @@ impl Page<'_> {
                 fact(
                     "from_side",
                     l.text(Text::FromSide),
-                    format!("{} — {}", escape(&m.from_side), escape(&m.from_side_reason)),
+                    format!(
+                        "{} — {}",
+                        escape(m.from_side.as_str()),
+                        escape(&m.from_side_reason)
+                    ),
                 );
                 fact(
                     "job_version",

@@ -509,14 +509,11 @@ async fn query(
     let mem = MemTable::try_new(schema, vec![batches.to_vec()]).map_err(fail)?;
     ctx.deregister_table(table).map_err(fail)?;
     ctx.register_table(table, Arc::new(mem)).map_err(fail)?;
-    let frame = ctx
-        .sql_with_options(sql, sql_options())
+    let result = crate::engine::query_one(ctx, sql, None)
         .await
         .map_err(fail)?;
-    let schema = Arc::new(frame.schema().as_arrow().clone());
-    let result = frame.collect().await.map_err(fail)?;
     ctx.deregister_table(table).map_err(fail)?;
-    concat_batches(&schema, &result).map_err(|e| fail(e.into()))
+    Ok(result)
 }
 
 async fn rf_grid(
