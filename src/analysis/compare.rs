@@ -19,7 +19,6 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 
 use datafusion::arrow::array::{Int32Array, RecordBatch, StringArray};
-use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ParamValues;
 use datafusion::datasource::MemTable;
@@ -31,9 +30,10 @@ use datafusion::scalar::ScalarValue;
 use super::DryRunError;
 use crate::config::{Config, Job};
 use crate::engine::{self, EngineError};
+use crate::inputs;
 use crate::model::Period;
 use crate::model::table_schema;
-use crate::pipeline::{self, Parameters, PipelineError, sql_options};
+use crate::pipeline::{self, Parameters, PipelineError};
 use crate::storage::{StorageError, Warehouse};
 use crate::warehouse::publish::{self, Manifest, PublishError};
 

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{Int8Type, Int64Type, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
@@ -19,10 +18,11 @@ use datafusion::prelude::SessionContext;
 use super::DryRunError;
 use crate::config::{Config, Job, OutputTable};
 use crate::engine;
+use crate::inputs;
 use crate::model::Period;
 use crate::model::table_schema;
 use crate::outputs::build_period_tables;
-use crate::pipeline::{self, Parameters, PipelineError, sql_options};
+use crate::pipeline::{self, Parameters, PipelineError};
 use crate::storage::{StorageError, Warehouse};
 use crate::warehouse::publish::{self, PublishError};
 

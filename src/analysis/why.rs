@@ -18,9 +18,10 @@ use datafusion::scalar::ScalarValue;
 
 use crate::config::{Config, Job};
 use crate::engine::{self, EngineError};
+use crate::inputs;
 use crate::model::Period;
 use crate::model::table_schema;
-use crate::pipeline::{Parameters, sql_options};
+use crate::pipeline::Parameters;
 use crate::storage::{StorageError, Warehouse};
 use crate::warehouse::publish::{self, PublishError};
 

@@ -116,7 +116,7 @@ fn table_columns(table: Contract) -> (String, Vec<Column>) {
             description: description.clone(),
         })
         .collect();
-    if table != "published_periods" {
+    if table.partitioned() {
         columns.push(Column {
             name: "period".into(),
             data_type: DataType::Utf8,

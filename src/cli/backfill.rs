@@ -266,7 +266,7 @@ pub async fn backfill(
                 let mut options = RunOptions::new(period);
                 options.allowed_gates = args.allow_gate.clone();
                 options.backfill_until = periods.last().copied();
-                match runner::run(&job, &config, options).await {
+                match run::run(&job, &config, options).await {
                     Ok(outcome) => Status::Published {
                         run_id: outcome.manifest.run_id,
                         customers: outcome.tables.customers,

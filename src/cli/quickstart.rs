@@ -60,7 +60,7 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), Failure> {
     };
     for period in [last.previous(), last] {
         let (job, config, _) = load(&job_args, Some(&period.to_string()))?;
-        let outcome = runner::run(&job, &config, RunOptions::new(period))
+        let outcome = run::run(&job, &config, RunOptions::new(period))
             .await
             .map_err(|e| failure(e.exit_code(), e))?;
         println!();

@@ -25,7 +25,7 @@ pub(crate) fn load(args: &JobArgs, period: Option<&str>) -> Result<(Job, Config,
 
 pub async fn run(args: RunArgs) -> Result<(), Failure> {
     let (job, config, period) = load(&args.job, args.period.as_deref())?;
-    let outcome = runner::run_with(
+    let outcome = run::run_with(
         &job,
         &config,
         RunOptions {

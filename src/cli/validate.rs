@@ -10,6 +10,7 @@ use datafusion::prelude::SessionContext;
 use crate::analysis::lint;
 use crate::config::{ClassificationKind, Config, ConfigError, Job};
 use crate::engine;
+use crate::inputs;
 use crate::model::Period;
 use crate::outputs::{build_audience_tables, build_period_tables};
 use crate::pipeline::{self, Parameters};

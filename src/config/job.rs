@@ -13,6 +13,7 @@ use super::predict::{self, Predict, PredictFile};
 use super::scoring::{self, Scoring, ScoringFile};
 use super::settings::{Config, KNOWN_INPUTS};
 use super::yaml;
+use crate::model::{ClassificationKind, OutputTable};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -13,7 +13,6 @@ pub use params::Parameters;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
@@ -22,12 +21,9 @@ use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::collect_partitioned;
-use datafusion::prelude::{
-    CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionConfig, SessionContext,
-};
-use serde::Serialize;
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
 
-use crate::config::{Config, Input, InputFormat, SpillCompression, canonical_columns};
+use crate::config::{Config, SpillCompression};
 use crate::storage::{self, StorageError};
 
 #[derive(Debug, thiserror::Error)]

@@ -16,14 +16,12 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
-use datafusion::prelude::{
-    CsvReadOptions, DataFrame, JsonReadOptions, ParquetReadOptions, SessionContext,
-};
+use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionContext};
 
 use crate::config::{Config, Input, InputFormat, canonical_columns};
 use crate::engine::EngineError;
 use crate::model::InputFile;
-use crate::storage::{self, StorageError};
+use crate::storage::{self};
 
 /// The suppression list registered for this session, if any.
 pub(crate) fn suppression(

@@ -16,10 +16,9 @@
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::prelude::SessionContext;
-use serde::Deserialize;
 
 use crate::config::Config;
-use crate::engine::{EngineError, Parameters, sql_options};
+use crate::engine::{EngineError, Parameters};
 use crate::model::Period;
 use crate::storage::{self, StorageError};
 

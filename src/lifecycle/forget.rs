@@ -18,23 +18,16 @@
 //! until a run republishes it.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::sync::Arc;
 
 use bytes::Bytes;
-use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
-use datafusion::arrow::compute::{concat_batches, filter_record_batch};
-use datafusion::arrow::datatypes::DataType;
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::config::{Config, OutputTable};
 use crate::model::Period;
 use crate::model::SALT_ENV;
-use crate::outputs::{PeriodTables, TableData};
 use crate::storage::{StorageError, Warehouse};
+use crate::warehouse::TableData;
 use crate::warehouse::erasure::{
-    self, ErasureError, ErasureRequest, REQUESTS, Salt, Suppression, check_salt, log_key, requests,
+    ErasureError, ErasureRequest, REQUESTS, Salt, Suppression, check_salt, log_key, requests,
     without_erased,
 };
 use crate::warehouse::lease::{Lease, LeaseError};
@@ -242,14 +235,8 @@ async fn erase_period(
                         manifest.erasures.push(id.clone());
                     }
                 }
-                let period_tables = PeriodTables {
-                    tables: rewritten,
-                    segment_counts: Vec::new(),
-                    movement_counts: Vec::new(),
-                    customers: 0,
-                };
                 lease.ensure_held().await?;
-                publish::publish(warehouse, job, period, &period_tables, &manifest).await?;
+                publish::publish(warehouse, job, period, &rewritten, &manifest).await?;
                 warehouse.delete(&erasing_key).await?;
                 if removed.is_empty() {
                     "completed"

@@ -23,7 +23,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::config::{Config, Job};
-use crate::engine::{self, EngineError, InputFile};
+use crate::engine::EngineError;
+use crate::inputs;
+use crate::model::InputFile;
 use crate::model::Period;
 use crate::storage::{StorageError, Warehouse};
 use crate::warehouse::publish::{self, Manifest, PublishError};

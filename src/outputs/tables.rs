@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use datafusion::arrow::array::{ArrayRef, AsArray, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::datasource::MemTable;
@@ -15,7 +14,7 @@ use futures::StreamExt;
 use super::OutputError;
 use crate::config::{FixedBands, Job, Locale, OutputTable, Scoring};
 use crate::model::table_schema;
-use crate::pipeline::{Parameters, sql_options};
+use crate::pipeline::Parameters;
 use crate::warehouse::TableData;
 use crate::warehouse::parquet::ParquetEncoder;
 
@@ -70,7 +69,7 @@ impl PeriodTables {
 
     /// The rows of `table`, decoded, if the period has it.
     pub fn batch(&self, table: OutputTable) -> Result<Option<RecordBatch>, OutputError> {
-        self.get(table).map(TableData::batch).transpose()
+        Ok(self.get(table).map(TableData::batch).transpose()?)
     }
 }
 

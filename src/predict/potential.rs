@@ -23,7 +23,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Date32Type, Decimal128Type, Int32Type, Int64Type};
-use serde::{Deserialize, Serialize};
 
 use super::PredictError;
 use crate::config::{Potential, Predict};

@@ -10,7 +10,6 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::datatypes::{Decimal128Type, Int64Type};
 use datafusion::prelude::{DataFrame, SessionContext};
-use serde::{Deserialize, Serialize};
 
 use super::PredictError;
 use super::bgnbd::{self, Summary};
@@ -19,7 +18,7 @@ use super::potential;
 use crate::config::Predict;
 use crate::model::PredictionFacts;
 use crate::model::table_schema;
-use crate::pipeline::{Parameters, sql_options};
+use crate::pipeline::Parameters;
 use crate::storage::Warehouse;
 
 const SUMMARY_SQL: &str = include_str!("../../sql/predict/customer_summary.sql");

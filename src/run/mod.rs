@@ -17,9 +17,9 @@ use crate::config::{ClassificationKind, Config, ConfigError, Job, OutputTable};
 use crate::engine::{self, EngineError};
 use crate::inputs::{self, InputChecks};
 use crate::model::table_schema;
-use crate::model::{FromSide, Period};
+use crate::model::{FromSide, InputFile, Period};
 use crate::outputs::{OutputError, PeriodTables, build_audience_tables, build_period_tables};
-use crate::pipeline::{self, Parameters, PipelineError, sql_options};
+use crate::pipeline::{self, Parameters, PipelineError};
 use crate::predict::{PredictError, build_prediction_tables};
 use crate::storage::{StorageError, Warehouse};
 use crate::warehouse::TableData;
@@ -36,6 +36,8 @@ pub enum RunError {
     Pipeline(#[from] PipelineError),
     #[error(transparent)]
     Output(#[from] OutputError),
+    #[error(transparent)]
+    Table(#[from] crate::warehouse::TableFileError),
     #[error(transparent)]
     Publish(#[from] PublishError),
     #[error(transparent)]
@@ -107,8 +109,6 @@ impl RunOptions {
         }
     }
 }
-
-use crate::model::GATES;
 
 /// Fail with exit code 3 unless the operator allowed this gate.
 fn gate(options: &RunOptions, name: &str, message: String) -> Result<(), RunError> {
@@ -262,7 +262,7 @@ async fn input_facts(
 /// What identifies the transactions a run reads, for the results the runs of
 /// one process share: the input, its files, the erasures and the duplicate
 /// rule.
-fn input_key(ctx: &SessionContext, config: &Config, files: &[model::InputFile]) -> String {
+fn input_key(ctx: &SessionContext, config: &Config, files: &[InputFile]) -> String {
     let erased = inputs::suppression(ctx).map(|s| s.len()).unwrap_or(0);
     format!(
         "{:?}|{:?}|{erased}|{}",
@@ -652,8 +652,15 @@ async fn run_leased(
         if let Some(lease) = lease {
             lease.ensure_held().await?;
         }
-        publish::publish_with_report(&warehouse, &job.name, period, &tables, &manifest, report)
-            .await?;
+        publish::publish_with_report(
+            &warehouse,
+            &job.name,
+            period,
+            &tables.tables,
+            &manifest,
+            report,
+        )
+        .await?;
         manifest
             .timings_ms
             .insert("publish".to_string(), step.elapsed().as_millis() as u64);

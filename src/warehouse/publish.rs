@@ -3,13 +3,11 @@
 //! first and written last with the manifest, then `published_periods`
 //! rebuilt from the `_runs` folders that hold `_SUCCESS`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use datafusion::parquet::errors::ParquetError;
-use serde::{Deserialize, Serialize};
 
 use super::tables::TableData;
 use crate::model::Period;

@@ -16,8 +16,7 @@
 
 use std::collections::BTreeSet;
 
-use serde::Deserialize;
-
+use crate::config::RetentionSettings;
 use crate::model::Period;
 use crate::storage::Warehouse;
 use crate::warehouse::layout::{RUNS, SUCCESS, partition, partition_period};
@@ -97,18 +96,18 @@ pub async fn apply(
         if !expired.is_empty() {
             // Unpublish first.
             for q in &expired {
-                let run_folder = partition(q);
+                let run_folder = partition(*q);
                 warehouse
                     .delete(&warehouse.key(&[job, RUNS, &run_folder, SUCCESS])?)
                     .await?;
             }
             publish::rebuild_published_periods(warehouse, job).await?;
             for (table, q) in partitions.iter().filter(|(_, q)| expired.contains(q)) {
-                let folder = warehouse.key(&[job, table, &partition(q)])?;
+                let folder = warehouse.key(&[job, table, &partition(*q)])?;
                 deleted.objects += delete_all(warehouse, &folder).await?;
             }
             for q in &expired {
-                let folder = warehouse.key(&[job, RUNS, &partition(q)])?;
+                let folder = warehouse.key(&[job, RUNS, &partition(*q)])?;
                 deleted.objects += delete_all(warehouse, &folder).await?;
             }
             deleted.periods = expired.into_iter().collect();
@@ -117,7 +116,7 @@ pub async fn apply(
     if let Some(rejects_cutoff) = rejects_cutoff {
         for (table, q) in &partitions {
             if table == "rejects" && *q <= rejects_cutoff && !deleted.periods.contains(q) {
-                let folder = warehouse.key(&[job, table, &partition(q)])?;
+                let folder = warehouse.key(&[job, table, &partition(*q)])?;
                 deleted.objects += delete_all(warehouse, &folder).await?;
                 deleted.rejects.push(*q);
             }

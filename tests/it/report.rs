@@ -32,19 +32,37 @@ struct Rendered {
     png: Vec<u8>,
 }
 
-fn chromium() -> PathBuf {
-    for name in ["chromium", "chromium-browser"] {
-        if let Ok(output) = Command::new("sh")
+/// The Chromium on PATH, if any.
+fn find_chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser"].into_iter().find_map(|name| {
+        let output = Command::new("sh")
             .args(["-c", &format!("command -v {name}")])
             .output()
-            && output.status.success()
-        {
-            return PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
-        }
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+    })
+}
+
+fn chromium() -> PathBuf {
+    find_chromium().expect("chromium_missing() was checked first")
+}
+
+/// Whether a rendering test must be skipped: true (with a note on stderr)
+/// when Chromium is not installed, unless `SEGMENTS_REQUIRE_CHROMIUM=1` (as
+/// `.ci/run` sets it), which fails the test instead so CI never skips it.
+fn chromium_missing(test: &str) -> bool {
+    if find_chromium().is_some() {
+        return false;
     }
-    panic!(
-        "the report tests need Chromium: `apt-get install -y --no-install-recommends chromium` (Debian; .ci/run does it)"
-    );
+    let hint = "install Debian's `chromium` (scripts/test does it when it runs as root or with sudo)";
+    if std::env::var("SEGMENTS_REQUIRE_CHROMIUM").as_deref() == Ok("1") {
+        panic!("{test} needs Chromium and SEGMENTS_REQUIRE_CHROMIUM=1 forbids skipping it: {hint}");
+    }
+    eprintln!("SKIPPED {test}: Chromium is not installed; {hint}");
+    true
 }
 
 /// Run Chromium headless with `args` on `page`; kill it after 120 s.
@@ -431,6 +449,9 @@ fn report_cli(dir: &Path, config: &Path, job: &Path, extra: &[&str], out: &Path)
 /// is caught, so a clean report is clean for real.
 #[test]
 fn browser_checks_catch_console_errors_and_requests() {
+    if chromium_missing("browser_checks_catch_console_errors_and_requests") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let page = dir.path().join("bad.html");
     std::fs::write(
@@ -461,6 +482,9 @@ fn browser_checks_catch_console_errors_and_requests() {
 /// published tables.
 #[test]
 fn report_of_generated_data_matches_the_published_tables() {
+    if chromium_missing("report_of_generated_data_matches_the_published_tables") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (config, warehouse) = generated(dir.path(), "{enabled: true, locale: fr}");
     backfill(dir.path(), &config, "2025-09", "2025-12");
@@ -664,6 +688,9 @@ fn dom_facts(dom: &str) -> HashMap<String, String> {
 /// The first month of the data: no previous period, every customer new.
 #[test]
 fn report_of_a_first_period_says_everyone_is_new() {
+    if chromium_missing("report_of_a_first_period_says_everyone_is_new") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (config, warehouse) = generated(dir.path(), "true");
     segments_ok(
@@ -699,6 +726,9 @@ fn report_of_a_first_period_says_everyone_is_new() {
 /// matrix of the comparative view; errors for bad periods.
 #[test]
 fn report_compares_with_any_earlier_published_period() {
+    if chromium_missing("report_compares_with_any_earlier_published_period") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (config, warehouse) = generated(dir.path(), "false");
     backfill(dir.path(), &config, "2025-10", "2025-12");
@@ -777,6 +807,9 @@ fn report_compares_with_any_earlier_published_period() {
 /// tested with its own data).
 #[test]
 fn report_of_an_audiences_job_shows_audience_sizes() {
+    if chromium_missing("report_of_an_audiences_job_shows_audience_sizes") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let warehouse = dir.path().join("warehouse");
     let job = job_with(dir.path(), |text| {

@@ -518,7 +518,7 @@ async fn run_wrapped(
 ) -> Result<(), RunError> {
     let faults = faults.clone();
     let wrap: StoreWrapper = Arc::new(move |_url, store| faults.wrap(store));
-    storage::with_store_wrapper(wrap, runner::run(job, config, options(period)))
+    storage::with_store_wrapper(wrap, run::run(job, config, options(period)))
         .await
         .map(|_| ())
 }

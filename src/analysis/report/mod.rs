@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::compute::{cast, concat_batches};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
@@ -31,7 +31,6 @@ use crate::analysis::compare::{self, CompareError};
 use crate::config::{Config, Job};
 use crate::model::Period;
 use crate::outputs::PeriodTables;
-use crate::pipeline::sql_options;
 use crate::storage::{StorageError, Warehouse};
 use crate::warehouse::publish::{self, Manifest, PublishError};
 
@@ -78,6 +77,8 @@ pub enum ReportError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     Output(#[from] crate::outputs::OutputError),
+    #[error(transparent)]
+    Table(#[from] crate::warehouse::TableFileError),
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("report query `sql/report/{query}.sql`: {source}")]
