@@ -1,4 +1,4 @@
--- Readiness of the period's transactions (README "Data lifecycle"): days
+-- Readiness of the period's transactions (docs/guides/lifecycle.md): days
 -- with usable lines in the period, and usable lines in the period and in the
 -- previous one.
 SELECT
