@@ -369,12 +369,17 @@ pub async fn compare_ranges(
     if second.end <= first.end || second.start < first.start {
         return Err(CompareError::RangeOrder { first, second });
     }
-    inputs::register_inputs(ctx, config, &job.inputs).await?;
     let rule_hash = job.rule_hash(config);
     let mut tables = Vec::new();
     for range in [first, second] {
+        // Each range sees its inputs as a run ending with it would: merges
+        // and known lines as of the day after its last day, in a session of
+        // its own (the preparation rewrites the input views).
+        let range_ctx = engine::session(config)?;
+        let range_end = range.end.succ_opt().expect("a date before the end of time");
+        inputs::prepare(&range_ctx, config, &job.inputs, range_end).await?;
         let params = Parameters::for_range(range.start, range.end);
-        let classified = pipeline::classify(ctx, job, &params).await?;
+        let classified = pipeline::classify(&range_ctx, job, &params).await?;
         let batches = classified
             .select(SNAPSHOT_COLUMNS.iter().map(|c| col(*c)).collect::<Vec<_>>())
             .map_err(query_error("snapshots"))?

@@ -395,8 +395,7 @@ pub async fn diff(
         .collect();
     let tables = crate::storage::scoped(config.storage.clone(), async {
         let ctx = engine::session(config)?;
-        inputs::register_inputs(&ctx, config, &working.inputs).await?;
-        inputs::apply_aliases(&ctx, config, period.end()).await?;
+        inputs::prepare(&ctx, config, &working.inputs, period.end()).await?;
         let params = Parameters::new(period, working.window_months);
         let current = pipeline::classify(&ctx, &working, &params).await?;
         // The "from" side only feeds migrations, which a diff does not build.

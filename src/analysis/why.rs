@@ -442,8 +442,13 @@ async fn orders(
     customer_id: &str,
 ) -> Result<Vec<Order>, WhyError> {
     let ctx = engine::session(config)?;
-    inputs::register_inputs(&ctx, config, &["transactions".to_string()]).await?;
-    inputs::apply_aliases(&ctx, config, params.period.end()).await?;
+    inputs::prepare(
+        &ctx,
+        config,
+        &["transactions".to_string()],
+        params.period.end(),
+    )
+    .await?;
     let fail = query_error(customer_id, "reading the orders (sql/why/orders.sql)");
     let batches = engine::plan_sql(
         &ctx,

@@ -39,7 +39,9 @@ async fn consented(
     };
     crate::storage::scoped(config.storage.clone(), async {
         let ctx = crate::engine::session(config).map_err(|e| failure(1, e))?;
-        crate::inputs::register_inputs(&ctx, config, &["customers".to_string()])
+        // Consent is read from `customers` as registered: merges and the
+        // known-by cut apply to dated lines, not to the contact list.
+        let _customers = crate::inputs::register(&ctx, config, &["customers".to_string()])
             .await
             .map_err(|e| failure(3, e))?;
         let read = |e| {

@@ -135,7 +135,7 @@ pub async fn explain(args: ExplainArgs) -> Result<(), Failure> {
         None => Period::last_complete(config.timezone),
     };
     let ctx = engine::session(&config).map_err(|e| failure(1, e))?;
-    inputs::register_inputs(&ctx, &config, &job.inputs)
+    inputs::prepare(&ctx, &config, &job.inputs, period.end())
         .await
         .map_err(|e| failure(3, e))?;
     let params = Parameters::new(period, job.window_months);

@@ -7,9 +7,7 @@
 mod checked;
 pub mod readiness;
 
-pub use checked::{
-    InputChecks, collect_rejects, known_by, may_have_duplicates, skip_duplicate_removal,
-};
+pub use checked::{InputChecks, collect_rejects, may_have_duplicates};
 
 use std::sync::Arc;
 
@@ -44,13 +42,104 @@ pub(crate) fn source_table(input: &str) -> String {
     format!("__source_{input}")
 }
 
-/// Register every input the job reads: the raw source as `__source_<name>`
-/// and the canonical view `<name>` over it. Returns the listed files.
-pub async fn register_inputs(
+/// How the views of a job's inputs are prepared for a period, in the one
+/// order every command uses (`run`, `diff`, `why`, `compare`,
+/// `validate --explain`), so they all see the rows a run sees:
+///
+/// 1. [`register`]: sources and canonical views ([`Registered`]);
+/// 2. [`Registered::resolve`]: duplicate removal dropped when the run's
+///    accounting found none, identity merges applied as of the period's end
+///    ([`Resolved`]); what a backfill shares across its periods is computed
+///    at this stage (it must see lines of later periods);
+/// 3. [`Resolved::known_by`]: `transactions` restricted to the lines known
+///    by the period's end ([`Prepared`]).
+///
+/// Each stage consumes the one before, so the order cannot be changed by
+/// accident.
+pub async fn prepare(
     ctx: &SessionContext,
     config: &Config,
     inputs: &[String],
-) -> Result<Vec<InputFile>, EngineError> {
+    period_end: chrono::NaiveDate,
+) -> Result<Prepared, EngineError> {
+    register(ctx, config, inputs)
+        .await?
+        .resolve(ctx, config, period_end, Duplicates::MayExist)
+        .await?
+        .known_by(ctx)
+        .await
+}
+
+/// Inputs registered as canonical views (stage 1 of [`prepare`]).
+#[derive(Debug)]
+#[must_use = "resolve the inputs before a period reads them"]
+pub struct Registered {
+    /// The input files listed.
+    pub files: Vec<InputFile>,
+}
+
+/// Whether the canonical `transactions` view must remove duplicate lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duplicates {
+    /// Some lines may repeat: keep the exact `DISTINCT`.
+    MayExist,
+    /// The run's row accounting found none: read the lines as they are.
+    NoneFound,
+}
+
+impl Registered {
+    /// Stage 2 of [`prepare`]: duplicates and identity merges as of
+    /// `period_end`.
+    pub async fn resolve(
+        self,
+        ctx: &SessionContext,
+        config: &Config,
+        period_end: chrono::NaiveDate,
+        duplicates: Duplicates,
+    ) -> Result<Resolved, EngineError> {
+        if duplicates == Duplicates::NoneFound {
+            checked::skip_duplicate_removal(ctx, "transactions").await?;
+        }
+        apply_aliases(ctx, config, period_end).await?;
+        Ok(Resolved {
+            files: self.files,
+            period_end,
+        })
+    }
+}
+
+/// Inputs with duplicates and merges resolved (stage 2 of [`prepare`]).
+#[derive(Debug)]
+#[must_use = "restrict the inputs to what the period knew before reading them"]
+pub struct Resolved {
+    pub files: Vec<InputFile>,
+    period_end: chrono::NaiveDate,
+}
+
+impl Resolved {
+    /// Stage 3 of [`prepare`]: only the lines known by the period's end.
+    pub async fn known_by(self, ctx: &SessionContext) -> Result<Prepared, EngineError> {
+        checked::known_by(ctx, self.period_end).await?;
+        Ok(Prepared { files: self.files })
+    }
+}
+
+/// Inputs ready for a period's SQL steps (the end of [`prepare`]).
+#[derive(Debug)]
+pub struct Prepared {
+    pub files: Vec<InputFile>,
+}
+
+/// Register every input the job reads: the raw source as `__source_<name>`
+/// and the canonical view `<name>` over it (typed, rejects removed, erased
+/// customers anonymised, duplicate lines removed). The first of the three
+/// steps of [`prepare`]; the readiness checks and the row accounting read
+/// the views at this stage.
+pub async fn register(
+    ctx: &SessionContext,
+    config: &Config,
+    inputs: &[String],
+) -> Result<Registered, EngineError> {
     // Erased customers (see `crate::warehouse::erasure`) are anonymised in every input.
     let warehouse = storage::Warehouse::open(&config.warehouse)?;
     if let Some(suppression) = crate::warehouse::erasure::load(&warehouse).await? {
@@ -72,7 +161,7 @@ pub async fn register_inputs(
         files.extend(listed);
         checked::register(ctx, config, input, &source_table(&input.name), run_clock()).await?;
     }
-    Ok(files)
+    Ok(Registered { files })
 }
 
 /// The inputs a run of a job reading `inputs` reads: those, plus
@@ -100,7 +189,7 @@ pub struct MergedIds(pub std::collections::HashSet<String>);
 /// that every later step sees one customer with the union of the history.
 /// Registers the merged old ids in the session ([`merged_ids`]). A no-op
 /// when the config maps no `customer_aliases`.
-pub async fn apply_aliases(
+async fn apply_aliases(
     ctx: &SessionContext,
     config: &Config,
     period_end: chrono::NaiveDate,

@@ -425,7 +425,8 @@ async fn run_leased(
         });
     }
     let ctx = engine::query_session(config).await?;
-    let files = inputs::register_inputs(&ctx, config, &job.inputs).await?;
+    let registered = inputs::register(&ctx, config, &job.inputs).await?;
+    let files = registered.files.clone();
     let params = Parameters::new(period, job.window_months);
     if let Some(message) = crate::inputs::readiness::check_data(&ctx, config, &params).await? {
         return Err(RunError::NotReady {
@@ -449,10 +450,15 @@ async fn run_leased(
     let duplicates = checks.valid.saturating_sub(stats.rows_read);
     if duplicates > 0 {
         rejected_by_reason.insert("duplicate_line".to_string(), duplicates);
-    } else {
-        inputs::skip_duplicate_removal(&ctx, "transactions").await?;
     }
-    inputs::apply_aliases(&ctx, config, period.end()).await?;
+    let duplicate_rule = if duplicates > 0 {
+        inputs::Duplicates::MayExist
+    } else {
+        inputs::Duplicates::NoneFound
+    };
+    let resolved = registered
+        .resolve(&ctx, config, period.end(), duplicate_rule)
+        .await?;
     // The periods of a backfill share their store orders. A run on its own
     // computes them while building its tables (`outputs::build_period_tables`);
     // so does a run with identity merges, whose customer ids change from one
@@ -474,7 +480,7 @@ async fn run_leased(
             step.elapsed().as_millis() as u64,
         );
     }
-    inputs::known_by(&ctx, period.end()).await?;
+    resolved.known_by(&ctx).await?;
     let rows = RowCounts {
         read: checks.read,
         used: stats.rows_read - stats.anonymous_rows,

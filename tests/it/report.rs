@@ -34,16 +34,18 @@ struct Rendered {
 
 /// The Chromium on PATH, if any.
 fn find_chromium() -> Option<PathBuf> {
-    ["chromium", "chromium-browser"].into_iter().find_map(|name| {
-        let output = Command::new("sh")
-            .args(["-c", &format!("command -v {name}")])
-            .output()
-            .ok()?;
-        output
-            .status
-            .success()
-            .then(|| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
-    })
+    ["chromium", "chromium-browser"]
+        .into_iter()
+        .find_map(|name| {
+            let output = Command::new("sh")
+                .args(["-c", &format!("command -v {name}")])
+                .output()
+                .ok()?;
+            output
+                .status
+                .success()
+                .then(|| PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()))
+        })
 }
 
 fn chromium() -> PathBuf {
@@ -57,7 +59,8 @@ fn chromium_missing(test: &str) -> bool {
     if find_chromium().is_some() {
         return false;
     }
-    let hint = "install Debian's `chromium` (scripts/test does it when it runs as root or with sudo)";
+    let hint =
+        "install Debian's `chromium` (scripts/test does it when it runs as root or with sudo)";
     if std::env::var("SEGMENTS_REQUIRE_CHROMIUM").as_deref() == Ok("1") {
         panic!("{test} needs Chromium and SEGMENTS_REQUIRE_CHROMIUM=1 forbids skipping it: {hint}");
     }

@@ -608,10 +608,10 @@ async fn s3_hive_partition_pruning_reads_only_the_needed_month() {
         wrap,
         storage::scoped(config.storage.clone(), async {
             let ctx = segments::engine::session(&config).unwrap();
-            let files =
-                segments::inputs::register_inputs(&ctx, &config, &["transactions".to_string()])
-                    .await
-                    .unwrap();
+            let files = segments::inputs::register(&ctx, &config, &["transactions".to_string()])
+                .await
+                .unwrap()
+                .files;
             assert!(files.len() >= 10, "{files:?}");
             faults.reset();
             let batches = ctx
