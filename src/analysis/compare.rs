@@ -31,6 +31,7 @@ use super::DryRunError;
 use crate::config::{Config, Job};
 use crate::engine::{self, EngineError};
 use crate::inputs;
+use crate::model::ExitStatus;
 use crate::model::Period;
 use crate::model::table_schema;
 use crate::pipeline::{self, Parameters, PipelineError};
@@ -87,15 +88,17 @@ pub enum CompareError {
 impl CompareError {
     /// Exit codes of docs/design.md §6: a period that is not published is a bad
     /// argument (2); storage failures are 4.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
             CompareError::Order { .. }
             | CompareError::RangeOrder { .. }
             | CompareError::NotPublished { .. }
-            | CompareError::NoSnapshot { .. } => 2,
-            CompareError::Run(error) => error.exit_code(),
-            CompareError::Storage(_) | CompareError::Publish(PublishError::Storage(_)) => 4,
-            _ => 1,
+            | CompareError::NoSnapshot { .. } => ExitStatus::Invalid,
+            CompareError::Run(error) => error.exit_status(),
+            CompareError::Storage(_) | CompareError::Publish(PublishError::Storage(_)) => {
+                ExitStatus::Storage
+            }
+            _ => ExitStatus::Internal,
         }
     }
 }

@@ -19,6 +19,7 @@ use super::DryRunError;
 use crate::config::{Config, Job, OutputTable};
 use crate::engine;
 use crate::inputs;
+use crate::model::ExitStatus;
 use crate::model::Period;
 use crate::model::table_schema;
 use crate::outputs::build_period_tables;
@@ -64,14 +65,16 @@ pub enum DiffError {
 impl DiffError {
     /// Exit codes of docs/design.md §6: a period that is not published is a bad
     /// argument (2); the dry run keeps its own codes.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
             DiffError::NotPublished { .. }
             | DiffError::NothingPublished { .. }
-            | DiffError::NoSnapshot { .. } => 2,
-            DiffError::Run(error) => error.exit_code(),
-            DiffError::Storage(_) | DiffError::Publish(PublishError::Storage(_)) => 4,
-            _ => 1,
+            | DiffError::NoSnapshot { .. } => ExitStatus::Invalid,
+            DiffError::Run(error) => error.exit_status(),
+            DiffError::Storage(_) | DiffError::Publish(PublishError::Storage(_)) => {
+                ExitStatus::Storage
+            }
+            _ => ExitStatus::Internal,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod report;
 pub mod why;
 
 use crate::engine::EngineError;
+use crate::model::ExitStatus;
 use crate::outputs::OutputError;
 use crate::pipeline::PipelineError;
 use crate::storage::StorageError;
@@ -31,12 +32,12 @@ pub enum DryRunError {
 
 impl DryRunError {
     /// Exit codes of docs/design.md §6, as a run of the period would give.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
-            DryRunError::Engine(error) => error.exit_code(),
-            DryRunError::Pipeline(error) => error.exit_code(),
-            DryRunError::Output(_) => 1,
-            DryRunError::Storage(_) => 4,
+            DryRunError::Engine(error) => error.exit_status(),
+            DryRunError::Pipeline(error) => error.exit_status(),
+            DryRunError::Output(_) => ExitStatus::Internal,
+            DryRunError::Storage(_) => ExitStatus::Storage,
         }
     }
 }

@@ -19,6 +19,7 @@ use datafusion::scalar::ScalarValue;
 use crate::config::{Config, Job};
 use crate::engine::{self, EngineError};
 use crate::inputs;
+use crate::model::ExitStatus;
 use crate::model::Period;
 use crate::model::table_schema;
 use crate::pipeline::Parameters;
@@ -62,14 +63,16 @@ pub enum WhyError {
 
 impl WhyError {
     /// Exit codes of docs/design.md §6.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
             WhyError::NotPublished { .. }
             | WhyError::NoSnapshot { .. }
-            | WhyError::UnknownCustomer { .. } => 2,
-            WhyError::Engine(error) => error.exit_code(),
-            WhyError::Storage(_) | WhyError::Publish(PublishError::Storage(_)) => 4,
-            _ => 1,
+            | WhyError::UnknownCustomer { .. } => ExitStatus::Invalid,
+            WhyError::Engine(error) => error.exit_status(),
+            WhyError::Storage(_) | WhyError::Publish(PublishError::Storage(_)) => {
+                ExitStatus::Storage
+            }
+            _ => ExitStatus::Internal,
         }
     }
 }

@@ -18,6 +18,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
 use crate::lifecycle::restate;
+use crate::model::ExitStatus;
 use crate::model::Period;
 use crate::run::{self, RunError, RunOptions};
 use crate::storage::Warehouse;
@@ -43,7 +44,7 @@ enum Status {
         run_id: String,
     },
     Failed {
-        code: u8,
+        code: ExitStatus,
         message: String,
     },
 }
@@ -152,7 +153,7 @@ impl Progress {
                         line["run_id"] = run_id.as_str().into()
                     }
                     Status::Failed { code, message } => {
-                        line["exit_code"] = (*code).into();
+                        line["exit_code"] = code.code().into();
                         line["error"] = message.as_str().into();
                     }
                 }
@@ -198,7 +199,7 @@ pub async fn backfill(
     let (periods, plan): (Vec<Period>, Option<BTreeSet<Period>>) = if args.changed {
         let statuses = restate::status(&job, &config)
             .await
-            .map_err(|e| failure(e.exit_code(), e))?;
+            .map_err(|e| failure(e.exit_status(), e))?;
         let to = args.to.as_ref().map(|_| to);
         let statuses: Vec<_> = statuses
             .into_iter()
@@ -214,7 +215,7 @@ pub async fn backfill(
         let from = from.expect("clap requires --from without --changed");
         if from > to {
             return Err(failure(
-                2,
+                ExitStatus::Invalid,
                 anyhow::anyhow!("--from {from} is after --to {to}: give the oldest period first"),
             ));
         }
@@ -243,7 +244,7 @@ pub async fn backfill(
             .await
             .map_err(|error| {
                 progress.finish();
-                failure(error.exit_code(), error)
+                failure(error.exit_status(), error)
             })?;
         let status = match published {
             Some(manifest) if plan.as_ref().is_some_and(|plan| !plan.contains(&period)) => {
@@ -274,7 +275,7 @@ pub async fn backfill(
                     },
                     Err(error) => {
                         let status = Status::Failed {
-                            code: error.exit_code(),
+                            code: error.exit_status(),
                             message: error.to_string(),
                         };
                         progress.done(&job.name, period, index + 1, total, &status);
@@ -320,7 +321,7 @@ pub async fn backfill(
     match stopped {
         None => Ok(()),
         Some((period, error)) => {
-            let code = error.exit_code();
+            let code = error.exit_status();
             let published: Vec<String> = done
                 .iter()
                 .filter(|(_, s)| !matches!(s, Status::Failed { .. }))

@@ -10,6 +10,7 @@ use clap::Args;
 
 use crate::config::{Config, parse_scheduler_url};
 use crate::engine::ballista::{self, Endpoint, ExecutorOptions};
+use crate::model::ExitStatus;
 
 use super::{Failure, failure};
 
@@ -60,7 +61,7 @@ pub struct ExecutorArgs {
 }
 
 pub async fn scheduler(args: SchedulerArgs) -> Result<(), Failure> {
-    let config = Config::load(&args.config).map_err(|e| failure(2, e))?;
+    let config = Config::load(&args.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
     let endpoint = Endpoint {
         bind_host: args.bind,
         port: args.port,
@@ -70,13 +71,17 @@ pub async fn scheduler(args: SchedulerArgs) -> Result<(), Failure> {
         ballista::run_scheduler(&config, endpoint).await
     })
     .await
-    .map_err(|e| failure(1, e))
+    .map_err(|e| failure(ExitStatus::Internal, e))
 }
 
 pub async fn executor(args: ExecutorArgs) -> Result<(), Failure> {
-    let config = Config::load(&args.config).map_err(|e| failure(2, e))?;
-    let scheduler = parse_scheduler_url(&args.scheduler)
-        .map_err(|message| failure(2, anyhow::anyhow!("--scheduler: {message}")))?;
+    let config = Config::load(&args.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
+    let scheduler = parse_scheduler_url(&args.scheduler).map_err(|message| {
+        failure(
+            ExitStatus::Invalid,
+            anyhow::anyhow!("--scheduler: {message}"),
+        )
+    })?;
     let endpoint = Endpoint {
         bind_host: args.bind,
         port: args.port,
@@ -92,5 +97,5 @@ pub async fn executor(args: ExecutorArgs) -> Result<(), Failure> {
         ballista::run_executor(&config, endpoint, options).await
     })
     .await
-    .map_err(|e| failure(1, e))
+    .map_err(|e| failure(ExitStatus::Internal, e))
 }

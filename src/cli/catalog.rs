@@ -8,6 +8,7 @@ use std::process::Command;
 
 use crate::catalog::{self, CatalogJob, CatalogOptions, Target};
 use crate::config::{Config, Job};
+use crate::model::ExitStatus;
 use crate::storage::Warehouse;
 
 use super::{CatalogArgs, Failure, failure};
@@ -18,20 +19,20 @@ pub async fn catalog(args: CatalogArgs) -> Result<(), Failure> {
     }
     let (Some(target), Some(out)) = (args.target, args.out.as_ref()) else {
         return Err(failure(
-            2,
+            ExitStatus::Invalid,
             anyhow::anyhow!("give --target and --out (or --docs FILE for the column docs)"),
         ));
     };
     if !valid_schema(&args.schema) {
         return Err(failure(
-            2,
+            ExitStatus::Invalid,
             anyhow::anyhow!(
                 "--schema '{}' is not a usable schema name: use lowercase letters, digits and _",
                 args.schema
             ),
         ));
     }
-    let config = Config::load(&args.config).map_err(|e| failure(2, e))?;
+    let config = Config::load(&args.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
     let jobs = load_jobs(&args.jobs)?;
     let tables_with_files = if target == Target::Duckdb {
         Some(
@@ -58,12 +59,12 @@ pub async fn catalog(args: CatalogArgs) -> Result<(), Failure> {
         schema: args.schema.clone(),
         locale: args.locale.unwrap_or(config.locale),
     };
-    let ddl = catalog::render(&entries, &options).map_err(|e| failure(2, e))?;
+    let ddl = catalog::render(&entries, &options).map_err(|e| failure(ExitStatus::Invalid, e))?;
     let database = out.extension().is_some_and(|e| e == "duckdb");
     if database {
         if target != Target::Duckdb {
             return Err(failure(
-                2,
+                ExitStatus::Invalid,
                 anyhow::anyhow!(
                     "{}: a .duckdb database can only be built for --target duckdb; write a .sql file for {}",
                     out.display(),
@@ -101,10 +102,10 @@ fn load_jobs(paths: &[PathBuf]) -> Result<Vec<Job>, Failure> {
     }
     let mut jobs: Vec<Job> = Vec::new();
     for file in files {
-        let job = Job::load(&file).map_err(|e| failure(2, e))?;
+        let job = Job::load(&file).map_err(|e| failure(ExitStatus::Invalid, e))?;
         if let Some(other) = jobs.iter().find(|j| j.name == job.name) {
             return Err(failure(
-                2,
+                ExitStatus::Invalid,
                 anyhow::anyhow!(
                     "{} and {} both publish as job `{}`: their tables would collide; give each job its own name",
                     other.path.display(),
@@ -123,7 +124,7 @@ fn job_files(path: &Path) -> Result<Vec<PathBuf>, Failure> {
     let files: Vec<PathBuf> = if path.is_dir() {
         let entries = std::fs::read_dir(path).map_err(|e| {
             failure(
-                2,
+                ExitStatus::Invalid,
                 anyhow::anyhow!("cannot read the jobs folder {}: {e}", path.display()),
             )
         })?;
@@ -139,7 +140,7 @@ fn job_files(path: &Path) -> Result<Vec<PathBuf>, Failure> {
     };
     if files.is_empty() {
         return Err(failure(
-            2,
+            ExitStatus::Invalid,
             anyhow::anyhow!(
                 "no job file (*.yaml) in {}: pass --jobs with a folder of jobs or one job file",
                 path.display()
@@ -154,7 +155,8 @@ async fn tables_with_files(
     config: &Config,
     jobs: &[Job],
 ) -> Result<Vec<BTreeSet<String>>, Failure> {
-    let warehouse = Warehouse::open(&config.warehouse).map_err(|e| failure(4, e))?;
+    let warehouse =
+        Warehouse::open(&config.warehouse).map_err(|e| failure(ExitStatus::Storage, e))?;
     let mut found = Vec::new();
     for job in jobs {
         let mut tables = BTreeSet::new();
@@ -166,8 +168,11 @@ async fn tables_with_files(
         for table in names {
             let key = warehouse
                 .key(&[&job.name, table])
-                .map_err(|e| failure(2, e))?;
-            let objects = warehouse.list(&key).await.map_err(|e| failure(4, e))?;
+                .map_err(|e| failure(ExitStatus::Invalid, e))?;
+            let objects = warehouse
+                .list(&key)
+                .await
+                .map_err(|e| failure(ExitStatus::Storage, e))?;
             if objects
                 .iter()
                 .any(|o| o.location.as_ref().ends_with(".parquet"))
@@ -188,7 +193,10 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
         .and_then(|()| std::fs::rename(&temporary, path))
         .map_err(|e| {
             let _ = std::fs::remove_file(&temporary);
-            failure(1, anyhow::anyhow!("cannot write {}: {e}", path.display()))
+            failure(
+                ExitStatus::Internal,
+                anyhow::anyhow!("cannot write {}: {e}", path.display()),
+            )
         })
 }
 
@@ -205,8 +213,12 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 fn materialize(out: &Path, ddl: &str) -> Result<(), Failure> {
     let database = sibling(out, "building");
     let script = sibling(out, "sql");
-    std::fs::write(&script, ddl)
-        .map_err(|e| failure(1, anyhow::anyhow!("cannot write {}: {e}", script.display())))?;
+    std::fs::write(&script, ddl).map_err(|e| {
+        failure(
+            ExitStatus::Internal,
+            anyhow::anyhow!("cannot write {}: {e}", script.display()),
+        )
+    })?;
     let cleanup = || {
         let _ = std::fs::remove_file(&script);
         let _ = std::fs::remove_file(&database);
@@ -241,7 +253,10 @@ fn materialize(out: &Path, ddl: &str) -> Result<(), Failure> {
                 let _ = std::fs::remove_file(wal(out));
                 return std::fs::rename(&database, out).map_err(|e| {
                     cleanup();
-                    failure(1, anyhow::anyhow!("cannot write {}: {e}", out.display()))
+                    failure(
+                        ExitStatus::Internal,
+                        anyhow::anyhow!("cannot write {}: {e}", out.display()),
+                    )
                 });
             }
             Ok(output) => {
@@ -253,7 +268,7 @@ fn materialize(out: &Path, ddl: &str) -> Result<(), Failure> {
                 }
                 cleanup();
                 return Err(failure(
-                    1,
+                    ExitStatus::Internal,
                     anyhow::anyhow!(
                         "{program} could not build {} from the generated DDL: {}",
                         out.display(),
@@ -266,7 +281,7 @@ fn materialize(out: &Path, ddl: &str) -> Result<(), Failure> {
     }
     cleanup();
     Err(failure(
-        1,
+        ExitStatus::Internal,
         anyhow::anyhow!(
             "cannot build {}: neither the DuckDB CLI nor its Python package is available ({})\nhint: install one (python3 -m pip install duckdb), or write the DDL with --out catalog.sql and run it in your DuckDB",
             out.display(),

@@ -14,25 +14,26 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use crate::analysis::compare::{self, Comparison, DateRange, SideKind, TABLES};
 use crate::config::{Config, Job};
 use crate::engine;
+use crate::model::ExitStatus;
 use crate::storage::Warehouse;
 
 use super::{CompareArgs, CompareFormat, Failure, failure, parse_period};
 
 pub async fn compare(args: CompareArgs) -> Result<(), Failure> {
-    let job = Job::load(&args.job.job).map_err(|e| failure(2, e))?;
-    let config = Config::load(&args.job.config).map_err(|e| failure(2, e))?;
+    let job = Job::load(&args.job.job).map_err(|e| failure(ExitStatus::Invalid, e))?;
+    let config = Config::load(&args.job.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
     let mode = match (&args.from, &args.to, &args.range, &args.against) {
         (Some(from), Some(to), None, None) => Mode::Periods(parse_period(from)?, parse_period(to)?),
         (None, None, Some(range), Some(against)) => {
             let parse = |text: &str| {
                 text.parse::<DateRange>()
-                    .map_err(|e| failure(2, anyhow::anyhow!(e)))
+                    .map_err(|e| failure(ExitStatus::Invalid, anyhow::anyhow!(e)))
             };
             Mode::Ranges(parse(range)?, parse(against)?)
         }
         _ => {
             return Err(failure(
-                2,
+                ExitStatus::Invalid,
                 anyhow::anyhow!(
                     "give either --from YYYY-MM --to YYYY-MM (two published periods) or --range A..B --against C..D (two date ranges)"
                 ),
@@ -43,7 +44,7 @@ pub async fn compare(args: CompareArgs) -> Result<(), Failure> {
         && !TABLES.contains(&table.as_str())
     {
         return Err(failure(
-            2,
+            ExitStatus::Invalid,
             anyhow::anyhow!(
                 "unknown --table '{table}'; tables are {}",
                 TABLES.join(", ")
@@ -53,19 +54,19 @@ pub async fn compare(args: CompareArgs) -> Result<(), Failure> {
     let comparison = crate::storage::scoped(config.storage.clone(), async {
         let warehouse = Warehouse::open(&config.warehouse).map_err(|e| {
             let error = compare::CompareError::from(e);
-            failure(error.exit_code(), error)
+            failure(error.exit_status(), error)
         })?;
-        let ctx = engine::session(&config).map_err(|e| failure(1, e))?;
+        let ctx = engine::session(&config).map_err(|e| failure(ExitStatus::Internal, e))?;
         match mode {
             Mode::Periods(from, to) => compare::compare(&ctx, &warehouse, &job, from, to).await,
             Mode::Ranges(first, second) => {
                 config
                     .check_inputs_for(&job.inputs, &job.path)
-                    .map_err(|e| failure(2, e))?;
+                    .map_err(|e| failure(ExitStatus::Invalid, e))?;
                 compare::compare_ranges(&ctx, &config, &job, first, second).await
             }
         }
-        .map_err(|e| failure(e.exit_code(), e))
+        .map_err(|e| failure(e.exit_status(), e))
     })
     .await?;
 
@@ -77,12 +78,16 @@ pub async fn compare(args: CompareArgs) -> Result<(), Failure> {
             .expect("checked table name")),
         CompareFormat::Json => json(&comparison, table),
     }
-    .map_err(|e| failure(1, e))?;
+    .map_err(|e| failure(ExitStatus::Internal, e))?;
 
     match &args.out {
         Some(path) => {
-            write_file(path, rendered.as_bytes())
-                .map_err(|e| failure(1, anyhow::anyhow!("cannot write {}: {e}", path.display())))?;
+            write_file(path, rendered.as_bytes()).map_err(|e| {
+                failure(
+                    ExitStatus::Internal,
+                    anyhow::anyhow!("cannot write {}: {e}", path.display()),
+                )
+            })?;
             let mut out = std::io::stdout().lock();
             let _ = writeln!(
                 out,

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::analysis::diff::{self, Diff, RuleChange};
 use crate::config::{Config, Job};
+use crate::model::ExitStatus;
 
 use super::{DiffArgs, DiffFormat, Failure, failure};
 
@@ -20,7 +21,7 @@ pub async fn diff(args: DiffArgs) -> Result<(), Failure> {
         && !(0.0..=100.0).contains(&limit)
     {
         return Err(failure(
-            2,
+            ExitStatus::Invalid,
             anyhow::anyhow!(
                 "--fail-if-changed-over {limit}: give a percentage of customers between 0 and 100"
             ),
@@ -32,18 +33,19 @@ pub async fn diff(args: DiffArgs) -> Result<(), Failure> {
             (job, config, Some(period))
         }
         None => {
-            let job = Job::load(&args.job.job).map_err(|e| failure(2, e))?;
-            let config = Config::load(&args.job.config).map_err(|e| failure(2, e))?;
+            let job = Job::load(&args.job.job).map_err(|e| failure(ExitStatus::Invalid, e))?;
+            let config =
+                Config::load(&args.job.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
             config
                 .check_inputs_for(&job.inputs, &job.path)
-                .map_err(|e| failure(2, e))?;
+                .map_err(|e| failure(ExitStatus::Invalid, e))?;
             (job, config, None)
         }
     };
     super::refuse_audiences(&job, "diff")?;
     let result = diff::diff(&job, &config, period, args.sample)
         .await
-        .map_err(|e| failure(e.exit_code(), e))?;
+        .map_err(|e| failure(e.exit_status(), e))?;
     let rendered = match args.format {
         DiffFormat::Text => text(&result),
         DiffFormat::Json => {
@@ -61,7 +63,7 @@ pub async fn diff(args: DiffArgs) -> Result<(), Failure> {
         && result.changed_percent() > limit
     {
         return Err(failure(
-            3,
+            ExitStatus::InputFailed,
             anyhow::anyhow!(
                 "{} of {} customers ({:.2}%) change segment in {}, above --fail-if-changed-over {limit}%\nhint: review the diff above; raise the limit on purpose if the change is intended",
                 result.changed,

@@ -12,6 +12,7 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::config::{ClassificationKind, Config, Job, OutputTable};
+use crate::model::ExitStatus;
 use crate::storage::Warehouse;
 use crate::warehouse::publish;
 
@@ -26,7 +27,7 @@ async fn consented(
     use datafusion::logical_expr::col;
     if !config.inputs.contains_key("customers") {
         return Err(failure(
-            2,
+            ExitStatus::Invalid,
             anyhow::anyhow!(
                 "--channel needs the consent flags of a `customers` input: add `inputs.customers` (url, format, columns email_opt_in / sms_opt_in) to {}",
                 config.path.display()
@@ -38,15 +39,15 @@ async fn consented(
         ConsentChannel::Sms => "sms_opt_in",
     };
     crate::storage::scoped(config.storage.clone(), async {
-        let ctx = crate::engine::session(config).map_err(|e| failure(1, e))?;
+        let ctx = crate::engine::session(config).map_err(|e| failure(ExitStatus::Internal, e))?;
         // Consent is read from `customers` as registered: merges and the
         // known-by cut apply to dated lines, not to the contact list.
         let _customers = crate::inputs::register(&ctx, config, &["customers".to_string()])
             .await
-            .map_err(|e| failure(3, e))?;
+            .map_err(|e| failure(ExitStatus::InputFailed, e))?;
         let read = |e| {
             failure(
-                3,
+                ExitStatus::InputFailed,
                 anyhow::Error::new(e).context("reading the customers input"),
             )
         };
@@ -101,7 +102,7 @@ fn to_csv(batch: &RecordBatch) -> Result<String, Failure> {
         .iter()
         .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
         .collect::<Result<_, _>>()
-        .map_err(|e| failure(1, e))?;
+        .map_err(|e| failure(ExitStatus::Internal, e))?;
     let mut out = String::new();
     let header: Vec<String> = batch
         .schema()
@@ -131,8 +132,8 @@ fn to_csv(batch: &RecordBatch) -> Result<String, Failure> {
 }
 
 pub async fn export(args: ExportArgs) -> Result<(), Failure> {
-    let job = Job::load(&args.job.job).map_err(|e| failure(2, e))?;
-    let config = Config::load(&args.job.config).map_err(|e| failure(2, e))?;
+    let job = Job::load(&args.job.job).map_err(|e| failure(ExitStatus::Invalid, e))?;
+    let config = Config::load(&args.job.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
     let period = parse_period(&args.period)?;
     let (table, column, value) = selection(&args);
     let (kind, expected) = if args.audience.is_some() {
@@ -146,13 +147,13 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
             ClassificationKind::Audiences => ("audiences", "--audience"),
         };
         return Err(failure(
-            2,
+            ExitStatus::Invalid,
             anyhow::anyhow!("{} has {has}, not {kind}s: use {flag} NAME", job.name),
         ));
     }
     if args.movement.is_some() && job.kind == ClassificationKind::Audiences {
         return Err(failure(
-            2,
+            ExitStatus::Invalid,
             anyhow::anyhow!(
                 "{} has audiences, which overlap and have no movements: use --audience NAME",
                 job.name
@@ -162,7 +163,7 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
     if args.movement.is_none() && job.segment(&value).is_none() {
         let known: Vec<&str> = job.segments.iter().map(|s| s.name.as_str()).collect();
         return Err(failure(
-            2,
+            ExitStatus::Invalid,
             anyhow::anyhow!(
                 "unknown {kind} '{value}'; the {kind}s of {} are {}",
                 job.name,
@@ -181,10 +182,10 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
         publish::read_table(&warehouse, &job.name, table.name(), period).await
     })
     .await
-    .map_err(|e: publish::PublishError| failure(4, e))?;
+    .map_err(|e: publish::PublishError| failure(ExitStatus::Storage, e))?;
     let Some(batches) = batches else {
         return Err(failure(
-            2,
+            ExitStatus::Invalid,
             anyhow::anyhow!(
                 "{} {period} is not published; run `segments run --period {period}` first",
                 job.name
@@ -195,14 +196,22 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
         .first()
         .map(|b| b.schema())
         .unwrap_or_else(|| Arc::new(crate::model::table_schema(table).schema.as_ref().clone()));
-    let all = concat_batches(&schema, &batches).map_err(|e| failure(1, e))?;
+    let all = concat_batches(&schema, &batches).map_err(|e| failure(ExitStatus::Internal, e))?;
     let selected = all
-        .column(all.schema().index_of(column).map_err(|e| failure(1, e))?)
+        .column(
+            all.schema()
+                .index_of(column)
+                .map_err(|e| failure(ExitStatus::Internal, e))?,
+        )
         .as_string::<i32>();
     let details = match &args.detail {
         Some(_) => Some(
-            all.column(all.schema().index_of("detail").map_err(|e| failure(1, e))?)
-                .as_string::<i32>(),
+            all.column(
+                all.schema()
+                    .index_of("detail")
+                    .map_err(|e| failure(ExitStatus::Internal, e))?,
+            )
+            .as_string::<i32>(),
         ),
         None => None,
     };
@@ -219,7 +228,7 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
             Some(v == Some(value.as_str()) && detail_matches)
         })
         .collect();
-    let rows = filter_record_batch(&all, &keep).map_err(|e| failure(1, e))?;
+    let rows = filter_record_batch(&all, &keep).map_err(|e| failure(ExitStatus::Internal, e))?;
     // Consent: only those who opted in to the channel.
     let mut excluded = None;
     let rows = match args.channel {
@@ -230,14 +239,15 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
                 .column(
                     rows.schema()
                         .index_of("customer_id")
-                        .map_err(|e| failure(1, e))?,
+                        .map_err(|e| failure(ExitStatus::Internal, e))?,
                 )
                 .as_string::<i32>();
             let keep: BooleanArray = ids
                 .iter()
                 .map(|id| Some(id.is_some_and(|id| consented.contains(id))))
                 .collect();
-            let kept = filter_record_batch(&rows, &keep).map_err(|e| failure(1, e))?;
+            let kept =
+                filter_record_batch(&rows, &keep).map_err(|e| failure(ExitStatus::Internal, e))?;
             excluded = Some((rows.num_rows() - kept.num_rows(), channel));
             kept
         }
@@ -256,7 +266,7 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
                 .map(|f| f.name().clone())
                 .collect();
             failure(
-                2,
+                ExitStatus::Invalid,
                 anyhow::anyhow!(
                     "`{name}` is not a column of {table}; available: {}",
                     available.join(", ")
@@ -270,17 +280,17 @@ pub async fn export(args: ExportArgs) -> Result<(), Failure> {
         ));
         columns.push(rows.column(index).clone());
     }
-    let list =
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).map_err(|e| failure(1, e))?;
+    let list = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| failure(ExitStatus::Internal, e))?;
     let bytes = match args.format {
         ExportFormat::Csv => to_csv(&list)?.into_bytes(),
         ExportFormat::Parquet => publish::encode_parquet("export", &list)
-            .map_err(|e| failure(1, e))?
+            .map_err(|e| failure(ExitStatus::Internal, e))?
             .to_vec(),
     };
     std::fs::write(&args.out, bytes).map_err(|e| {
         failure(
-            1,
+            ExitStatus::Internal,
             anyhow::anyhow!("cannot write {}: {e}", args.out.display()),
         )
     })?;

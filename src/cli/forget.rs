@@ -6,18 +6,19 @@ use std::io::Write;
 
 use crate::config::Config;
 use crate::lifecycle::forget as erasure;
+use crate::model::ExitStatus;
 
 use super::{Failure, ForgetArgs, failure};
 
 pub async fn forget(args: ForgetArgs) -> Result<(), Failure> {
-    let config = Config::load(&args.config).map_err(|e| failure(2, e))?;
+    let config = Config::load(&args.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
     let mut ids = args.customer_id.clone();
     if let Some(path) = &args.ids_file {
-        ids.extend(erasure::read_ids_file(path).map_err(|e| failure(e.exit_code(), e))?);
+        ids.extend(erasure::read_ids_file(path).map_err(|e| failure(e.exit_status(), e))?);
     }
     let report = erasure::forget(&config, &ids, args.force)
         .await
-        .map_err(|e| failure(e.exit_code(), e))?;
+        .map_err(|e| failure(e.exit_status(), e))?;
     let mut out = String::new();
     match &report.erasure_id {
         Some(id) => out.push_str(&format!(

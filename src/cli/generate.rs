@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use crate::generate::{self, BtydParams, GenerateOptions};
+use crate::model::ExitStatus;
 
 use super::{Failure, GenerateArgs, GenerateProcess, failure, parse_period};
 
@@ -13,10 +14,10 @@ fn numbers(name: &str, text: &str, n: usize) -> Result<Vec<f64>, Failure> {
         .split(',')
         .map(|v| v.trim().parse::<f64>())
         .collect::<Result<_, _>>()
-        .map_err(|e| failure(2, anyhow::anyhow!("--{name} {text}: {e}")))?;
+        .map_err(|e| failure(ExitStatus::Invalid, anyhow::anyhow!("--{name} {text}: {e}")))?;
     if values.len() != n || values.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
         return Err(failure(
-            2,
+            ExitStatus::Invalid,
             anyhow::anyhow!("--{name} {text}: give {n} positive numbers separated by commas"),
         ));
     }
@@ -28,16 +29,19 @@ pub(crate) fn local_dir(out: &str) -> Result<PathBuf, Failure> {
     if let Some((scheme, _)) = out.split_once("://") {
         if scheme != "file" {
             return Err(failure(
-                2,
+                ExitStatus::Invalid,
                 anyhow::anyhow!(
                     "generate writes local files: use a path or a file:// URL, not {scheme}://"
                 ),
             ));
         }
-        let url = url::Url::parse(out).map_err(|e| failure(2, e))?;
-        return url
-            .to_file_path()
-            .map_err(|_| failure(2, anyhow::anyhow!("'{out}' is not a local path")));
+        let url = url::Url::parse(out).map_err(|e| failure(ExitStatus::Invalid, e))?;
+        return url.to_file_path().map_err(|_| {
+            failure(
+                ExitStatus::Invalid,
+                anyhow::anyhow!("'{out}' is not a local path"),
+            )
+        });
     }
     Ok(PathBuf::from(out))
 }
@@ -68,7 +72,7 @@ pub fn generate(args: GenerateArgs) -> Result<(), Failure> {
             generate::generate_btyd(&options, &params)
         }
     }
-    .map_err(|e| failure(1, e))?;
+    .map_err(|e| failure(ExitStatus::Internal, e))?;
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "Generated {} transaction lines ({} orders, {} anonymous lines, {} refund lines) for {} customers over {} months from {} in {:.2}s ({:.0} lines/s) under {}",

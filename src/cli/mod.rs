@@ -24,6 +24,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::model::ExitStatus;
 use crate::model::Period;
 
 #[derive(Debug, Parser)]
@@ -439,20 +440,20 @@ pub struct QuickstartArgs {
 /// A failure with its exit code; printed as `error: …` on stderr.
 #[derive(Debug)]
 pub struct Failure {
-    pub code: u8,
+    pub code: ExitStatus,
     pub error: anyhow::Error,
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(error: E) -> Self {
         Failure {
-            code: 1,
+            code: ExitStatus::Internal,
             error: error.into(),
         }
     }
 }
 
-pub(crate) fn failure(code: u8, error: impl Into<anyhow::Error>) -> Failure {
+pub(crate) fn failure(code: ExitStatus, error: impl Into<anyhow::Error>) -> Failure {
     Failure {
         code,
         error: error.into(),
@@ -464,7 +465,7 @@ pub(crate) fn failure(code: u8, error: impl Into<anyhow::Error>) -> Failure {
 pub(crate) fn refuse_audiences(job: &crate::config::Job, command: &str) -> Result<(), Failure> {
     if job.kind == crate::config::ClassificationKind::Audiences {
         return Err(failure(
-            2,
+            ExitStatus::Invalid,
             anyhow::anyhow!(
                 "{}: `segments {command}` works on segments jobs; {} declares audiences, which overlap and have no snapshot (see its `audiences` table, or `segments export --audience`)",
                 job.path.display(),
@@ -476,7 +477,8 @@ pub(crate) fn refuse_audiences(job: &crate::config::Job, command: &str) -> Resul
 }
 
 pub(crate) fn parse_period(text: &str) -> Result<Period, Failure> {
-    text.parse::<Period>().map_err(|e| failure(2, e))
+    text.parse::<Period>()
+        .map_err(|e| failure(ExitStatus::Invalid, e))
 }
 
 fn init_logging(cli: &Cli) {
@@ -518,7 +520,7 @@ pub fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::from(1);
+            return ExitCode::from(ExitStatus::Internal.code());
         }
     };
     let result = runtime.block_on(async {
@@ -560,7 +562,7 @@ pub fn main() -> ExitCode {
                     printed.push_str(&cause);
                 }
             }
-            ExitCode::from(failure.code)
+            ExitCode::from(failure.code.code())
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use crate::generate::{self, GenerateOptions};
+use crate::model::ExitStatus;
 use crate::model::Period;
 use crate::run::{self, RunOptions};
 
@@ -40,7 +41,7 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), Failure> {
             out_dir: data.to_path_buf(),
             events: true,
         };
-        let report = generate::generate(&options).map_err(|e| failure(1, e))?;
+        let report = generate::generate(&options).map_err(|e| failure(ExitStatus::Internal, e))?;
         println!(
             "Generated a sample: {} transaction lines for {} customers, {} months from {} under {}",
             report.rows,
@@ -62,7 +63,7 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), Failure> {
         let (job, config, _) = load(&job_args, Some(&period.to_string()))?;
         let outcome = run::run(&job, &config, RunOptions::new(period))
             .await
-            .map_err(|e| failure(e.exit_code(), e))?;
+            .map_err(|e| failure(e.exit_status(), e))?;
         println!();
         summary::print_run(&job, &outcome);
     }

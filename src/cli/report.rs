@@ -6,13 +6,14 @@ use std::io::Write;
 
 use crate::analysis::report;
 use crate::config::{Config, Job};
+use crate::model::ExitStatus;
 use crate::storage::Warehouse;
 
 use super::{Failure, ReportArgs, failure, parse_period};
 
 pub async fn report(args: ReportArgs) -> Result<(), Failure> {
-    let job = Job::load(&args.job.job).map_err(|e| failure(2, e))?;
-    let config = Config::load(&args.job.config).map_err(|e| failure(2, e))?;
+    let job = Job::load(&args.job.job).map_err(|e| failure(ExitStatus::Invalid, e))?;
+    let config = Config::load(&args.job.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
     let period = parse_period(&args.period)?;
     let compare_to = args.compare_to.as_deref().map(parse_period).transpose()?;
     let locale = args.locale.unwrap_or(config.report.locale);
@@ -21,11 +22,11 @@ pub async fn report(args: ReportArgs) -> Result<(), Failure> {
         report::build_published(&warehouse, &job, &config, period, compare_to).await
     })
     .await
-    .map_err(|e: report::ReportError| failure(e.exit_code(), e))?;
+    .map_err(|e: report::ReportError| failure(e.exit_status(), e))?;
     let html = report::render(&built, locale);
     super::compare::write_file(&args.out, html.as_bytes()).map_err(|e| {
         failure(
-            1,
+            ExitStatus::Internal,
             anyhow::anyhow!("cannot write {}: {e}", args.out.display()),
         )
     })?;

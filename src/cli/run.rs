@@ -1,6 +1,7 @@
 //! `segments run`: one period of one job, then the human summary.
 
 use crate::config::{Config, Job};
+use crate::model::ExitStatus;
 use crate::model::Period;
 use crate::run::{self, RunOptions};
 
@@ -8,18 +9,18 @@ use super::{Failure, JobArgs, RunArgs, failure, parse_period, summary};
 
 /// Load the job and config, and the period (default: last complete month).
 pub(crate) fn load(args: &JobArgs, period: Option<&str>) -> Result<(Job, Config, Period), Failure> {
-    let job = Job::load(&args.job).map_err(|e| failure(2, e))?;
-    let config = Config::load(&args.config).map_err(|e| failure(2, e))?;
+    let job = Job::load(&args.job).map_err(|e| failure(ExitStatus::Invalid, e))?;
+    let config = Config::load(&args.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
     config
         .check_inputs_for(&job.inputs, &job.path)
-        .map_err(|e| failure(2, e))?;
+        .map_err(|e| failure(ExitStatus::Invalid, e))?;
     let period = match period {
         Some(text) => parse_period(text)?,
         None => Period::last_complete(config.timezone),
     };
     let period = period
         .ensure_complete(config.timezone)
-        .map_err(|e| failure(2, e))?;
+        .map_err(|e| failure(ExitStatus::Invalid, e))?;
     Ok((job, config, period))
 }
 
@@ -37,7 +38,7 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
         args.force,
     )
     .await
-    .map_err(|e| failure(e.exit_code(), e))?;
+    .map_err(|e| failure(e.exit_status(), e))?;
     summary::print_run(&job, &outcome);
     Ok(())
 }

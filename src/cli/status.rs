@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::config::{Config, Job};
 use crate::lifecycle::restate::{self, PeriodStatus};
+use crate::model::ExitStatus;
 
 use super::{Failure, StatusArgs, failure};
 
@@ -106,14 +107,14 @@ fn json_value(job: &Job, statuses: &[PeriodStatus]) -> serde_json::Value {
 }
 
 pub async fn status(args: StatusArgs) -> Result<(), Failure> {
-    let job = Job::load(&args.job.job).map_err(|e| failure(2, e))?;
-    let config = Config::load(&args.job.config).map_err(|e| failure(2, e))?;
+    let job = Job::load(&args.job.job).map_err(|e| failure(ExitStatus::Invalid, e))?;
+    let config = Config::load(&args.job.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
     config
         .check_inputs_for(&job.inputs, &job.path)
-        .map_err(|e| failure(2, e))?;
+        .map_err(|e| failure(ExitStatus::Invalid, e))?;
     let statuses = restate::status(&job, &config)
         .await
-        .map_err(|e| failure(e.exit_code(), e))?;
+        .map_err(|e| failure(e.exit_status(), e))?;
     let rendered = if args.json {
         serde_json::to_string_pretty(&json_value(&job, &statuses)).expect("JSON serialises") + "\n"
     } else {

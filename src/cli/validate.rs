@@ -11,6 +11,7 @@ use crate::analysis::lint;
 use crate::config::{ClassificationKind, Config, ConfigError, Job};
 use crate::engine;
 use crate::inputs;
+use crate::model::ExitStatus;
 use crate::model::Period;
 use crate::outputs::{build_audience_tables, build_period_tables};
 use crate::pipeline::{self, Parameters};
@@ -26,21 +27,23 @@ fn render(errors: &[pipeline::PipelineError]) -> String {
 }
 
 pub async fn validate(args: JobArgs) -> Result<(), Failure> {
-    let job = Job::load(&args.job).map_err(|e| failure(2, e))?;
-    let config = Config::load(&args.config).map_err(|e| failure(2, e))?;
+    let job = Job::load(&args.job).map_err(|e| failure(ExitStatus::Invalid, e))?;
+    let config = Config::load(&args.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
     config
         .check_inputs_for(&job.inputs, &job.path)
-        .map_err(|e| failure(2, e))?;
-    let ctx: SessionContext = engine::session(&config).map_err(|e| failure(1, e))?;
-    inputs::register_canonical_placeholders(&ctx, &job.inputs).map_err(|e| failure(1, e))?;
+        .map_err(|e| failure(ExitStatus::Invalid, e))?;
+    let ctx: SessionContext =
+        engine::session(&config).map_err(|e| failure(ExitStatus::Internal, e))?;
+    inputs::register_canonical_placeholders(&ctx, &job.inputs)
+        .map_err(|e| failure(ExitStatus::Internal, e))?;
     let params = Parameters::new(Period::last_complete(config.timezone), job.window_months);
     if job.kind == ClassificationKind::Audiences {
         let members = pipeline::validate_audiences(&ctx, &job, &params)
             .await
-            .map_err(|errors| failure(2, anyhow::anyhow!(render(&errors))))?;
+            .map_err(|errors| failure(ExitStatus::Invalid, anyhow::anyhow!(render(&errors))))?;
         build_audience_tables(&ctx, &job, &params, members, "validate")
             .await
-            .map_err(|e| failure(2, e))?;
+            .map_err(|e| failure(ExitStatus::Invalid, e))?;
         println!(
             "{}: ok — {} step(s), {} audience(s), inputs {}; config {}: ok",
             job.path.display(),
@@ -53,12 +56,12 @@ pub async fn validate(args: JobArgs) -> Result<(), Failure> {
     }
     let classified = pipeline::validate_rules(&ctx, &job, &params)
         .await
-        .map_err(|errors| failure(2, anyhow::anyhow!(render(&errors))))?;
+        .map_err(|errors| failure(ExitStatus::Invalid, anyhow::anyhow!(render(&errors))))?;
     // Run the output queries over the empty inputs: they must accept the
     // job's columns. No data is read.
     let current = crate::engine::materialise(classified)
         .await
-        .map_err(|e| failure(2, e))?;
+        .map_err(|e| failure(ExitStatus::Invalid, e))?;
     let previous = current
         .clone()
         .select_columns(&[
@@ -68,19 +71,21 @@ pub async fn validate(args: JobArgs) -> Result<(), Failure> {
             "frequency",
             "monetary",
         ])
-        .map_err(|e| failure(2, e))?;
+        .map_err(|e| failure(ExitStatus::Invalid, e))?;
     build_period_tables(&ctx, &job, &params, current, previous, "validate")
         .await
-        .map_err(|e| failure(2, e))?;
+        .map_err(|e| failure(ExitStatus::Invalid, e))?;
     if let Some(predict) = &job.predict {
         crate::predict::validate_summary(&ctx, predict, &params)
             .await
-            .map_err(|e| failure(2, e))?;
+            .map_err(|e| failure(ExitStatus::Invalid, e))?;
     }
     // Rules that can never match, and score combinations no rule takes.
-    let problems = lint::score_rules(&job).await.map_err(|e| failure(1, e))?;
+    let problems = lint::score_rules(&job)
+        .await
+        .map_err(|e| failure(ExitStatus::Internal, e))?;
     if !problems.is_empty() {
-        return Err(failure(2, ConfigError::Invalid(problems)));
+        return Err(failure(ExitStatus::Invalid, ConfigError::Invalid(problems)));
     }
     println!(
         "{}: ok — {} step(s), {} segment(s), inputs {}; config {}: ok",
@@ -125,39 +130,39 @@ pub async fn validate(args: JobArgs) -> Result<(), Failure> {
 const WAREHOUSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 pub async fn explain(args: ExplainArgs) -> Result<(), Failure> {
-    let job = Job::load(&args.job.job).map_err(|e| failure(2, e))?;
-    let config = Config::load(&args.job.config).map_err(|e| failure(2, e))?;
+    let job = Job::load(&args.job.job).map_err(|e| failure(ExitStatus::Invalid, e))?;
+    let config = Config::load(&args.job.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
     config
         .check_inputs_for(&job.inputs, &job.path)
-        .map_err(|e| failure(2, e))?;
+        .map_err(|e| failure(ExitStatus::Invalid, e))?;
     let period = match args.period.as_deref() {
         Some(text) => parse_period(text)?,
         None => Period::last_complete(config.timezone),
     };
-    let ctx = engine::session(&config).map_err(|e| failure(1, e))?;
+    let ctx = engine::session(&config).map_err(|e| failure(ExitStatus::Internal, e))?;
     inputs::prepare(&ctx, &config, &job.inputs, period.end())
         .await
-        .map_err(|e| failure(3, e))?;
+        .map_err(|e| failure(ExitStatus::InputFailed, e))?;
     let params = Parameters::new(period, job.window_months);
     pipeline::register_steps(&ctx, &job, &params)
         .await
-        .map_err(|e| failure(2, e))?;
+        .map_err(|e| failure(ExitStatus::Invalid, e))?;
     for step in &job.steps {
         let frame = ctx
             .table(step.name.as_str())
             .await
-            .map_err(|e| failure(2, e))?;
+            .map_err(|e| failure(ExitStatus::Invalid, e))?;
         let plan = frame
             .explain(false, false)
-            .map_err(|e| failure(2, e))?
+            .map_err(|e| failure(ExitStatus::Invalid, e))?
             .collect()
             .await
-            .map_err(|e| failure(1, e))?;
+            .map_err(|e| failure(ExitStatus::Internal, e))?;
         println!("== step `{}` ({}) for {period}", step.name, step.origin);
         println!(
             "{}",
             datafusion::arrow::util::pretty::pretty_format_batches(&plan)
-                .map_err(|e| failure(1, e))?
+                .map_err(|e| failure(ExitStatus::Internal, e))?
         );
     }
     Ok(())

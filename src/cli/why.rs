@@ -13,7 +13,7 @@ pub async fn why(args: WhyArgs) -> Result<(), Failure> {
     super::refuse_audiences(&job, "why")?;
     let explanation = why::explain(&job, &config, period, &args.customer_id)
         .await
-        .map_err(|e| failure(e.exit_code(), e))?;
+        .map_err(|e| failure(e.exit_status(), e))?;
     let mut out = std::io::stdout().lock();
     // A closed pipe (`| head`) is not an error worth a panic.
     let _ = out.write_all(render(&explanation).as_bytes());

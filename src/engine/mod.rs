@@ -24,6 +24,7 @@ use datafusion::physical_plan::collect_partitioned;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
 
 use crate::config::{Config, SpillCompression};
+use crate::model::ExitStatus;
 use crate::storage::{self, StorageError};
 
 #[derive(Debug, thiserror::Error)]
@@ -89,22 +90,22 @@ impl EngineError {
     /// Exit codes of docs/design.md §6: storage failures while reading the
     /// inputs are 4, inputs the job cannot read (mapping, schema, merges) 3,
     /// a missing or wrong erasure salt 2.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
             // Permissions, network, retries exhausted while reading inputs.
             EngineError::Source { source, .. }
                 if storage::is_storage_failure(source as &(dyn std::error::Error + 'static)) =>
             {
-                4
+                ExitStatus::Storage
             }
-            EngineError::Erasure(error) => error.exit_code(),
+            EngineError::Erasure(error) => error.exit_status(),
             EngineError::Mapping { .. }
             | EngineError::MissingColumn { .. }
             | EngineError::SchemaDrift { .. }
             | EngineError::Aliases { .. }
-            | EngineError::Source { .. } => 3,
-            EngineError::Storage(_) => 4,
-            EngineError::Setup(_) | EngineError::Read { .. } => 1,
+            | EngineError::Source { .. } => ExitStatus::InputFailed,
+            EngineError::Storage(_) => ExitStatus::Storage,
+            EngineError::Setup(_) | EngineError::Read { .. } => ExitStatus::Internal,
         }
     }
 }

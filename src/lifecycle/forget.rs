@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use bytes::Bytes;
 
 use crate::config::{Config, OutputTable};
+use crate::model::ExitStatus;
 use crate::model::Period;
 use crate::model::SALT_ENV;
 use crate::storage::{StorageError, Warehouse};
@@ -70,15 +71,17 @@ pub enum ForgetError {
 impl ForgetError {
     /// Exit codes of docs/design.md §6: a missing or wrong salt or no ids is
     /// a configuration error (2), storage 4, a live lease or anything else 1.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
-            ForgetError::NoSalt | ForgetError::NoIds | ForgetError::IdsFile { .. } => 2,
-            ForgetError::Log(e) if e.is_config_error() => 2,
+            ForgetError::NoSalt | ForgetError::NoIds | ForgetError::IdsFile { .. } => {
+                ExitStatus::Invalid
+            }
+            ForgetError::Log(e) if e.is_config_error() => ExitStatus::Invalid,
             ForgetError::Storage(_)
             | ForgetError::Log(ErasureError::Storage(_))
             | ForgetError::Publish(PublishError::Storage(_))
-            | ForgetError::Lease(LeaseError::Storage(_)) => 4,
-            _ => 1,
+            | ForgetError::Lease(LeaseError::Storage(_)) => ExitStatus::Storage,
+            _ => ExitStatus::Internal,
         }
     }
 }

@@ -25,6 +25,7 @@ use serde::Serialize;
 use crate::config::{Config, Job};
 use crate::engine::EngineError;
 use crate::inputs;
+use crate::model::ExitStatus;
 use crate::model::InputFile;
 use crate::model::Period;
 use crate::storage::{StorageError, Warehouse};
@@ -46,18 +47,20 @@ pub enum RestateError {
 
 impl RestateError {
     /// Exit codes of docs/design.md §6: storage 4, an input that cannot be listed 3.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
-            RestateError::Storage(_) | RestateError::Publish(PublishError::Storage(_)) => 4,
+            RestateError::Storage(_) | RestateError::Publish(PublishError::Storage(_)) => {
+                ExitStatus::Storage
+            }
             RestateError::Inputs { source, .. }
                 if crate::storage::is_storage_failure(
                     source as &(dyn std::error::Error + 'static),
                 ) =>
             {
-                4
+                ExitStatus::Storage
             }
-            RestateError::Inputs { .. } => 3,
-            RestateError::Publish(_) => 1,
+            RestateError::Inputs { .. } => ExitStatus::InputFailed,
+            RestateError::Publish(_) => ExitStatus::Internal,
         }
     }
 }

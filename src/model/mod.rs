@@ -3,6 +3,7 @@
 //! manifest of a published period, gates. The bottom layer: it imports no
 //! other module of the crate (see `tests/it/layers.rs`).
 
+pub mod exit;
 pub mod gate;
 pub mod locale;
 pub mod manifest;
@@ -12,6 +13,7 @@ pub mod problem;
 pub mod table;
 pub mod units;
 
+pub use exit::ExitStatus;
 pub use gate::GATES;
 pub use locale::Locale;
 pub use manifest::{FromSide, InputFile, Manifest, PotentialFacts, PredictionFacts, RowCounts};

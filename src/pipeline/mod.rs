@@ -12,6 +12,7 @@ pub use classify::{classify, validate_rules};
 pub use steps::register_steps;
 
 use crate::config::SqlOrigin;
+use crate::model::ExitStatus;
 use datafusion::error::DataFusionError;
 use std::path::PathBuf;
 
@@ -60,8 +61,12 @@ impl PipelineError {
     }
 
     /// Exit codes of docs/design.md §6: the job's fault is 2, a failed query 1.
-    pub fn exit_code(&self) -> u8 {
-        if self.is_job_error() { 2 } else { 1 }
+    pub fn exit_status(&self) -> ExitStatus {
+        if self.is_job_error() {
+            ExitStatus::Invalid
+        } else {
+            ExitStatus::Internal
+        }
     }
 }
 

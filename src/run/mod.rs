@@ -16,6 +16,7 @@ use tracing::info;
 use crate::config::{ClassificationKind, Config, ConfigError, Job, OutputTable};
 use crate::engine::{self, EngineError};
 use crate::inputs::{self, InputChecks};
+use crate::model::ExitStatus;
 use crate::model::table_schema;
 use crate::model::{FromSide, InputFile, Period};
 use crate::outputs::{OutputError, PeriodTables, build_audience_tables, build_period_tables};
@@ -65,24 +66,26 @@ pub enum RunError {
 
 impl RunError {
     /// Exit codes of docs/design.md §6.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
-            RunError::Config(_) => 2,
-            RunError::Engine(error) => error.exit_code(),
-            RunError::Pipeline(error) => error.exit_code(),
-            RunError::Lease(LeaseError::Storage(_)) => 4,
-            RunError::Gate { .. } => 3,
-            RunError::Report(error) => error.exit_code(),
-            RunError::Predict(error) if error.is_job_error() => 2,
+            RunError::Config(_) => ExitStatus::Invalid,
+            RunError::Engine(error) => error.exit_status(),
+            RunError::Pipeline(error) => error.exit_status(),
+            RunError::Lease(LeaseError::Storage(_)) => ExitStatus::Storage,
+            RunError::Gate { .. } => ExitStatus::InputFailed,
+            RunError::Report(error) => error.exit_status(),
+            RunError::Predict(error) if error.is_job_error() => ExitStatus::Invalid,
             // The period's data cannot support the predictive models.
-            RunError::Predict(error) if error.is_data_error() => 3,
+            RunError::Predict(error) if error.is_data_error() => ExitStatus::InputFailed,
             RunError::Predict(PredictError::Publish {
                 source: PublishError::Storage(_),
                 ..
-            }) => 4,
-            RunError::NotReady { .. } => 5,
-            RunError::Storage(_) | RunError::Publish(PublishError::Storage(_)) => 4,
-            _ => 1,
+            }) => ExitStatus::Storage,
+            RunError::NotReady { .. } => ExitStatus::NotReady,
+            RunError::Storage(_) | RunError::Publish(PublishError::Storage(_)) => {
+                ExitStatus::Storage
+            }
+            _ => ExitStatus::Internal,
         }
     }
 }

@@ -26,6 +26,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::model::ExitStatus;
 pub use crate::model::SALT_ENV;
 use crate::storage::{StorageError, Warehouse};
 
@@ -59,11 +60,11 @@ pub enum ErasureError {
 impl ErasureError {
     /// Exit codes of docs/design.md §6: a missing or wrong salt is a
     /// configuration error (2), storage 4, an unreadable log 1.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
-            e if e.is_config_error() => 2,
-            ErasureError::Storage(_) => 4,
-            _ => 1,
+            e if e.is_config_error() => ExitStatus::Invalid,
+            ErasureError::Storage(_) => ExitStatus::Storage,
+            _ => ExitStatus::Internal,
         }
     }
 

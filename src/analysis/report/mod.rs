@@ -29,6 +29,7 @@ use datafusion::prelude::SessionContext;
 
 use crate::analysis::compare::{self, CompareError};
 use crate::config::{Config, Job};
+use crate::model::ExitStatus;
 use crate::model::Period;
 use crate::outputs::PeriodTables;
 use crate::storage::{StorageError, Warehouse};
@@ -101,12 +102,16 @@ pub enum ReportError {
 impl ReportError {
     /// Exit codes of docs/design.md §6: a period that is not published is a bad
     /// argument (2), storage failures are 4.
-    pub fn exit_code(&self) -> u8 {
+    pub fn exit_status(&self) -> ExitStatus {
         match self {
-            ReportError::NotPublished { .. } | ReportError::CompareOrder { .. } => 2,
-            ReportError::Compare { source, .. } => source.exit_code(),
-            ReportError::Storage(_) | ReportError::Publish(PublishError::Storage(_)) => 4,
-            _ => 1,
+            ReportError::NotPublished { .. } | ReportError::CompareOrder { .. } => {
+                ExitStatus::Invalid
+            }
+            ReportError::Compare { source, .. } => source.exit_status(),
+            ReportError::Storage(_) | ReportError::Publish(PublishError::Storage(_)) => {
+                ExitStatus::Storage
+            }
+            _ => ExitStatus::Internal,
         }
     }
 }
