@@ -303,7 +303,28 @@ fn retry_config(settings: &StorageSettings) -> RetryConfig {
     }
 }
 
-fn client_options(settings: &StorageSettings) -> ClientOptions {
+/// Whether an environment variable holds a true flag (`true`, `1`, `yes`,
+/// `on`), as object_store's `from_env` builders read them.
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|value| {
+        matches!(
+            value.trim().to_ascii_lowercase().as_str(),
+            "true" | "1" | "yes" | "on"
+        )
+    })
+}
+
+/// The S3 endpoint: `storage.endpoint`, else the standard environment
+/// (`AWS_ENDPOINT_URL`, then `AWS_ENDPOINT`, as object_store reads them).
+fn s3_endpoint(settings: &StorageSettings) -> Option<String> {
+    settings.endpoint.clone().or_else(|| {
+        ["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+            .into_iter()
+            .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()))
+    })
+}
+
+fn client_options(settings: &StorageSettings, allow_http: bool) -> ClientOptions {
     ClientOptions::new()
         .with_timeout(settings.request_timeout)
         .with_connect_timeout(
@@ -311,7 +332,7 @@ fn client_options(settings: &StorageSettings) -> ClientOptions {
                 .request_timeout
                 .min(std::time::Duration::from_secs(10)),
         )
-        .with_allow_http(settings.allow_http)
+        .with_allow_http(allow_http)
 }
 
 /// Open the store behind a URL (absolute, as produced by the config).
@@ -352,20 +373,37 @@ pub fn open(url_text: &str) -> Result<Location, StorageError> {
         ),
         "s3" | "s3a" => {
             let bucket = authority()?;
+            // The standard variables count as much as the config's keys: the
+            // client options set below would otherwise drop the
+            // `AWS_ALLOW_HTTP` that `from_env` read.
+            let allow_http = settings.allow_http || env_flag("AWS_ALLOW_HTTP");
+            let endpoint = s3_endpoint(settings);
+            if let Some(endpoint) = &endpoint
+                && endpoint.trim().to_ascii_lowercase().starts_with("http://")
+                && !allow_http
+            {
+                return Err(StorageError::BadUrl {
+                    url: redact(url_text),
+                    reason: format!(
+                        "the S3 endpoint {} is plain http, which is refused unless allowed: set `storage.allow_http: true` in the config (or AWS_ALLOW_HTTP=true) for a local test server, or use an https endpoint",
+                        redact(endpoint)
+                    ),
+                });
+            }
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
                 .with_retry(retry_config(settings))
-                .with_client_options(client_options(settings));
+                .with_client_options(client_options(settings, allow_http));
             if let Some(region) = &settings.region {
                 builder = builder.with_region(region);
             }
-            if let Some(endpoint) = &settings.endpoint {
+            if let Some(endpoint) = &endpoint {
                 builder = builder.with_endpoint(endpoint.trim_end_matches('/'));
             }
             if let Some(virtual_hosted) = settings.virtual_hosted_style {
                 builder = builder.with_virtual_hosted_style_request(virtual_hosted);
             }
-            if settings.allow_http {
+            if allow_http {
                 builder = builder.with_allow_http(true);
             }
             if let (Some(key), Some(secret)) =
@@ -391,7 +429,7 @@ pub fn open(url_text: &str) -> Result<Location, StorageError> {
             let store = GoogleCloudStorageBuilder::from_env()
                 .with_bucket_name(bucket)
                 .with_retry(retry_config(settings))
-                .with_client_options(client_options(settings))
+                .with_client_options(client_options(settings, settings.allow_http))
                 .build()
                 .map_err(build_error)?;
             (
@@ -406,7 +444,10 @@ pub fn open(url_text: &str) -> Result<Location, StorageError> {
             let mut builder = MicrosoftAzureBuilder::from_env()
                 .with_url(url_text)
                 .with_retry(retry_config(settings))
-                .with_client_options(client_options(settings));
+                .with_client_options(client_options(
+                    settings,
+                    settings.allow_http || env_flag("AZURE_ALLOW_HTTP"),
+                ));
             if let Some(account) = &settings.account_name {
                 builder = builder.with_account(account);
             }

@@ -594,6 +594,58 @@ fn s3_two_periods_and_rerun_equal_local_runs() {
     assert!(setup.server.open_uploads().is_empty());
 }
 
+/// The standard environment of an S3-compatible server (`AWS_ENDPOINT`,
+/// `AWS_ALLOW_HTTP`, as object_store's `from_env` reads them) works without
+/// `storage.endpoint` in the config; a plain-http endpoint without the
+/// permission is refused with a message that says how to allow it.
+#[test]
+fn s3_standard_environment_variables_reach_the_server() {
+    let setup = setup();
+    setup.local_runs(&["2024-05"]);
+    let config = setup.s3_config("s3-env.yaml", "env", "", false);
+    // The same config, but the endpoint and the http permission only in the
+    // environment.
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text
+        .replace(&format!("  endpoint: {}\n", setup.server.endpoint), "")
+        .replace("  allow_http: true\n", "");
+    assert!(
+        !text.contains("endpoint:") && !text.contains("allow_http"),
+        "{text}"
+    );
+    std::fs::write(&config, text).unwrap();
+    let args = run_args(&config, "2024-05");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+
+    let refused = s3_command(setup.dir.path(), &args, SECRET_KEY)
+        .env("AWS_ENDPOINT", &setup.server.endpoint)
+        .env_remove("AWS_ENDPOINT_URL")
+        .env_remove("AWS_ALLOW_HTTP")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("plain http") && stderr.contains("AWS_ALLOW_HTTP=true"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("builder error"), "{stderr}");
+
+    let output = s3_command(setup.dir.path(), &args, SECRET_KEY)
+        .env("AWS_ENDPOINT", &setup.server.endpoint)
+        .env_remove("AWS_ENDPOINT_URL")
+        .env("AWS_ALLOW_HTTP", "true")
+        .output()
+        .unwrap();
+    ok(&output, "2024-05 with AWS_ENDPOINT and AWS_ALLOW_HTTP");
+    let expected = local_tables(&setup.local_warehouse);
+    assert!(!expected.is_empty());
+    assert_same_tables(
+        &expected,
+        &block(s3_tables(&setup.warehouse_store(), "env")),
+    );
+}
+
 /// DataFusion lists and prunes Hive partitions on S3 as on local files: a
 /// query on one month reads that month's object only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
