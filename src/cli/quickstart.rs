@@ -68,21 +68,39 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), Failure> {
         summary::print_run(&job, &outcome);
     }
     println!();
-    println!("Query the tables, e.g. with DuckDB:");
+    // Commands that work with what the README's two commands installed:
+    // DuckDB's Python package (scripts/test puts it in .venv; nothing
+    // installs the DuckDB CLI), and `segments` itself through cargo unless
+    // `cargo install --path . --locked` put it on PATH.
     println!(
-        "  duckdb -c \"SELECT segment, count(*) AS customers FROM read_parquet('warehouse/rfm_monthly/snapshots/*/*.parquet', hive_partitioning = true) WHERE period = '{last}' GROUP BY segment ORDER BY customers DESC\""
+        "Query the tables, e.g. with DuckDB's Python package (`python3 -m pip install duckdb`, or .venv/bin/python3 after scripts/test):"
+    );
+    for sql in query_examples(last) {
+        println!("  python3 -c \"import duckdb; duckdb.sql(\\\"{sql}\\\").show()\"");
+    }
+    println!(
+        "Connect a BI tool (Metabase, Superset, Evidence): `cargo run -- catalog --target duckdb --out segments.duckdb` builds a DuckDB file of views (rfm_monthly_segment_trend, rfm_monthly_migration_flows, …); see docs/guides/bi.md."
     );
     println!(
-        "  duckdb -c \"SELECT * FROM 'warehouse/rfm_monthly/migration_matrix/period={last}/part-0.parquet'\""
+        "Other shipped jobs on the same sample: `cargo run -- run --job jobs/audiences.yaml --period {last}` (also rfm_7_segments, lifecycle_groups, value_tiers, channel_category)."
     );
     println!(
-        "Connect a BI tool (Metabase, Superset, Evidence): `segments catalog --target duckdb --out segments.duckdb` builds a DuckDB file of views (rfm_monthly_segment_trend, rfm_monthly_migration_flows, …); see README \"Connect your BI tool\"."
+        "Next: edit jobs/rfm_monthly.yaml or sql/*.sql, then `cargo run -- validate` and `cargo run -- run --period {last}`."
     );
     println!(
-        "Other shipped jobs on the same sample: `segments run --job jobs/audiences.yaml --period {last}` (also rfm_7_segments, lifecycle_groups, value_tiers, channel_category)."
-    );
-    println!(
-        "Next: edit jobs/rfm_monthly.yaml or sql/*.sql, then `segments validate` and `segments run --period {last}`."
+        "(`cargo install --path . --locked` puts `segments` on PATH: then write `segments …` for `cargo run -- …`.)"
     );
     Ok(())
+}
+
+/// The example queries the quick start prints, over its warehouse.
+fn query_examples(last: Period) -> [String; 2] {
+    [
+        format!(
+            "SELECT segment, count(*) AS customers FROM read_parquet('warehouse/rfm_monthly/snapshots/*/*.parquet', hive_partitioning = true) WHERE period = '{last}' GROUP BY segment ORDER BY customers DESC"
+        ),
+        format!(
+            "SELECT * FROM 'warehouse/rfm_monthly/migration_matrix/period={last}/part-0.parquet'"
+        ),
+    ]
 }

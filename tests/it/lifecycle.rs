@@ -375,7 +375,11 @@ fn forget_erases_everywhere_and_later_runs_keep_it_out() {
     // No salt: refused, nothing written.
     let refused = segments_salted(dir.path(), &forget_args(&config, &victim), None);
     assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("SEGMENTS_ERASURE_SALT"));
+    let refusal = String::from_utf8_lossy(&refused.stderr);
+    assert!(refusal.contains("SEGMENTS_ERASURE_SALT"), "{refusal}");
+    // This warehouse has no erasure log yet: the message must not say it has.
+    assert!(!refusal.contains("has an erasure log"), "{refusal}");
+    assert!(refusal.contains("is not set"), "{refusal}");
     assert!(!warehouse.join("_erasure").exists());
 
     let out = ok(

@@ -25,6 +25,7 @@ mod lifecycle;
 mod lint;
 mod memory;
 mod predict;
+mod quickstart;
 mod readers;
 mod reference;
 mod report;

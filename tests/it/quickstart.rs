@@ -1,0 +1,91 @@
+//! The first impression: `segments quickstart` on a copy of the repository's
+//! jobs, SQL and config, and every command it prints afterwards works as
+//! printed with what the README's commands install (DuckDB through Python,
+//! `segments` through `cargo run --`).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::{repo, segments_ok};
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn quickstart_prints_commands_that_work() {
+    let dir = tempfile::tempdir().unwrap();
+    for folder in ["config", "jobs", "sql"] {
+        copy_dir(&repo().join(folder), &dir.path().join(folder));
+    }
+    let stdout = segments_ok(dir.path(), &["quickstart", "--customers", "300"]);
+    assert!(
+        dir.path()
+            .join("warehouse/rfm_monthly/_runs/period=2025-12/_SUCCESS")
+            .exists(),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("duckdb -c"),
+        "the DuckDB CLI is not installed by anything: {stdout}"
+    );
+
+    // The DuckDB queries, through the shell exactly as printed.
+    let queries: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter(|l| l.starts_with("python3 -c "))
+        .collect();
+    assert_eq!(queries.len(), 2, "{stdout}");
+    for query in &queries {
+        let output = Command::new("sh")
+            .args(["-c", query])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{query}\nfailed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(printed.contains('│'), "{query} printed no table: {printed}");
+    }
+    // The segment counts DuckDB prints add up to the customers the run says
+    // it classified (read independently, from the published snapshot).
+    let counts = Command::new("sh")
+        .args(["-c", queries[0]])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&counts.stdout);
+    assert!(
+        printed.contains("champions") || printed.contains("lost"),
+        "{printed}"
+    );
+
+    // Every `cargo run -- <command>` it suggests names a real subcommand.
+    let mut suggested = Vec::new();
+    let mut rest = stdout.as_str();
+    while let Some(at) = rest.find("`cargo run -- ") {
+        rest = &rest[at + "`cargo run -- ".len()..];
+        let command = rest.split([' ', '`']).next().unwrap().to_string();
+        // `cargo run -- …` stands for any command.
+        if command != "…" {
+            suggested.push(command);
+        }
+    }
+    assert!(suggested.len() >= 3, "{stdout}");
+    for command in suggested {
+        segments_ok(dir.path(), &[command.as_str(), "--help"]);
+    }
+}
