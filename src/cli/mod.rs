@@ -425,9 +425,20 @@ pub struct ForgetArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     job: JobArgs,
-    /// JSON instead of a table.
-    #[arg(long)]
+    /// Output format, as for `compare` and `diff`.
+    #[arg(long, value_enum, default_value_t = StatusFormat::Text)]
+    format: StatusFormat,
+    /// The same as `--format json` (kept for scripts written before
+    /// `--format`).
+    #[arg(long, hide = true, conflicts_with = "format")]
     json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    /// A table.
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

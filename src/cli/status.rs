@@ -115,7 +115,7 @@ pub async fn status(args: StatusArgs) -> Result<(), Failure> {
     let statuses = restate::status(&job, &config)
         .await
         .map_err(|e| failure(e.exit_status(), e))?;
-    let rendered = if args.json {
+    let rendered = if args.json || args.format == super::StatusFormat::Json {
         serde_json::to_string_pretty(&json_value(&job, &statuses)).expect("JSON serialises") + "\n"
     } else {
         text(&job, &config, &statuses)

@@ -33,7 +33,7 @@ fn backfill(dir: &Path, job: &Path, config: &Path, extra: &[&str]) -> String {
 }
 
 fn status(dir: &Path, job: &Path, config: &Path) -> serde_json::Value {
-    serde_json::from_str(&command(dir, "status", job, config, &["--json"])).unwrap()
+    serde_json::from_str(&command(dir, "status", job, config, &["--format", "json"])).unwrap()
 }
 
 /// (period, inputs changed, recompute) per published period.
