@@ -94,6 +94,41 @@ fn violations(module: &str, source: &str) -> Vec<String> {
         .collect()
 }
 
+/// `source` with every `super::` chain that climbs to the crate root from a
+/// file `depth` modules deep (`src/a/mod.rs`: 1, `src/a/b.rs`: 2) written
+/// as `crate::`, so that `super::super::run` counts like `crate::run`.
+fn resolve_super(source: &str, depth: usize) -> String {
+    let chain = "super::".repeat(depth);
+    let mut resolved = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(at) = rest.find(&chain) {
+        let before = &rest[..at];
+        let after = &rest[at + chain.len()..];
+        // Part of a longer chain, or of a longer word: not the crate root.
+        let longer = before.ends_with("super::")
+            || before
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_alphanumeric() || c == '_')
+            || after.starts_with("super::");
+        resolved.push_str(before);
+        resolved.push_str(if longer { &chain } else { "crate::" });
+        rest = after;
+    }
+    resolved.push_str(rest);
+    resolved
+}
+
+/// How many modules deep a file under `src/` is.
+fn module_depth(relative: &Path) -> usize {
+    let components = relative.components().count();
+    if relative.file_name().is_some_and(|n| n == "mod.rs") {
+        components - 1
+    } else {
+        components
+    }
+}
+
 fn rust_files(dir: &Path, files: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -121,7 +156,10 @@ fn every_module_imports_only_from_the_layers_below() {
             continue;
         }
         modules.insert(module.clone());
-        let source = std::fs::read_to_string(file).unwrap();
+        let source = resolve_super(
+            &std::fs::read_to_string(file).unwrap(),
+            module_depth(relative),
+        );
         for problem in violations(&module, &source) {
             problems.push(format!("src/{}: {problem}", relative.display()));
         }
@@ -163,4 +201,11 @@ fn the_check_finds_wrong_way_and_sideways_imports() {
     // Downward imports and `$crate::` are fine.
     assert!(violations("cli", "use crate::run::RunError; $crate::x::y").is_empty());
     assert!(violations("run", "use crate::model::Period;").is_empty());
+    // `super::` that climbs to the crate root counts like `crate::`.
+    let climbing = resolve_super("use super::super::run::RunError;\nuse super::x;\n", 2);
+    assert_eq!(violations("config", &climbing).len(), 1, "{climbing}");
+    let within = resolve_super("use super::super::run::RunError;\n", 3);
+    assert!(violations("config", &within).is_empty(), "{within}");
+    assert_eq!(module_depth(Path::new("config/mod.rs")), 1);
+    assert_eq!(module_depth(Path::new("config/job.rs")), 2);
 }
