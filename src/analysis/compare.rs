@@ -77,7 +77,7 @@ pub enum CompareError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("comparative view, query `sql/compare/{query}.sql`: {source}")]
+    #[error("comparative view, query `sql/compare/{query}.sql`")]
     Query {
         query: &'static str,
         #[source]

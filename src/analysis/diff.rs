@@ -54,7 +54,7 @@ pub enum DiffError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("impact diff, query `sql/diff/{query}.sql`: {source}")]
+    #[error("impact diff, query `sql/diff/{query}.sql`")]
     Query {
         query: &'static str,
         #[source]

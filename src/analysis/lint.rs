@@ -32,7 +32,7 @@ const SCORES: [&str; 3] = ["r_score", "f_score", "m_score"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum LintError {
-    #[error("linting the rules over the score grid: {0}")]
+    #[error("linting the rules over the score grid")]
     Engine(#[from] DataFusionError),
     #[error(transparent)]
     Publish(#[from] PublishError),

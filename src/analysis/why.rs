@@ -52,7 +52,7 @@ pub enum WhyError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("explaining customer '{customer_id}': {context}: {source}")]
+    #[error("explaining customer '{customer_id}': {context}")]
     Query {
         customer_id: String,
         context: &'static str,

@@ -276,7 +276,7 @@ pub async fn backfill(
                     Err(error) => {
                         let status = Status::Failed {
                             code: error.exit_status(),
-                            message: error.to_string(),
+                            message: crate::model::causes::one_line(&error),
                         };
                         progress.done(&job.name, period, index + 1, total, &status);
                         done.push((period, status));

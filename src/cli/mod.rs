@@ -561,17 +561,14 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             // Redacted: a store's error text may quote a credential.
-            let message = crate::storage::redact(&failure.error.to_string());
-            eprintln!("error: {message}");
-            // Library errors already include their cause in the message when
-            // it helps; print only causes that add something.
-            let mut printed = message;
-            for cause in failure.error.chain().skip(1) {
-                let cause = crate::storage::redact(&cause.to_string());
-                if !printed.contains(&cause) {
-                    eprintln!("  caused by: {cause}");
-                    printed.push_str(&cause);
-                }
+            let error: &(dyn std::error::Error + 'static) = failure.error.as_ref();
+            let messages = crate::model::causes::causes(error);
+            let mut messages = messages.iter().map(|m| crate::storage::redact(m));
+            if let Some(message) = messages.next() {
+                eprintln!("error: {message}");
+            }
+            for cause in messages {
+                eprintln!("  caused by: {cause}");
             }
             ExitCode::from(failure.code.code())
         }

@@ -29,10 +29,10 @@ use crate::storage::{self, StorageError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("cannot set up the query engine: {0}")]
+    #[error("cannot set up the query engine")]
     Setup(#[source] DataFusionError),
     #[error(
-        "cannot read input '{input}' at {url}: {source}\nhint: check the url and format in the config, and that the files exist"
+        "cannot read input '{input}' at {url}\nhint: check the url and format in the config, and that the files exist"
     )]
     Source {
         input: String,
@@ -41,7 +41,7 @@ pub enum EngineError {
         source: DataFusionError,
     },
     #[error(
-        "input '{input}': the mapping of column `{column}` (`{expression}`) does not work on the source columns [{available}]: {source}\nhint: fix `inputs.{input}.columns.{column}` in {config}"
+        "input '{input}': the mapping of column `{column}` (`{expression}`) does not work on the source columns [{available}]\nhint: fix `inputs.{input}.columns.{column}` in {config}"
     )]
     Mapping {
         input: String,
@@ -70,7 +70,7 @@ pub enum EngineError {
         expected: String,
         found: String,
     },
-    #[error("reading inputs: {context}: {source}")]
+    #[error("reading inputs: {context}")]
     Read {
         context: String,
         #[source]

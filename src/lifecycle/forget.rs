@@ -45,7 +45,7 @@ pub enum ForgetError {
     NoSalt,
     #[error("no customer id to forget: give --customer-id ID (repeatable) or --ids-file FILE")]
     NoIds,
-    #[error("reading the ids file {path}: {source}")]
+    #[error("reading the ids file {path}")]
     IdsFile {
         path: String,
         #[source]

@@ -37,7 +37,7 @@ pub enum RestateError {
     Publish(#[from] PublishError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("listing the inputs of job {job}: {source}")]
+    #[error("listing the inputs of job {job}")]
     Inputs {
         job: String,
         #[source]

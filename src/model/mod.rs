@@ -3,6 +3,7 @@
 //! manifest of a published period, gates. The bottom layer: it imports no
 //! other module of the crate (see `tests/it/layers.rs`).
 
+pub mod causes;
 pub mod exit;
 pub mod gate;
 pub mod locale;

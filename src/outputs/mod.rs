@@ -14,13 +14,13 @@ use datafusion::error::DataFusionError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("building table `{table}`: {source}")]
+    #[error("building table `{table}`")]
     Query {
         table: String,
         #[source]
         source: DataFusionError,
     },
-    #[error("table `{table}` as Parquet: {source}")]
+    #[error("table `{table}` as Parquet")]
     Parquet {
         table: String,
         #[source]

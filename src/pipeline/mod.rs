@@ -46,7 +46,7 @@ pub enum PipelineError {
         count: usize,
         examples: String,
     },
-    #[error("query failed: {context}: {source}")]
+    #[error("query failed: {context}")]
     Execution {
         context: String,
         #[source]

@@ -61,20 +61,20 @@ pub enum PredictError {
         terms: usize,
     },
     #[error(
-        "predictions: the orders step `{step}` (predict.orders_step) must return one row per order with customer_id, order_date (a date) and amount; planning sql/predict/customer_summary.sql over it failed: {source}"
+        "predictions: the orders step `{step}` (predict.orders_step) must return one row per order with customer_id, order_date (a date) and amount; planning sql/predict/customer_summary.sql over it failed"
     )]
     OrdersStep {
         step: String,
         #[source]
         source: datafusion::error::DataFusionError,
     },
-    #[error("predictions: {context}: {source}")]
+    #[error("predictions: {context}")]
     Query {
         context: String,
         #[source]
         source: datafusion::error::DataFusionError,
     },
-    #[error("predictions: {context}: {source}")]
+    #[error("predictions: {context}")]
     Publish {
         context: String,
         #[source]

@@ -48,7 +48,7 @@ pub enum RunError {
     #[error(transparent)]
     Lease(#[from] LeaseError),
     /// The HTML report (`report: true`) could not be built; nothing was published.
-    #[error("building the report of the period: {0}")]
+    #[error("building the report of the period")]
     Report(#[from] crate::analysis::report::ReportError),
     #[error(transparent)]
     Predict(#[from] PredictError),

@@ -24,7 +24,7 @@ use super::layout::{
 pub enum PublishError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("encoding table `{table}` as Parquet: {source}")]
+    #[error("encoding table `{table}` as Parquet")]
     Encode {
         table: String,
         #[source]

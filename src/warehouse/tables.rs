@@ -10,7 +10,7 @@ use crate::model::OutputTable;
 
 /// A table partition that could not be encoded or decoded as Parquet.
 #[derive(Debug, thiserror::Error)]
-#[error("table `{table}` as Parquet: {source}")]
+#[error("table `{table}` as Parquet")]
 pub struct TableFileError {
     pub table: String,
     #[source]

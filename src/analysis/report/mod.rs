@@ -67,7 +67,7 @@ pub enum ReportError {
         "--compare-to {compare_to} must be a period before --period {period}\nhint: give an earlier published period, or leave --compare-to out to compare with the previous month"
     )]
     CompareOrder { period: Period, compare_to: Period },
-    #[error("comparing {compare_to} with {period} for the report: {source}")]
+    #[error("comparing {compare_to} with {period} for the report")]
     Compare {
         period: Period,
         compare_to: Period,
@@ -82,7 +82,7 @@ pub enum ReportError {
     Table(#[from] crate::warehouse::TableFileError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("report query `sql/report/{query}.sql`: {source}")]
+    #[error("report query `sql/report/{query}.sql`")]
     Query {
         query: &'static str,
         #[source]
