@@ -27,7 +27,7 @@ fn duckdb_batch(database: &Path, queries: &[String]) -> Vec<Vec<String>> {
         .expect("python3 runs");
     assert!(
         output.status.success(),
-        "DuckDB (python3 -m pip install -r requirements-dev.txt) failed:\n{}",
+        "DuckDB (run the tests with scripts/test, which installs requirements-dev.txt into .venv) failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap()
@@ -396,7 +396,7 @@ fn sqlglot_check(target: &str, ddl: &str) -> serde_json::Value {
         .expect("python3 runs");
     assert!(
         output.status.success(),
-        "sqlglot (python3 -m pip install -r requirements-dev.txt) cannot parse the {target} DDL:\n{}",
+        "sqlglot (run the tests with scripts/test, which installs requirements-dev.txt into .venv) cannot parse the {target} DDL:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     serde_json::from_slice(&output.stdout).unwrap()

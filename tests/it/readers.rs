@@ -124,7 +124,7 @@ fn duckdb(sql: &str) -> String {
         .expect("python3 runs");
     assert!(
         output.status.success(),
-        "DuckDB (python3 -m pip install -r requirements-dev.txt) failed on {sql}:\n{}",
+        "DuckDB (run the tests with scripts/test, which installs requirements-dev.txt into .venv) failed on {sql}:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
