@@ -420,23 +420,80 @@ async fn run_leased(
     let warehouse = Warehouse::open(&config.warehouse)?;
     info!(job = %job.name, %period, run_id = %run_id, dry_run = options.dry_run, "Starting run.");
 
-    if let Some(message) = crate::inputs::readiness::check_marker(config, period).await? {
-        return Err(RunError::NotReady {
-            job: job.name.clone(),
+    let read = read_inputs(job, config, &options, &mut timings).await?;
+    timings.insert("inputs".to_string(), started.elapsed().as_millis() as u64);
+    check_quality_gates(&options, config, &read)?;
+    let built = build_tables(
+        job,
+        config,
+        &options,
+        &warehouse,
+        &read,
+        &rule_hash,
+        &mut timings,
+    )
+    .await?;
+    let mut manifest = manifest_of(job, &options, run_id, rule_hash, read, &built, timings);
+    if !options.dry_run {
+        publish_period(
+            job,
+            config,
             period,
-            message,
-        });
+            &warehouse,
+            lease,
+            &built.tables,
+            &mut manifest,
+        )
+        .await?;
+    }
+    manifest
+        .timings_ms
+        .insert("total".to_string(), started.elapsed().as_millis() as u64);
+    Ok(RunOutcome {
+        period,
+        tables: built.tables,
+        manifest,
+        published: !options.dry_run,
+        warehouse: config.warehouse.clone(),
+    })
+}
+
+/// What a run read: the session with the period's input views prepared
+/// (`inputs::prepare`'s stages, with the run's row accounting between them),
+/// and that accounting.
+struct InputsRead {
+    ctx: SessionContext,
+    files: Vec<InputFile>,
+    params: Parameters,
+    stats: InputStats,
+    rows: RowCounts,
+    rejected_by_reason: BTreeMap<String, u64>,
+    /// Valid lines that repeated another exactly (dropped).
+    duplicates: u64,
+}
+
+/// Readiness, the input views and the row accounting of a period.
+async fn read_inputs(
+    job: &Job,
+    config: &Config,
+    options: &RunOptions,
+    timings: &mut BTreeMap<String, u64>,
+) -> Result<InputsRead, RunError> {
+    let period = options.period;
+    let not_ready = |message| RunError::NotReady {
+        job: job.name.clone(),
+        period,
+        message,
+    };
+    if let Some(message) = crate::inputs::readiness::check_marker(config, period).await? {
+        return Err(not_ready(message));
     }
     let ctx = engine::query_session(config).await?;
     let registered = inputs::register(&ctx, config, &job.inputs).await?;
     let files = registered.files.clone();
     let params = Parameters::new(period, job.window_months);
     if let Some(message) = crate::inputs::readiness::check_data(&ctx, config, &params).await? {
-        return Err(RunError::NotReady {
-            job: job.name.clone(),
-            period,
-            message,
-        });
+        return Err(not_ready(message));
     }
     let input_key = input_key(&ctx, config, &files);
     let facts = input_facts(&ctx, config, &input_key).await?;
@@ -446,7 +503,6 @@ async fn run_leased(
     } else {
         usable_stats
     };
-    timings.insert("inputs".to_string(), started.elapsed().as_millis() as u64);
     // Row accounting: read = used + anonymous + rejected (duplicates are the
     // valid rows the distinct canonical view dropped).
     let mut rejected_by_reason = checks.rejected_by_reason.clone();
@@ -493,14 +549,34 @@ async fn run_leased(
     if rows.read != rows.used + rows.anonymous + rows.rejected {
         return Err(RunError::Accounting { rows });
     }
-    if stats.period_rows == 0 {
+    Ok(InputsRead {
+        ctx,
+        files,
+        params,
+        stats,
+        rows,
+        rejected_by_reason,
+        duplicates,
+    })
+}
+
+/// The data-quality gates on the input (docs/design.md §8): no usable line in
+/// the period, too many rejects. The gates on the results are in
+/// [`segment_tables`].
+fn check_quality_gates(
+    options: &RunOptions,
+    config: &Config,
+    read: &InputsRead,
+) -> Result<(), RunError> {
+    let (period, rows, rejected_by_reason) = (options.period, &read.rows, &read.rejected_by_reason);
+    if read.stats.period_rows == 0 {
         gate(
-            &options,
+            options,
             "no_data",
             format!(
                 "no usable transaction is dated in {period} ({} rows read from {} file(s))",
                 rows.read,
-                files.len()
+                read.files.len()
             ),
         )?;
     }
@@ -511,7 +587,7 @@ async fn run_leased(
     };
     if reject_ratio > config.quality.max_reject_ratio {
         gate(
-            &options,
+            options,
             "reject_ratio",
             format!(
                 "{} of {} rows ({:.1}%) were rejected ({}), above quality.max_reject_ratio {:.1}%",
@@ -528,26 +604,41 @@ async fn run_leased(
         )?;
     }
 
+    Ok(())
+}
+
+/// The period's tables, built, with what the manifest says of them.
+struct BuiltTables {
+    tables: PeriodTables,
+    from_side: FromSide,
+    from_side_reason: String,
+    prediction_facts: Option<crate::model::PredictionFacts>,
+}
+
+/// Classify, build the output tables, the predictions and the rejects.
+async fn build_tables(
+    job: &Job,
+    config: &Config,
+    options: &RunOptions,
+    warehouse: &Warehouse,
+    read: &InputsRead,
+    rule_hash: &str,
+    timings: &mut BTreeMap<String, u64>,
+) -> Result<BuiltTables, RunError> {
+    let (ctx, params, period) = (&read.ctx, &read.params, options.period);
     let (mut tables, from_side, from_side_reason) = match job.kind {
         ClassificationKind::Segments => {
             segment_tables(
-                &ctx,
-                job,
-                config,
-                &options,
-                &warehouse,
-                &params,
-                &rule_hash,
-                &mut timings,
+                ctx, job, config, options, warehouse, params, rule_hash, timings,
             )
             .await?
         }
         ClassificationKind::Audiences => {
             let step = Instant::now();
-            let members = pipeline::audiences(&ctx, job, &params).await?;
+            let members = pipeline::audiences(ctx, job, params).await?;
             timings.insert("classify".to_string(), step.elapsed().as_millis() as u64);
             let step = Instant::now();
-            let tables = build_audience_tables(&ctx, job, &params, members, &rule_hash).await?;
+            let tables = build_audience_tables(ctx, job, params, members, rule_hash).await?;
             timings.insert("tables".to_string(), step.elapsed().as_millis() as u64);
             (
                 tables,
@@ -560,12 +651,12 @@ async fn run_leased(
     if let Some(predict) = &job.predict {
         let step = Instant::now();
         let built = build_prediction_tables(
-            &ctx,
+            ctx,
             predict,
-            &params,
+            params,
             &job.name,
-            &rule_hash,
-            &warehouse,
+            rule_hash,
+            warehouse,
             tables.batch(OutputTable::Snapshots)?.as_ref(),
         )
         .await?;
@@ -583,16 +674,16 @@ async fn run_leased(
     let step = Instant::now();
     if job.writes(OutputTable::Rejects) {
         let input = config.inputs.get("transactions").expect("checked");
-        let rejects = if rows.rejected > 0 {
+        let rejects = if read.rows.rejected > 0 {
             inputs::collect_rejects(
-                &ctx,
+                ctx,
                 config,
                 input,
-                &files,
+                &read.files,
                 inputs::run_clock(),
                 period.start(),
                 period.end(),
-                duplicates > 0,
+                read.duplicates > 0,
             )
             .await?
         } else {
@@ -604,23 +695,42 @@ async fn run_leased(
         )?);
     }
     timings.insert("rejects".to_string(), step.elapsed().as_millis() as u64);
+    Ok(BuiltTables {
+        tables,
+        from_side,
+        from_side_reason,
+        prediction_facts,
+    })
+}
 
-    let manifest = Manifest {
+/// The manifest of the period (docs/design.md §5).
+fn manifest_of(
+    job: &Job,
+    options: &RunOptions,
+    run_id: String,
+    rule_hash: String,
+    read: InputsRead,
+    built: &BuiltTables,
+    timings: BTreeMap<String, u64>,
+) -> Manifest {
+    let stats = &read.stats;
+    Manifest {
         run_id,
         job: job.name.clone(),
-        period: period.to_string(),
+        period: options.period.to_string(),
         job_hash: job.job_hash.clone(),
         rule_hash,
         published_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-        from_side,
-        from_side_reason,
-        rows,
-        rejected_by_reason,
+        from_side: built.from_side,
+        from_side_reason: built.from_side_reason.clone(),
+        rows: read.rows,
+        rejected_by_reason: read.rejected_by_reason,
         allowed_gates: options.allowed_gates.clone(),
         period_revenue: format_cents(stats.period_revenue_cents),
         identification_rate: (stats.period_revenue_cents != 0)
             .then(|| stats.identified_revenue_cents as f64 / stats.period_revenue_cents as f64),
-        tables: tables
+        tables: built
+            .tables
             .tables
             .iter()
             .map(|t| (t.table.name().to_string(), t.rows))
@@ -636,74 +746,74 @@ async fn run_leased(
                 datafusion::DATAFUSION_VERSION.to_string(),
             ),
         ]),
-        inputs: files,
-        predictions: prediction_facts,
+        inputs: read.files,
+        predictions: built.prediction_facts.clone(),
         erasures: Vec::new(),
-    };
-    let mut manifest = manifest;
-    if !options.dry_run {
-        let step = Instant::now();
-        // The report is rendered before anything is written: a report that
-        // cannot be built fails the run with the period untouched.
-        let report = if config.report.enabled {
-            let built = crate::analysis::report::build_for_run(
-                &warehouse, job, config, period, &tables, &manifest,
-            )
-            .await?;
-            let html = crate::analysis::report::render(&built, config.report.locale);
-            manifest
-                .timings_ms
-                .insert("report".to_string(), step.elapsed().as_millis() as u64);
-            Some(bytes::Bytes::from(html))
-        } else {
-            None
-        };
-        if let Some(lease) = lease {
-            lease.ensure_held().await?;
-        }
-        publish::publish_with_report(
-            &warehouse,
-            &job.name,
-            period,
-            &tables.tables,
-            &manifest,
-            report,
+    }
+}
+
+/// Render the report, publish the period under the lease, then apply the
+/// retention.
+async fn publish_period(
+    job: &Job,
+    config: &Config,
+    period: Period,
+    warehouse: &Warehouse,
+    lease: Option<&Lease>,
+    tables: &PeriodTables,
+    manifest: &mut Manifest,
+) -> Result<(), RunError> {
+    let step = Instant::now();
+    // The report is rendered before anything is written: a report that
+    // cannot be built fails the run with the period untouched.
+    let report = if config.report.enabled {
+        let built = crate::analysis::report::build_for_run(
+            warehouse, job, config, period, tables, manifest,
         )
         .await?;
+        let html = crate::analysis::report::render(&built, config.report.locale);
         manifest
             .timings_ms
-            .insert("publish".to_string(), step.elapsed().as_millis() as u64);
-        info!(job = %job.name, %period, customers = tables.customers, "Published period.");
-        let deleted =
-            crate::warehouse::retention::apply(&warehouse, &job.name, period, &config.retention)
-                .await?;
-        if !deleted.periods.is_empty() || !deleted.rejects.is_empty() {
-            let list = |periods: &[Period]| {
-                periods
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            };
-            info!(
-                job = %job.name,
-                periods = %list(&deleted.periods),
-                rejects = %list(&deleted.rejects),
-                objects = deleted.objects,
-                "Deleted expired partitions (retention)."
-            );
-        }
+            .insert("report".to_string(), step.elapsed().as_millis() as u64);
+        Some(bytes::Bytes::from(html))
+    } else {
+        None
+    };
+    if let Some(lease) = lease {
+        lease.ensure_held().await?;
     }
+    publish::publish_with_report(
+        warehouse,
+        &job.name,
+        period,
+        &tables.tables,
+        manifest,
+        report,
+    )
+    .await?;
     manifest
         .timings_ms
-        .insert("total".to_string(), started.elapsed().as_millis() as u64);
-    Ok(RunOutcome {
-        period,
-        tables,
-        manifest,
-        published: !options.dry_run,
-        warehouse: config.warehouse.clone(),
-    })
+        .insert("publish".to_string(), step.elapsed().as_millis() as u64);
+    info!(job = %job.name, %period, customers = tables.customers, "Published period.");
+    let deleted =
+        crate::warehouse::retention::apply(warehouse, &job.name, period, &config.retention).await?;
+    if !deleted.periods.is_empty() || !deleted.rejects.is_empty() {
+        let list = |periods: &[Period]| {
+            periods
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        info!(
+            job = %job.name,
+            periods = %list(&deleted.periods),
+            rejects = %list(&deleted.rejects),
+            objects = deleted.objects,
+            "Deleted expired partitions (retention)."
+        );
+    }
+    Ok(())
 }
 
 /// The tables of a segments job: the period classified, the "from" side
