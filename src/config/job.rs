@@ -165,97 +165,98 @@ pub struct Job {
     pub job_hash: String,
 }
 
-fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+/// A job file being checked: where it is, its text (to find lines) and the
+/// problems found so far. One method per part of the file, in file order.
+struct JobCheck<'a> {
+    path: &'a Path,
+    text: &'a str,
+    problems: Vec<Problem>,
 }
 
-impl Job {
-    /// Read and check a job file and the SQL files it names. No data is read.
-    pub fn load(path: &Path) -> Result<Job, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let file: JobFile = yaml::parse(path, &text).map_err(|p| ConfigError::Invalid(vec![p]))?;
-        Self::check(path, &text, file)
+impl JobCheck<'_> {
+    /// A problem at `key`, on the first line holding `needle`.
+    fn at(&mut self, key: String, needle: Option<&str>, message: String) {
+        let line = needle.and_then(|n| yaml::line_of(self.text, n, 1));
+        self.line(key, line, message);
     }
 
-    fn check(path: &Path, text: &str, file: JobFile) -> Result<Job, ConfigError> {
-        let mut problems = Vec::new();
-        let at = |key: String, needle: Option<&str>, message: String| Problem {
-            file: path.to_path_buf(),
+    /// A problem at `key`, on a known line.
+    fn line(&mut self, key: String, line: Option<usize>, message: String) {
+        self.problems.push(Problem {
+            file: self.path.to_path_buf(),
             key,
-            line: needle.and_then(|n| yaml::line_of(text, n, 1)),
+            line,
             column: None,
             message,
-        };
+        });
+    }
 
+    /// `name` and `window_months`.
+    fn header(&mut self, file: &JobFile) {
         if !is_identifier(&file.name) {
-            problems.push(at("name".into(), Some("name:"), format!("'{}' is not a valid job name: use lowercase letters, digits and _ (it becomes a folder of the warehouse)", file.name)));
+            self.at("name".into(), Some("name:"), format!("'{}' is not a valid job name: use lowercase letters, digits and _ (it becomes a folder of the warehouse)", file.name));
         }
         if !(1..=120).contains(&file.window_months) {
-            problems.push(at(
+            self.at(
                 "window_months".into(),
                 Some("window_months:"),
                 format!(
                     "{} is out of range: the window is 1 to 120 months",
                     file.window_months
                 ),
-            ));
+            );
         }
+    }
 
+    /// `inputs`: known, listed once, `transactions` among them.
+    fn inputs<'f>(&mut self, inputs: &'f [String]) -> BTreeSet<&'f str> {
         let mut input_names = BTreeSet::new();
-        for (index, input) in file.inputs.iter().enumerate() {
+        for (index, input) in inputs.iter().enumerate() {
             if !KNOWN_INPUTS.contains(&input.as_str()) {
-                problems.push(at(
+                self.at(
                     format!("inputs[{index}]"),
                     Some(input),
                     format!(
                         "unknown input '{input}'; known inputs are {}",
                         KNOWN_INPUTS.join(", ")
                     ),
-                ));
+                );
             } else if !input_names.insert(input.as_str()) {
-                problems.push(at(
+                self.at(
                     format!("inputs[{index}]"),
                     Some(input),
                     format!("input '{input}' is listed twice"),
-                ));
+                );
             }
         }
         if !input_names.contains("transactions") {
-            problems.push(at(
+            self.at(
                 "inputs".into(),
                 Some("inputs:"),
                 "every job needs the `transactions` input".into(),
-            ));
+            );
         }
 
-        let job_dir = path.parent().unwrap_or(Path::new("."));
+        input_names
+    }
+
+    /// `steps`: names, and the SQL each reads from its file or inline.
+    fn steps(&mut self, file: &JobFile, input_names: &BTreeSet<&str>) -> Vec<Step> {
+        let job_dir = self.path.parent().unwrap_or(Path::new("."));
         let sql_dir = job_dir.join(&file.sql_dir);
         let mut steps = Vec::new();
         let mut step_names = BTreeSet::new();
         let mut search_from = 1;
         for (index, step) in file.steps.iter().enumerate() {
             let key = format!("steps[{index}]");
-            let line = yaml::line_of(text, &step.name, search_from);
+            let line = yaml::line_of(self.text, &step.name, search_from);
             if let Some(line) = line {
                 search_from = line;
             }
-            let mut located = |key: String, message: String| {
-                problems.push(Problem {
-                    file: path.to_path_buf(),
-                    key,
-                    line,
-                    column: None,
-                    message,
-                });
-            };
             if !is_identifier(&step.name) {
-                located(
+                self.line(
                     format!("{key}.name"),
+                    line,
                     format!(
                         "'{}' is not a valid step name: use lowercase letters, digits and _",
                         step.name
@@ -264,8 +265,9 @@ impl Job {
             } else if input_names.contains(step.name.as_str())
                 || !step_names.insert(step.name.clone())
             {
-                located(
+                self.line(
                     format!("{key}.name"),
+                    line,
                     format!(
                         "step name '{}' is already used by an input or an earlier step",
                         step.name
@@ -278,8 +280,8 @@ impl Job {
                     match std::fs::read_to_string(&sql_path) {
                         Ok(sql) => (sql, SqlOrigin::File(sql_path)),
                         Err(error) => {
-                            located(
-                                format!("{key}.file"),
+                            self.line(
+                                format!("{key}.file"), line,
                                 format!(
                                     "cannot read SQL file {}: {error} (paths are relative to sql_dir '{}' next to the job file)",
                                     sql_path.display(),
@@ -293,17 +295,17 @@ impl Job {
                 (None, Some(sql)) => (
                     sql.clone(),
                     SqlOrigin::Inline {
-                        job: path.to_path_buf(),
+                        job: self.path.to_path_buf(),
                         line,
                     },
                 ),
                 _ => {
-                    located(key.clone(), "a step needs exactly one of `file:` (a SQL file in sql_dir) or `sql:` (inline SQL)".into());
+                    self.line(key.clone(), line, "a step needs exactly one of `file:` (a SQL file in sql_dir) or `sql:` (inline SQL)".into());
                     continue;
                 }
             };
             if sql.trim().is_empty() {
-                located(key.clone(), "the step's SQL is empty".into());
+                self.line(key.clone(), line, "the step's SQL is empty".into());
             }
             steps.push(Step {
                 name: step.name.clone(),
@@ -313,23 +315,28 @@ impl Job {
             });
         }
         if file.steps.is_empty() {
-            problems.push(at(
+            self.at(
                 "steps".into(),
                 Some("steps:"),
                 "a job needs at least one SQL step".into(),
-            ));
+            );
         }
 
+        steps
+    }
+
+    /// `classification.from`: the step classified, the last by default.
+    fn classify_from(&mut self, file: &JobFile) -> String {
         let classification = &file.classification;
-        let classify_from = match &classification.from {
+        match &classification.from {
             Some(from) if file.steps.iter().any(|s| &s.name == from) => from.clone(),
             Some(from) => {
                 let known: Vec<_> = file.steps.iter().map(|s| s.name.as_str()).collect();
-                problems.push(at(
+                self.at(
                     "classification.from".into(),
                     Some("from:"),
                     format!("unknown step '{from}'; steps are {}", known.join(", ")),
-                ));
+                );
                 from.clone()
             }
             None => file
@@ -337,18 +344,24 @@ impl Job {
                 .last()
                 .map(|s| s.name.clone())
                 .unwrap_or_default(),
-        };
+        }
+    }
 
+    /// `classification.segments` or `.audiences`, and the fallback.
+    fn segments(
+        &mut self,
+        classification: &ClassificationFile,
+    ) -> (ClassificationKind, Vec<Segment>) {
         let (kind, declared, list_key) = match (
             classification.segments.is_empty(),
             classification.audiences.is_empty(),
         ) {
             (false, false) => {
-                problems.push(at(
+                self.at(
                     "classification".into(),
                     Some("audiences:"),
                     "declare either `segments` (exclusive, first match) or `audiences` (overlapping), not both".into(),
-                ));
+                );
                 (
                     ClassificationKind::Segments,
                     &classification.segments,
@@ -368,56 +381,44 @@ impl Job {
         };
         let mut segments = Vec::new();
         let mut segment_names = BTreeSet::new();
-        let mut search_from = yaml::line_of(text, &format!("{list_key}:"), 1).unwrap_or(1);
+        let mut search_from = yaml::line_of(self.text, &format!("{list_key}:"), 1).unwrap_or(1);
         for (index, segment) in declared.iter().enumerate() {
             let key = format!("classification.{list_key}[{index}]");
-            let name_line = yaml::line_of(text, &format!("name: {}", segment.name), search_from);
+            let name_line =
+                yaml::line_of(self.text, &format!("name: {}", segment.name), search_from);
             if let Some(line) = name_line {
                 search_from = line;
             }
-            let rule_line = yaml::line_of(text, "rule:", search_from).or(name_line);
+            let rule_line = yaml::line_of(self.text, "rule:", search_from).or(name_line);
             if !is_identifier(&segment.name) {
-                problems.push(Problem {
-                    file: path.to_path_buf(),
-                    key: format!("{key}.name"),
-                    line: name_line,
-                    column: None,
-                    message: format!(
+                self.line(
+                    format!("{key}.name"),
+                    name_line,
+                    format!(
                         "'{}' is not a valid segment name: use lowercase letters, digits and _",
                         segment.name
                     ),
-                });
+                );
             } else if !segment_names.insert(segment.name.clone()) {
-                problems.push(Problem {
-                    file: path.to_path_buf(),
-                    key: format!("{key}.name"),
-                    line: name_line,
-                    column: None,
-                    message: format!(
+                self.line(
+                    format!("{key}.name"),
+                    name_line,
+                    format!(
                         "segment '{}' is declared twice; each segment needs its own name",
                         segment.name
                     ),
-                });
+                );
             }
             if segment.rule.trim().is_empty() {
-                problems.push(Problem {
-                    file: path.to_path_buf(),
-                    key: format!("{key}.rule"),
-                    line: rule_line,
-                    column: None,
-                    message:
-                        "empty rule: write a SQL condition such as `r_score = 5 AND f_score >= 4`"
-                            .into(),
-                });
+                self.line(
+                    format!("{key}.rule"),
+                    rule_line,
+                    "empty rule: write a SQL condition such as `r_score = 5 AND f_score >= 4`"
+                        .into(),
+                );
             }
             if segment.detail.is_some() && kind == ClassificationKind::Segments {
-                problems.push(Problem {
-                    file: path.to_path_buf(),
-                    key: format!("{key}.detail"),
-                    line: name_line,
-                    column: None,
-                    message: "`detail` is for audiences; a segment's customers are described by the snapshot's columns".into(),
-                });
+                self.line(format!("{key}.detail"), name_line, "`detail` is for audiences; a segment's customers are described by the snapshot's columns".into());
             }
             segments.push(Segment {
                 detail: segment.detail.as_ref().map(|d| d.trim().to_string()),
@@ -430,76 +431,100 @@ impl Job {
             });
         }
         if segments.is_empty() {
-            problems.push(at(
+            self.at(
                 "classification.segments".into(),
                 Some("classification:"),
                 "declare at least one segment (or audience)".into(),
-            ));
+            );
         }
         if kind == ClassificationKind::Audiences && classification.fallback.is_some() {
-            problems.push(at(
+            self.at(
                 "classification.fallback".into(),
                 Some("fallback:"),
                 "audiences overlap and may leave a contact in none: a fallback only makes sense for `segments`".into(),
-            ));
+            );
         }
         if let Some(fallback) = &classification.fallback
             && !segment_names.contains(fallback)
         {
-            problems.push(at(
+            self.at(
                 "classification.fallback".into(),
                 Some("fallback:"),
                 format!("fallback '{fallback}' is not a declared segment"),
-            ));
+            );
         }
 
-        let (scoring, scoring_problems) = scoring::check(path, text, file.scoring.as_ref());
-        problems.extend(scoring_problems);
+        (kind, segments)
+    }
+
+    /// `scoring` (segments jobs only).
+    fn scoring(&mut self, file: &JobFile, kind: ClassificationKind) -> Scoring {
+        let (scoring, problems) = scoring::check(self.path, self.text, file.scoring.as_ref());
+        self.problems.extend(problems);
         if kind == ClassificationKind::Audiences && file.scoring.is_some() {
-            problems.push(at(
+            self.at(
                 "scoring".into(),
                 Some("scoring:"),
                 "`scoring` applies to segments jobs; an audiences job computes its scores in its own steps (e.g. sql/rfm_scores.sql)".into(),
-            ));
+            );
         }
+        scoring
+    }
 
+    /// `predict` (segments jobs only), against the steps and segments.
+    fn predict(
+        &mut self,
+        file: &JobFile,
+        kind: ClassificationKind,
+        segments: &[Segment],
+    ) -> Option<Predict> {
         let step_names: Vec<String> = file.steps.iter().map(|s| s.name.clone()).collect();
         let declared_names: Vec<String> = segments.iter().map(|s| s.name.clone()).collect();
-        let (predict, predict_problems) = predict::check(
-            path,
-            text,
+        let (predict, problems) = predict::check(
+            self.path,
+            self.text,
             file.predict.as_ref(),
             &step_names,
             &declared_names,
         );
-        problems.extend(predict_problems);
+        self.problems.extend(problems);
         if kind == ClassificationKind::Audiences && file.predict.is_some() {
-            problems.push(at(
+            self.at(
                 "predict".into(),
                 Some("predict:"),
                 "`predict` applies to segments jobs: the potential score and the tables are per customer and segment".into(),
-            ));
+            );
         }
+        predict
+    }
 
+    /// `outputs`: the kind's tables by default, the predictive ones with a
+    /// `predict:` block, none that the kind cannot write.
+    fn outputs(
+        &mut self,
+        file: &JobFile,
+        kind: ClassificationKind,
+        predicts: bool,
+    ) -> Vec<OutputTable> {
         let mut outputs = file
             .outputs
             .clone()
             .unwrap_or_else(|| OutputTable::defaults(kind));
-        if predict.is_some() {
+        if predicts {
             // The predictive tables come with the block.
             outputs.extend([OutputTable::Predictions, OutputTable::ModelParameters]);
         } else if let Some(table) = outputs
             .iter()
             .find(|t| matches!(t, OutputTable::Predictions | OutputTable::ModelParameters))
         {
-            problems.push(at(
+            self.at(
                 "outputs".into(),
                 Some(table.name()),
                 format!(
                     "`{}` needs a `predict:` block in the job (see the README, \"Predictive scores\")",
                     table.name()
                 ),
-            ));
+            );
         }
         outputs.sort();
         outputs.dedup();
@@ -509,21 +534,55 @@ impl Job {
                     ClassificationKind::Segments => ("a segments job", "audiences"),
                     ClassificationKind::Audiences => ("an audiences job", "segments"),
                 };
-                problems.push(at(
+                self.at(
                     "outputs".into(),
                     Some(table.name()),
                     format!(
                         "`{}` cannot be written by {what}: it needs `classification.{other}`",
                         table.name()
                     ),
-                ));
+                );
             }
         }
+        outputs
+    }
+}
 
-        if !problems.is_empty() {
-            return Err(ConfigError::Invalid(problems));
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+impl Job {
+    /// Read and check a job file and the SQL files it names. No data is read.
+    pub fn load(path: &Path) -> Result<Job, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file: JobFile = yaml::parse(path, &text).map_err(|p| ConfigError::Invalid(vec![p]))?;
+        Self::check(path, &text, file)
+    }
+
+    fn check(path: &Path, text: &str, file: JobFile) -> Result<Job, ConfigError> {
+        let mut check = JobCheck {
+            path,
+            text,
+            problems: Vec::new(),
+        };
+        check.header(&file);
+        let input_names = check.inputs(&file.inputs);
+        let steps = check.steps(&file, &input_names);
+        let classify_from = check.classify_from(&file);
+        let (kind, segments) = check.segments(&file.classification);
+        let scoring = check.scoring(&file, kind);
+        let predict = check.predict(&file, kind, &segments);
+        let outputs = check.outputs(&file, kind, predict.is_some());
+        if !check.problems.is_empty() {
+            return Err(ConfigError::Invalid(check.problems));
         }
-
+        let classification = &file.classification;
         let mut hasher = Sha256::new();
         hasher.update(text.as_bytes());
         for step in &steps {
