@@ -473,6 +473,138 @@ fn normalize(path: &Path) -> PathBuf {
     out
 }
 
+/// One entry of `inputs`: a known input, canonical columns, a usable URL and
+/// CSV options that make sense. `None` when it cannot be used at all.
+fn check_input(
+    name: String,
+    input: InputFile,
+    problem: &mut impl FnMut(String, &str, String),
+) -> Option<Input> {
+    let key = format!("inputs.{name}");
+    if !KNOWN_INPUTS.contains(&name.as_str()) {
+        problem(
+            key.clone(),
+            &format!("{name}:"),
+            format!(
+                "unknown input '{name}'; known inputs are {}",
+                KNOWN_INPUTS.join(", ")
+            ),
+        );
+        return None;
+    }
+    let canonical = canonical_columns(&name);
+    for column in input.columns.keys() {
+        if !canonical.iter().any(|c| c.name == column) {
+            let names: Vec<_> = canonical.iter().map(|c| c.name).collect();
+            problem(
+                format!("{key}.columns.{column}"),
+                &format!("{column}:"),
+                format!(
+                    "'{column}' is not a canonical column of {name}; they are {}",
+                    names.join(", ")
+                ),
+            );
+        }
+    }
+    let is_directory =
+        input.url.ends_with('/') || !input.url.rsplit('/').next().unwrap_or("").contains('.');
+    let url = match absolute_url(&input.url, is_directory) {
+        Ok(url) => url,
+        Err(message) => {
+            problem(format!("{key}.url"), "url:", message);
+            return None;
+        }
+    };
+    if let Some(csv) = &input.csv {
+        if !csv.delimiter.is_ascii() {
+            problem(
+                format!("{key}.csv.delimiter"),
+                "delimiter:",
+                format!(
+                    "delimiter {:?} must be one ASCII character such as ; or ,",
+                    csv.delimiter
+                ),
+            );
+        }
+        if csv.decimal != '.' && csv.decimal != ',' {
+            problem(
+                format!("{key}.csv.decimal"),
+                "decimal:",
+                format!("decimal separator {:?} must be \".\" or \",\"", csv.decimal),
+            );
+        }
+        if let Some(format) = &csv.date_format {
+            let broken = chrono::format::StrftimeItems::new(format)
+                .any(|item| matches!(item, chrono::format::Item::Error));
+            if broken {
+                problem(
+                    format!("{key}.csv.date_format"),
+                    "date_format:",
+                    format!("'{format}' is not a valid chrono format: write e.g. %d/%m/%Y %H:%M"),
+                );
+            }
+        }
+    }
+    if input.format != InputFormat::Csv && input.csv.is_some() {
+        problem(
+            format!("{key}.csv"),
+            "csv:",
+            "csv options are only for `format: csv`".into(),
+        );
+    }
+    Some(Input {
+        name,
+        url,
+        format: input.format,
+        partition_columns: input.partition_columns,
+        columns: input.columns,
+        csv: input.csv.unwrap_or_default(),
+    })
+}
+
+/// `engine.memory_limit`: a size of at least 16 MiB.
+fn check_memory_limit(
+    text: Option<&str>,
+    problem: &mut impl FnMut(String, &str, String),
+) -> Option<usize> {
+    match text {
+        None => None,
+        Some(text_value) => match parse_bytes(text_value) {
+            Some(bytes) if bytes >= 16 * 1024 * 1024 => Some(bytes),
+            _ => {
+                problem(
+                    "engine.memory_limit".into(),
+                    "memory_limit:",
+                    format!(
+                        "'{text_value}' is not a usable memory limit: write e.g. 512MiB or 4GiB (at least 16MiB)"
+                    ),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// `quality`: every threshold a finite, non-negative share.
+fn check_quality(quality: &QualitySettings, problem: &mut impl FnMut(String, &str, String)) {
+    for (key, value) in [
+        ("max_reject_ratio", quality.max_reject_ratio),
+        (
+            "max_active_customers_change",
+            quality.max_active_customers_change,
+        ),
+        ("max_revenue_change", quality.max_revenue_change),
+    ] {
+        if !(value >= 0.0 && value.is_finite()) {
+            problem(
+                format!("quality.{key}"),
+                &format!("{key}:"),
+                format!("{value} is not a share: write e.g. 0.05 for 5%"),
+            );
+        }
+    }
+}
+
 /// Semantic checks of `engine` for `kind: ballista`: the binary has the
 /// engine, the scheduler URL parses, and nothing in the config needs this
 /// process's memory when the executors are remote.
@@ -597,126 +729,13 @@ impl Config {
 
         let mut inputs = BTreeMap::new();
         for (name, input) in file.inputs {
-            let key = format!("inputs.{name}");
-            if !KNOWN_INPUTS.contains(&name.as_str()) {
-                problem(
-                    key.clone(),
-                    &format!("{name}:"),
-                    format!(
-                        "unknown input '{name}'; known inputs are {}",
-                        KNOWN_INPUTS.join(", ")
-                    ),
-                );
-                continue;
+            if let Some(input) = check_input(name, input, &mut problem) {
+                inputs.insert(input.name.clone(), input);
             }
-            let canonical = canonical_columns(&name);
-            for column in input.columns.keys() {
-                if !canonical.iter().any(|c| c.name == column) {
-                    let names: Vec<_> = canonical.iter().map(|c| c.name).collect();
-                    problem(
-                        format!("{key}.columns.{column}"),
-                        &format!("{column}:"),
-                        format!(
-                            "'{column}' is not a canonical column of {name}; they are {}",
-                            names.join(", ")
-                        ),
-                    );
-                }
-            }
-            let is_directory = input.url.ends_with('/')
-                || !input.url.rsplit('/').next().unwrap_or("").contains('.');
-            let url = match absolute_url(&input.url, is_directory) {
-                Ok(url) => url,
-                Err(message) => {
-                    problem(format!("{key}.url"), "url:", message);
-                    continue;
-                }
-            };
-            if let Some(csv) = &input.csv {
-                if !csv.delimiter.is_ascii() {
-                    problem(
-                        format!("{key}.csv.delimiter"),
-                        "delimiter:",
-                        format!(
-                            "delimiter {:?} must be one ASCII character such as ; or ,",
-                            csv.delimiter
-                        ),
-                    );
-                }
-                if csv.decimal != '.' && csv.decimal != ',' {
-                    problem(
-                        format!("{key}.csv.decimal"),
-                        "decimal:",
-                        format!("decimal separator {:?} must be \".\" or \",\"", csv.decimal),
-                    );
-                }
-                if let Some(format) = &csv.date_format {
-                    let broken = chrono::format::StrftimeItems::new(format)
-                        .any(|item| matches!(item, chrono::format::Item::Error));
-                    if broken {
-                        problem(
-                            format!("{key}.csv.date_format"),
-                            "date_format:",
-                            format!(
-                                "'{format}' is not a valid chrono format: write e.g. %d/%m/%Y %H:%M"
-                            ),
-                        );
-                    }
-                }
-            }
-            if input.format != InputFormat::Csv && input.csv.is_some() {
-                problem(
-                    format!("{key}.csv"),
-                    "csv:",
-                    "csv options are only for `format: csv`".into(),
-                );
-            }
-            inputs.insert(
-                name.clone(),
-                Input {
-                    name,
-                    url,
-                    format: input.format,
-                    partition_columns: input.partition_columns,
-                    columns: input.columns,
-                    csv: input.csv.unwrap_or_default(),
-                },
-            );
         }
 
-        let memory_limit = match &file.engine.memory_limit {
-            None => None,
-            Some(text_value) => match parse_bytes(text_value) {
-                Some(bytes) if bytes >= 16 * 1024 * 1024 => Some(bytes),
-                _ => {
-                    problem(
-                        "engine.memory_limit".into(),
-                        "memory_limit:",
-                        format!(
-                            "'{text_value}' is not a usable memory limit: write e.g. 512MiB or 4GiB (at least 16MiB)"
-                        ),
-                    );
-                    None
-                }
-            },
-        };
-        let quality = &file.quality;
-        for (key, value) in [
-            ("max_reject_ratio", quality.max_reject_ratio),
-            (
-                "max_active_customers_change",
-                quality.max_active_customers_change,
-            ),
-            ("max_revenue_change", quality.max_revenue_change),
-        ] {
-            if !(value >= 0.0 && value.is_finite()) {
-                problem(
-                    format!("quality.{key}"),
-                    &format!("{key}:"),
-                    format!("{value} is not a share: write e.g. 0.05 for 5%"),
-                );
-            }
-        }
+        let memory_limit = check_memory_limit(file.engine.memory_limit.as_deref(), &mut problem);
+        check_quality(&file.quality, &mut problem);
         if file.engine.target_partitions == Some(0) {
             problem(
                 "engine.target_partitions".into(),
