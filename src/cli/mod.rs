@@ -100,6 +100,9 @@ enum Command {
     /// needs the secret salt in SEGMENTS_ERASURE_SALT. The erasure log keeps
     /// only salted hashes and dates.
     Forget(ForgetArgs),
+    /// Print a shell completion script, e.g.
+    /// `segments completions bash > ~/.local/share/bash-completion/completions/segments`.
+    Completions(CompletionsArgs),
     /// Run a Ballista scheduler for `engine.kind: ballista` (reads the
     /// config's inputs with its credentials).
     #[cfg(feature = "ballista")]
@@ -113,10 +116,10 @@ enum Command {
 #[derive(Debug, Args)]
 pub struct JobArgs {
     /// The job file: what to compute.
-    #[arg(long, default_value = "jobs/rfm_monthly.yaml")]
+    #[arg(long, env = "SEGMENTS_JOB", default_value = "jobs/rfm_monthly.yaml")]
     job: PathBuf,
     /// The config file: where data lives and how to run.
-    #[arg(long, default_value = "config/local.yaml")]
+    #[arg(long, env = "SEGMENTS_CONFIG", default_value = "config/local.yaml")]
     config: PathBuf,
 }
 
@@ -442,6 +445,13 @@ pub enum StatusFormat {
 }
 
 #[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
 pub struct QuickstartArgs {
     /// Customers of the generated sample.
     #[arg(long, default_value_t = 2_000)]
@@ -551,6 +561,16 @@ pub fn main() -> ExitCode {
             Command::Catalog(args) => catalog::catalog(args).await,
             Command::Status(args) => status::status(args).await,
             Command::Forget(args) => forget::forget(args).await,
+            Command::Completions(args) => {
+                use clap::CommandFactory;
+                clap_complete::generate(
+                    args.shell,
+                    &mut Cli::command(),
+                    "segments",
+                    &mut std::io::stdout(),
+                );
+                Ok(())
+            }
             #[cfg(feature = "ballista")]
             Command::BallistaScheduler(args) => ballista::scheduler(args).await,
             #[cfg(feature = "ballista")]

@@ -306,3 +306,77 @@ fn json_logs_are_json() {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
 }
+
+/// `SEGMENTS_JOB` and `SEGMENTS_CONFIG` stand for `--job` and `--config`
+/// (a container sets them once); the flags still win.
+#[test]
+fn job_and_config_come_from_the_environment_when_not_given() {
+    let setup = setup();
+    let run = |envs: &[(&str, &Path)], args: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_segments"));
+        command
+            .args(args)
+            .current_dir(setup.dir.path())
+            .env("RUST_LOG", "warn")
+            .env_remove("SEGMENTS_JOB")
+            .env_remove("SEGMENTS_CONFIG");
+        for (name, value) in envs {
+            command.env(name, value);
+        }
+        command.output().unwrap()
+    };
+    // No flag, no variable: the defaults (jobs/rfm_monthly.yaml) do not exist here.
+    let missing = run(&[], &["validate"]);
+    assert_eq!(missing.status.code(), Some(2));
+    let job = default_job();
+    let envs = [
+        ("SEGMENTS_JOB", job.as_path()),
+        ("SEGMENTS_CONFIG", setup.config.as_path()),
+    ];
+    let output = run(&envs, &["validate"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // A flag overrides its variable.
+    let elsewhere = setup.dir.path().join("no-such-config.yaml");
+    let flagged = run(
+        &envs,
+        &["validate", "--config", elsewhere.to_str().unwrap()],
+    );
+    assert_eq!(flagged.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&flagged.stderr).contains("no-such-config.yaml"));
+}
+
+/// `segments completions SHELL` prints a script the shell accepts, naming the
+/// subcommands.
+#[test]
+fn completions_for_bash_zsh_and_fish() {
+    let dir = tempfile::tempdir().unwrap();
+    for (shell, marker) in [
+        ("bash", "_segments()"),
+        ("zsh", "#compdef segments"),
+        ("fish", "complete -c segments"),
+    ] {
+        let script = segments_ok(dir.path(), &["completions", shell]);
+        assert!(script.contains(marker), "{shell}: {script}");
+        assert!(
+            script.contains("quickstart") && script.contains("backfill"),
+            "{shell}"
+        );
+    }
+    // bash parses its script.
+    let path = dir.path().join("segments.bash");
+    std::fs::write(&path, segments_ok(dir.path(), &["completions", "bash"])).unwrap();
+    let parsed = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+}
