@@ -19,6 +19,7 @@ use serde::Deserialize;
 
 use super::error::Problem;
 use super::yaml;
+use crate::model::units::decimal_cents as money;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,11 +63,6 @@ pub struct FixedBands {
 
 /// One configured band: (metric, score, min, max), `None` = open.
 pub type Band = (&'static str, i8, Option<String>, Option<String>);
-
-fn money(cents: i128) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    format!("{sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100)
-}
 
 impl Scoring {
     /// What the rule hash covers.

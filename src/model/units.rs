@@ -33,6 +33,17 @@ pub fn epoch_days(date: NaiveDate) -> i32 {
     (date - epoch).num_days() as i32
 }
 
+/// An amount in cents as a plain decimal, `-1234.05`: how manifests and
+/// messages write money (the report formats it per locale).
+pub fn decimal_cents(cents: i128) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    format!(
+        "{sign}{}.{:02}",
+        cents.unsigned_abs() / 100,
+        cents.unsigned_abs() % 100
+    )
+}
+
 /// Lowercase hex of a digest.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -41,6 +52,13 @@ pub fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cents_as_decimals() {
+        assert_eq!(decimal_cents(123_405), "1234.05");
+        assert_eq!(decimal_cents(-5), "-0.05");
+        assert_eq!(decimal_cents(0), "0.00");
+    }
 
     #[test]
     fn sizes() {

@@ -324,11 +324,6 @@ async fn facts_query(
         .map_err(execution)
 }
 
-fn format_cents(cents: i128) -> String {
-    let sign = if cents < 0 { "-" } else { "" };
-    format!("{sign}{}.{:02}", cents.abs() / 100, cents.abs() % 100)
-}
-
 /// The "from" side columns the output queries need.
 const FROM_COLUMNS: [&str; 5] = [
     "customer_id",
@@ -726,7 +721,7 @@ fn manifest_of(
         rows: read.rows,
         rejected_by_reason: read.rejected_by_reason,
         allowed_gates: options.allowed_gates.clone(),
-        period_revenue: format_cents(stats.period_revenue_cents),
+        period_revenue: crate::model::units::decimal_cents(stats.period_revenue_cents),
         identification_rate: (stats.period_revenue_cents != 0)
             .then(|| stats.identified_revenue_cents as f64 / stats.period_revenue_cents as f64),
         tables: built
