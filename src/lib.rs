@@ -5,7 +5,7 @@
 //!
 //! | layer | module | what it does |
 //! |---|---|---|
-//! | 0 | [`model`] | the vocabulary: periods, tables and their contracts, locales, manifest, gates |
+//! | 0 | [`model`] | the vocabulary: periods, tables and their contracts, locales, manifest, gates, exit statuses, error causes |
 //! | 1 | [`storage`] | object stores by URL, credentials, faults |
 //! | 2 | [`config`] | job and config files, read and checked |
 //! | 3 | [`warehouse`] | the layout and publishing protocol: publish, read back, lease, retention, erasure log |

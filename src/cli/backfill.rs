@@ -238,6 +238,9 @@ pub async fn backfill(
 
     let mut done: Vec<(Period, Status)> = Vec::new();
     let mut stopped: Option<(Period, RunError)> = None;
+    // What the periods share (input facts, store orders): computed by the
+    // first that needs it.
+    let shared = run::SharedWork::default();
     for (index, period) in periods.iter().copied().enumerate() {
         progress.start(period);
         let published = published_manifest(&config, &job.name, period)
@@ -267,6 +270,7 @@ pub async fn backfill(
                 let mut options = RunOptions::new(period);
                 options.allowed_gates = args.allow_gate.clone();
                 options.backfill_until = periods.last().copied();
+                options.shared = shared.clone();
                 match run::run(&job, &config, options).await {
                     Ok(outcome) => Status::Published {
                         run_id: outcome.manifest.run_id,
@@ -292,7 +296,7 @@ pub async fn backfill(
     progress.finish();
     // What the periods shared (store orders, maybe in the spill directory)
     // is released with the backfill, finished or stopped.
-    crate::outputs::release_store_orders();
+    drop(shared);
 
     let count = |word: &str| done.iter().filter(|(_, s)| s.word() == word).count();
     let mut out = std::io::stdout().lock();

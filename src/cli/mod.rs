@@ -140,8 +140,8 @@ pub struct RunArgs {
     /// Publish even though this data-quality gate fails (repeatable):
     /// no_data, reject_ratio, active_customers_change, revenue_change.
     /// Recorded in the manifest.
-    #[arg(long, value_name = "GATE", value_parser = clap::builder::PossibleValuesParser::new(crate::model::GATES))]
-    allow_gate: Vec<String>,
+    #[arg(long, value_name = "GATE", value_enum)]
+    allow_gate: Vec<crate::model::Gate>,
 }
 
 #[derive(Debug, Args)]
@@ -221,8 +221,8 @@ pub struct BackfillArgs {
     changed: bool,
     /// Publish even though this data-quality gate fails (repeatable), for
     /// every period of the range; recorded in each manifest.
-    #[arg(long, value_name = "GATE", value_parser = clap::builder::PossibleValuesParser::new(crate::model::GATES))]
-    allow_gate: Vec<String>,
+    #[arg(long, value_name = "GATE", value_enum)]
+    allow_gate: Vec<crate::model::Gate>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

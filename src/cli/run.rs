@@ -34,6 +34,7 @@ pub async fn run(args: RunArgs) -> Result<(), Failure> {
             dry_run: args.dry_run,
             allowed_gates: args.allow_gate.clone(),
             backfill_until: None,
+            shared: run::SharedWork::default(),
         },
         args.force,
     )

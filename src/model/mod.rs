@@ -15,7 +15,7 @@ pub mod table;
 pub mod units;
 
 pub use exit::ExitStatus;
-pub use gate::GATES;
+pub use gate::Gate;
 pub use locale::Locale;
 pub use manifest::{FromSide, InputFile, Manifest, PotentialFacts, PredictionFacts, RowCounts};
 pub use period::Period;

@@ -6,8 +6,7 @@
 mod tables;
 
 pub use tables::{
-    PeriodTables, build_audience_tables, build_period_tables, release_store_orders,
-    share_store_orders,
+    PeriodTables, StoreOrdersCache, build_audience_tables, build_period_tables, share_store_orders,
 };
 
 use datafusion::error::DataFusionError;

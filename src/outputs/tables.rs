@@ -304,20 +304,13 @@ async fn register_store_sides(
     Ok(())
 }
 
-/// The store orders last shared: input key, end of the lines they cover, rows.
-type SharedStoreOrders =
-    std::sync::Mutex<Option<(String, chrono::NaiveDate, Arc<crate::engine::SharedTable>)>>;
-
-fn shared_store_orders() -> &'static SharedStoreOrders {
-    static SHARED: std::sync::OnceLock<SharedStoreOrders> = std::sync::OnceLock::new();
-    SHARED.get_or_init(Default::default)
-}
-
-/// Drop the shared store orders (and their files in the spill directory)
-/// once the runs that share them are over.
-pub fn release_store_orders() {
-    *shared_store_orders().lock().expect("not poisoned") = None;
-}
+/// The store orders shared by the runs of one backfill: input key, end of
+/// the lines they cover, rows. Owned by the caller (`run::SharedWork`), so
+/// they (and their files in the spill directory) go when its runs are over.
+#[derive(Default)]
+pub struct StoreOrdersCache(
+    std::sync::Mutex<Option<(String, chrono::NaiveDate, Arc<crate::engine::SharedTable>)>>,
+);
 
 /// Register `__store_order_days` (`sql/outputs/store_order_days.sql`, what
 /// the store summary reads) over the lines known by the end of
@@ -331,6 +324,7 @@ pub async fn share_store_orders(
     job: &Job,
     input_key: &str,
     last: &Parameters,
+    cache: &StoreOrdersCache,
 ) -> Result<(), OutputError> {
     if !job.outputs.contains(&OutputTable::StoreSummary) {
         return Ok(());
@@ -340,7 +334,7 @@ pub async fn share_store_orders(
         table: STORE_ORDER_DAYS.into(),
         source,
     };
-    let shared = shared_store_orders();
+    let shared = &cache.0;
     let known = shared
         .lock()
         .expect("not poisoned")

@@ -16,8 +16,8 @@ use tracing::info;
 use crate::config::{ClassificationKind, Config, ConfigError, Job, OutputTable};
 use crate::engine::{self, EngineError};
 use crate::inputs::{self, InputChecks};
-use crate::model::ExitStatus;
 use crate::model::table_schema;
+use crate::model::{ExitStatus, Gate};
 use crate::model::{FromSide, InputFile, Period};
 use crate::outputs::{OutputError, PeriodTables, build_audience_tables, build_period_tables};
 use crate::pipeline::{self, Parameters, PipelineError};
@@ -44,7 +44,7 @@ pub enum RunError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("gate `{gate}` failed: {message}")]
-    Gate { gate: String, message: String },
+    Gate { gate: Gate, message: String },
     #[error(transparent)]
     Lease(#[from] LeaseError),
     /// The HTML report (`report: true`) could not be built; nothing was published.
@@ -90,16 +90,39 @@ impl RunError {
     }
 }
 
+/// What the runs of one backfill share, computed by the first period that
+/// needs it and read by the others: the facts of the transactions input and
+/// the store orders. A run on its own starts empty; a backfill gives every
+/// period a clone of one. Passed in, never held in a static, so it goes
+/// (spill files included) with the last clone.
+#[derive(Clone, Default)]
+pub struct SharedWork(Arc<SharedState>);
+
+#[derive(Default)]
+struct SharedState {
+    /// The last input facts counted, with the key of the input they describe.
+    facts: std::sync::Mutex<Option<(String, Arc<InputFacts>)>>,
+    store_orders: crate::outputs::StoreOrdersCache,
+}
+
+impl std::fmt::Debug for SharedWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedWork")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub period: Period,
     pub dry_run: bool,
     /// Gates the operator overrides on purpose (`--allow-gate NAME`),
     /// recorded in the manifest.
-    pub allowed_gates: Vec<String>,
+    pub allowed_gates: Vec<Gate>,
     /// The last period of the backfill this run belongs to: what its periods
     /// share (the store orders) is computed once, up to that period's end.
     pub backfill_until: Option<Period>,
+    /// What this run shares with the other periods of its backfill.
+    pub shared: SharedWork,
 }
 
 impl RunOptions {
@@ -109,18 +132,19 @@ impl RunOptions {
             dry_run: false,
             allowed_gates: Vec::new(),
             backfill_until: None,
+            shared: SharedWork::default(),
         }
     }
 }
 
 /// Fail with exit code 3 unless the operator allowed this gate.
-fn gate(options: &RunOptions, name: &str, message: String) -> Result<(), RunError> {
-    if options.allowed_gates.iter().any(|g| g == name) {
-        tracing::warn!(gate = name, %message, "Gate failed but allowed by --allow-gate.");
+fn gate(options: &RunOptions, name: Gate, message: String) -> Result<(), RunError> {
+    if options.allowed_gates.contains(&name) {
+        tracing::warn!(gate = %name, %message, "Gate failed but allowed by --allow-gate.");
         Ok(())
     } else {
         Err(RunError::Gate {
-            gate: name.to_string(),
+            gate: name,
             message: format!(
                 "{message}; nothing was published\nhint: fix the input, or rerun with --allow-gate {name} to publish anyway"
             ),
@@ -197,20 +221,17 @@ impl InputFacts {
     }
 }
 
-/// The facts of the transactions input: counted once per process for the
-/// same input files and erasures (the periods of a backfill share them),
-/// under the process's one clock (`inputs::run_clock`), so every period sees
-/// the same rows.
+/// The facts of the transactions input: counted once for the same input
+/// files and erasures by the runs that share `shared` (the periods of a
+/// backfill), under the process's one clock (`inputs::run_clock`), so every
+/// period sees the same rows.
 async fn input_facts(
     ctx: &SessionContext,
     config: &Config,
     key: &str,
+    shared: &SharedWork,
 ) -> Result<std::sync::Arc<InputFacts>, RunError> {
-    use std::sync::{Mutex, OnceLock};
-    /// The last facts counted, with the key of the input they describe.
-    type Known = Mutex<Option<(String, Arc<InputFacts>)>>;
-    static KNOWN: OnceLock<Known> = OnceLock::new();
-    let known = KNOWN.get_or_init(Default::default);
+    let known = &shared.0.facts;
     if let Some((known_key, facts)) = known.lock().expect("not poisoned").as_ref()
         && *known_key == key
     {
@@ -491,7 +512,7 @@ async fn read_inputs(
         return Err(not_ready(message));
     }
     let input_key = input_key(&ctx, config, &files);
-    let facts = input_facts(&ctx, config, &input_key).await?;
+    let facts = input_facts(&ctx, config, &input_key, &options.shared).await?;
     let (checks, usable_stats) = facts.of_period(period);
     let stats = if facts.may_have_duplicates {
         input_stats(&ctx, &params).await?
@@ -527,6 +548,7 @@ async fn read_inputs(
             job,
             &input_key,
             &Parameters::new(last, job.window_months),
+            &options.shared.0.store_orders,
         )
         .await?;
         timings.insert(
@@ -567,7 +589,7 @@ fn check_quality_gates(
     if read.stats.period_rows == 0 {
         gate(
             options,
-            "no_data",
+            Gate::NoData,
             format!(
                 "no usable transaction is dated in {period} ({} rows read from {} file(s))",
                 rows.read,
@@ -583,7 +605,7 @@ fn check_quality_gates(
     if reject_ratio > config.quality.max_reject_ratio {
         gate(
             options,
-            "reject_ratio",
+            Gate::RejectRatio,
             format!(
                 "{} of {} rows ({:.1}%) were rejected ({}), above quality.max_reject_ratio {:.1}%",
                 rows.rejected,
@@ -720,7 +742,11 @@ fn manifest_of(
         from_side_reason: built.from_side_reason.clone(),
         rows: read.rows,
         rejected_by_reason: read.rejected_by_reason,
-        allowed_gates: options.allowed_gates.clone(),
+        allowed_gates: options
+            .allowed_gates
+            .iter()
+            .map(|g| g.name().to_string())
+            .collect(),
         period_revenue: crate::model::units::decimal_cents(stats.period_revenue_cents),
         identification_rate: (stats.period_revenue_cents != 0)
             .then(|| stats.identified_revenue_cents as f64 / stats.period_revenue_cents as f64),
@@ -915,14 +941,14 @@ async fn segment_tables(
         let (active, revenue) = activity_of_summary(std::slice::from_ref(&summary));
         let limits = [
             (
-                "active_customers_change",
+                Gate::ActiveCustomersChange,
                 "active customers",
                 active,
                 previous_active,
                 config.quality.max_active_customers_change,
             ),
             (
-                "revenue_change",
+                Gate::RevenueChange,
                 "revenue",
                 revenue,
                 previous_revenue,

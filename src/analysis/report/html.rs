@@ -907,14 +907,15 @@ impl Page<'_> {
                     escape(l.text(Text::Status)),
                 );
                 let q = &r.quality;
-                for gate in crate::model::GATES {
+                for gate in crate::model::Gate::ALL {
+                    use crate::model::Gate;
                     let limit = match gate {
-                        "reject_ratio" => l.percent(q.max_reject_ratio),
-                        "active_customers_change" => l.percent(q.max_active_customers_change),
-                        "revenue_change" => l.percent(q.max_revenue_change),
-                        _ => "—".into(),
+                        Gate::RejectRatio => l.percent(q.max_reject_ratio),
+                        Gate::ActiveCustomersChange => l.percent(q.max_active_customers_change),
+                        Gate::RevenueChange => l.percent(q.max_revenue_change),
+                        Gate::NoData => "—".into(),
                     };
-                    let status = if m.allowed_gates.iter().any(|g| g == gate) {
+                    let status = if m.allowed_gates.iter().any(|g| g == gate.name()) {
                         l.text(Text::Allowed)
                     } else {
                         l.text(Text::Passed)
