@@ -3,7 +3,7 @@
 //!
 //! Resumable: a period already published (its `_SUCCESS` present) by the same
 //! job file and rules (manifest `job_hash` and `rule_hash`) is skipped unless
-//! `--force`. It stops at the first failing period with that period's exit
+//! `--rerun`. It stops at the first failing period with that period's exit
 //! code; running the same command again resumes there.
 //!
 //! Progress goes to stderr: a progress bar on a terminal, otherwise (or with
@@ -256,7 +256,7 @@ pub async fn backfill(
                 }
             }
             Some(manifest)
-                if !args.force
+                if !args.rerun
                     && plan.is_none()
                     && manifest.job_hash == job.job_hash
                     && manifest.rule_hash == rule_hash =>
@@ -309,10 +309,10 @@ pub async fn backfill(
         count("skipped"),
         if args.changed {
             "inputs unchanged"
-        } else if args.force {
+        } else if args.rerun {
             "already published with the same job and rules"
         } else {
-            "already published with the same job and rules; --force recomputes them"
+            "already published with the same job and rules; --rerun recomputes them"
         },
         total - done.len(),
         started.elapsed().as_secs_f64()

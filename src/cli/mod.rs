@@ -212,8 +212,10 @@ pub struct BackfillArgs {
     #[arg(long, required_unless_present = "changed")]
     to: Option<String>,
     /// Recompute periods already published with the same job and rules.
-    #[arg(long, conflicts_with = "changed")]
-    force: bool,
+    /// (`--force`, its old name, still works: `--force` elsewhere breaks a
+    /// publishing lease.)
+    #[arg(long, alias = "force", conflicts_with = "changed")]
+    rerun: bool,
     /// Recompute exactly the published periods whose input files changed
     /// since publication (see `segments status`), and the later published
     /// periods whose migrations were made from them, oldest first.

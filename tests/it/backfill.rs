@@ -1,7 +1,7 @@
 //! `segments backfill` on the hand fixture (`tests/it/fixture.rs`, months
 //! 2023-05 … 2024-06, nothing after): periods run in order, an interrupted
 //! backfill resumes without recomputing what was published (same run ids),
-//! `--force` recomputes (new run ids, identical tables), a changed job file
+//! `--rerun` recomputes (new run ids, identical tables), a changed job file
 //! recomputes, and the first failing period stops it with its exit code.
 
 use std::path::{Path, PathBuf};
@@ -137,9 +137,9 @@ fn interrupted_backfill_resumes_and_force_recomputes() {
     let again: Vec<String> = ALL.iter().map(|p| run_id(&warehouse, p)).collect();
     assert_eq!(again, resumed);
 
-    // --force recomputes every period: new run ids, identical tables.
+    // --rerun recomputes every period: new run ids, identical tables.
     let mut forced = args(&job, &config, "2024-01", "2024-06");
-    forced.push("--force");
+    forced.push("--rerun");
     let stdout = segments_ok(dir.path(), &forced);
     assert!(stdout.contains("6 published, 0 skipped"), "{stdout}");
     for (period, old) in ALL.iter().zip(&resumed) {

@@ -380,3 +380,22 @@ fn completions_for_bash_zsh_and_fish() {
         String::from_utf8_lossy(&parsed.stderr)
     );
 }
+
+/// `backfill --rerun` recomputes published periods (tests/it/backfill.rs);
+/// its old name `--force` is still accepted as the same flag, while `--force`
+/// of `run` and `forget` keeps breaking a lease.
+#[test]
+fn backfill_rerun_keeps_its_old_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = segments_ok(dir.path(), &["backfill", "--help"]);
+    assert!(help.contains("--rerun"), "{help}");
+    for flag in ["--rerun", "--force"] {
+        // The same flag: both conflict with --changed.
+        let output = segments(dir.path(), &["backfill", flag, "--changed"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("cannot be used with"), "{flag}: {stderr}");
+    }
+    let run_help = segments_ok(dir.path(), &["run", "--help"]);
+    assert!(run_help.contains("--force"), "{run_help}");
+}
