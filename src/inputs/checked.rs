@@ -14,14 +14,14 @@ use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
 use datafusion::common::{Column, DFSchema};
 use datafusion::functions::string::expr_fn::{btrim, replace};
-use datafusion::functions_aggregate::expr_fn::{count, min};
+use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::logical_expr::{Expr, ExprSchemable, cast, lit, try_cast, when};
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
 use crate::config::{CanonicalColumn, Config, Input, canonical_columns};
 use crate::engine::EngineError;
-use crate::engine::functions::{canonical_text, local_date, parse_local_timestamp, row_hash};
+use crate::engine::functions::{canonical_text, local_date, parse_local_timestamp};
 
 pub(crate) fn checked_table(input: &str) -> String {
     format!("__checked_{input}")
@@ -168,21 +168,37 @@ pub(super) async fn register(
 }
 
 /// The usable rows of an input before duplicate removal.
-fn usable_table(input: &str) -> String {
+/// The columns of an input's usable rows: its canonical columns, then the
+/// local date of its timestamp if it has one.
+fn usable_columns(input: &str) -> Vec<&'static str> {
+    let mut columns: Vec<&'static str> = canonical_columns(input).iter().map(|c| c.name).collect();
+    columns.extend(date_column_of(input).map(|(_, date)| date));
+    columns
+}
+
+pub(super) fn usable_table(input: &str) -> String {
     format!("__usable_{input}")
 }
 
-/// Once the run has counted no duplicate line in `input`, its canonical view
-/// no longer needs to remove them: every later query reads the rows directly
-/// instead of recomputing a DISTINCT over every column (the most expensive
-/// operator of a run).
-pub async fn skip_duplicate_removal(ctx: &SessionContext, input: &str) -> Result<(), EngineError> {
-    let usable = ctx
-        .table(usable_table(input).as_str())
-        .await
-        .map_err(EngineError::Setup)?;
+/// Replace the canonical view of `input` (registered with the exact
+/// DISTINCT over every column) by `view`, or by its usable rows as they are
+/// when `None` (no line repeats): every later query reads that instead of
+/// recomputing a DISTINCT over every column, the most expensive operator a
+/// run could have.
+pub(super) async fn replace_canonical(
+    ctx: &SessionContext,
+    input: &str,
+    view: Option<DataFrame>,
+) -> Result<(), EngineError> {
+    let view = match view {
+        Some(view) => view,
+        None => ctx
+            .table(usable_table(input).as_str())
+            .await
+            .map_err(EngineError::Setup)?,
+    };
     ctx.deregister_table(input).map_err(EngineError::Setup)?;
-    ctx.register_table(input, usable.into_view())
+    ctx.register_table(input, view.into_view())
         .map_err(EngineError::Setup)?;
     Ok(())
 }
@@ -364,43 +380,12 @@ fn execution(context: &str) -> impl Fn(datafusion::error::DataFusionError) -> En
     }
 }
 
-/// Whether the `usable_rows` usable rows of `input` may hold exact
-/// duplicate lines. `false` is certain: the rows have as many distinct
-/// [`row_hash`]es as there are rows, so no two rows are equal. `true` means
-/// some rows share a hash: duplicates, or (rarely) different rows whose
-/// hashes collide — the caller then counts the rows themselves.
-/// A DISTINCT over one 64-bit value instead of over every column; the
-/// distinct hashes are the only state (no count per hash), which halves what
-/// the aggregation holds and spills on a billion lines.
-pub async fn may_have_duplicates(
-    ctx: &SessionContext,
-    input: &str,
-    usable_rows: u64,
-) -> Result<bool, EngineError> {
-    let failed = execution("looking for duplicate lines");
-    let columns: Vec<Expr> = canonical_columns(input)
-        .iter()
-        .map(|c| column_ref(c.name))
-        .collect();
-    let distinct_hashes = ctx
-        .table(usable_table(input).as_str())
-        .await
-        .map_err(&failed)?
-        .select(vec![row_hash(columns).alias("__row_hash")])
-        .map_err(&failed)?
-        .aggregate(vec![column_ref("__row_hash")], vec![])
-        .map_err(&failed)?
-        .count()
-        .await
-        .map_err(&failed)?;
-    Ok((distinct_hashes as u64) < usable_rows)
-}
-
 /// The rejects of a period: rows dated in `[start, end)` and undatable rows,
 /// plus one row per extra copy of a duplicated line dated in the period.
 /// Returns (source file, row as JSON, reason), sorted. Each file is checked
 /// on its own so every reject names its file; this runs only when the
-/// counts found rejects.
+/// counts found rejects, and reads the files only when `other_rejects`
+/// (some rejects are not duplicate lines).
 #[allow(clippy::too_many_arguments)]
 pub async fn collect_rejects(
     ctx: &SessionContext,
@@ -410,7 +395,8 @@ pub async fn collect_rejects(
     now: DateTime<Utc>,
     start: NaiveDate,
     end: NaiveDate,
-    with_duplicates: bool,
+    other_rejects: bool,
+    duplicates: &super::Duplicates,
 ) -> Result<Vec<(String, String, String)>, EngineError> {
     let failed = execution("collecting rejects");
     let suppression = super::suppression(ctx);
@@ -430,6 +416,8 @@ pub async fn collect_rejects(
     let parsed = url::Url::parse(&input.url)
         .map_err(|e| failed(datafusion::error::DataFusionError::External(Box::new(e))))?;
     let prefix = parsed.path().trim_start_matches('/').to_string();
+    // Files are read again only when some rejects are not duplicates.
+    let files = if other_rejects { files } else { &[] };
     for file in files.iter().filter(|f| f.input == input.name) {
         let url = match input.csv.encoding {
             crate::config::Encoding::Utf8 => format!(
@@ -518,33 +506,52 @@ pub async fn collect_rejects(
         .await
         .map_err(&failed)?;
 
-    if with_duplicates {
-        let canonical: Vec<Expr> = canonical_columns(&input.name)
-            .iter()
-            .map(|c| column_ref(c.name))
-            .collect();
+    let repeated = match duplicates {
+        super::Duplicates::Found(lines) => Some(lines.repeated_lines().to_vec()),
+        // Too many candidates to hold: group every usable line (slow, exact).
+        super::Duplicates::TooMany | super::Duplicates::Unknown => {
+            let columns: Vec<Expr> = usable_columns(&input.name)
+                .iter()
+                .map(|c| column_ref(c))
+                .collect();
+            Some(
+                frame
+                    .filter(column_ref(REASON).is_null())
+                    .map_err(&failed)?
+                    .aggregate(columns, vec![count(lit(1)).alias("__copies")])
+                    .map_err(&failed)?
+                    .filter(column_ref("__copies").gt(lit(1i64)))
+                    .map_err(&failed)?
+                    .collect()
+                    .await
+                    .map_err(&failed)?,
+            )
+        }
+        super::Duplicates::NoneFound => None,
+    };
+    if let Some(batches) = repeated {
         let names: Vec<&str> = canonical_columns(&input.name)
             .iter()
             .map(|c| c.name)
             .collect();
         // The file of a duplicate is not known here (a line may repeat
         // across files): the reject names the input.
-        let mut aggregates = vec![count(lit(1)).alias("__copies")];
-        aggregates.push(min(column_ref("ordered_date")).alias("ordered_date"));
-        let batches = frame
-            .filter(column_ref(REASON).is_null())
-            .map_err(&failed)?
-            .aggregate(canonical, aggregates)
-            .map_err(&failed)?
-            .filter(column_ref("__copies").gt(lit(1i64)).and(in_period))
-            .map_err(&failed)?
-            .collect()
-            .await
-            .map_err(&failed)?;
         for batch in &batches {
+            let dates = batch
+                .column_by_name("ordered_date")
+                .expect("a usable column")
+                .as_primitive::<datafusion::arrow::datatypes::Date32Type>();
+            let copies = batch
+                .column_by_name("__copies")
+                .expect("the count column")
+                .as_primitive::<Int64Type>();
             let json = rows_as_json(batch, 0, &names)?;
-            let copies = batch.column(names.len()).as_primitive::<Int64Type>();
             for (row, json) in json.iter().enumerate() {
+                let in_period = dates.is_valid(row)
+                    && (days(start)..days(end)).contains(&dates.value(row));
+                if !in_period {
+                    continue;
+                }
                 for _ in 1..copies.value(row) {
                     rejects.push((
                         input.url.clone(),

@@ -5,9 +5,11 @@
 //! readiness checks of a period ([`readiness`]).
 
 mod checked;
+pub mod duplicates;
 pub mod readiness;
 
-pub use checked::{InputChecks, collect_rejects, may_have_duplicates};
+pub use checked::{InputChecks, collect_rejects};
+pub use duplicates::{DuplicateLines, Duplicates, ExtraCopies, may_have_duplicates};
 
 use std::sync::Arc;
 
@@ -47,8 +49,9 @@ pub(crate) fn source_table(input: &str) -> String {
 /// `validate --explain`), so they all see the rows a run sees:
 ///
 /// 1. [`register`]: sources and canonical views ([`Registered`]);
-/// 2. [`Registered::resolve`]: duplicate removal dropped when the run's
-///    accounting found none, identity merges applied as of the period's end
+/// 2. [`Registered::resolve`]: exact duplicate lines removed (or not looked
+///    for when the run's accounting found none), identity merges applied as
+///    of the period's end
 ///    ([`Resolved`]); what a backfill shares across its periods is computed
 ///    at this stage (it must see lines of later periods);
 /// 3. [`Resolved::known_by`]: `transactions` restricted to the lines known
@@ -64,7 +67,7 @@ pub async fn prepare(
 ) -> Result<Prepared, EngineError> {
     register(ctx, config, inputs)
         .await?
-        .resolve(ctx, config, period_end, Duplicates::MayExist)
+        .resolve(ctx, config, period_end, Duplicates::Unknown)
         .await?
         .known_by(ctx)
         .await
@@ -78,15 +81,6 @@ pub struct Registered {
     pub files: Vec<InputFile>,
 }
 
-/// Whether the canonical `transactions` view must remove duplicate lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Duplicates {
-    /// Some lines may repeat: keep the exact `DISTINCT`.
-    MayExist,
-    /// The run's row accounting found none: read the lines as they are.
-    NoneFound,
-}
-
 impl Registered {
     /// Stage 2 of [`prepare`]: duplicates and identity merges as of
     /// `period_end`.
@@ -97,14 +91,40 @@ impl Registered {
         period_end: chrono::NaiveDate,
         duplicates: Duplicates,
     ) -> Result<Resolved, EngineError> {
-        if duplicates == Duplicates::NoneFound {
-            checked::skip_duplicate_removal(ctx, "transactions").await?;
-        }
+        remove_duplicates(ctx, config, duplicates).await?;
         apply_aliases(ctx, config, period_end).await?;
         Ok(Resolved {
             files: self.files,
             period_end,
         })
+    }
+}
+
+/// The canonical `transactions` view as `duplicates` says: the rows as they
+/// are when none repeats, each repeated line once when some do (looked for
+/// here when not known yet). Registered with `quality.reject_duplicates`
+/// off, the view keeps every row.
+async fn remove_duplicates(
+    ctx: &SessionContext,
+    config: &Config,
+    duplicates: Duplicates,
+) -> Result<(), EngineError> {
+    let input = "transactions";
+    if !config.quality.reject_duplicates || ctx.table(input).await.is_err() {
+        return Ok(());
+    }
+    let duplicates = match duplicates {
+        Duplicates::Unknown => duplicates::find(ctx, input).await?,
+        known => known,
+    };
+    match duplicates {
+        Duplicates::NoneFound => checked::replace_canonical(ctx, input, None).await,
+        Duplicates::Found(lines) => {
+            let view = duplicates::without_duplicates(ctx, input, &lines).await?;
+            checked::replace_canonical(ctx, input, Some(view)).await
+        }
+        // The view registered keeps its exact DISTINCT.
+        Duplicates::TooMany | Duplicates::Unknown => Ok(()),
     }
 }
 

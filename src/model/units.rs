@@ -33,6 +33,12 @@ pub fn epoch_days(date: NaiveDate) -> i32 {
     (date - epoch).num_days() as i32
 }
 
+/// The date `days` days after 1970-01-01 (the inverse of [`epoch_days`]).
+pub fn date_of_epoch_days(days: i32) -> NaiveDate {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date");
+    epoch + chrono::TimeDelta::days(i64::from(days))
+}
+
 /// An amount in cents as a plain decimal, `-1234.05`: how manifests and
 /// messages write money (the report formats it per locale).
 pub fn decimal_cents(cents: i128) -> String {

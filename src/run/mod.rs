@@ -176,13 +176,39 @@ struct InputStats {
     identified_revenue_cents: i128,
 }
 
+impl InputStats {
+    /// These facts (counted over every usable row) less the extra copies of
+    /// the repeated `lines`: the facts of the distinct lines, without a
+    /// second pass over the input.
+    fn without(mut self, lines: &inputs::DuplicateLines, period: Period) -> Self {
+        for extra in lines.extra_copies() {
+            self.rows_read -= extra.copies;
+            if extra.anonymous {
+                self.anonymous_rows -= extra.copies;
+            }
+            let in_period = extra
+                .ordered_date
+                .is_some_and(|date| date >= period.start() && date < period.end());
+            if in_period {
+                let cents = extra.amount_cents * i128::from(extra.copies);
+                self.period_rows -= extra.copies;
+                self.period_revenue_cents -= cents;
+                if !extra.anonymous {
+                    self.identified_revenue_cents -= cents;
+                }
+            }
+        }
+        self
+    }
+}
+
 /// Row accounting of the transactions per reason and local month (see
 /// `sql/outputs/input_checks.sql`), and whether they may hold duplicate
 /// lines: all a run needs to know about its input before classifying.
 #[derive(Debug)]
 struct InputFacts {
     rows: Vec<FactRow>,
-    may_have_duplicates: bool,
+    duplicates: inputs::Duplicates,
 }
 
 #[derive(Debug)]
@@ -267,18 +293,20 @@ async fn input_facts(
         }
     }
     // Exact duplicate lines are looked for by row hash; only when some rows
-    // share one are the facts recounted over the distinct lines.
+    // share one are those rows compared (`inputs::duplicates`).
     let usable_rows = rows
         .iter()
         .filter(|row| row.reason.is_none())
         .map(|row| row.rows)
         .sum();
-    let may_have_duplicates = config.quality.reject_duplicates
-        && inputs::may_have_duplicates(ctx, "transactions", usable_rows).await?;
-    let facts = Arc::new(InputFacts {
-        rows,
-        may_have_duplicates,
-    });
+    let duplicates = if config.quality.reject_duplicates
+        && inputs::may_have_duplicates(ctx, "transactions", usable_rows).await?
+    {
+        inputs::duplicates::find(ctx, "transactions").await?
+    } else {
+        inputs::Duplicates::NoneFound
+    };
+    let facts = Arc::new(InputFacts { rows, duplicates });
     *known.lock().expect("not poisoned") = Some((key.to_string(), facts.clone()));
     Ok(facts)
 }
@@ -484,8 +512,9 @@ struct InputsRead {
     stats: InputStats,
     rows: RowCounts,
     rejected_by_reason: BTreeMap<String, u64>,
-    /// Valid lines that repeated another exactly (dropped).
-    duplicates: u64,
+    /// The lines that repeated another exactly (dropped), for the rejects
+    /// table.
+    duplicate_lines: inputs::Duplicates,
 }
 
 /// Readiness, the input views and the row accounting of a period.
@@ -514,10 +543,13 @@ async fn read_inputs(
     let input_key = input_key(&ctx, config, &files);
     let facts = input_facts(&ctx, config, &input_key, &options.shared).await?;
     let (checks, usable_stats) = facts.of_period(period);
-    let stats = if facts.may_have_duplicates {
-        input_stats(&ctx, &params).await?
-    } else {
-        usable_stats
+    let stats = match &facts.duplicates {
+        inputs::Duplicates::Found(lines) => usable_stats.without(lines, period),
+        // Too many candidates to hold: count over the exact DISTINCT view.
+        inputs::Duplicates::TooMany | inputs::Duplicates::Unknown => {
+            input_stats(&ctx, &params).await?
+        }
+        inputs::Duplicates::NoneFound => usable_stats,
     };
     // Row accounting: read = used + anonymous + rejected (duplicates are the
     // valid rows the distinct canonical view dropped).
@@ -527,12 +559,12 @@ async fn read_inputs(
         rejected_by_reason.insert("duplicate_line".to_string(), duplicates);
     }
     let duplicate_rule = if duplicates > 0 {
-        inputs::Duplicates::MayExist
+        facts.duplicates.clone()
     } else {
         inputs::Duplicates::NoneFound
     };
     let resolved = registered
-        .resolve(&ctx, config, period.end(), duplicate_rule)
+        .resolve(&ctx, config, period.end(), duplicate_rule.clone())
         .await?;
     // The periods of a backfill share their store orders. A run on its own
     // computes them while building its tables (`outputs::build_period_tables`);
@@ -573,7 +605,7 @@ async fn read_inputs(
         stats,
         rows,
         rejected_by_reason,
-        duplicates,
+        duplicate_lines: duplicate_rule,
     })
 }
 
@@ -700,7 +732,10 @@ async fn build_tables(
                 inputs::run_clock(),
                 period.start(),
                 period.end(),
-                read.duplicates > 0,
+                read.rejected_by_reason
+                    .keys()
+                    .any(|reason| reason != "duplicate_line"),
+                &read.duplicate_lines,
             )
             .await?
         } else {
