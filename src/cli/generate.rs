@@ -54,6 +54,7 @@ pub fn generate(args: GenerateArgs) -> Result<(), Failure> {
         seed: args.seed,
         out_dir: local_dir(&args.out)?,
         events: !args.no_events,
+        defects: !args.clean,
     };
     let started = Instant::now();
     let report = match args.process {
@@ -87,6 +88,12 @@ pub fn generate(args: GenerateArgs) -> Result<(), Failure> {
         report.rows as f64 / seconds.max(1e-9),
         options.out_dir.join("transactions").display()
     );
+    if options.defects && args.process == GenerateProcess::Retail {
+        println!(
+            "As real exports do: {} lines written twice (exact duplicates), {} lines in the file of the month after their date (--clean for none)",
+            report.duplicate_rows, report.late_rows
+        );
+    }
     if options.events && args.process == GenerateProcess::Retail {
         println!(
             "Generated {} events for {} customers and {} visitors who never buy under {}",

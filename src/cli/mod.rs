@@ -177,6 +177,11 @@ pub struct GenerateArgs {
     /// products and the sales calendar only.
     #[arg(long)]
     no_events: bool,
+    /// Write none of the defects real exports carry: no exact duplicate
+    /// lines (1 line in 20,000 otherwise), no store lines arriving in the
+    /// next month's file (5% of a month's last day otherwise).
+    #[arg(long)]
+    clean: bool,
     /// What the transactions are drawn from: `retail`, the shop simulation
     /// (segments, refunds, anonymous tickets, events), or `btyd`, a BG/NBD
     /// purchase process with Gamma-Gamma spend and known parameters

@@ -40,6 +40,7 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), Failure> {
             seed: 42,
             out_dir: data.to_path_buf(),
             events: true,
+            defects: true,
         };
         let report = generate::generate(&options).map_err(|e| failure(ExitStatus::Internal, e))?;
         println!(

@@ -27,6 +27,7 @@ use crate::model::Period;
 
 mod btyd;
 mod calendar;
+mod defects;
 mod events;
 mod parallel;
 mod sampling;
@@ -55,6 +56,9 @@ pub struct GenerateOptions {
     pub out_dir: PathBuf,
     /// Whether to write the events (and the visitors who never buy).
     pub events: bool,
+    /// Whether to write what real exports carry (`defects`): exact
+    /// duplicate lines and lines that arrive in the next month's file.
+    pub defects: bool,
 }
 
 /// What was written.
@@ -70,6 +74,11 @@ pub struct GenerateReport {
     pub anonymous_rows: u64,
     /// Lines with a negative amount (refund lines of an order and refund orders).
     pub refund_rows: u64,
+    /// Extra copies of lines written twice (0 with `defects` off).
+    pub duplicate_rows: u64,
+    /// Lines written in the file of the month after their date (0 with
+    /// `defects` off).
+    pub late_rows: u64,
     /// Events written (0 without events).
     pub event_rows: u64,
     /// Event files, one per month (empty without events).
@@ -249,6 +258,7 @@ mod tests {
             seed: 42,
             out_dir: out_dir.to_path_buf(),
             events: true,
+            defects: true,
         }
     }
 
@@ -411,6 +421,81 @@ mod tests {
         assert!(during > 0.45 && outside < 0.10, "{during} {outside}");
     }
 
+    /// The line as every column's value, to compare lines exactly.
+    fn line_key(row: &Row) -> String {
+        format!("{row:?}")
+    }
+
+    #[test]
+    fn defects_are_the_clean_lines_with_copies_and_late_lines() {
+        let dirty_dir = tempfile::tempdir().unwrap();
+        let clean_dir = tempfile::tempdir().unwrap();
+        let mut dirty_options = options(dirty_dir.path(), 20_000, 6);
+        dirty_options.events = false;
+        let clean_options = GenerateOptions {
+            out_dir: clean_dir.path().to_path_buf(),
+            defects: false,
+            ..dirty_options.clone()
+        };
+        let dirty = generate(&dirty_options).unwrap();
+        let clean = generate(&clean_options).unwrap();
+        assert_eq!((clean.duplicate_rows, clean.late_rows), (0, 0));
+        assert!(
+            dirty.duplicate_rows > 0 && dirty.late_rows > 0,
+            "{} copies, {} late lines",
+            dirty.duplicate_rows,
+            dirty.late_rows
+        );
+        // Same lines, plus the copies, except that the late ones moved file
+        // (and the last month's lines stay where they are).
+        assert_eq!(dirty.rows, clean.rows + dirty.duplicate_rows);
+        let month_of = |ts: i64| {
+            let day = chrono::DateTime::from_timestamp_micros(ts)
+                .unwrap()
+                .date_naive();
+            (chrono::Datelike::year(&day), chrono::Datelike::month(&day))
+        };
+        let lines_by_file = |files: &[PathBuf]| -> Vec<(usize, Row)> {
+            files
+                .iter()
+                .enumerate()
+                .flat_map(|(month, file)| read_rows(file).into_iter().map(move |r| (month, r)))
+                .collect()
+        };
+        let dirty_lines = lines_by_file(&dirty.files);
+        let clean_lines = lines_by_file(&clean.files);
+        let mut counts: HashMap<String, i64> = HashMap::new();
+        for (_, row) in &dirty_lines {
+            *counts.entry(line_key(row)).or_default() += 1;
+        }
+        for (_, row) in &clean_lines {
+            *counts.entry(line_key(row)).or_default() -= 1;
+        }
+        // Every clean line is there; what is left over are exact copies, one each.
+        assert!(counts.values().all(|c| *c == 0 || *c == 1));
+        assert_eq!(
+            counts.values().filter(|c| **c == 1).count() as u64,
+            dirty.duplicate_rows
+        );
+        // Late lines: store lines of a month's last day in the next file.
+        let file_month = |index: usize| {
+            let period = dirty_options.start.add_months(index as i32);
+            (period.year(), period.month())
+        };
+        let late: Vec<&Row> = dirty_lines
+            .iter()
+            .filter(|(index, row)| month_of(row.ordered_at) < file_month(*index))
+            .map(|(_, row)| row)
+            .collect();
+        assert!(late.iter().all(|row| row.channel == "store"));
+        assert_eq!(late.len() as u64, dirty.late_rows);
+        assert!(
+            clean_lines
+                .iter()
+                .all(|(index, row)| month_of(row.ordered_at) >= file_month(*index))
+        );
+    }
+
     #[test]
     fn same_options_give_identical_bytes() {
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -456,7 +541,12 @@ mod tests {
     #[test]
     fn files_match_the_report_and_the_schema() {
         let dir = tempfile::tempdir().unwrap();
-        let report = generate(&options(dir.path(), 3000, 6)).unwrap();
+        // The simulation itself; its defects are checked on their own.
+        let clean = GenerateOptions {
+            defects: false,
+            ..options(dir.path(), 3000, 6)
+        };
+        let report = generate(&clean).unwrap();
         let expected: Vec<PathBuf> = [
             "2024-01", "2024-02", "2024-03", "2024-04", "2024-05", "2024-06",
         ]

@@ -57,6 +57,8 @@ pub(super) fn generate_checked(
         report.orders += month.orders;
         report.anonymous_rows += month.anonymous_rows;
         report.refund_rows += month.refund_rows;
+        report.duplicate_rows += month.duplicate_rows;
+        report.late_rows += month.late_rows;
         report.files.push(month.file);
         if let Some((rows, file)) = month.events {
             report.event_rows += rows;
@@ -95,6 +97,10 @@ pub(super) struct MonthOutput {
     pub(super) orders: u64,
     pub(super) anonymous_rows: u64,
     pub(super) refund_rows: u64,
+    /// Copies of lines written twice (see `defects`).
+    pub(super) duplicate_rows: u64,
+    /// Lines of the month moved to the next month's file.
+    pub(super) late_rows: u64,
     pub(super) file: PathBuf,
     /// Events written and their file, with events.
     pub(super) events: Option<(u64, PathBuf)>,
@@ -144,13 +150,27 @@ impl Months<'_> {
                             index as u32,
                             self.horizon,
                         );
-                        let drawn = self.draw(&ctx, std::mem::take(&mut buffer));
+                        let mut drawn = self.draw(&ctx, std::mem::take(&mut buffer));
+                        let late_rows = if self.options.defects {
+                            defects::move_late_lines(
+                                self.options.seed,
+                                &ctx,
+                                &mut drawn.lines,
+                                &mut drawn.next_month,
+                            )
+                        } else {
+                            0
+                        };
                         promise.fulfil(drawn.next_month);
                         let Some(refunds) = carried.take(index) else {
                             break;
                         };
-                        let output =
-                            self.write(&ctx, &refunds, &drawn.lines, drawn.next_seq, &mut sorted);
+                        let output = self
+                            .write(&ctx, &refunds, &drawn.lines, drawn.next_seq, &mut sorted)
+                            .map(|output| MonthOutput {
+                                late_rows,
+                                ..output
+                            });
                         buffer = drawn.lines;
                         if output.is_err() {
                             failed.store(true, Ordering::Relaxed);
@@ -231,12 +251,19 @@ impl Months<'_> {
             |a, b| a.ts < b.ts,
             sorted,
         );
+        let duplicate_rows = if self.options.defects {
+            defects::duplicate_lines(self.options.seed, ctx, sorted)
+        } else {
+            0
+        };
         let lines = &sorted[..];
         let mut output = MonthOutput {
             rows: lines.len() as u64,
             orders: u64::from(orders),
             anonymous_rows: 0,
             refund_rows: 0,
+            duplicate_rows,
+            late_rows: 0,
             file: PathBuf::new(),
             events: None,
         };

@@ -547,8 +547,8 @@ pub async fn collect_rejects(
                 .as_primitive::<Int64Type>();
             let json = rows_as_json(batch, 0, &names)?;
             for (row, json) in json.iter().enumerate() {
-                let in_period = dates.is_valid(row)
-                    && (days(start)..days(end)).contains(&dates.value(row));
+                let in_period =
+                    dates.is_valid(row) && (days(start)..days(end)).contains(&dates.value(row));
                 if !in_period {
                     continue;
                 }

@@ -192,7 +192,12 @@ pub async fn find(ctx: &SessionContext, input: &str) -> Result<Duplicates, Engin
     for batch in &shared {
         let values = batch.column(0).as_primitive::<UInt64Type>();
         let copies = batch.column(1).as_primitive::<Int64Type>();
-        hashes.extend(values.values().iter().map(|h| lit(ScalarValue::UInt64(Some(*h)))));
+        hashes.extend(
+            values
+                .values()
+                .iter()
+                .map(|h| lit(ScalarValue::UInt64(Some(*h)))),
+        );
         candidates += copies.values().iter().map(|c| *c as u64).sum::<u64>();
     }
     if hashes.is_empty() {
@@ -205,7 +210,10 @@ pub async fn find(ctx: &SessionContext, input: &str) -> Result<Duplicates, Engin
         .clone()
         .filter(in_list(hash_of(input), hashes, false))
         .map_err(failed)?
-        .aggregate(vec![column_ref("ordered_at"), column_ref("order_id")], vec![])
+        .aggregate(
+            vec![column_ref("ordered_at"), column_ref("order_id")],
+            vec![],
+        )
         .map_err(failed)?
         .collect()
         .await
