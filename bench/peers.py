@@ -2,9 +2,10 @@
 script and as a Polars lazy query, the way their users would write it: read
 the month folders, keep the lines known by the end of the period, drop exact
 duplicate lines, build orders, metrics, tie-consistent quantile scores and the
-11 segments for the period and the previous one, then the migrations. Each
-writes `snapshot.parquet` and `migrations.parquet` for every period to an
-output folder.
+11 segments for the period and the previous one (read from the output folder
+when an earlier run wrote it, as `segments` reads a published period), then
+the migrations. Each writes `snapshot.parquet` and `migrations.parquet` for
+every period to an output folder.
 
 Run one engine on one data set (the benchmark harness times this process):
 
@@ -116,9 +117,13 @@ def run_duckdb(data: str, out: str, first: str, last: str) -> None:
         folder = os.path.join(out, f"period={period}")
         os.makedirs(folder, exist_ok=True)
         con.execute(f"CREATE OR REPLACE TEMP TABLE now AS {duckdb_snapshot_sql(glob, period)}")
-        if previous is None:
+        prev_period = add_months(month_start(period), -1).strftime("%Y-%m")
+        published = os.path.join(out, f"period={prev_period}", "snapshot.parquet")
+        if previous is None and os.path.exists(published):
+            # Like `segments run` after a published period: read its snapshot.
+            con.execute(f"CREATE OR REPLACE TEMP TABLE before AS SELECT * FROM '{published}'")
+        elif previous is None:
             # Like `segments run` without a published previous period: reclassify it.
-            prev_period = add_months(month_start(period), -1).strftime("%Y-%m")
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE before AS {duckdb_snapshot_sql(glob, prev_period)}"
             )
@@ -225,8 +230,12 @@ def run_polars(data: str, out: str, first: str, last: str, engine: str = "in-mem
         folder = os.path.join(out, f"period={period}")
         os.makedirs(folder, exist_ok=True)
         now = polars_snapshot(pl, data, period).collect(engine=engine)
-        if before is None:
-            prev_period = add_months(month_start(period), -1).strftime("%Y-%m")
+        prev_period = add_months(month_start(period), -1).strftime("%Y-%m")
+        published = os.path.join(out, f"period={prev_period}", "snapshot.parquet")
+        if before is None and os.path.exists(published):
+            # Like `segments run` after a published period: read its snapshot.
+            before = pl.read_parquet(published)
+        elif before is None:
             before = polars_snapshot(pl, data, prev_period).collect(engine=engine)
         now.sort("customer_id").write_parquet(f"{folder}/snapshot.parquet", compression="zstd")
         joined = (

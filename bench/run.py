@@ -3,12 +3,14 @@ the default job's work on the same generated files, side by side in one run.
 
     python3 -m pip install -r bench/requirements.txt
     python3 bench/run.py                       # 1M and 10M lines, release build
-    python3 bench/run.py --sizes 1M,10M,100M   # 100M needs ~4 GB of disk
+    python3 bench/run.py --sizes 1M,10M,100M   # 100M needs ~8 GB of disk
 
-For each size it generates 24 months (customers in proportion, events off),
-then times, for the last month alone and for a 12-month backfill:
-`segments run` / `segments backfill`, the DuckDB script and the Polars lazy
-query of bench/peers.py. Every run is a separate process; wall time, CPU time
+For each size and data variant (real: with the duplicate and late lines real
+exports carry, as `segments generate` writes by default; clean: --clean) it
+generates 24 months (customers in proportion, events off), then times, for
+the last month in the steady state (the month before published first) and as
+a first run (nothing published): `segments run` with the shipped memory
+limit, the DuckDB script and the Polars lazy query of bench/peers.py. Every run is a separate process; wall time, CPU time
 (user + system) and peak RSS come from wait4(2). It checks that the three
 give the same segment and movement for every customer, then writes a Markdown
 report (docs/benchmarks.md by default) with the machine and the versions.
@@ -123,14 +125,47 @@ def compare(segments_warehouse, peer_out, period):
     ).fetchone()
 
 
+def shipped_memory_limit():
+    """engine.memory_limit of config/local.yaml, the config as shipped."""
+    with open(os.path.join(REPO, "config", "local.yaml")) as f:
+        for line in f:
+            if line.strip().startswith("memory_limit:"):
+                return line.split(":", 1)[1].split("#")[0].strip()
+    return ""
+
+
+def previous_period(period):
+    year, month = map(int, period.split("-"))
+    year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return f"{year:04d}-{month:02d}"
+
+
+# What a measured task runs: the period, and the periods published before it
+# (unmeasured) by segments and by each peer.
+TASKS = {
+    # The month after a published one: what the monthly CronJob does.
+    "steady": (LAST, LAST, [previous_period(LAST)]),
+    # Nothing published yet: the previous period is reclassified.
+    "first run": (LAST, LAST, []),
+    "12-period backfill": (FIRST_BACKFILL, LAST, []),
+}
+# Data variants: what `segments generate` writes by default (exact duplicate
+# lines, late lines: what real exports carry) and with --clean.
+VARIANTS = {"real": [], "clean": ["--clean"]}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1M,10M", help="transaction lines per data set, e.g. 1M,10M,100M")
+    parser.add_argument("--variants", default="real,clean",
+                        help="data variants: real (duplicate and late lines, the default of `segments generate`), clean (--clean)")
+    parser.add_argument("--tasks", default="steady,first run",
+                        help="comma-separated: steady, first run, 12-period backfill")
     parser.add_argument("--work", default=os.path.join(REPO, "target", "bench"), help="data and outputs")
     parser.add_argument("--binary", help="a segments binary (default: cargo build --release)")
-    parser.add_argument("--memory-limit", default="", help="engine.memory_limit for segments, e.g. 4GiB")
+    parser.add_argument("--memory-limit", default=shipped_memory_limit(),
+                        help="engine.memory_limit for segments (default: config/local.yaml's; '' for none)")
     parser.add_argument("--out", default=os.path.join(REPO, "docs", "benchmarks.md"))
-    parser.add_argument("--skip-backfill", action="store_true")
     parser.add_argument("--peers", default="duckdb,polars", help="peers to run beside segments ('' for none)")
     args = parser.parse_args()
 
@@ -152,54 +187,65 @@ def main():
     for size_text in args.sizes.split(","):
         lines = parse_size(size_text)
         customers = max(1, round(lines / LINES_PER_CUSTOMER))
-        data = os.path.join(args.work, f"data-{size_text}")
-        marker = os.path.join(data, ".complete")
-        if not os.path.exists(marker):
-            shutil.rmtree(data, ignore_errors=True)
-            print(f"generating {size_text} lines ({customers} customers, 24 months)…", flush=True)
-            generated = run_measured([binary, "generate", "--customers", str(customers), "--months", "24",
-                                      "--start", "2024-01", "--out", data, "--no-events"])
-            open(marker, "w").close()
-            print(f"  {generated['wall']:.1f}s", flush=True)
-        actual = duckdb.connect().execute(f"SELECT COUNT(*) FROM '{data}/transactions/*/*.parquet'").fetchone()[0]
-        size_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data) for f in fs)
-        tasks = [("one period", LAST, LAST)]
-        if not args.skip_backfill:
-            tasks.append(("12-period backfill", FIRST_BACKFILL, LAST))
-        for task, first, last in tasks:
-            row = {"size": size_text, "lines": actual, "bytes": size_bytes, "customers": customers, "task": task}
-            warehouse = os.path.join(args.work, f"warehouse-{size_text}")
-            shutil.rmtree(warehouse, ignore_errors=True)
-            config = os.path.join(args.work, f"config-{size_text}.yaml")
-            write_config(config, data, warehouse, args.memory_limit)
-            if first == last:
-                command = [binary, "run", "--job", job, "--config", config, "--period", last]
-            else:
-                command = [binary, "backfill", "--job", job, "--config", config, "--from", first, "--to", last]
-            print(f"{size_text} {task}: segments…", flush=True)
-            row["segments"] = run_measured(command + ["-q"], cwd=REPO)
-            for peer in ("duckdb", "polars"):
-                if peer not in args.peers.split(","):
-                    row[peer] = None
-                    row[f"{peer}_check"] = None
-                    continue
-                out = os.path.join(args.work, f"{peer}-{size_text}")
-                shutil.rmtree(out, ignore_errors=True)
-                print(f"{size_text} {task}: {peer}…", flush=True)
-                command = [sys.executable, peers, peer, data, out, first, last]
-                if peer == "polars" and actual >= STREAMING_FROM:
-                    command.append("streaming")
-                row[peer] = run_measured(command, may_fail=True)
-                if "failed" in row[peer]:
-                    print(f"  {peer} failed (exit {row[peer]['failed']})", flush=True)
-                    row[f"{peer}_check"] = None
-                    continue
-                differing = compare(warehouse, out, last)
-                row[f"{peer}_check"] = differing
-                if differing[0] or differing[1]:
-                    print(f"  {peer} differs from segments: {differing[0]} segments, {differing[1]} movements", flush=True)
-            results.append(row)
-            print(json.dumps(row), flush=True)
+        for variant in args.variants.split(","):
+            name = f"{size_text}-{variant}"
+            data = os.path.join(args.work, f"data-{name}")
+            marker = os.path.join(data, ".complete")
+            if not os.path.exists(marker):
+                shutil.rmtree(data, ignore_errors=True)
+                print(f"generating {name} ({customers} customers, 24 months)…", flush=True)
+                generated = run_measured([binary, "generate", "--customers", str(customers), "--months", "24",
+                                          "--start", "2024-01", "--out", data, "--no-events"] + VARIANTS[variant])
+                open(marker, "w").close()
+                print(f"  {generated['wall']:.1f}s", flush=True)
+            con = duckdb.connect()
+            actual, distinct = con.execute(
+                f"SELECT COUNT(*), (SELECT COUNT(*) FROM (SELECT DISTINCT * FROM '{data}/transactions/*/*.parquet')) "
+                f"FROM '{data}/transactions/*/*.parquet'"
+            ).fetchone()
+            size_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(data) for f in fs)
+            for task in args.tasks.split(","):
+                first, last, published = TASKS[task]
+                row = {"size": size_text, "variant": variant, "lines": actual, "duplicates": actual - distinct,
+                       "bytes": size_bytes, "customers": customers, "task": task}
+                warehouse = os.path.join(args.work, f"warehouse-{name}")
+                shutil.rmtree(warehouse, ignore_errors=True)
+                config = os.path.join(args.work, f"config-{name}.yaml")
+                write_config(config, data, warehouse, args.memory_limit)
+                for period in published:
+                    run_measured([binary, "run", "--job", job, "--config", config, "--period", period, "-q"], cwd=REPO)
+                if first == last:
+                    command = [binary, "run", "--job", job, "--config", config, "--period", last]
+                else:
+                    command = [binary, "backfill", "--job", job, "--config", config, "--from", first, "--to", last]
+                print(f"{name} {task}: segments…", flush=True)
+                row["segments"] = run_measured(command + ["-q"], cwd=REPO)
+                for peer in ("duckdb", "polars"):
+                    if peer not in args.peers.split(","):
+                        row[peer] = None
+                        row[f"{peer}_check"] = None
+                        continue
+                    out = os.path.join(args.work, f"{peer}-{name}")
+                    shutil.rmtree(out, ignore_errors=True)
+                    command = [sys.executable, peers, peer, data, out]
+                    if peer == "polars" and actual >= STREAMING_FROM:
+                        engine = ["streaming"]
+                    else:
+                        engine = []
+                    for period in published:
+                        run_measured(command + [period, period] + engine, may_fail=True)
+                    print(f"{name} {task}: {peer}…", flush=True)
+                    row[peer] = run_measured(command + [first, last] + engine, may_fail=True)
+                    if "failed" in row[peer]:
+                        print(f"  {peer} failed (exit {row[peer]['failed']})", flush=True)
+                        row[f"{peer}_check"] = None
+                        continue
+                    differing = compare(warehouse, out, last)
+                    row[f"{peer}_check"] = differing
+                    if differing[0] or differing[1]:
+                        print(f"  {peer} differs from segments: {differing[0]} segments, {differing[1]} movements", flush=True)
+                results.append(row)
+                print(json.dumps(row), flush=True)
 
     versions = (
         f"segments {git_revision()} (DataFusion 55.2, release build), DuckDB {duckdb.__version__}, "
@@ -221,7 +267,7 @@ def write_report(path, results, versions, memory_limit):
     def ratio(row, peer):
         if row[peer] is None or "failed" in row[peer]:
             return "–"
-        return f"{row[peer]['wall'] / row['segments']['wall']:.2f}"
+        return f"{row['segments']['wall'] / row[peer]['wall']:.2f}"
 
     def same_result(row):
         checks = {p: row[p + "_check"] for p in ("duckdb", "polars") if row[p + "_check"] is not None}
@@ -241,24 +287,46 @@ def write_report(path, results, versions, memory_limit):
         f"- Versions: {versions}",
         f"- Date: {dt.date.today()}; segments memory limit: {memory_limit or 'none'}",
         "- Work: the default job (`jobs/rfm_monthly.yaml`): orders, RFM metrics and",
-        "  tie-consistent scores, 11 segments, migrations against the previous period",
-        "  (reclassified when not published), Parquet outputs. segments also checks and",
-        "  counts every input row, builds the summaries, thresholds and store summary, and",
-        "  publishes with manifests. The peers (`bench/peers.py`) write the snapshot and",
-        "  the migrations.",
+        "  tie-consistent scores, 11 segments, migrations against the previous period,",
+        "  Parquet outputs. segments also checks and counts every input row, builds the",
+        "  summaries, thresholds, rejects and store summary, and publishes with manifests.",
+        "  The peers (`bench/peers.py`) write the snapshot and the migrations, dropping exact",
+        "  duplicate lines as segments does (`SELECT DISTINCT`, `.unique()`).",
+        "- Data: `segments generate`, 24 months. *real*: as generated by default, with what",
+        "  real exports carry (exact duplicate lines, store lines arriving in the next",
+        "  month's file, refunds, anonymous tickets); *clean*: `--clean`, none of the first two.",
+        "- Tasks: *steady*: the month after a published one (the monthly CronJob; the",
+        "  previous period is published first, unmeasured, by each engine); *first run*:",
+        "  nothing published, the previous period is reclassified.",
         "",
-        "Cells: wall / CPU (user + system) / peak RSS. Ratio = peer wall ÷ segments wall",
-        "(above 1: segments is faster).",
+        "Cells: wall / CPU (user + system) / peak RSS. Ratio = segments wall ÷ peer wall",
+        "(below 1: segments is faster).",
         "",
-        "| data | task | segments | DuckDB | Polars | DuckDB ÷ segments | Polars ÷ segments | same result |",
-        "|---|---|---|---|---|---|---|---|",
+        "| data | variant | task | segments | DuckDB | Polars | segments ÷ DuckDB | segments ÷ Polars | same result |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results:
-        data = f"{row['lines']:,} lines, {row['customers']:,} customers, {row['bytes'] / 2**20:.0f} MiB"
+        data = f"{row['lines']:,} lines ({row['duplicates']:,} exact duplicates), {row['customers']:,} customers, {row['bytes'] / 2**20:.0f} MiB"
         out.append(
-            f"| {data} | {row['task']} | {cell(row['segments'])} | {cell(row['duckdb'])} | {cell(row['polars'])} "
+            f"| {data} | {row['variant']} | {row['task']} | {cell(row['segments'])} | {cell(row['duckdb'])} | {cell(row['polars'])} "
             f"| {ratio(row, 'duckdb')} | {ratio(row, 'polars')} | {same_result(row)} |"
         )
+    # What duplicate (and late) lines cost segments: real ÷ clean, same size and task.
+    pairs = {}
+    for row in results:
+        pairs.setdefault((row["size"], row["task"]), {})[row["variant"]] = row
+    overhead = [(key, v) for key, v in pairs.items() if "real" in v and "clean" in v]
+    if overhead:
+        out += [
+            "",
+            "What the defects of real exports cost segments (wall, real ÷ clean, same size and task):",
+            "",
+            "| size | task | real | clean | real ÷ clean |",
+            "|---|---|---|---|---|",
+        ]
+        for (size, task), v in overhead:
+            real, clean = v["real"]["segments"]["wall"], v["clean"]["segments"]["wall"]
+            out.append(f"| {size} | {task} | {real:.1f} s | {clean:.1f} s | {real / clean:.2f} |")
     out.append("")
     with open(path, "w") as f:
         f.write("\n".join(out))

@@ -24,7 +24,7 @@ use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Date32Type, Decimal128Type, Int64Type, UInt64Type};
 use datafusion::common::Column;
 use datafusion::functions_aggregate::expr_fn::count;
-use datafusion::logical_expr::{Expr, LogicalPlanBuilder, in_list, lit, not, when};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, in_list, lit, not, when};
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
@@ -323,7 +323,19 @@ pub(super) async fn without_duplicates(
             rows.push(values);
         }
     }
-    let once = LogicalPlanBuilder::values_with_schema(rows, &Arc::new(schema))
+    // Literal rows named `column1`, `column2`, … then renamed: a Values plan
+    // built with the view's schema loses its names when the optimizer
+    // prunes its columns (DataFusion 55).
+    let once = LogicalPlanBuilder::values(rows)
+        .and_then(|plan| {
+            plan.project(schema.fields().iter().enumerate().map(|(index, field)| {
+                cast(
+                    column_ref(&format!("column{}", index + 1)),
+                    field.data_type().clone(),
+                )
+                .alias(field.name())
+            }))
+        })
         .and_then(|plan| plan.build())
         .map_err(setup)?;
     unique

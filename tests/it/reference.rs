@@ -1131,6 +1131,12 @@ fn default_job_matches_independent_implementation() {
         t.lines.iter().any(|l| l.cents < 0),
         "the generated data should include refund lines"
     );
+    // What real exports carry (`segments generate` writes it by default):
+    // the run must count each duplicated line once, as this reference does.
+    assert!(
+        t.exact_duplicates > 0,
+        "the generated data should include exact duplicate lines"
+    );
 
     let config = write_config(dir.path(), &data.join("transactions"), &warehouse);
     let job = default_job();

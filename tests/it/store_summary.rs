@@ -111,8 +111,8 @@ fn our_cells(
     (ours, share_sums)
 }
 
-/// The same lines computed by DuckDB from the raw transactions and the
-/// published snapshots of `period` and the period before.
+/// The same lines computed by DuckDB from the raw transactions (each exact
+/// duplicate line once, docs/design.md §7) and the published snapshots of `period` and the period before.
 fn duckdb_cells(
     dir: &std::path::Path,
     warehouse: &std::path::Path,
@@ -127,7 +127,7 @@ fn duckdb_cells(
         r#"
 SET TimeZone = 'UTC';
 CREATE TEMP TABLE l AS SELECT customer_id, order_id, CAST(ordered_at AS DATE) AS day, amount, store_id
-  FROM read_parquet('{d}/transactions/*/*.parquet')
+  FROM (SELECT DISTINCT * FROM read_parquet('{d}/transactions/*/*.parquet'))
   WHERE customer_id IS NOT NULL AND CAST(ordered_at AS DATE) < DATE '{end}';
 CREATE TEMP TABLE o AS SELECT customer_id, order_id, MIN(day) AS day, SUM(amount) AS amount FROM l GROUP BY ALL;
 CREATE TEMP TABLE home AS SELECT customer_id, first(store_id ORDER BY n DESC, store_id) AS store_id FROM (
