@@ -124,7 +124,14 @@ async fn remove_duplicates(
             checked::replace_canonical(ctx, input, Some(view)).await
         }
         // The view registered keeps its exact DISTINCT.
-        Duplicates::TooMany | Duplicates::Unknown => Ok(()),
+        Duplicates::TooMany | Duplicates::Unknown => {
+            tracing::warn!(
+                input,
+                limit = duplicates::MAX_AFFECTED_ROWS,
+                "more rows share a row hash than the limit: exact duplicate lines are removed by a DISTINCT over every line, several times slower than a run without them (was a file loaded twice?)"
+            );
+            Ok(())
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod common;
 mod compare;
 mod deploy;
 mod diff;
+mod duplicates;
 mod export;
 mod fixture;
 mod invariants;
