@@ -135,9 +135,11 @@ fn copied_files_give_the_tables_of_the_input_without_them() {
         let (warehouse, log) = run(dir.path(), name, data);
         for ((table, rows), (_, clean_rows)) in published(&warehouse).iter().zip(&expected_tables) {
             assert!(!rows.is_empty(), "{name}: {table} is empty");
-            assert_eq!(
-                rows, clean_rows,
-                "{name}: {table} differs from the clean run's"
+            let only_here: Vec<_> = rows.difference(clean_rows).take(3).collect();
+            let only_clean: Vec<_> = clean_rows.difference(rows).take(3).collect();
+            assert!(
+                only_here.is_empty() && only_clean.is_empty(),
+                "{name}: {table} differs from the clean run's: only here {only_here:?}, only in the clean run {only_clean:?}"
             );
         }
         let manifest = manifest(&warehouse);
