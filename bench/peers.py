@@ -1,7 +1,8 @@
 """The default job (jobs/rfm_monthly.yaml, docs/design.md §3) written as a DuckDB
 script and as a Polars lazy query, the way their users would write it: read
-the month folders, keep the lines known by the end of the period, drop exact
-duplicate lines, build orders, metrics, tie-consistent quantile scores and the
+the month folders, keep the lines dated before the end of the period (by
+their timestamp, whatever their folder: a late line sits in the next month's
+folder, so the folder cannot prune), drop exact duplicate lines, build orders, metrics, tie-consistent quantile scores and the
 11 segments for the period and the previous one (read from the output folder
 when an earlier run wrote it, as `segments` reads a published period), then
 the migrations. Each writes `snapshot.parquet` and `migrations.parquet` for
@@ -71,7 +72,7 @@ def duckdb_snapshot_sql(glob: str, period: str) -> str:
         SELECT DISTINCT customer_id, order_id, ordered_at, amount, quantity, product_id,
                         category, channel, store_id, discount_amount
         FROM read_parquet('{glob}', hive_partitioning = true)
-        WHERE month < '{end:%Y-%m}' AND customer_id IS NOT NULL
+        WHERE customer_id IS NOT NULL
           AND ordered_at < TIMESTAMPTZ '{end} 00:00:00+00'
     ),
     orders AS (
@@ -164,8 +165,7 @@ def polars_snapshot(pl, data: str, period: str):
             hive_schema={"month": pl.String},
         )
         .filter(
-            (pl.col("month") < f"{end:%Y-%m}")
-            & pl.col("customer_id").is_not_null()
+            pl.col("customer_id").is_not_null()
             & (pl.col("ordered_at") < dt.datetime(end.year, end.month, end.day, tzinfo=dt.timezone.utc))
         )
         .drop("month")
