@@ -20,10 +20,11 @@
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{Date32Type, Decimal128Type, Int64Type, UInt64Type};
 use datafusion::common::Column;
-use datafusion::functions_aggregate::expr_fn::count;
+use datafusion::functions_aggregate::expr_fn::{count, max, min};
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, in_list, lit, not, when};
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
@@ -168,9 +169,12 @@ pub async fn may_have_duplicates(
     Ok((distinct_hashes as u64) < usable_rows)
 }
 
-/// The exact duplicate lines of `input`'s usable rows, in three passes: the
-/// hashes shared by several rows; the instants and order ids of those rows;
-/// the rows affected, compared column by column.
+/// The exact duplicate lines of `input`'s usable rows. Usually two passes:
+/// the hashes shared by several rows with their first and last instant,
+/// then every row at one of those instants, grouped exactly, among which the
+/// candidates (by hash) give the affected orders. When a hash is shared by
+/// rows at more than two instants (collisions) or too many rows share the
+/// instants, a third pass collects the candidates' order ids first.
 pub async fn find(ctx: &SessionContext, input: &str) -> Result<Duplicates, EngineError> {
     let usable = ctx
         .table(usable_table(input).as_str())
@@ -178,9 +182,16 @@ pub async fn find(ctx: &SessionContext, input: &str) -> Result<Duplicates, Engin
         .map_err(failed)?;
     let shared = usable
         .clone()
-        .select(vec![hash_of(input).alias(HASH)])
+        .select(vec![hash_of(input).alias(HASH), column_ref("ordered_at")])
         .map_err(failed)?
-        .aggregate(vec![column_ref(HASH)], vec![count(lit(1)).alias(COPIES)])
+        .aggregate(
+            vec![column_ref(HASH)],
+            vec![
+                count(lit(1)).alias(COPIES),
+                min(column_ref("ordered_at")).alias("__first"),
+                max(column_ref("ordered_at")).alias("__last"),
+            ],
+        )
         .map_err(failed)?
         .filter(column_ref(COPIES).gt(lit(1i64)))
         .map_err(failed)?
@@ -189,16 +200,22 @@ pub async fn find(ctx: &SessionContext, input: &str) -> Result<Duplicates, Engin
         .map_err(failed)?;
     let mut hashes = Vec::new();
     let mut candidates = 0u64;
+    let mut instants = Vec::new();
+    // Whether the first and last instants of each shared hash are all of its
+    // instants: at most two rows, or all at one instant.
+    let mut instants_known = true;
     for batch in &shared {
         let values = batch.column(0).as_primitive::<UInt64Type>();
         let copies = batch.column(1).as_primitive::<Int64Type>();
-        hashes.extend(
-            values
-                .values()
-                .iter()
-                .map(|h| lit(ScalarValue::UInt64(Some(*h)))),
-        );
-        candidates += copies.values().iter().map(|c| *c as u64).sum::<u64>();
+        for row in 0..batch.num_rows() {
+            hashes.push(values.value(row));
+            candidates += copies.value(row) as u64;
+            let first = ScalarValue::try_from_array(batch.column(2), row).map_err(failed)?;
+            let last = ScalarValue::try_from_array(batch.column(3), row).map_err(failed)?;
+            instants_known &= copies.value(row) == 2 || first == last;
+            instants.push(first);
+            instants.push(last);
+        }
     }
     if hashes.is_empty() {
         return Ok(Duplicates::NoneFound);
@@ -206,53 +223,22 @@ pub async fn find(ctx: &SessionContext, input: &str) -> Result<Duplicates, Engin
     if candidates > MAX_AFFECTED_ROWS {
         return Ok(Duplicates::TooMany);
     }
-    let keys = usable
-        .clone()
-        .filter(in_list(hash_of(input), hashes, false))
-        .map_err(failed)?
-        .aggregate(
-            vec![column_ref("ordered_at"), column_ref("order_id")],
-            vec![],
-        )
-        .map_err(failed)?
-        .collect()
-        .await
-        .map_err(failed)?;
-    let mut instants = Vec::new();
-    let mut order_ids = Vec::new();
-    for batch in &keys {
-        for row in 0..batch.num_rows() {
-            instants.push(ScalarValue::try_from_array(batch.column(0), row).map_err(failed)?);
-            let ids = batch.column(1).as_string::<i32>();
-            if ids.is_valid(row) {
-                order_ids.push(ids.value(row).to_string());
-            }
+    sort_dedup(&mut instants);
+    let lines = if instants_known {
+        at_instants(&usable, input, &instants, &hashes).await?
+    } else {
+        None
+    };
+    let (lines, instants, order_ids) = match lines {
+        Some((lines, order_ids)) => (lines, instants, order_ids),
+        None => {
+            let (instants, order_ids) = candidate_keys(&usable, input, &hashes).await?;
+            let Some(lines) = affected_lines(&usable, &instants, &order_ids).await? else {
+                return Ok(Duplicates::TooMany);
+            };
+            (lines, instants, order_ids)
         }
-    }
-    instants.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-    instants.dedup();
-    order_ids.sort();
-    order_ids.dedup();
-    let columns: Vec<Expr> = usable
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| column_ref(f.name()))
-        .collect();
-    let lines = usable
-        .filter(affected(&instants, &order_ids))
-        .map_err(failed)?
-        .aggregate(columns, vec![count(lit(1)).alias(COPIES)])
-        .map_err(failed)?
-        .limit(0, Some(MAX_AFFECTED_ROWS as usize + 1))
-        .map_err(failed)?
-        .collect()
-        .await
-        .map_err(failed)?;
-    let rows: usize = lines.iter().map(RecordBatch::num_rows).sum();
-    if rows as u64 > MAX_AFFECTED_ROWS {
-        return Ok(Duplicates::TooMany);
-    }
+    };
     let repeated = lines.iter().any(|batch| {
         batch
             .column_by_name(COPIES)
@@ -271,6 +257,161 @@ pub async fn find(ctx: &SessionContext, input: &str) -> Result<Duplicates, Engin
         order_ids,
         lines,
     })))
+}
+
+fn sort_dedup(instants: &mut Vec<ScalarValue>) {
+    instants.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    instants.dedup();
+}
+
+/// Every distinct row at one of `instants`, with its copies and row hash;
+/// of those, the rows of the orders that have a candidate (a row whose hash
+/// is in `hashes`): the affected rows, and those orders. `None` when more
+/// than four times [`MAX_AFFECTED_ROWS`] rows share the instants
+/// (timestamps to the day, say): the caller then narrows by order first.
+async fn at_instants(
+    usable: &DataFrame,
+    input: &str,
+    instants: &[ScalarValue],
+    hashes: &[u64],
+) -> Result<Option<(Vec<RecordBatch>, Vec<String>)>, EngineError> {
+    let limit = 4 * MAX_AFFECTED_ROWS as usize;
+    let mut columns: Vec<Expr> = usable
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| column_ref(f.name()))
+        .collect();
+    let grouped = usable
+        .clone()
+        .filter(in_list(
+            column_ref("ordered_at"),
+            instants.iter().map(|i| lit(i.clone())).collect(),
+            false,
+        ))
+        .map_err(failed)?
+        .aggregate(columns.clone(), vec![count(lit(1)).alias(COPIES)])
+        .map_err(failed)?;
+    columns.push(column_ref(COPIES));
+    columns.push(hash_of(input).alias(HASH));
+    let rows = grouped
+        .select(columns)
+        .map_err(failed)?
+        .limit(0, Some(limit + 1))
+        .map_err(failed)?
+        .collect()
+        .await
+        .map_err(failed)?;
+    if rows.iter().map(RecordBatch::num_rows).sum::<usize>() > limit {
+        return Ok(None);
+    }
+    let hashes: std::collections::HashSet<u64> = hashes.iter().copied().collect();
+    let mut order_ids = std::collections::BTreeSet::new();
+    for batch in &rows {
+        let row_hashes = batch
+            .column_by_name(HASH)
+            .expect("the hash column")
+            .as_primitive::<UInt64Type>();
+        let ids = batch
+            .column_by_name("order_id")
+            .expect("order_id is canonical")
+            .as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            if hashes.contains(&row_hashes.value(row)) && ids.is_valid(row) {
+                order_ids.insert(ids.value(row).to_string());
+            }
+        }
+    }
+    let mut lines = Vec::new();
+    for batch in &rows {
+        let ids = batch
+            .column_by_name("order_id")
+            .expect("order_id is canonical")
+            .as_string::<i32>();
+        let keep: BooleanArray = (0..batch.num_rows())
+            .map(|row| Some(ids.is_valid(row) && order_ids.contains(ids.value(row))))
+            .collect();
+        let mut kept = filter_record_batch(batch, &keep).map_err(|e| failed(e.into()))?;
+        let without_hash = kept.schema().index_of(HASH).map_err(|e| failed(e.into()))?;
+        kept.remove_column(without_hash);
+        if kept.num_rows() > 0 {
+            lines.push(kept);
+        }
+    }
+    if lines.iter().map(RecordBatch::num_rows).sum::<usize>() > MAX_AFFECTED_ROWS as usize {
+        return Ok(None);
+    }
+    Ok(Some((lines, order_ids.into_iter().collect())))
+}
+
+/// The instants and order ids of the candidates (a pass over the input).
+async fn candidate_keys(
+    usable: &DataFrame,
+    input: &str,
+    hashes: &[u64],
+) -> Result<(Vec<ScalarValue>, Vec<String>), EngineError> {
+    let keys = usable
+        .clone()
+        .filter(in_list(hash_of(input), hash_literals(hashes), false))
+        .map_err(failed)?
+        .aggregate(
+            vec![column_ref("ordered_at"), column_ref("order_id")],
+            vec![],
+        )
+        .map_err(failed)?
+        .collect()
+        .await
+        .map_err(failed)?;
+    let mut instants = Vec::new();
+    let mut order_ids = Vec::new();
+    for batch in &keys {
+        let ids = batch.column(1).as_string::<i32>();
+        for row in 0..batch.num_rows() {
+            instants.push(ScalarValue::try_from_array(batch.column(0), row).map_err(failed)?);
+            if ids.is_valid(row) {
+                order_ids.push(ids.value(row).to_string());
+            }
+        }
+    }
+    sort_dedup(&mut instants);
+    order_ids.sort();
+    order_ids.dedup();
+    Ok((instants, order_ids))
+}
+
+/// The affected rows, grouped exactly with their copies (a pass over the
+/// input); `None` when more than [`MAX_AFFECTED_ROWS`].
+async fn affected_lines(
+    usable: &DataFrame,
+    instants: &[ScalarValue],
+    order_ids: &[String],
+) -> Result<Option<Vec<RecordBatch>>, EngineError> {
+    let columns: Vec<Expr> = usable
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| column_ref(f.name()))
+        .collect();
+    let lines = usable
+        .clone()
+        .filter(affected(instants, order_ids))
+        .map_err(failed)?
+        .aggregate(columns, vec![count(lit(1)).alias(COPIES)])
+        .map_err(failed)?
+        .limit(0, Some(MAX_AFFECTED_ROWS as usize + 1))
+        .map_err(failed)?
+        .collect()
+        .await
+        .map_err(failed)?;
+    let rows: usize = lines.iter().map(RecordBatch::num_rows).sum();
+    Ok((rows as u64 <= MAX_AFFECTED_ROWS).then_some(lines))
+}
+
+fn hash_literals(hashes: &[u64]) -> Vec<Expr> {
+    hashes
+        .iter()
+        .map(|hash| lit(ScalarValue::UInt64(Some(*hash))))
+        .collect()
 }
 
 /// Whether a row is affected: its instant and its order id are among the
