@@ -142,36 +142,11 @@ fn hash_of(input: &str) -> Expr {
     )
 }
 
-/// Whether the `usable_rows` usable rows of `input` may hold exact
-/// duplicate lines. `false` is certain: the rows have as many distinct
-/// row hashes as there are rows, so no two rows are equal. `true` means
-/// some rows share a hash: duplicates, or (rarely) different rows whose
-/// hashes collide — [`find`] then tells.
-/// A DISTINCT over one 64-bit value instead of over every column; the
-/// distinct hashes are the only state (no count per hash), which halves what
-/// the aggregation holds and spills on a billion lines.
-pub async fn may_have_duplicates(
-    ctx: &SessionContext,
-    input: &str,
-    usable_rows: u64,
-) -> Result<bool, EngineError> {
-    let distinct_hashes = ctx
-        .table(usable_table(input).as_str())
-        .await
-        .map_err(failed)?
-        .select(vec![hash_of(input).alias(HASH)])
-        .map_err(failed)?
-        .aggregate(vec![column_ref(HASH)], vec![])
-        .map_err(failed)?
-        .count()
-        .await
-        .map_err(failed)?;
-    Ok((distinct_hashes as u64) < usable_rows)
-}
-
-/// The exact duplicate lines of `input`'s usable rows. Usually two passes:
-/// the hashes shared by several rows with their first and last instant,
-/// then every row at one of those instants, grouped exactly, among which the
+/// The exact duplicate lines of `input`'s usable rows. One grouping of the
+/// row hashes when there are none (a hash for every row, no two rows
+/// equal). Otherwise, usually, one more pass: that grouping keeps the hashes
+/// shared by several rows with their first and last instant; then every row
+/// at one of those instants is read, grouped exactly, among which the
 /// candidates (by hash) give the affected orders. When a hash is shared by
 /// rows at more than two instants (collisions) or too many rows share the
 /// instants, a third pass collects the candidates' order ids first.

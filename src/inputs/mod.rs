@@ -9,7 +9,7 @@ pub mod duplicates;
 pub mod readiness;
 
 pub use checked::{InputChecks, collect_rejects};
-pub use duplicates::{DuplicateLines, Duplicates, ExtraCopies, may_have_duplicates};
+pub use duplicates::{DuplicateLines, Duplicates, ExtraCopies};
 
 use std::sync::Arc;
 

@@ -292,16 +292,9 @@ async fn input_facts(
             });
         }
     }
-    // Exact duplicate lines are looked for by row hash; only when some rows
-    // share one are those rows compared (`inputs::duplicates`).
-    let usable_rows = rows
-        .iter()
-        .filter(|row| row.reason.is_none())
-        .map(|row| row.rows)
-        .sum();
-    let duplicates = if config.quality.reject_duplicates
-        && inputs::may_have_duplicates(ctx, "transactions", usable_rows).await?
-    {
+    // Exact duplicate lines are looked for by row hash, in one grouping of
+    // the hashes when there are none (`inputs::duplicates`).
+    let duplicates = if config.quality.reject_duplicates {
         inputs::duplicates::find(ctx, "transactions").await?
     } else {
         inputs::Duplicates::NoneFound
