@@ -119,9 +119,6 @@ async fn remove_duplicates(
     };
     match duplicates {
         Duplicates::NoneFound => checked::replace_canonical(ctx, input, None).await,
-        // Under Ballista the view keeps the exact DISTINCT: the literal rows
-        // of the affected lines have not been checked to reach the executors.
-        Duplicates::Found(_) if config.engine.kind == crate::config::EngineKind::Ballista => Ok(()),
         Duplicates::Found(lines) => {
             let view = duplicates::without_duplicates(ctx, input, &lines).await?;
             checked::replace_canonical(ctx, input, Some(view)).await

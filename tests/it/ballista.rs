@@ -643,3 +643,45 @@ fn remote_executors_cannot_read_transcoded_csv_and_validate_says_so() {
         ],
     );
 }
+
+/// Exact duplicate lines (a month's file sent twice) are removed by
+/// Ballista as by the local engine: the same tables.
+#[test]
+fn standalone_ballista_removes_duplicate_lines_like_the_local_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(dir.path());
+    // 300 lines of a month sent again (under the reject-ratio gate).
+    let month = dir.path().join("data/transactions/month=2024-06");
+    crate::common::duckdb_lines(&format!(
+        "COPY (SELECT * FROM read_parquet('{0}/part-0.parquet', hive_partitioning = false) LIMIT 300) TO '{0}/part-1.parquet' (FORMAT parquet); SELECT 'copied'",
+        month.display()
+    ));
+    let (local, ballista) = standalone_configs(dir.path());
+    let seen = std::cell::Cell::new(0);
+    let executed = |stderr: &str| {
+        seen.set(seen.get() + stderr.matches("Received task").count());
+        seen.get()
+    };
+    run_and_compare(
+        dir.path(),
+        &local,
+        &ballista,
+        &["rfm_monthly"],
+        &[],
+        &Logs::default(),
+        &executed,
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            dir.path()
+                .join("ballista/rfm_monthly/_runs/period=2024-12/_manifest.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        manifest["rejected_by_reason"]["duplicate_line"].as_u64() >= Some(300),
+        "{}",
+        manifest["rejected_by_reason"]
+    );
+}
