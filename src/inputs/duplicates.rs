@@ -251,12 +251,7 @@ async fn at_instants(
     hashes: &[u64],
 ) -> Result<Option<(Vec<RecordBatch>, Vec<String>)>, EngineError> {
     let limit = 4 * MAX_AFFECTED_ROWS as usize;
-    let mut columns: Vec<Expr> = usable
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| column_ref(f.name()))
-        .collect();
+    let mut columns = every_column(usable);
     let grouped = usable
         .clone()
         .filter(in_list(
@@ -361,12 +356,7 @@ async fn affected_lines(
     instants: &[ScalarValue],
     order_ids: &[String],
 ) -> Result<Option<Vec<RecordBatch>>, EngineError> {
-    let columns: Vec<Expr> = usable
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| column_ref(f.name()))
-        .collect();
+    let columns = every_column(usable);
     let lines = usable
         .clone()
         .filter(affected(instants, order_ids))
@@ -380,6 +370,16 @@ async fn affected_lines(
         .map_err(failed)?;
     let rows: usize = lines.iter().map(RecordBatch::num_rows).sum();
     Ok((rows as u64 <= MAX_AFFECTED_ROWS).then_some(lines))
+}
+
+/// A reference to every column of `frame`, in order.
+fn every_column(frame: &DataFrame) -> Vec<Expr> {
+    frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| column_ref(f.name()))
+        .collect()
 }
 
 fn hash_literals(hashes: &[u64]) -> Vec<Expr> {

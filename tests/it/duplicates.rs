@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{default_job, duckdb_lines, segments, table_file, write_config};
+use crate::common::{copy_dir, default_job, duckdb_lines, segments, table_file, write_config};
 
 const PERIOD: &str = "2025-12";
 const TABLES: [&str; 5] = [
@@ -28,24 +28,19 @@ fn published(warehouse: &Path) -> Vec<(String, std::collections::BTreeSet<String
         .collect()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// Runs the default job for `PERIOD` on `data`; returns the warehouse and stderr.
 fn run(dir: &Path, name: &str, data: &Path) -> (PathBuf, String) {
     let warehouse = dir.join(format!("warehouse-{name}"));
     let config_dir = dir.join(format!("config-{name}"));
     std::fs::create_dir_all(&config_dir).unwrap();
     let config = write_config(&config_dir, &data.join("transactions"), &warehouse);
+    let stderr = run_period(dir, &config, PERIOD);
+    (warehouse, stderr)
+}
+
+/// `segments run` of the default job for `period` (past the reject-ratio
+/// gate: copies are rejects); fails unless it exits 0, returns its stderr.
+fn run_period(dir: &Path, config: &Path, period: &str) -> String {
     let output = segments(
         dir,
         &[
@@ -55,18 +50,18 @@ fn run(dir: &Path, name: &str, data: &Path) -> (PathBuf, String) {
             "--config",
             config.to_str().unwrap(),
             "--period",
-            PERIOD,
+            period,
             "--allow-gate",
             "reject_ratio",
         ],
     );
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "{name}: {stderr}");
-    (warehouse, stderr)
+    assert!(output.status.success(), "{period}: {stderr}");
+    stderr
 }
 
-fn manifest(warehouse: &Path) -> serde_json::Value {
-    let path = warehouse.join(format!("rfm_monthly/_runs/period={PERIOD}/_manifest.json"));
+fn manifest(warehouse: &Path, period: &str) -> serde_json::Value {
+    let path = warehouse.join(format!("rfm_monthly/_runs/period={period}/_manifest.json"));
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
@@ -126,7 +121,7 @@ fn copied_files_give_the_tables_of_the_input_without_them() {
 
     let (expected, clean_log) = run(dir.path(), "clean", &clean);
     let expected_tables = published(&expected);
-    let clean_manifest = manifest(&expected);
+    let clean_manifest = manifest(&expected, PERIOD);
     assert!(clean_manifest["rejected_by_reason"]["duplicate_line"].is_null());
     for (name, data, extra, extra_in_period) in [
         ("month-twice", &month_twice, copies, copies_in_period),
@@ -142,7 +137,7 @@ fn copied_files_give_the_tables_of_the_input_without_them() {
                 "{name}: {table} differs from the clean run's: only here {only_here:?}, only in the clean run {only_clean:?}"
             );
         }
-        let manifest = manifest(&warehouse);
+        let manifest = manifest(&warehouse, PERIOD);
         assert_eq!(
             manifest["rejected_by_reason"]["duplicate_line"].as_u64(),
             Some(extra),
@@ -204,25 +199,7 @@ fn copies_among_lines_of_the_same_instant_are_counted_once() {
     );
     let warehouse = dir.path().join("warehouse");
     let config = write_config(dir.path(), &data, &warehouse);
-    let output = segments(
-        dir.path(),
-        &[
-            "run",
-            "--job",
-            default_job().to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--period",
-            "2024-03",
-            "--allow-gate",
-            "reject_ratio",
-        ],
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_period(dir.path(), &config, "2024-03");
     let snapshot = table_file(&warehouse, "rfm_monthly", "snapshots", "2024-03");
     let customers = duckdb_lines(&format!(
         "SELECT customer_id || '|' || frequency || '|' || monetary FROM '{}'",
@@ -233,10 +210,7 @@ fn copies_among_lines_of_the_same_instant_are_counted_once() {
         .map(|s| s.to_string())
         .collect();
     assert_eq!(customers, expected);
-    let manifest: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(warehouse.join("rfm_monthly/_runs/period=2024-03/_manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest = manifest(&warehouse, "2024-03");
     assert_eq!(manifest["rejected_by_reason"]["duplicate_line"], 3);
     assert_eq!(manifest["rows"]["read"], 10);
     assert_eq!(manifest["rows"]["used"], 6);

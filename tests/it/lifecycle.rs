@@ -10,7 +10,7 @@ use datafusion::arrow::array::{Array, AsArray, Decimal128Array, RecordBatch};
 use datafusion::arrow::datatypes::Decimal128Type;
 use datafusion::parquet::arrow::ArrowWriter;
 
-use crate::common::{default_job, read_parquet, segments_ok, write_config};
+use crate::common::{copy_dir, default_job, read_parquet, segments_ok, write_config};
 use crate::jobs::{ALLOW_CHANGE_GATES, generated};
 
 /// `segments <command> --job … --config …` plus `extra`, failing unless 0.
@@ -480,18 +480,6 @@ fn forget_erases_everywhere_and_later_runs_keep_it_out() {
         "a later run brought {victim} back: {rerun:#?}"
     );
     published_everywhere(&warehouse);
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// `forget` killed (SIGKILL) at moments spread over a clean forget's

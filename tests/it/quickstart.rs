@@ -3,23 +3,9 @@
 //! printed with what the README's commands install (DuckDB through Python,
 //! `segments` through `cargo run --`).
 
-use std::path::Path;
 use std::process::Command;
 
-use crate::common::{repo, segments_ok};
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
+use crate::common::{copy_dir, repo, segments_ok};
 
 #[test]
 fn quickstart_prints_commands_that_work() {
