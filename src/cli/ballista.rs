@@ -18,7 +18,7 @@ use super::{Failure, failure};
 pub struct SchedulerArgs {
     /// The config whose inputs the cluster reads (object stores, credentials
     /// from the environment).
-    #[arg(long, default_value = "config/local.yaml")]
+    #[arg(long, env = "SEGMENTS_CONFIG", default_value = "config/local.yaml")]
     config: PathBuf,
     /// Address to listen on.
     #[arg(long, default_value = "0.0.0.0")]
@@ -34,7 +34,7 @@ pub struct SchedulerArgs {
 pub struct ExecutorArgs {
     /// The config whose inputs the executor reads; its `engine.memory_limit`
     /// and `engine.spill_dir` apply to this executor.
-    #[arg(long, default_value = "config/local.yaml")]
+    #[arg(long, env = "SEGMENTS_CONFIG", default_value = "config/local.yaml")]
     config: PathBuf,
     /// The scheduler, df://host:port.
     #[arg(long, env = "SEGMENTS_SCHEDULER_URL")]

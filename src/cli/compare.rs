@@ -40,17 +40,6 @@ pub async fn compare(args: CompareArgs) -> Result<(), Failure> {
             ));
         }
     };
-    if let Some(table) = &args.table
-        && !TABLES.contains(&table.as_str())
-    {
-        return Err(failure(
-            ExitStatus::Invalid,
-            anyhow::anyhow!(
-                "unknown --table '{table}'; tables are {}",
-                TABLES.join(", ")
-            ),
-        ));
-    }
     let comparison = crate::storage::scoped(config.storage.clone(), async {
         let warehouse = Warehouse::open(&config.warehouse).map_err(|e| {
             let error = compare::CompareError::from(e);

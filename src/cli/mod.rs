@@ -12,6 +12,7 @@ mod export;
 mod forget;
 mod generate;
 mod quickstart;
+pub mod reference;
 mod report;
 mod run;
 mod status;
@@ -56,49 +57,62 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Classify every customer for a period and publish the tables.
+    #[command(after_help = EXAMPLES_RUN)]
     Run(RunArgs),
     /// Check a job (and a config) without reading any data.
+    #[command(after_help = EXAMPLES_VALIDATE)]
     Validate(JobArgs),
     /// Print the plan of each SQL step of a job.
+    #[command(after_help = EXAMPLES_EXPLAIN)]
     Explain(ExplainArgs),
     /// Write deterministic synthetic transactions, one Parquet folder per month.
+    #[command(after_help = EXAMPLES_GENERATE)]
     Generate(GenerateArgs),
     /// Generate a small sample (if ./data is empty), run the default job on
     /// its last two months into ./warehouse and show how to query the tables.
     Quickstart(QuickstartArgs),
     /// Run a job for every period of a range, in order; periods already
-    /// published with the same job and rules are skipped (unless --force).
+    /// published with the same job and rules are skipped (unless --rerun).
+    #[command(after_help = EXAMPLES_BACKFILL)]
     Backfill(BackfillArgs),
     /// Compare two published periods of a job (--from --to), or two date
     /// ranges classified on the fly (--range --against): segment counts,
     /// transition matrix, lost and new customers, evolution per customer.
+    #[command(after_help = EXAMPLES_COMPARE)]
     Compare(CompareArgs),
     /// Write a campaign list (CSV or Parquet) of the customers of a segment,
     /// or of those who made a movement, in a published period.
+    #[command(after_help = EXAMPLES_EXPORT)]
     Export(ExportArgs),
     /// Classify a published period with the job's working copy and show what
     /// changes against the published snapshot: counts per segment, the
     /// before × after matrix, changed customers and the rule diff. Nothing is
     /// written to the warehouse.
+    #[command(after_help = EXAMPLES_DIFF)]
     Diff(DiffArgs),
     /// Explain one customer's segment in a published period: orders, metrics,
     /// scores and their bands, the rules tried in order, and the movement.
+    #[command(after_help = EXAMPLES_WHY)]
     Why(WhyArgs),
     /// Write the HTML report of a published period: one self-contained page
     /// (R×F grid, segment sizes, migrations, history, run facts).
+    #[command(after_help = EXAMPLES_REPORT)]
     Report(ReportArgs),
     /// Write the DDL that registers every job's tables as external tables
     /// (Hive partitions) and the BI views over complete periods, for DuckDB,
     /// Trino, Spark, Athena or BigQuery; or a DuckDB database file of those
     /// views (--out FILE.duckdb).
+    #[command(after_help = EXAMPLES_CATALOG)]
     Catalog(CatalogArgs),
     /// List the published periods of a job and flag those whose input files
     /// changed since publication (restatement) or whose rules changed.
+    #[command(after_help = EXAMPLES_STATUS)]
     Status(StatusArgs),
     /// Erase customers from every published table of every job and period
     /// (crash-safe, under the publishing leases) and from every later run;
     /// needs the secret salt in SEGMENTS_ERASURE_SALT. The erasure log keeps
     /// only salted hashes and dates.
+    #[command(after_help = EXAMPLES_FORGET)]
     Forget(ForgetArgs),
     /// Print a shell completion script, e.g.
     /// `segments completions bash > ~/.local/share/bash-completion/completions/segments`.
@@ -112,6 +126,65 @@ enum Command {
     #[cfg(feature = "ballista")]
     BallistaExecutor(ballista::ExecutorArgs),
 }
+
+// `--help` ends with examples (also in docs/reference/cli.md, generated).
+const EXAMPLES_RUN: &str = "\
+Examples:
+  segments run                                  # last complete month, default job and config
+  segments run --period 2025-11 --dry-run       # compute and print, write nothing
+  segments run --job jobs/value_tiers.yaml --config config/prod.yaml --period 2025-11
+  segments run --period 2025-12 --allow-gate revenue_change   # December sales";
+const EXAMPLES_VALIDATE: &str = "\
+Examples:
+  segments validate
+  segments validate --job jobs/audiences.yaml --config config/local.yaml";
+const EXAMPLES_EXPLAIN: &str = "\
+Examples:
+  segments explain --period 2025-11";
+const EXAMPLES_GENERATE: &str = "\
+Examples:
+  segments generate --customers 10000 --months 24 --out data
+  segments generate --customers 1000000 --months 13 --out /data/bench --clean
+  segments generate --process btyd --customers 5000 --months 36 --out data-btyd";
+const EXAMPLES_BACKFILL: &str = "\
+Examples:
+  segments backfill --from 2024-01 --to 2025-12 --allow-gate active_customers_change
+  segments backfill --from 2025-06 --to 2025-06 --rerun    # recompute one period
+  segments backfill --changed                              # periods whose inputs changed";
+const EXAMPLES_COMPARE: &str = "\
+Examples:
+  segments compare --from 2024-12 --to 2025-12
+  segments compare --from 2024-12 --to 2025-12 --format csv --table customers --out moves.csv
+  segments compare --range 2024-01..2024-06 --against 2025-01..2025-06 --format json";
+const EXAMPLES_EXPORT: &str = "\
+Examples:
+  segments export --period 2025-12 --segment at_risk --out at_risk.csv
+  segments export --period 2025-12 --movement churned --columns from_segment,to_segment --format parquet --out churned.parquet
+  segments export --job jobs/audiences.yaml --period 2025-12 --audience sales_cart_abandoners --channel email --out list.csv";
+const EXAMPLES_DIFF: &str = "\
+Examples:
+  segments diff --period 2025-12
+  segments diff --period 2025-12 --format markdown --fail-if-changed-over 5";
+const EXAMPLES_WHY: &str = "\
+Examples:
+  segments why --period 2025-12 --customer-id c13";
+const EXAMPLES_REPORT: &str = "\
+Examples:
+  segments report --period 2025-12 --out report.html
+  segments report --period 2025-12 --compare-to 2024-12 --locale fr --out rapport.html";
+const EXAMPLES_CATALOG: &str = "\
+Examples:
+  segments catalog --target duckdb --out segments.sql          # then: duckdb -init segments.sql
+  segments catalog --target duckdb --out segments.duckdb       # a database file of views
+  segments catalog --target trino --location s3a://bucket/warehouse/ --out trino.sql";
+const EXAMPLES_STATUS: &str = "\
+Examples:
+  segments status
+  segments status --format json";
+const EXAMPLES_FORGET: &str = "\
+Examples:
+  SEGMENTS_ERASURE_SALT=… segments forget --customer-id c13
+  SEGMENTS_ERASURE_SALT=… segments forget --ids-file erasure-requests.txt";
 
 #[derive(Debug, Args)]
 pub struct JobArgs {
@@ -137,9 +210,8 @@ pub struct RunArgs {
     /// Break a live lease held by another run of the same job and period.
     #[arg(long)]
     force: bool,
-    /// Publish even though this data-quality gate fails (repeatable):
-    /// no_data, reject_ratio, active_customers_change, revenue_change.
-    /// Recorded in the manifest.
+    /// Publish even though this data-quality gate fails; recorded in the
+    /// manifest.
     #[arg(long, value_name = "GATE", value_enum)]
     allow_gate: Vec<crate::model::Gate>,
 }
@@ -226,8 +298,8 @@ pub struct BackfillArgs {
     /// periods whose migrations were made from them, oldest first.
     #[arg(long)]
     changed: bool,
-    /// Publish even though this data-quality gate fails (repeatable), for
-    /// every period of the range; recorded in each manifest.
+    /// Publish even though this data-quality gate fails, for every period
+    /// of the range; recorded in each manifest.
     #[arg(long, value_name = "GATE", value_enum)]
     allow_gate: Vec<crate::model::Gate>,
 }
@@ -267,6 +339,7 @@ pub struct ExportArgs {
     /// Extra columns of the source table, after customer_id (e.g. segment,recency_days).
     #[arg(long, value_delimiter = ',')]
     columns: Vec<String>,
+    /// The file's format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
     format: ExportFormat,
     /// Keep only the customers who opted in to this channel, from the
@@ -312,9 +385,9 @@ pub struct CompareArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = CompareFormat::Text)]
     format: CompareFormat,
-    /// Only this table: overview, segments, matrix or customers (one row per
-    /// customer). CSV holds one table: segments unless set.
-    #[arg(long)]
+    /// Only this table (customers: one row per customer). CSV holds one
+    /// table: segments unless set.
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(crate::analysis::compare::TABLES))]
     table: Option<String>,
     /// Write to this file instead of stdout.
     #[arg(long)]
@@ -391,11 +464,11 @@ pub struct CatalogArgs {
     #[arg(long, required_unless_present = "docs")]
     out: Option<PathBuf>,
     /// The jobs to register: a folder of job files (every *.yaml) or one
-    /// job file; repeatable.
+    /// job file.
     #[arg(long, default_value = "jobs")]
     jobs: Vec<PathBuf>,
     /// The config file: the warehouse URL and the labels' locale.
-    #[arg(long, default_value = "config/local.yaml")]
+    #[arg(long, env = "SEGMENTS_CONFIG", default_value = "config/local.yaml")]
     config: PathBuf,
     /// The warehouse URL as the engine sees it (default: the config's
     /// warehouse), e.g. s3a://bucket/warehouse/ for Spark on Hadoop.
@@ -405,7 +478,7 @@ pub struct CatalogArgs {
     /// default schema.
     #[arg(long, default_value = "segments")]
     schema: String,
-    /// Language of the labels in the views (en, fr); default: the config's `locale`.
+    /// Language of the labels in the views; default: the config's `locale`.
     #[arg(long)]
     locale: Option<crate::config::Locale>,
     /// Write the Markdown documentation of every table's columns (from
@@ -417,9 +490,9 @@ pub struct CatalogArgs {
 #[derive(Debug, Args)]
 pub struct ForgetArgs {
     /// The config file: the warehouse to erase from.
-    #[arg(long, default_value = "config/local.yaml")]
+    #[arg(long, env = "SEGMENTS_CONFIG", default_value = "config/local.yaml")]
     config: PathBuf,
-    /// A customer id to erase (repeatable).
+    /// A customer id to erase.
     #[arg(long, value_name = "ID", required_unless_present = "ids_file")]
     customer_id: Vec<String>,
     /// A file of customer ids, one per line (`#` comments allowed).

@@ -4,6 +4,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -15,30 +16,46 @@ use super::settings::{Config, KNOWN_INPUTS};
 use super::yaml;
 use crate::model::{ClassificationKind, OutputTable};
 
-#[derive(Debug, Deserialize)]
+/// A job file (`jobs/*.yaml`): what to compute.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct JobFile {
+#[schemars(title = "segments job")]
+pub(super) struct JobFile {
+    /// The job's folder in the warehouse: lowercase letters, digits and `_`.
     name: String,
+    /// The job's version, shown in the report and the manifests.
     version: u32,
+    /// Free text.
     #[serde(default)]
     description: String,
+    /// The window, in months ending at `period_end` (1 to 120).
     #[serde(default = "default_window_months")]
     window_months: u32,
     /// Where `file:` steps are found, relative to the job file.
     #[serde(default = "default_sql_dir")]
     sql_dir: String,
+    /// The logical inputs the steps read: `transactions` (required),
+    /// `events`, `products`, `sales_calendar`, `customer_aliases`,
+    /// `customers`. The config maps each to its files.
+    #[schemars(extend("x-docs" = "guides/writing-jobs.md#optional-inputs"))]
     inputs: Vec<String>,
+    /// Ordered SQL steps, each a view visible to the later steps.
     steps: Vec<StepFile>,
+    /// How the rows of one step are classified: exclusive segments or
+    /// overlapping audiences.
     classification: ClassificationFile,
     /// Quantile scores (default) or fixed cut points per metric.
     #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/changing-rules.md#fixed-score-bands-scoring-fixed"))]
     scoring: Option<ScoringFile>,
     /// Predictive scores published with every snapshot (segments jobs).
     #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/predictive-scores.md"))]
     predict: Option<PredictFile>,
     /// The tables to publish; by default every table of the job's kind of
     /// classification.
     #[serde(default)]
+    #[schemars(extend("x-docs" = "warehouse.md"))]
     outputs: Option<Vec<OutputTable>>,
 }
 
@@ -50,19 +67,25 @@ fn default_sql_dir() -> String {
     "../sql".into()
 }
 
-#[derive(Debug, Deserialize)]
+/// One SQL step: `file` or `sql`, not both.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct StepFile {
+    /// The view's name, for the later steps and `classification.from`.
     name: String,
+    /// A SQL file in `sql_dir`.
     #[serde(default)]
     file: Option<String>,
+    /// Inline SQL.
     #[serde(default)]
     sql: Option<String>,
+    /// Free text.
     #[serde(default)]
     description: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// The job's `classification:` block: `segments` or `audiences`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ClassificationFile {
     /// The step whose rows (one per customer) are classified; the last step
@@ -74,6 +97,7 @@ struct ClassificationFile {
     segments: Vec<SegmentFile>,
     /// Overlapping audiences: each contact is in every audience it matches.
     #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/writing-jobs.md#audiences"))]
     audiences: Vec<SegmentFile>,
     /// A declared segment that takes customers matching no rule. Without it,
     /// such a customer is a job error.
@@ -81,15 +105,20 @@ struct ClassificationFile {
     fallback: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One segment (or audience) and its rule.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SegmentFile {
+    /// The segment's name in the tables: lowercase letters, digits and `_`.
     name: String,
-    /// One text, or one per locale (`{en: Loyal, fr: Fidèles}`).
+    /// What BI tools show: one text, or one per locale
+    /// (`{en: Loyal, fr: Fidèles}`). Default: the name.
     #[serde(default)]
     label: Option<TextFile>,
+    /// One text, or one per locale.
     #[serde(default)]
     description: Option<TextFile>,
+    /// A SQL boolean expression over the classified step's columns.
     rule: String,
     /// Audiences only: a SQL expression giving the member's `detail` (e.g.
     /// the category it bought twice in).

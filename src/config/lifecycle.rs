@@ -3,16 +3,23 @@
 //! `retention:` (how long published periods are kept; applied by
 //! `crate::warehouse::retention`).
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 /// The config's `readiness:` section; no check when absent.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReadinessSettings {
+    /// An upstream marker file, relative to the transactions URL, that must
+    /// exist before a run, e.g. `month={period}/_SUCCESS` (exit 5 when it
+    /// is missing).
     #[serde(default)]
     pub marker: Option<String>,
+    /// Distinct dates with usable lines the period must have.
     #[serde(default)]
     pub min_days_with_data: Option<u32>,
+    /// The period's usable lines must be at least this share of the
+    /// previous period's (0.8 for 80%).
     #[serde(default)]
     pub min_rows_vs_previous: Option<f64>,
 }
@@ -62,13 +69,16 @@ impl ReadinessSettings {
 }
 
 /// The config's `retention:` section; nothing is deleted when absent.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionSettings {
-    /// Months of published periods kept, counting the run's period.
+    /// Months of published periods kept, counting the run's period: a run
+    /// of P deletes the partitions and run folders of periods ≤ P − months.
+    /// Everything is kept when absent.
     #[serde(default)]
     pub months: Option<u32>,
-    /// Months of `rejects` kept (raw rows); at most `months`.
+    /// Months of `rejects` kept (raw input rows); at most `months`. Deleted
+    /// with their period when absent.
     #[serde(default)]
     pub rejects_months: Option<u32>,
 }

@@ -19,6 +19,29 @@ pub enum TextFile {
     PerLocale(BTreeMap<Locale, String>),
 }
 
+/// What the parser below accepts: a text, or a map from locale code to text.
+impl schemars::JsonSchema for TextFile {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Text".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let locale = generator.subschema_for::<Locale>();
+        schemars::json_schema!({
+            "description": "One text, or one per locale (`{en: Loyal, fr: Fidèles}`).",
+            "anyOf": [
+                {"type": "string"},
+                {
+                    "type": "object",
+                    "propertyNames": locale,
+                    "additionalProperties": {"type": "string"},
+                    "minProperties": 1,
+                },
+            ],
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for TextFile {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct TextVisitor;

@@ -10,6 +10,7 @@ mod job;
 mod lifecycle;
 mod locale;
 mod predict;
+pub mod schema;
 mod scoring;
 mod settings;
 mod yaml;

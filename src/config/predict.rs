@@ -16,35 +16,47 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::error::Problem;
 use super::yaml;
 use crate::model::Variant;
 
-#[derive(Debug, Deserialize)]
+/// The job's `predict:` block.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PredictFile {
+    /// The purchase model: BG/NBD or its MBG/NBD variant.
     #[serde(default)]
     model: ModelFile,
+    /// The unit of time of the fit (and of the fitted α).
     #[serde(default)]
     time_unit: TimeUnit,
+    /// Expected purchases and CLV over this many months.
     #[serde(default = "default_horizon")]
     horizon_months: u32,
+    /// CLV discount per month.
     #[serde(default = "default_discount")]
     monthly_discount_rate: f64,
+    /// The step with one row per order.
     #[serde(default = "default_orders_step")]
     orders_step: String,
+    /// The potential score: the chance of being in a target segment later.
     #[serde(default)]
     potential: Option<PotentialFile>,
 }
 
-#[derive(Debug, Deserialize)]
+/// `predict.potential`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PotentialFile {
+    /// The segments a customer may reach.
     target_segments: Vec<String>,
+    /// Months ahead; default: the block's `horizon_months`.
     #[serde(default)]
     horizon_months: Option<u32>,
+    /// Earlier published periods to learn from.
     #[serde(default = "default_training_periods")]
     training_periods: u32,
 }
@@ -62,7 +74,7 @@ fn default_training_periods() -> u32 {
     6
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 enum ModelFile {
     #[default]
@@ -71,7 +83,7 @@ enum ModelFile {
 }
 
 /// The unit of time of the per-customer summary (and of the fitted α).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TimeUnit {
     Days,

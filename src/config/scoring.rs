@@ -15,25 +15,36 @@
 
 use std::path::Path;
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::error::Problem;
 use super::yaml;
 use crate::model::units::decimal_cents as money;
 
-#[derive(Debug, Deserialize)]
+/// The job's `scoring:` block. Each list gives where scores 2, 3, 4 and 5
+/// start.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ScoringFile {
+    /// `quantiles`: scores from the job's SQL; `fixed`: the cut points below.
     mode: ScoringMode,
+    /// `mode: fixed`: four strictly decreasing day counts; R = 2 at most the
+    /// first, … R = 5 at most the last.
     #[serde(default)]
+    #[schemars(length(equal = 4))]
     recency_days: Option<Vec<i64>>,
+    /// `mode: fixed`: four strictly increasing purchase counts, from 2.
     #[serde(default)]
+    #[schemars(length(equal = 4))]
     frequency: Option<Vec<i64>>,
+    /// `mode: fixed`: four strictly increasing amounts (cents allowed).
     #[serde(default)]
+    #[schemars(length(equal = 4))]
     monetary: Option<Vec<f64>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 enum ScoringMode {
     Quantiles,

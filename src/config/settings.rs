@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use chrono_tz::Tz;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::error::{ConfigError, Problem};
 use super::yaml;
@@ -22,27 +23,53 @@ pub const KNOWN_INPUTS: [&str; 6] = [
     "customers",
 ];
 
-#[derive(Debug, Deserialize)]
+/// A config file (`config/*.yaml`): where the data is and how to run.
+/// `${VAR}` anywhere is replaced by the environment variable `VAR`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ConfigFile {
+#[schemars(title = "segments config")]
+pub(super) struct ConfigFile {
+    /// Path or URL of the output root: a local path, `file://`, `s3://`,
+    /// `gs://`, `az://` or `abfss://`.
+    #[schemars(extend("x-docs" = "guides/object-storage.md"))]
     warehouse: String,
+    /// Business timezone (IANA name, e.g. `Europe/Paris`): periods are its
+    /// calendar months and naive timestamps are read in it.
     #[serde(default = "default_timezone")]
+    #[schemars(extend("x-docs" = "reference/configuration.md#timestamps-and-variables"))]
     timezone: String,
-    /// Language of the labels the BI views show (`segments catalog`).
+    /// Language of the labels the BI views of `segments catalog` show.
     #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/bi.md"))]
     locale: super::locale::Locale,
+    /// One input per logical name: `transactions` (required), `events`,
+    /// `products`, `sales_calendar`, `customer_aliases`, `customers`.
+    #[schemars(extend("x-docs" = "guides/writing-jobs.md#optional-inputs"))]
     inputs: BTreeMap<String, InputFile>,
+    /// The query engine, its memory and its spill files.
     #[serde(default)]
     engine: EngineFile,
+    /// Data-quality gates: a run that fails one publishes nothing (exit 3).
     #[serde(default)]
+    #[schemars(extend("x-docs" = "troubleshooting.md#gates"))]
     quality: QualitySettings,
+    /// How object stores are reached: endpoint, credentials, retries, lease.
     #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/object-storage.md"))]
     storage: crate::storage::StorageSettings,
+    /// The HTML report published with each run: `true` (English) or
+    /// `{enabled: true, locale: fr}`; off when absent.
     #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/report.md#published-with-each-run"))]
     report: ReportFile,
+    /// Completeness checks of a period's input before a run (exit 5 when
+    /// not ready); no check when absent.
     #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/lifecycle.md#readiness-and-consent"))]
     readiness: super::lifecycle::ReadinessSettings,
+    /// What a run deletes from the warehouse; nothing when absent.
     #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/lifecycle.md#retention"))]
     retention: super::lifecycle::RetentionSettings,
 }
 
@@ -50,24 +77,32 @@ fn default_timezone() -> String {
     "UTC".into()
 }
 
-#[derive(Debug, Deserialize)]
+/// One input of a config.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct InputFile {
+    /// A folder (ending in `/`) or one file, local or on object storage.
     url: String,
+    /// The files' format.
     format: InputFormat,
-    /// Hive partition columns in the folder names (e.g. `month` for
-    /// `month=2024-01/`), read as text.
+    /// Hive partition columns in the folder names, read as text: `[month]`
+    /// for `month=2024-01/`. A late file must land in the folder of the
+    /// oldest month it holds rows for.
     #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/lifecycle.md#late-data-and-restatement"))]
     partition_columns: Vec<String>,
     /// Canonical column → source column name or SQL expression over the
-    /// source columns. Unmapped canonical columns use the same name.
+    /// source columns (`amount: "net_amount / 100"`). Unmapped canonical
+    /// columns are read under their own name.
     #[serde(default)]
     columns: BTreeMap<String, String>,
+    /// How a `format: csv` input is read.
     #[serde(default)]
     csv: Option<CsvOptions>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// The format of an input's files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum InputFormat {
     Parquet,
@@ -75,11 +110,14 @@ pub enum InputFormat {
     Ndjson,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// How a CSV input is read.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CsvOptions {
+    /// Field delimiter, e.g. `";"`.
     #[serde(default = "default_delimiter")]
     pub delimiter: char,
+    /// The first line is a header.
     #[serde(default = "default_true")]
     pub header: bool,
     /// Decimal separator of numbers in the file: `.` or `,` (French exports: `12,50`).
@@ -89,6 +127,7 @@ pub struct CsvOptions {
     /// ISO 8601 when absent. Read as local times in the business timezone.
     #[serde(default)]
     pub date_format: Option<String>,
+    /// Text encoding of the files (not with a remote Ballista scheduler).
     #[serde(default)]
     pub encoding: Encoding,
 }
@@ -110,7 +149,7 @@ fn default_decimal() -> char {
 }
 
 /// Text encoding of CSV/NDJSON files.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 pub enum Encoding {
     #[default]
     #[serde(rename = "utf-8", alias = "utf8", alias = "UTF-8")]
@@ -129,7 +168,7 @@ pub enum Encoding {
 
 /// Data-quality gates (docs/design.md §7): a run that fails one publishes nothing
 /// and exits with code 3, unless the operator allows that gate by name.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QualitySettings {
     /// Largest share of rejected input rows (`reject_ratio` gate).
@@ -142,7 +181,9 @@ pub struct QualitySettings {
     /// Largest relative change of the period's revenue (`revenue_change` gate).
     #[serde(default = "default_max_change")]
     pub max_revenue_change: f64,
-    /// Reject exact duplicate lines (costs one aggregation over the input).
+    /// Reject exact duplicate lines as `duplicate_line` (a run counts each
+    /// line once either way).
+    #[schemars(extend("x-docs" = "troubleshooting.md#bad-rows"))]
     #[serde(default = "default_true")]
     pub reject_duplicates: bool,
 }
@@ -174,27 +215,41 @@ fn default_true() -> bool {
     true
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The config's `engine:` section.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct EngineFile {
+    /// Where queries run: `ballista` needs a binary built with
+    /// `--features ballista`.
     #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/ballista.md"))]
     kind: EngineKind,
-    /// e.g. `2GiB`, `512MiB`; unlimited when absent.
+    /// The DataFusion memory pool, e.g. `2GiB`, `512MiB`; operators spill
+    /// beyond it. Unlimited when absent.
     #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/deploying.md#memory-rule"))]
     memory_limit: Option<String>,
+    /// Where spill files go (a disk, never a tmpfs); default: the system's
+    /// temporary directory.
     #[serde(default)]
     spill_dir: Option<String>,
+    /// How spill files are compressed.
     #[serde(default)]
     spill_compression: SpillCompression,
+    /// DataFusion's partitions; default: the machine's cores. In a
+    /// container keep it equal to the CPU request.
     #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/deploying.md#memory-rule"))]
     target_partitions: Option<usize>,
     /// `kind: ballista` only: `df://host:port` of the scheduler, or
     /// `standalone` for a scheduler and executor inside this process.
     #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/ballista.md"))]
     scheduler_url: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+/// Where queries run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     #[default]
@@ -206,7 +261,7 @@ pub enum EngineKind {
 /// How operators compress what they spill to `spill_dir`. Aggregation
 /// states (sorted ids) compress several times over; a run over a billion
 /// lines spills tens of GiB uncompressed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SpillCompression {
     /// Fast, about 2× smaller (the default).
@@ -297,17 +352,35 @@ pub struct ReportSettings {
     pub locale: crate::model::Locale,
 }
 
-#[derive(Debug, Deserialize)]
+/// `report:` as a map.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ReportMap {
+    /// Publish the report with each run.
     #[serde(default = "default_true")]
     enabled: bool,
+    /// Language and number format of the report.
     #[serde(default)]
     locale: crate::model::Locale,
 }
 
 #[derive(Debug, Default)]
 struct ReportFile(ReportSettings);
+
+/// What the parser below accepts: a boolean or a [`ReportMap`].
+impl JsonSchema for ReportFile {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ReportFile".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let map = generator.subschema_for::<ReportMap>();
+        schemars::json_schema!({
+            "anyOf": [{"type": "boolean"}, map],
+            "default": false,
+        })
+    }
+}
 
 impl<'de> Deserialize<'de> for ReportFile {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

@@ -10,6 +10,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer};
 
@@ -23,7 +24,7 @@ pub const SECRET_KEYS: [&str; 4] = [
     "account_key",
 ];
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StorageSettings {
     /// Cloud region (S3), e.g. `eu-west-3`. Default: `AWS_REGION` or `us-east-1`.
@@ -41,35 +42,48 @@ pub struct StorageSettings {
     /// machine (localhost, 127.0.0.0/8, ::1).
     #[serde(default)]
     pub allow_http: bool,
-    /// S3 credentials (through `${VAR}` only). Default: the environment
-    /// (`AWS_ACCESS_KEY_ID`, …) and then the default chain.
+    /// S3 access key id, through `${VAR}` only (a literal is refused).
+    /// Default: `AWS_ACCESS_KEY_ID`, then the default chain (IRSA, instance
+    /// metadata).
     #[serde(default, deserialize_with = "secret")]
+    #[schemars(with = "Option<String>", extend("x-docs" = "guides/object-storage.md#credentials"))]
     pub access_key_id: Option<SecretString>,
+    /// S3 secret access key, through `${VAR}` only. Default:
+    /// `AWS_SECRET_ACCESS_KEY`, then the default chain.
     #[serde(default, deserialize_with = "secret")]
+    #[schemars(with = "Option<String>", extend("x-docs" = "guides/object-storage.md#credentials"))]
     pub secret_access_key: Option<SecretString>,
+    /// S3 session token of temporary credentials, through `${VAR}` only.
     #[serde(default, deserialize_with = "secret")]
+    #[schemars(with = "Option<String>", extend("x-docs" = "guides/object-storage.md#credentials"))]
     pub session_token: Option<SecretString>,
-    /// Azure storage account name and key (through `${VAR}`). Default: the
-    /// `AZURE_*` environment and then workload identity / managed identity.
+    /// Azure storage account name. Default: the `AZURE_*` environment.
     #[serde(default)]
     pub account_name: Option<String>,
+    /// Azure storage account key, through `${VAR}` only. Default: the
+    /// `AZURE_*` environment, then workload identity / managed identity.
     #[serde(default, deserialize_with = "secret")]
+    #[schemars(with = "Option<String>", extend("x-docs" = "guides/object-storage.md#credentials"))]
     pub account_key: Option<SecretString>,
     #[serde(default)]
     pub retry: RetrySettings,
-    /// Timeout of one request (default 30s).
+    /// Timeout of one request.
     #[serde(default = "default_request_timeout", deserialize_with = "duration")]
+    #[schemars(with = "String", extend("default" = DEFAULT_REQUEST_TIMEOUT))]
     pub request_timeout: Duration,
     /// Table partitions larger than this are written with a multipart upload
-    /// (aborted on failure); smaller ones with one PUT. Default 64MiB.
+    /// (aborted on failure); smaller ones with one PUT.
     #[serde(default = "default_multipart_threshold", deserialize_with = "bytes")]
+    #[schemars(with = "String", extend("default" = DEFAULT_MULTIPART_THRESHOLD))]
     pub multipart_threshold: usize,
-    /// Size of each multipart part (at least 5MiB on S3). Default 8MiB.
+    /// Size of each multipart part (at least 5MiB on S3).
     #[serde(default = "default_part_size", deserialize_with = "bytes")]
+    #[schemars(with = "String", extend("default" = DEFAULT_PART_SIZE))]
     pub part_size: usize,
     /// How long a run's lease on a job and period lives without renewal; the
-    /// holder renews it every third of that. Default 60s.
+    /// holder renews it every third of that.
     #[serde(default = "default_lease_ttl", deserialize_with = "duration")]
+    #[schemars(with = "String", extend("default" = DEFAULT_LEASE_TTL))]
     pub lease_ttl: Duration,
 }
 
@@ -95,20 +109,23 @@ impl Default for StorageSettings {
 }
 
 /// Retries of transient errors (timeouts, 5xx, 429) with exponential backoff.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySettings {
-    /// Retries of one request (default 10; 0 disables retries).
+    /// Retries of one request (0 disables retries).
     #[serde(default = "default_max_retries")]
     pub max_retries: usize,
-    /// First backoff (default 100ms), doubled on each retry…
+    /// First backoff, doubled on each retry…
     #[serde(default = "default_initial_backoff", deserialize_with = "duration")]
+    #[schemars(with = "String", extend("default" = DEFAULT_INITIAL_BACKOFF))]
     pub initial_backoff: Duration,
-    /// …up to this (default 15s).
+    /// …up to this.
     #[serde(default = "default_max_backoff", deserialize_with = "duration")]
+    #[schemars(with = "String", extend("default" = DEFAULT_MAX_BACKOFF))]
     pub max_backoff: Duration,
-    /// No retry starts after this long since the first attempt (default 3m).
+    /// No retry starts after this long since the first attempt.
     #[serde(default = "default_deadline", deserialize_with = "duration")]
+    #[schemars(with = "String", extend("default" = DEFAULT_DEADLINE))]
     pub deadline: Duration,
 }
 
@@ -123,29 +140,37 @@ impl Default for RetrySettings {
     }
 }
 
+// Defaults as a user writes them: the schema and the reference show these.
+const DEFAULT_REQUEST_TIMEOUT: &str = "30s";
+const DEFAULT_MULTIPART_THRESHOLD: &str = "64MiB";
+const DEFAULT_PART_SIZE: &str = "8MiB";
+const DEFAULT_LEASE_TTL: &str = "60s";
+const DEFAULT_INITIAL_BACKOFF: &str = "100ms";
+const DEFAULT_MAX_BACKOFF: &str = "15s";
+const DEFAULT_DEADLINE: &str = "3m";
 fn default_request_timeout() -> Duration {
-    Duration::from_secs(30)
+    parse_duration(DEFAULT_REQUEST_TIMEOUT).expect("a valid default duration")
 }
 fn default_multipart_threshold() -> usize {
-    64 * 1024 * 1024
+    crate::model::units::parse_bytes(DEFAULT_MULTIPART_THRESHOLD).expect("a valid default size")
 }
 fn default_part_size() -> usize {
-    8 * 1024 * 1024
+    crate::model::units::parse_bytes(DEFAULT_PART_SIZE).expect("a valid default size")
 }
 fn default_lease_ttl() -> Duration {
-    Duration::from_secs(60)
+    parse_duration(DEFAULT_LEASE_TTL).expect("a valid default duration")
 }
 fn default_max_retries() -> usize {
     10
 }
 fn default_initial_backoff() -> Duration {
-    Duration::from_millis(100)
+    parse_duration(DEFAULT_INITIAL_BACKOFF).expect("a valid default duration")
 }
 fn default_max_backoff() -> Duration {
-    Duration::from_secs(15)
+    parse_duration(DEFAULT_MAX_BACKOFF).expect("a valid default duration")
 }
 fn default_deadline() -> Duration {
-    Duration::from_secs(180)
+    parse_duration(DEFAULT_DEADLINE).expect("a valid default duration")
 }
 
 fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SecretString>, D::Error> {

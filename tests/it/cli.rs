@@ -65,11 +65,20 @@ fn validate_args<'a>(job: &'a Path, config: &'a Path) -> Vec<&'a str> {
 #[test]
 fn job_errors_name_file_key_and_line() {
     let setup = setup();
+    // The inserted key is on the line after `window_months` (1-based), and
+    // `job_with` adds a `sql_dir:` line above both.
+    let shipped = std::fs::read_to_string(crate::common::default_job()).unwrap();
+    let window_line = shipped
+        .lines()
+        .position(|line| line == "window_months: 12")
+        .expect("the shipped job sets window_months: 12")
+        + 1;
+    let unknown_key_line = format!(":{}:", window_line + 2);
     let cases: Vec<(&str, Box<dyn Fn(String) -> String>, Vec<&str>)> = vec![
         (
             "unknown key",
             Box::new(|t| t.replace("window_months: 12", "window_months: 12\nwindow_mnths: 3")),
-            vec!["window_mnths", ":9"],
+            vec!["window_mnths", &unknown_key_line],
         ),
         (
             "wrong type",

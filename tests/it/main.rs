@@ -18,6 +18,7 @@ mod diff;
 mod duplicates;
 mod export;
 mod fixture;
+mod generated;
 mod invariants;
 mod jobs;
 mod labels;
