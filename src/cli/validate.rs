@@ -34,7 +34,7 @@ pub async fn validate(args: JobArgs) -> Result<(), Failure> {
         .map_err(|e| failure(ExitStatus::Invalid, e))?;
     let ctx: SessionContext =
         engine::session(&config).map_err(|e| failure(ExitStatus::Internal, e))?;
-    inputs::register_canonical_placeholders(&ctx, &job.inputs)
+    inputs::register_canonical_placeholders(&ctx, &config, &job.inputs)
         .map_err(|e| failure(ExitStatus::Internal, e))?;
     let params = Parameters::new(Period::last_complete(config.timezone), job.window_months);
     if job.kind == ClassificationKind::Audiences {

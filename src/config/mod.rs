@@ -23,7 +23,7 @@ pub use locale::{Locale, Localized, TextFile};
 pub use predict::{Potential, Predict, TimeUnit};
 pub use scoring::{FixedBands, Scoring};
 pub use settings::{
-    CanonicalColumn, Config, CsvOptions, Encoding, EngineKind, EngineSettings, Input, InputFormat,
-    QualitySettings, ReportSettings, Scheduler, SpillCompression, canonical_columns,
-    parse_scheduler_url,
+    CanonicalColumn, ColumnType, Config, CsvOptions, Encoding, EngineKind, EngineSettings,
+    ExtraColumn, Input, InputFormat, QualitySettings, ReportSettings, Scheduler, SpillCompression,
+    canonical_columns, date_column_of, parse_scheduler_url,
 };

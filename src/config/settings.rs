@@ -91,14 +91,131 @@ struct InputFile {
     #[serde(default)]
     #[schemars(extend("x-docs" = "guides/lifecycle.md#late-data-and-restatement"))]
     partition_columns: Vec<String>,
-    /// Canonical column → source column name or SQL expression over the
-    /// source columns (`amount: "net_amount / 100"`). Unmapped canonical
-    /// columns are read under their own name.
+    /// Column → source column name or SQL expression over the source
+    /// columns (`amount: "net_amount / 100"`), or `{from, type, format}`.
+    /// Unmapped canonical columns are read under their own name; any other
+    /// name is an extra column that reaches the steps (`payment_method:
+    /// mode_paiement`), typed as in the source unless `type` is given.
     #[serde(default)]
-    columns: BTreeMap<String, String>,
+    #[schemars(extend("x-docs" = "guides/writing-jobs.md#your-own-columns"))]
+    columns: BTreeMap<String, ColumnFile>,
     /// How a `format: csv` input is read.
     #[serde(default)]
     csv: Option<CsvOptions>,
+}
+
+/// One entry of an input's `columns:`: a source column or SQL expression,
+/// or a map naming the type.
+#[derive(Debug)]
+enum ColumnFile {
+    Source(String),
+    Typed(TypedColumnFile),
+}
+
+/// `columns.<name>` as a map.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct TypedColumnFile {
+    /// Source column or SQL expression; default: the source column of the
+    /// same name.
+    #[serde(default)]
+    from: Option<String>,
+    /// The column's type (extra columns only: canonical columns have
+    /// theirs). A value that does not parse is a reject of
+    /// `transactions` (`unparseable_<column>`) and null in other inputs.
+    #[serde(rename = "type", default)]
+    data_type: Option<ColumnType>,
+    /// chrono format of a `date` or `timestamp` written as text, e.g.
+    /// `%d/%m/%Y`; default: the input's `csv.date_format`, else ISO 8601.
+    #[serde(default)]
+    format: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ColumnFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = ColumnFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a source column or SQL expression, or a map with `from`, `type` and `format`",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<ColumnFile, E> {
+                Ok(ColumnFile::Source(value.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ColumnFile, A::Error> {
+                TypedColumnFile::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(ColumnFile::Typed)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// What the parser above accepts.
+impl JsonSchema for ColumnFile {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ColumnFile".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let typed = generator.subschema_for::<TypedColumnFile>();
+        schemars::json_schema!({"anyOf": [{"type": "string"}, typed]})
+    }
+}
+
+/// The type of an extra column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnType {
+    /// Text (surrounding spaces removed, empty text is null).
+    Text,
+    /// A 64-bit integer.
+    Integer,
+    /// A decimal with 2 digits after the point, as `amount` (the input's
+    /// `csv.decimal` applies).
+    Decimal,
+    /// A floating-point number (the input's `csv.decimal` applies).
+    Number,
+    /// `true`/`false` (also `yes`/`no`, `1`/`0`).
+    Boolean,
+    /// A calendar date.
+    Date,
+    /// An instant, read as a local time in the business timezone when it
+    /// has no offset.
+    Timestamp,
+}
+
+impl ColumnType {
+    /// The Arrow type of the column in the canonical view.
+    pub fn data_type(self) -> DataType {
+        match self {
+            ColumnType::Text => DataType::Utf8,
+            ColumnType::Integer => DataType::Int64,
+            ColumnType::Decimal => DataType::Decimal128(18, 2),
+            ColumnType::Number => DataType::Float64,
+            ColumnType::Boolean => DataType::Boolean,
+            ColumnType::Date => DataType::Date32,
+            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        }
+    }
+}
+
+/// A column of an input beyond its canonical ones (`columns:` of the
+/// config): it reaches the steps under `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraColumn {
+    pub name: String,
+    /// Source column or SQL expression; `None`: the source column `name`.
+    pub source: Option<String>,
+    /// `None`: the source column's own type.
+    pub data_type: Option<ColumnType>,
+    /// chrono format of a date or timestamp written as text.
+    pub format: Option<String>,
 }
 
 /// The format of an input's files.
@@ -339,7 +456,10 @@ pub struct Input {
     pub url: String,
     pub format: InputFormat,
     pub partition_columns: Vec<String>,
+    /// Canonical column → source column or SQL expression.
     pub columns: BTreeMap<String, String>,
+    /// The mapped columns beyond the canonical ones, in name order.
+    pub extra_columns: Vec<ExtraColumn>,
     pub csv: CsvOptions,
 }
 
@@ -440,6 +560,21 @@ pub struct CanonicalColumn {
     pub name: &'static str,
     pub data_type: DataType,
     pub required: bool,
+}
+
+/// (timestamp column, local date column) of an input whose canonical view
+/// adds the local date of its timestamp.
+pub fn date_column_of(input: &str) -> Option<(&'static str, &'static str)> {
+    match input {
+        "transactions" => Some(("ordered_at", "ordered_date")),
+        "events" => Some(("occurred_at", "occurred_date")),
+        _ => None,
+    }
+}
+
+/// The derived date columns of every input: no extra column may take them.
+fn date_column_names() -> [&'static str; 2] {
+    ["ordered_date", "occurred_date"]
 }
 
 /// Canonical columns of a logical input.
@@ -566,18 +701,69 @@ fn check_input(
         return None;
     }
     let canonical = canonical_columns(&name);
-    for column in input.columns.keys() {
-        if !canonical.iter().any(|c| c.name == column) {
+    let mut columns = BTreeMap::new();
+    let mut extra_columns = Vec::new();
+    for (column, mapping) in input.columns {
+        let column_key = format!("{key}.columns.{column}");
+        let needle = format!("{column}:");
+        let (source, data_type, date_format) = match mapping {
+            ColumnFile::Source(source) => (Some(source), None, None),
+            ColumnFile::Typed(typed) => (typed.from, typed.data_type, typed.format),
+        };
+        if let Some(format) = &date_format {
+            let broken = chrono::format::StrftimeItems::new(format)
+                .any(|item| matches!(item, chrono::format::Item::Error));
+            if broken || !matches!(data_type, Some(ColumnType::Date | ColumnType::Timestamp)) {
+                problem(
+                    format!("{column_key}.format"),
+                    "format:",
+                    format!(
+                        "'{format}' must be a chrono format (e.g. %d/%m/%Y) of a column of `type: date` or `type: timestamp`"
+                    ),
+                );
+            }
+        }
+        if canonical.iter().any(|c| c.name == column) {
+            if data_type.is_some() {
+                problem(
+                    format!("{column_key}.type"),
+                    &needle,
+                    format!(
+                        "'{column}' is a canonical column of {name}: its type is fixed; remove `type`"
+                    ),
+                );
+            }
+            if let Some(source) = source {
+                columns.insert(column, source);
+            }
+            continue;
+        }
+        let reserved = date_column_names().contains(&column.as_str()) || column.starts_with("__");
+        let identifier = column
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && column
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if reserved || !identifier {
             let names: Vec<_> = canonical.iter().map(|c| c.name).collect();
             problem(
-                format!("{key}.columns.{column}"),
-                &format!("{column}:"),
+                column_key,
+                &needle,
                 format!(
-                    "'{column}' is not a canonical column of {name}; they are {}",
+                    "'{column}' cannot be an extra column of {name}: use lowercase letters, digits and _, not starting with __ nor one of the derived dates (ordered_date, occurred_date); the canonical columns are {}",
                     names.join(", ")
                 ),
             );
+            continue;
         }
+        extra_columns.push(ExtraColumn {
+            name: column,
+            source,
+            data_type,
+            format: date_format,
+        });
     }
     let is_directory =
         input.url.ends_with('/') || !input.url.rsplit('/').next().unwrap_or("").contains('.');
@@ -630,7 +816,8 @@ fn check_input(
         url,
         format: input.format,
         partition_columns: input.partition_columns,
-        columns: input.columns,
+        columns,
+        extra_columns,
         csv: input.csv.unwrap_or_default(),
     })
 }

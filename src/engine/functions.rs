@@ -262,6 +262,65 @@ impl ScalarUDFImpl for LocalDate {
     }
 }
 
+/// `from_local(naive)`: a naive timestamp read as a local time in the
+/// business timezone → the UTC instant (`Timestamp(µs, "UTC")`). The same
+/// arrow casts as `CAST(CAST(naive AS Timestamp(tz)) AS Timestamp(UTC))`,
+/// but opaque to the optimizer: DataFusion 55 unwraps such casts out of a
+/// comparison with a UTC literal without the zone's shift, so `ordered_at IN
+/// (…)` over the cast expression matched nothing outside UTC (exact
+/// duplicate lines went unnoticed in Europe/Paris).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct FromLocal {
+    timezone: String,
+    signature: Signature,
+}
+
+impl ScalarUDFImpl for FromLocal {
+    fn name(&self) -> &str {
+        FROM_LOCAL
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Timestamp(
+            TimeUnit::Microsecond,
+            Some("UTC".into()),
+        ))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let input = args.args[0].to_array(args.number_rows)?;
+        let naive = cast(&input, &DataType::Timestamp(TimeUnit::Microsecond, None))?;
+        let local = cast(
+            &naive,
+            &DataType::Timestamp(TimeUnit::Microsecond, Some(self.timezone.as_str().into())),
+        )?;
+        let utc = cast(
+            &local,
+            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        )?;
+        Ok(ColumnarValue::Array(utc))
+    }
+}
+
+/// The name plans carry for [`from_local`].
+pub const FROM_LOCAL: &str = "from_local";
+
+fn from_local_udf(timezone: &str) -> ScalarUDF {
+    ScalarUDF::from(FromLocal {
+        timezone: timezone.to_string(),
+        signature: Signature::any(1, Volatility::Immutable),
+    })
+}
+
+/// The UTC instant of a naive local timestamp expression in `timezone`.
+pub fn from_local(naive: Expr, timezone: Tz) -> Expr {
+    from_local_udf(timezone.name()).call(vec![naive])
+}
+
 /// The name plans carry for [`local_date`].
 pub const LOCAL_DATE: &str = "local_date";
 
@@ -335,6 +394,8 @@ pub fn encode_udf(udf: &ScalarUDF) -> Option<Vec<u8>> {
         Some(f.format.as_bytes().to_vec())
     } else if let Some(f) = inner.downcast_ref::<LocalDate>() {
         Some(f.timezone.as_bytes().to_vec())
+    } else if let Some(f) = inner.downcast_ref::<FromLocal>() {
+        Some(f.timezone.as_bytes().to_vec())
     } else if inner.downcast_ref::<CanonicalText>().is_some()
         || inner.downcast_ref::<RowHash>().is_some()
     {
@@ -357,6 +418,7 @@ pub fn decode_udf(name: &str, parameter: &[u8]) -> Option<Result<ScalarUDF>> {
     match name {
         PARSE_LOCAL_TIMESTAMP => Some(text().map(parse_local_timestamp_udf)),
         LOCAL_DATE => Some(text().map(local_date_udf)),
+        FROM_LOCAL => Some(text().map(from_local_udf)),
         CANONICAL_TEXT => Some(Ok(canonical_text_udf())),
         ROW_HASH => Some(Ok(row_hash_udf())),
         _ => None,
@@ -492,6 +554,7 @@ mod tests {
         for udf in [
             parse_local_timestamp_udf("%d/%m/%Y"),
             local_date_udf("Europe/Paris"),
+            from_local_udf("Europe/Paris"),
             canonical_text_udf(),
             row_hash_udf(),
         ] {

@@ -19,9 +19,9 @@ use datafusion::logical_expr::{Expr, ExprSchemable, cast, lit, try_cast, when};
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
-use crate::config::{CanonicalColumn, Config, Input, canonical_columns};
+use crate::config::{Config, Input, canonical_columns};
 use crate::engine::EngineError;
-use crate::engine::functions::{canonical_text, local_date, parse_local_timestamp};
+use crate::engine::functions::{canonical_text, from_local, local_date, parse_local_timestamp};
 
 pub(crate) fn checked_table(input: &str) -> String {
     format!("__checked_{input}")
@@ -45,49 +45,60 @@ fn timestamp(timezone: Option<&str>) -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, timezone.map(Into::into))
 }
 
-/// The typed canonical value of one mapped column; null when it does not
-/// parse. Text timestamps and naive timestamps are local times in `timezone`.
+/// The typed value of one mapped column; null when it does not parse.
+/// Text timestamps and naive timestamps are local times in `timezone`;
+/// `date_format` is the chrono format of dates and timestamps written as
+/// text (ISO 8601 when `None`).
 fn typed(
     raw: Expr,
     source_type: &DataType,
-    column: &CanonicalColumn,
+    target: &DataType,
     input: &Input,
+    date_format: Option<&str>,
     timezone: Tz,
 ) -> Expr {
-    let local = || timestamp(Some(timezone.name()));
-    match &column.data_type {
+    let trimmed = |raw: Expr| btrim(vec![cast(raw, DataType::Utf8)]);
+    match target {
         DataType::Timestamp(_, Some(_)) => {
             let naive = match source_type {
-                DataType::Timestamp(_, Some(_)) => return cast(raw, column.data_type.clone()),
+                DataType::Timestamp(_, Some(_)) => return cast(raw, target.clone()),
                 DataType::Timestamp(_, None) => cast(raw, timestamp(None)),
-                t if is_text(t) => match &input.csv.date_format {
+                t if is_text(t) => match date_format {
                     Some(format) => parse_local_timestamp(raw, format),
-                    None => try_cast(btrim(vec![cast(raw, DataType::Utf8)]), timestamp(None)),
+                    None => try_cast(trimmed(raw), timestamp(None)),
                 },
                 _ => try_cast(raw, timestamp(None)),
             };
-            cast(cast(naive, local()), column.data_type.clone())
+            cast(from_local(naive, timezone), target.clone())
         }
-        DataType::Decimal128(_, _) if is_text(source_type) => {
-            let text = btrim(vec![cast(raw, DataType::Utf8)]);
+        DataType::Date32 if is_text(source_type) => match date_format {
+            Some(format) => cast(parse_local_timestamp(raw, format), DataType::Date32),
+            None => try_cast(trimmed(raw), DataType::Date32),
+        },
+        DataType::Decimal128(_, _) | DataType::Float64 if is_text(source_type) => {
+            let text = trimmed(raw);
             let text = if input.csv.decimal == ',' {
                 replace(text, lit(","), lit("."))
             } else {
                 text
             };
-            try_cast(text, column.data_type.clone())
+            try_cast(text, target.clone())
         }
         // Empty text is no value (CSV exports write missing ids as "").
         DataType::Utf8 if is_text(source_type) => canonical_text(raw),
         target if source_type == target => raw,
+        target if is_text(source_type) => try_cast(trimmed(raw), target.clone()),
         target => try_cast(raw, target.clone()),
     }
 }
 
 /// Why a transactions row cannot be used (first reason wins), or null.
+/// `extra_rules` are the typed extra columns' (condition, reason), after
+/// the canonical ones.
 fn transactions_reason(
     raw: &BTreeMap<&str, Expr>,
     typed: &BTreeMap<&str, Expr>,
+    extra_rules: Vec<(Expr, String)>,
     now: DateTime<Utc>,
 ) -> Expr {
     let now = lit(ScalarValue::TimestampMicrosecond(
@@ -105,6 +116,10 @@ fn transactions_reason(
         (typed["amount"].clone().is_null(), "unparseable_amount"),
         (typed["ordered_at"].clone().gt(now), "future_timestamp"),
     ];
+    let rules = rules
+        .into_iter()
+        .map(|(condition, reason)| (condition, reason.to_string()))
+        .chain(extra_rules);
     let mut case: Option<datafusion::logical_expr::conditional_expressions::CaseBuilder> = None;
     for (condition, reason) in rules {
         case = Some(match case {
@@ -135,18 +150,17 @@ pub(super) async fn register(
             source,
         })?;
     let suppression = super::suppression(ctx);
-    let (checked, date_column) = checked_frame(source, config, input, now, suppression)?;
+    let checked = checked_frame(source, config, input, now, suppression)?;
     ctx.register_table(
         checked_table(&input.name).as_str(),
         checked.clone().into_view(),
     )
     .map_err(EngineError::Setup)?;
 
-    let columns = canonical_columns(&input.name);
-    let mut canonical: Vec<Expr> = columns.iter().map(|c| column_ref(c.name)).collect();
-    if let Some((_, date)) = date_column {
-        canonical.push(column_ref(date));
-    }
+    let canonical: Vec<Expr> = usable_columns(input)
+        .iter()
+        .map(|name| column_ref(name))
+        .collect();
     let usable = checked
         .filter(column_ref(REASON).is_null())
         .map_err(EngineError::Setup)?
@@ -167,13 +181,21 @@ pub(super) async fn register(
     Ok(())
 }
 
-/// The usable rows of an input before duplicate removal.
-/// The columns of an input's usable rows: its canonical columns, then the
-/// local date of its timestamp if it has one.
-fn usable_columns(input: &str) -> Vec<&'static str> {
-    let mut columns: Vec<&'static str> = canonical_columns(input).iter().map(|c| c.name).collect();
-    columns.extend(date_column_of(input).map(|(_, date)| date));
+/// The columns of an input's usable rows: its canonical columns, its extra
+/// columns, then the local date of its timestamp if it has one.
+fn usable_columns(input: &Input) -> Vec<String> {
+    let mut columns = row_columns(input);
+    columns.extend(date_column_of(&input.name).map(|(_, date)| date.to_string()));
     columns
+}
+
+/// The columns that make a line what it is: canonical, then extra.
+fn row_columns(input: &Input) -> Vec<String> {
+    canonical_columns(&input.name)
+        .iter()
+        .map(|c| c.name.to_string())
+        .chain(input.extra_columns.iter().map(|c| c.name.clone()))
+        .collect()
 }
 
 pub(super) fn usable_table(input: &str) -> String {
@@ -243,11 +265,7 @@ type DateColumn = Option<(&'static str, &'static str)>;
 
 /// The local date column derived from an input's timestamp, if any.
 fn date_column_of(input: &str) -> DateColumn {
-    match input {
-        "transactions" => Some(("ordered_at", "ordered_date")),
-        "events" => Some(("occurred_at", "occurred_date")),
-        _ => None,
-    }
+    crate::config::date_column_of(input)
 }
 
 /// Every source row with its canonical typed values, local date, reject
@@ -258,7 +276,7 @@ fn checked_frame(
     input: &Input,
     now: DateTime<Utc>,
     suppression: Option<Arc<crate::warehouse::erasure::Suppression>>,
-) -> Result<(DataFrame, DateColumn), EngineError> {
+) -> Result<DataFrame, EngineError> {
     let schema: DFSchema = source.schema().clone();
     let available: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
     let mapping_error = |column: &str, expression: &str, source| EngineError::Mapping {
@@ -322,8 +340,9 @@ fn checked_frame(
         let mut value = typed(
             expression.clone(),
             &source_type,
-            column,
+            &column.data_type,
             input,
+            input.csv.date_format.as_deref(),
             config.timezone,
         );
         if column.name == "customer_id"
@@ -344,13 +363,74 @@ fn checked_frame(
         .iter()
         .map(|c| typed_columns[c.name].clone().alias(c.name))
         .collect();
+    // Extra columns: typed as declared, or as in the source.
+    let mut extra_rules = Vec::new();
+    for extra in &input.extra_columns {
+        let mapped = extra.source.as_deref().unwrap_or(&extra.name);
+        let expression = if mapped.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            if !available.iter().any(|a| a == mapped) {
+                return Err(EngineError::MissingColumn {
+                    input: input.name.clone(),
+                    column: extra.name.clone(),
+                    available: available.join(", "),
+                    config: config.path.display().to_string(),
+                });
+            }
+            column_ref(mapped)
+        } else {
+            source
+                .parse_sql_expr(mapped)
+                .map_err(|e| mapping_error(&extra.name, mapped, e))?
+        };
+        let source_type = expression
+            .get_type(&schema)
+            .map_err(|e| mapping_error(&extra.name, mapped, e))?;
+        let value = match extra.data_type {
+            None if is_text(&source_type) => canonical_text(expression.clone()),
+            None => expression.clone(),
+            Some(column_type) => {
+                let target = column_type.data_type();
+                if !(source_type == DataType::Null
+                    || is_text(&source_type)
+                    || can_cast_types(&source_type, &target))
+                {
+                    return Err(EngineError::SchemaDrift {
+                        input: input.name.clone(),
+                        column: extra.name.clone(),
+                        expected: target.to_string(),
+                        found: source_type.to_string(),
+                    });
+                }
+                let date_format = extra.format.as_deref().or(input.csv.date_format.as_deref());
+                let value = typed(
+                    expression.clone(),
+                    &source_type,
+                    &target,
+                    input,
+                    date_format,
+                    config.timezone,
+                );
+                if column_type != crate::config::ColumnType::Text {
+                    // A value given that does not parse (empty text is no value).
+                    let given =
+                        canonical_text(cast(expression.clone(), DataType::Utf8)).is_not_null();
+                    extra_rules.push((
+                        given.and(value.clone().is_null()),
+                        format!("unparseable_{}", extra.name),
+                    ));
+                }
+                value
+            }
+        };
+        projection.push(value.alias(&extra.name));
+    }
     let date_column = date_column_of(&input.name);
     if let Some((timestamp_column, date)) = date_column {
         let local = local_date(typed_columns[timestamp_column].clone(), config.timezone);
         projection.push(local.alias(date));
     }
     let reason = if input.name == "transactions" {
-        transactions_reason(&raw, &typed_columns, now)
+        transactions_reason(&raw, &typed_columns, extra_rules, now)
     } else {
         lit(ScalarValue::Utf8(None))
     };
@@ -361,7 +441,7 @@ fn checked_frame(
             .push(cast(column_ref(name), DataType::Utf8).alias(format!("{RAW_PREFIX}{name}")));
     }
     let checked = source.select(projection).map_err(EngineError::Setup)?;
-    Ok((checked, date_column))
+    Ok(checked)
 }
 
 /// Row accounting of an input: rows read and rejected per reason.
@@ -456,7 +536,7 @@ pub async fn collect_rejects(
             }
         }
         .map_err(&failed)?;
-        let (checked, _) = checked_frame(source, config, input, now, suppression.clone())?;
+        let checked = checked_frame(source, config, input, now, suppression.clone())?;
         let raw_columns: Vec<String> = checked
             .schema()
             .fields()
@@ -510,7 +590,7 @@ pub async fn collect_rejects(
         super::Duplicates::Found(lines) => Some(lines.repeated_lines().to_vec()),
         // Too many candidates to hold: group every usable line (slow, exact).
         super::Duplicates::TooMany | super::Duplicates::Unknown => {
-            let columns: Vec<Expr> = usable_columns(&input.name)
+            let columns: Vec<Expr> = usable_columns(input)
                 .iter()
                 .map(|c| column_ref(c))
                 .collect();
@@ -530,10 +610,8 @@ pub async fn collect_rejects(
         super::Duplicates::NoneFound => None,
     };
     if let Some(batches) = repeated {
-        let names: Vec<&str> = canonical_columns(&input.name)
-            .iter()
-            .map(|c| c.name)
-            .collect();
+        let names = row_columns(input);
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         // The file of a duplicate is not known here (a line may repeat
         // across files): the reject names the input.
         for batch in &batches {

@@ -30,7 +30,6 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
 use super::checked::usable_table;
-use crate::config::canonical_columns;
 use crate::engine::EngineError;
 use crate::engine::functions::row_hash;
 
@@ -132,12 +131,18 @@ fn failed(source: datafusion::error::DataFusionError) -> EngineError {
     }
 }
 
-/// The row hash of the canonical columns of `input`.
-fn hash_of(input: &str) -> Expr {
+/// The row hash of a line: every column of the usable rows of `input`
+/// (canonical and extra) but the local date, which follows from the
+/// timestamp.
+fn hash_of(usable: &DataFrame, input: &str) -> Expr {
+    let date = crate::config::date_column_of(input).map(|(_, date)| date);
     row_hash(
-        canonical_columns(input)
+        usable
+            .schema()
+            .fields()
             .iter()
-            .map(|c| column_ref(c.name))
+            .filter(|f| Some(f.name().as_str()) != date)
+            .map(|f| column_ref(f.name()))
             .collect(),
     )
 }
@@ -157,7 +162,10 @@ pub async fn find(ctx: &SessionContext, input: &str) -> Result<Duplicates, Engin
         .map_err(failed)?;
     let shared = usable
         .clone()
-        .select(vec![hash_of(input).alias(HASH), column_ref("ordered_at")])
+        .select(vec![
+            hash_of(&usable, input).alias(HASH),
+            column_ref("ordered_at"),
+        ])
         .map_err(failed)?
         .aggregate(
             vec![column_ref(HASH)],
@@ -263,7 +271,7 @@ async fn at_instants(
         .aggregate(columns.clone(), vec![count(lit(1)).alias(COPIES)])
         .map_err(failed)?;
     columns.push(column_ref(COPIES));
-    columns.push(hash_of(input).alias(HASH));
+    columns.push(hash_of(usable, input).alias(HASH));
     let rows = grouped
         .select(columns)
         .map_err(failed)?
@@ -322,7 +330,11 @@ async fn candidate_keys(
 ) -> Result<(Vec<ScalarValue>, Vec<String>), EngineError> {
     let keys = usable
         .clone()
-        .filter(in_list(hash_of(input), hash_literals(hashes), false))
+        .filter(in_list(
+            hash_of(usable, input),
+            hash_literals(hashes),
+            false,
+        ))
         .map_err(failed)?
         .aggregate(
             vec![column_ref("ordered_at"), column_ref("order_id")],

@@ -542,10 +542,13 @@ async fn transcode(
     Ok(format!("memory:///transcoded/{}/", input.name))
 }
 
-/// Register empty tables with the canonical schemas, so steps and rules can be
-/// planned (`validate`, `explain`) without reading any data.
+/// Register empty tables with the canonical schemas (and the config's extra
+/// columns), so steps and rules can be planned (`validate`, `explain`)
+/// without reading any data. An extra column without a `type` is planned
+/// as text: its type in a run is the source's, which only the files know.
 pub fn register_canonical_placeholders(
     ctx: &SessionContext,
+    config: &Config,
     inputs: &[String],
 ) -> Result<(), EngineError> {
     for name in inputs {
@@ -553,6 +556,14 @@ pub fn register_canonical_placeholders(
             .into_iter()
             .map(|c| Field::new(c.name, c.data_type, !c.required || c.name == "customer_id"))
             .collect();
+        if let Some(input) = config.inputs.get(name) {
+            fields.extend(input.extra_columns.iter().map(|extra| {
+                let data_type = extra
+                    .data_type
+                    .map_or(DataType::Utf8, crate::config::ColumnType::data_type);
+                Field::new(&extra.name, data_type, true)
+            }));
+        }
         match name.as_str() {
             "transactions" => fields.push(Field::new("ordered_date", DataType::Date32, false)),
             "events" => fields.push(Field::new("occurred_date", DataType::Date32, false)),

@@ -26,6 +26,7 @@ mod layers;
 mod lifecycle;
 mod lint;
 mod memory;
+mod own_columns;
 mod predict;
 mod quickstart;
 mod readers;
