@@ -110,5 +110,10 @@ pub fn generate(args: GenerateArgs) -> Result<(), Failure> {
         report.sales,
         options.out_dir.join("sales_calendar").display()
     );
+    println!(
+        "Wrote {} customer rows (region, city, age band, market, loyalty, consent; a dated row for those who moved) under {}",
+        report.customer_rows,
+        options.out_dir.join("customers").display()
+    );
     Ok(())
 }

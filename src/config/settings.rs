@@ -623,11 +623,15 @@ pub fn canonical_columns(input: &str) -> Vec<CanonicalColumn> {
             column("surviving_id", DataType::Utf8, true),
             column("effective_date", DataType::Date32, true),
         ],
-        // Consent flags for `segments export --channel`.
+        // Attributes of customers and contacts (any extra column: region,
+        // age band, …), consent flags for `segments export --channel`, and
+        // `valid_from`: a row holds from that date on (a period sees each
+        // customer's latest row dated before its end; undated rows always).
         "customers" => vec![
             column("customer_id", DataType::Utf8, true),
             column("email_opt_in", DataType::Boolean, false),
             column("sms_opt_in", DataType::Boolean, false),
+            column("valid_from", DataType::Date32, false),
         ],
         _ => Vec::new(),
     }
@@ -758,6 +762,19 @@ fn check_input(
             );
             continue;
         }
+        // A typo of a canonical name would otherwise pass as an extra column
+        // (and the canonical one be read under its own name).
+        if let Some(near) = canonical.iter().find(|c| looks_like(&column, c.name)) {
+            problem(
+                column_key,
+                &needle,
+                format!(
+                    "'{column}' is not a canonical column of {name} but looks like `{}`: map `{}`, or give the extra column a name of its own",
+                    near.name, near.name
+                ),
+            );
+            continue;
+        }
         extra_columns.push(ExtraColumn {
             name: column,
             source,
@@ -820,6 +837,29 @@ fn check_input(
         extra_columns,
         csv: input.csv.unwrap_or_default(),
     })
+}
+
+/// Whether `name` looks like a typo of `canonical`: a prefix of it, or one
+/// edit (a letter added, removed, changed or two swapped) away.
+fn looks_like(name: &str, canonical: &str) -> bool {
+    if canonical.starts_with(name) && name.len() >= 3 {
+        return true;
+    }
+    let (a, b): (Vec<char>, Vec<char>) = (name.chars().collect(), canonical.chars().collect());
+    if a.len().abs_diff(b.len()) > 1 {
+        return false;
+    }
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..]
+        .iter()
+        .rev()
+        .zip(b[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let (rest_a, rest_b) = (a.len() - prefix - suffix, b.len() - prefix - suffix);
+    let swapped =
+        rest_a == 2 && rest_b == 2 && a[prefix] == b[prefix + 1] && a[prefix + 1] == b[prefix];
+    (rest_a.max(rest_b) <= 1) || swapped
 }
 
 /// `engine.memory_limit`: a size of at least 16 MiB.
@@ -1087,6 +1127,27 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn typos_of_canonical_names_are_caught() {
+        for (name, canonical) in [
+            ("customer", "customer_id"),
+            ("amout", "amount"),
+            ("ammount", "amount"),
+            ("ordred_at", "ordered_at"),
+            ("amuont", "amount"),
+        ] {
+            assert!(looks_like(name, canonical), "{name} ~ {canonical}");
+        }
+        for (name, canonical) in [
+            ("payment_method", "amount"),
+            ("margin", "channel"),
+            ("region", "order_id"),
+            ("am", "amount"),
+        ] {
+            assert!(!looks_like(name, canonical), "{name} !~ {canonical}");
+        }
+    }
 
     fn engine_problems(engine: &str) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();

@@ -27,6 +27,7 @@ use crate::model::Period;
 
 mod btyd;
 mod calendar;
+pub mod customers;
 mod defects;
 mod events;
 mod parallel;
@@ -52,7 +53,8 @@ pub struct GenerateOptions {
     pub seed: u64,
     /// Local directory; files go to `<out_dir>/transactions/month=YYYY-MM/part-0.parquet`,
     /// `<out_dir>/events/month=YYYY-MM/part-0.parquet`, `<out_dir>/products/part-0.parquet`
-    /// and `<out_dir>/sales_calendar/part-0.parquet`.
+    /// `<out_dir>/sales_calendar/part-0.parquet` and
+    /// `<out_dir>/customers/part-0.parquet`.
     pub out_dir: PathBuf,
     /// Whether to write the events (and the visitors who never buy).
     pub events: bool,
@@ -89,6 +91,9 @@ pub struct GenerateReport {
     pub products: u64,
     /// Sales in the sales calendar file.
     pub sales: u64,
+    /// Rows of the customer file: one per customer and visitor, one more per
+    /// customer who moved (`valid_from`).
+    pub customer_rows: u64,
 }
 
 #[derive(Debug, thiserror::Error)]

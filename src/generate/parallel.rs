@@ -43,6 +43,14 @@ pub(super) fn generate_checked(
         &writer.properties,
     )?;
     report.sales = sales;
+    let (_, customer_rows) = super::customers::write_customers(
+        options,
+        &profiles,
+        visitor_count,
+        writer.id_digits,
+        &writer.properties,
+    )?;
+    report.customer_rows = customer_rows;
 
     let months = Months {
         options,

@@ -233,6 +233,7 @@ pub(super) async fn replace_canonical(
 /// period are skipped by their statistics instead of being read. Row
 /// accounting is done before, over every row.
 pub async fn known_by(ctx: &SessionContext, period_end: NaiveDate) -> Result<(), EngineError> {
+    customers_as_of(ctx, period_end).await?;
     let input = "transactions";
     let Ok(frame) = ctx.table(input).await else {
         return Ok(());
@@ -257,6 +258,59 @@ pub async fn known_by(ctx: &SessionContext, period_end: NaiveDate) -> Result<(),
     ctx.deregister_table(input).map_err(EngineError::Setup)?;
     ctx.register_table(input, restricted.into_view())
         .map_err(EngineError::Setup)?;
+    Ok(())
+}
+
+/// Restrict the canonical `customers` view to what a period knew: for each
+/// customer, its latest row with `valid_from` before `period_end` (rows
+/// without `valid_from` hold from the start). Rows dated later are not seen.
+async fn customers_as_of(ctx: &SessionContext, period_end: NaiveDate) -> Result<(), EngineError> {
+    let input = "customers";
+    let Ok(frame) = ctx.table(input).await else {
+        return Ok(());
+    };
+    let setup = EngineError::Setup;
+    let end = lit(ScalarValue::Date32(Some(days(period_end))));
+    let known = frame
+        .filter(
+            column_ref("valid_from")
+                .is_null()
+                .or(column_ref("valid_from").lt(end)),
+        )
+        .map_err(setup)?;
+    // The latest date per customer; undated rows count as the earliest.
+    let epoch = lit(ScalarValue::Date32(Some(i32::MIN)));
+    let dated =
+        datafusion::functions::core::expr_fn::coalesce(vec![column_ref("valid_from"), epoch]);
+    let latest = known
+        .clone()
+        .aggregate(
+            vec![column_ref("customer_id").alias("__customer")],
+            vec![datafusion::functions_aggregate::expr_fn::max(dated.clone()).alias("__latest")],
+        )
+        .map_err(setup)?;
+    let columns: Vec<Expr> = known
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| column_ref(f.name()))
+        .collect();
+    let current = known
+        .with_column("__dated", dated)
+        .map_err(setup)?
+        .join(
+            latest,
+            datafusion::logical_expr::JoinType::Inner,
+            &["customer_id", "__dated"],
+            &["__customer", "__latest"],
+            None,
+        )
+        .map_err(setup)?
+        .select(columns)
+        .map_err(setup)?;
+    ctx.deregister_table(input).map_err(setup)?;
+    ctx.register_table(input, current.into_view())
+        .map_err(setup)?;
     Ok(())
 }
 

@@ -189,7 +189,7 @@ fn config_errors_name_file_key_and_line() {
                 "    partition_columns: [month]\n",
                 "    partition_columns: [month]\n    columns:\n      customer: loyalty_card\n",
             ),
-            vec!["customer", "not a canonical column"],
+            vec!["customer", "looks like `customer_id`"],
         ),
     ];
     for (text, expected) in cases {
