@@ -670,7 +670,7 @@ impl Job {
             field("scoring", &self.scoring.hash_material());
         }
         field("timezone", config.timezone.name());
-        for (input, mapping) in config.mapping_material() {
+        for (input, mapping) in config.mapping_material(&self.inputs) {
             field("input", &input);
             field("mapping", &mapping);
         }

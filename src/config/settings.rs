@@ -1085,15 +1085,30 @@ impl Config {
 
     /// What of the config changes a classification (for the rule hash): the
     /// column mappings of every input.
-    pub fn mapping_material(&self) -> Vec<(String, String)> {
+    /// Only the inputs a run of a job reading `inputs` reads (those, and
+    /// `customer_aliases`, which applies to every job): an input added to
+    /// the config for another job does not change this job's rules.
+    pub fn mapping_material(&self, inputs: &[String]) -> Vec<(String, String)> {
         self.inputs
             .values()
+            .filter(|input| input.name == "customer_aliases" || inputs.contains(&input.name))
             .map(|input| {
-                let mapping: Vec<String> = input
+                let mut mapping: Vec<String> = input
                     .columns
                     .iter()
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
+                // Extra columns only when there are some, so that the hash
+                // of a config without them is what it always was.
+                mapping.extend(input.extra_columns.iter().map(|extra| {
+                    format!(
+                        "+{}={}:{:?}:{}",
+                        extra.name,
+                        extra.source.as_deref().unwrap_or(""),
+                        extra.data_type,
+                        extra.format.as_deref().unwrap_or("")
+                    )
+                }));
                 (input.name.clone(), mapping.join("\n"))
             })
             .collect()

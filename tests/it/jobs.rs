@@ -646,7 +646,19 @@ pub fn generated(dir: &Path, customers: u32, months: u32, start: &str, seed: u32
             "data",
         ],
     );
-    write_config(dir, &dir.join("data/transactions"), &dir.join("warehouse"))
+    let config = write_config(dir, &dir.join("data/transactions"), &dir.join("warehouse"));
+    // The customer file `generate` writes, with its attributes mapped.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text = text.replacen(
+        "quality:",
+        &format!(
+            "  customers:\n    url: {}/\n    format: parquet\n    columns:\n      region: region\n      city: city\n      age_band: age_band\n      market: market\n      loyalty_member: {{type: boolean}}\nquality:",
+            dir.join("data/customers").display()
+        ),
+        1,
+    );
+    std::fs::write(&config, text).unwrap();
+    config
 }
 
 /// The movement of docs/design.md §3a from (rank, frequency) on both sides.
@@ -913,5 +925,142 @@ fn value_tiers_matches_independent_translation() {
         seen.len(),
         4,
         "every tier populated on generated data: {seen:?}"
+    );
+}
+
+const PROFILE_RULES: [(&str, &str); 9] = [
+    ("b2b_high_value", "market = 'b2b' AND value_tier = 'high'"),
+    ("b2b_accounts", "market = 'b2b' AND frequency > 0"),
+    (
+        "paris_region_high_value",
+        "region = 'Île-de-France' AND value_tier = 'high'",
+    ),
+    ("regions_high_value", "value_tier = 'high'"),
+    (
+        "young_active",
+        "age_band IN ('18-24', '25-34') AND frequency > 0 AND recency_days <= 90",
+    ),
+    (
+        "seniors_active",
+        "age_band IN ('55-64', '65+') AND frequency > 0 AND recency_days <= 90",
+    ),
+    ("active", "frequency > 0 AND recency_days <= 180"),
+    ("lapsing", "frequency > 0"),
+    ("inactive", "frequency = 0"),
+];
+
+/// One row of the generated customer file: (valid_from, region, age band,
+/// market).
+type AttributeRow = (Option<i32>, String, Option<String>, String);
+
+/// The rows of the customer file `generate` writes for these options,
+/// read with the Parquet reader (not through segments), per customer.
+fn generated_attributes(seed: u32) -> BTreeMap<String, Vec<AttributeRow>> {
+    let dir = tempfile::tempdir().unwrap();
+    generated(dir.path(), 2000, 20, "2023-01", seed);
+    let mut rows: BTreeMap<String, Vec<AttributeRow>> = BTreeMap::new();
+    for batch in read_parquet(&dir.path().join("data/customers/part-0.parquet")) {
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_string::<i32>()
+                .clone()
+        };
+        let (ids, regions, ages, markets) = (
+            text("customer_id"),
+            text("region"),
+            text("age_band"),
+            text("market"),
+        );
+        let valid_from = batch
+            .column_by_name("valid_from")
+            .unwrap()
+            .as_primitive::<datafusion::arrow::datatypes::Date32Type>()
+            .clone();
+        for row in 0..batch.num_rows() {
+            rows.entry(ids.value(row).to_string()).or_default().push((
+                valid_from.is_valid(row).then(|| valid_from.value(row)),
+                regions.value(row).to_string(),
+                ages.is_valid(row).then(|| ages.value(row).to_string()),
+                markets.value(row).to_string(),
+            ));
+        }
+    }
+    rows
+}
+
+/// The profile segments by hand: the customer's attributes as of the
+/// period's last day (its latest row dated on or before it), the value
+/// tier from the 12-month spend, then the rules in order.
+fn profile(c: &CustomerFacts, attributes: &BTreeMap<String, Vec<AttributeRow>>) -> &'static str {
+    let row = attributes.get(&c.customer_id).and_then(|rows| {
+        rows.iter()
+            .filter(|r| r.0.is_none_or(|date| date <= c.as_of_date))
+            .max_by_key(|r| r.0.unwrap_or(i32::MIN))
+    });
+    let region = row.map_or("unknown", |r| r.1.as_str());
+    let age_band = row.and_then(|r| r.2.as_deref());
+    let market = row.map_or("b2c", |r| r.3.as_str());
+    let tier = if c.monetary >= 50_000 {
+        "high"
+    } else if c.monetary >= 10_000 {
+        "mid"
+    } else if c.frequency > 0 {
+        "low"
+    } else {
+        "none"
+    };
+    let bought_in_90_days = c.frequency > 0 && c.recency_days <= 90;
+    match () {
+        _ if market == "b2b" && tier == "high" => "b2b_high_value",
+        _ if market == "b2b" && c.frequency > 0 => "b2b_accounts",
+        _ if region == "Île-de-France" && tier == "high" => "paris_region_high_value",
+        _ if tier == "high" => "regions_high_value",
+        _ if matches!(age_band, Some("18-24" | "25-34")) && bought_in_90_days => "young_active",
+        _ if matches!(age_band, Some("55-64" | "65+")) && bought_in_90_days => "seniors_active",
+        _ if c.frequency > 0 && c.recency_days <= 180 => "active",
+        _ if c.frequency > 0 => "lapsing",
+        _ => "inactive",
+    }
+}
+
+#[test]
+fn profile_segments_matches_independent_translation() {
+    guard("profile_segments", &PROFILE_RULES);
+    let seed = 24;
+    let attributes = generated_attributes(seed);
+    // The as-of cut is exercised: customers moved before the periods (their
+    // dated row applies) and after them (it must not).
+    let june_end = NaiveDate::from_ymd_opt(2024, 6, 30).unwrap();
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+    let june_end = (june_end - epoch).num_days() as i32;
+    let moved = |before: bool| {
+        attributes
+            .values()
+            .filter(|rows| {
+                rows.iter()
+                    .any(|r| r.0.is_some_and(|date| (date <= june_end) == before))
+            })
+            .count()
+    };
+    assert!(
+        moved(true) > 10 && moved(false) > 10,
+        "moves: {} before, {} after",
+        moved(true),
+        moved(false)
+    );
+    let declared: Vec<&str> = PROFILE_RULES.iter().map(|(n, _)| *n).collect();
+    let seen = check_generated(
+        "profile_segments",
+        seed,
+        &["2024-05", "2024-06"],
+        &declared,
+        |c, _| profile(c, &attributes),
+    );
+    assert_eq!(
+        seen.len(),
+        9,
+        "every segment populated on generated data: {seen:?}"
     );
 }

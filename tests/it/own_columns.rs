@@ -289,3 +289,35 @@ fn bad_extra_column_mappings_are_refused_with_their_key() {
         "{stderr}"
     );
 }
+
+/// The rule hash (which decides what `backfill` recomputes and what
+/// `status` flags) covers the mapping of the inputs a job reads: an input
+/// mapped for another job leaves it alone; an extra column of a read input
+/// changes it.
+#[test]
+fn the_rule_hash_covers_the_inputs_a_job_reads() {
+    use segments::config::{Config, Job};
+    let dir = tempfile::tempdir().unwrap();
+    let base = "warehouse: ./w\ninputs:\n  transactions:\n    url: ./t/\n    format: parquet\n";
+    let hash = |config_text: &str| {
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, config_text).unwrap();
+        let config = Config::load(&path).unwrap();
+        Job::load(&crate::common::default_job())
+            .unwrap()
+            .rule_hash(&config)
+    };
+    let plain = hash(base);
+    let with_customers = hash(&format!(
+        "{base}  customers:\n    url: ./c/\n    format: parquet\n    columns:\n      region: region\n"
+    ));
+    assert_eq!(plain, with_customers, "rfm_monthly does not read customers");
+    let with_extra = hash(&base.replace(
+        "format: parquet\n",
+        "format: parquet\n    columns:\n      payment_method: mode\n",
+    ));
+    assert_ne!(
+        plain, with_extra,
+        "an extra column of transactions is a rule change"
+    );
+}

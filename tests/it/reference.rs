@@ -91,35 +91,18 @@ fn classify(r: Option<i8>, f: Option<i8>, frequency: i64) -> (&'static str, i32)
 /// The segments (name, rule) of the job YAML, in order, read with a plain text
 /// scan so that this file does not depend on the crate's parser.
 fn job_segments_from_yaml(path: &Path) -> Vec<(String, String)> {
-    let text = std::fs::read_to_string(path).unwrap();
-    let mut in_segments = false;
-    let mut out: Vec<(String, String)> = Vec::new();
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('#') {
-            continue;
-        }
-        if trimmed == "segments:" {
-            in_segments = true;
-            continue;
-        }
-        if in_segments && !line.starts_with(' ') && !trimmed.is_empty() {
-            break; // next top-level key
-        }
-        if !in_segments {
-            continue;
-        }
-        if let Some(name) = trimmed.strip_prefix("- name:") {
-            out.push((unquote(name), String::new()));
-        } else if let Some(rule) = trimmed.strip_prefix("rule:") {
-            out.last_mut().expect("rule after name").1 = unquote(rule);
-        }
-    }
-    out
-}
-
-fn unquote(s: &str) -> String {
-    s.trim().trim_matches('"').trim_matches('\'').to_string()
+    // A YAML parser, not the job loader: the rules as written in the file.
+    let job: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    job["classification"]["segments"]
+        .as_sequence()
+        .expect("a segments job")
+        .iter()
+        .map(|segment| {
+            let text = |key: &str| segment[key].as_str().unwrap_or_default().trim().to_string();
+            (text("name"), text("rule"))
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------------------
