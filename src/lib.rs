@@ -14,7 +14,7 @@
 //! | 6 | [`pipeline`] | the job's SQL steps and the classification |
 //! | 7 | [`predict`] | the predictive models and their tables |
 //! | 8 | [`outputs`] | the output tables of a period |
-//! | 9 | [`analysis`], [`catalog`], [`generate`] | compare, diff, why, lint, report; BI catalogs; sample data |
+//! | 9 | [`analysis`], [`catalog`], [`generate`], [`init`] | compare, diff, why, lint, report; BI catalogs; sample data; a project for the user's own export |
 //! | 10 | [`run`], [`lifecycle`] | one period end to end; forget and restate |
 //! | 11 | [`cli`] | the command line |
 //!
@@ -45,6 +45,7 @@ pub mod outputs;
 pub mod analysis;
 pub mod catalog;
 pub mod generate;
+pub mod init;
 
 pub mod lifecycle;
 pub mod run;

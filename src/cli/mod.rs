@@ -11,6 +11,7 @@ mod diff;
 mod export;
 mod forget;
 mod generate;
+mod init;
 mod quickstart;
 pub mod reference;
 mod report;
@@ -68,6 +69,13 @@ enum Command {
     /// Write deterministic synthetic transactions, one Parquet folder per month.
     #[command(after_help = EXAMPLES_GENERATE)]
     Generate(GenerateArgs),
+    /// Write a project for your own export: reads a sample of FILE (CSV,
+    /// Parquet or NDJSON), guesses delimiter, decimal comma, encoding, date
+    /// format and the role of each column, writes a config (ambiguous
+    /// guesses commented out with their candidates), the default job and its
+    /// SQL, then validates them and prints what to check.
+    #[command(after_help = EXAMPLES_INIT)]
+    Init(InitArgs),
     /// Generate a small sample (if ./data is empty), run the default job on
     /// its last two months into ./warehouse and show how to query the tables.
     Quickstart(QuickstartArgs),
@@ -128,6 +136,10 @@ enum Command {
 }
 
 // `--help` ends with examples (also in docs/reference/cli.md, generated).
+const EXAMPLES_INIT: &str = "\
+Examples:
+  segments init my-segments --from exports/ventes-2024.csv
+  segments init my-segments --from exports/sales.parquet --customers exports/crm.csv";
 const EXAMPLES_RUN: &str = "\
 Examples:
   segments run                                  # last complete month, default job and config
@@ -532,6 +544,20 @@ pub struct CompletionsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The project folder to create (must not exist or be empty).
+    dir: PathBuf,
+    /// A transactions export: one line per order line (.csv, .parquet,
+    /// .ndjson / .jsonl).
+    #[arg(long, value_name = "FILE")]
+    from: PathBuf,
+    /// A customer file (one row per customer: id, attributes, consent),
+    /// mapped as the `customers` input.
+    #[arg(long, value_name = "FILE")]
+    customers: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct QuickstartArgs {
     /// Customers of the generated sample.
     #[arg(long, default_value_t = 2_000)]
@@ -631,6 +657,7 @@ pub fn main() -> ExitCode {
             Command::Validate(args) => validate::validate(args).await,
             Command::Explain(args) => validate::explain(args).await,
             Command::Generate(args) => generate::generate(args),
+            Command::Init(args) => init::init(args).await,
             Command::Quickstart(args) => quickstart::quickstart(args).await,
             Command::Backfill(args) => backfill::backfill(args, log_format, quiet).await,
             Command::Compare(args) => compare::compare(args).await,

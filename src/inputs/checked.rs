@@ -560,14 +560,7 @@ pub async fn collect_rejects(
                 parsed.host_str().unwrap_or(""),
                 file.path
             ),
-            _ => format!(
-                "memory:///transcoded/{}/{}",
-                input.name,
-                file.path
-                    .strip_prefix(prefix.as_str())
-                    .unwrap_or(&file.path)
-                    .trim_start_matches('/')
-            ),
+            _ => super::transcoded_url(&input.name, &file.path, &prefix),
         };
         let source = match input.format {
             crate::config::InputFormat::Parquet => {

@@ -522,11 +522,7 @@ async fn transcode(
             .await
             .map_err(read_error)?;
         let (text, _, _) = encoding_rs::WINDOWS_1252.decode(&bytes);
-        let relative = file
-            .path
-            .strip_prefix(location.prefix.as_ref())
-            .unwrap_or(&file.path)
-            .trim_start_matches('/');
+        let relative = transcoded_relative(&file.path, location.prefix.as_ref());
         let target =
             object_store::path::Path::from(format!("transcoded/{}/{relative}", input.name));
         memory
@@ -537,9 +533,44 @@ async fn transcode(
             .await
             .map_err(read_error)?;
     }
-    let memory_url = url::Url::parse("memory:///").expect("static URL");
+    let memory_url = url::Url::parse(&transcoded_store(&input.name))
+        .map_err(|e| EngineError::Setup(DataFusionError::External(Box::new(e))))?;
     ctx.register_object_store(&memory_url, memory);
-    Ok(format!("memory:///transcoded/{}/", input.name))
+    Ok(format!(
+        "{}transcoded/{}/",
+        transcoded_store(&input.name),
+        input.name
+    ))
+}
+
+/// The in-memory store of an input's transcoded files. One store per input:
+/// a session registers one store per URL host, and two transcoded inputs
+/// (transactions and customers) must not replace each other's files.
+fn transcoded_store(input: &str) -> String {
+    format!("memory://transcoded-{}/", input.replace('_', "-"))
+}
+
+/// A file's path under its input's transcoded folder: relative to the
+/// input's URL, or its own name when the input is that one file.
+fn transcoded_relative<'a>(path: &'a str, prefix: &str) -> &'a str {
+    let relative = path
+        .strip_prefix(prefix)
+        .unwrap_or(path)
+        .trim_start_matches('/');
+    if relative.is_empty() {
+        path.rsplit('/').next().unwrap_or(path)
+    } else {
+        relative
+    }
+}
+
+/// The URL of the transcoded copy of one of an input's files.
+pub(crate) fn transcoded_url(input: &str, path: &str, prefix: &str) -> String {
+    format!(
+        "{}transcoded/{input}/{}",
+        transcoded_store(input),
+        transcoded_relative(path, prefix)
+    )
 }
 
 /// Register empty tables with the canonical schemas (and the config's extra

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["pipeline"],
     &["predict"],
     &["outputs"],
-    &["analysis", "catalog", "generate"],
+    &["analysis", "catalog", "generate", "init"],
     &["run", "lifecycle"],
     &["cli"],
 ];

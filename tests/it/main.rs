@@ -19,6 +19,7 @@ mod duplicates;
 mod export;
 mod fixture;
 mod generated;
+mod init;
 mod invariants;
 mod jobs;
 mod labels;
