@@ -166,9 +166,9 @@ fn sniff_csv(text: &str, encoding: &'static str, shown: &str) -> Result<Sample, 
     }
     let columns: Vec<(String, Vec<String>)> = names.into_iter().zip(values).collect();
     let decimal_comma = delimiter != ','
-        && columns
-            .iter()
-            .any(|(_, v)| non_empty(v).all(|v| is_decimal_comma(v)) && non_empty(v).next().is_some());
+        && columns.iter().any(|(_, v)| {
+            non_empty(v).all(|v| is_decimal_comma(v)) && non_empty(v).next().is_some()
+        });
     let date_format = date_format_of(&columns);
     Ok(Sample {
         format: "csv",

@@ -950,8 +950,8 @@ const PROFILE_RULES: [(&str, &str); 9] = [
 ];
 
 /// One row of the generated customer file: (valid_from, region, age band,
-/// market).
-type AttributeRow = (Option<i32>, String, Option<String>, String);
+/// market, loyalty member).
+type AttributeRow = (Option<i32>, String, Option<String>, String, bool);
 
 /// The rows of the customer file `generate` writes for these options,
 /// read with the Parquet reader (not through segments), per customer.
@@ -978,27 +978,43 @@ fn generated_attributes(seed: u32) -> BTreeMap<String, Vec<AttributeRow>> {
             .unwrap()
             .as_primitive::<datafusion::arrow::datatypes::Date32Type>()
             .clone();
+        let loyalty = batch
+            .column_by_name("loyalty_member")
+            .unwrap()
+            .as_boolean()
+            .clone();
         for row in 0..batch.num_rows() {
             rows.entry(ids.value(row).to_string()).or_default().push((
                 valid_from.is_valid(row).then(|| valid_from.value(row)),
                 regions.value(row).to_string(),
                 ages.is_valid(row).then(|| ages.value(row).to_string()),
                 markets.value(row).to_string(),
+                loyalty.value(row),
             ));
         }
     }
     rows
 }
 
+/// A customer's row as of `as_of_date`: its latest row dated on or before
+/// it (undated rows hold from the start).
+fn as_of<'a>(
+    attributes: &'a BTreeMap<String, Vec<AttributeRow>>,
+    customer: &str,
+    as_of_date: i32,
+) -> Option<&'a AttributeRow> {
+    attributes.get(customer).and_then(|rows| {
+        rows.iter()
+            .filter(|r| r.0.is_none_or(|date| date <= as_of_date))
+            .max_by_key(|r| r.0.unwrap_or(i32::MIN))
+    })
+}
+
 /// The profile segments by hand: the customer's attributes as of the
 /// period's last day (its latest row dated on or before it), the value
 /// tier from the 12-month spend, then the rules in order.
 fn profile(c: &CustomerFacts, attributes: &BTreeMap<String, Vec<AttributeRow>>) -> &'static str {
-    let row = attributes.get(&c.customer_id).and_then(|rows| {
-        rows.iter()
-            .filter(|r| r.0.is_none_or(|date| date <= c.as_of_date))
-            .max_by_key(|r| r.0.unwrap_or(i32::MIN))
-    });
+    let row = as_of(attributes, &c.customer_id, c.as_of_date);
     let region = row.map_or("unknown", |r| r.1.as_str());
     let age_band = row.and_then(|r| r.2.as_deref());
     let market = row.map_or("b2c", |r| r.3.as_str());
@@ -1062,5 +1078,116 @@ fn profile_segments_matches_independent_translation() {
         seen.len(),
         9,
         "every segment populated on generated data: {seen:?}"
+    );
+}
+
+const PROFILE_AUDIENCES: [(&str, &str); 4] = [
+    ("champions_by_region", "r_score >= 4 AND f_score >= 4"),
+    ("at_risk_by_region", "r_score <= 2 AND f_score >= 3"),
+    (
+        "lapsing_members_by_age",
+        "loyalty_member AND r_score <= 2 AND age_band IS NOT NULL",
+    ),
+    ("never_bought_by_region", "NOT bought"),
+];
+
+/// `jobs/profile_audiences.yaml` against a translation by hand: every
+/// contact of the customer file and every buyer, with the attributes as of
+/// the period's end and the reference RFM scores, each in every audience
+/// whose rule it meets, with the attribute as its detail.
+#[test]
+fn profile_audiences_match_an_independent_translation() {
+    let seed = 25;
+    let declared = crate::reference::audiences_of_job(&job("profile_audiences"));
+    assert_eq!(
+        declared,
+        PROFILE_AUDIENCES
+            .iter()
+            .map(|(n, r)| (n.to_string(), r.to_string()))
+            .collect::<Vec<_>>(),
+        "jobs/profile_audiences.yaml changed its audiences: update the translation"
+    );
+    let attributes = generated_attributes(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let config = generated(dir.path(), 2000, 20, "2023-01", seed);
+    let data = read_generated(&dir.path().join("data/transactions"));
+    let period = "2024-06";
+    run(dir.path(), &job("profile_audiences"), &config, period);
+    let facts = data.customers(period);
+    let as_of_date = (NaiveDate::from_ymd_opt(2024, 6, 30).unwrap()
+        - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap())
+    .num_days() as i32;
+    let contacts: std::collections::BTreeSet<&String> =
+        attributes.keys().chain(facts.keys()).collect();
+    let mut expected = std::collections::BTreeSet::new();
+    for id in contacts {
+        let row = as_of(&attributes, id, as_of_date);
+        let region = row.map_or("unknown".to_string(), |r| r.1.clone());
+        let age_band = row.and_then(|r| r.2.clone());
+        let loyalty = row.is_some_and(|r| r.4);
+        let customer = facts.get(id);
+        let (r, f) = (
+            customer.and_then(|c| c.r_score),
+            customer.and_then(|c| c.f_score),
+        );
+        let mut add = |audience: &str, detail: &str| {
+            expected.insert(format!("{id}|{audience}|{detail}"));
+        };
+        if let (Some(r), Some(f)) = (r, f) {
+            if r >= 4 && f >= 4 {
+                add("champions_by_region", &region);
+            }
+            if r <= 2 && f >= 3 {
+                add("at_risk_by_region", &region);
+            }
+            if let Some(age) = &age_band
+                && loyalty
+                && r <= 2
+            {
+                add("lapsing_members_by_age", age);
+            }
+        }
+        if customer.is_none() {
+            add("never_bought_by_region", &region);
+        }
+    }
+    let mut published = std::collections::BTreeSet::new();
+    for batch in read_parquet(&table_file(
+        &dir.path().join("warehouse"),
+        "profile_audiences",
+        "audiences",
+        period,
+    )) {
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_string::<i32>()
+                .clone()
+        };
+        let (ids, audiences, details) = (text("customer_id"), text("audience"), text("detail"));
+        for row in 0..batch.num_rows() {
+            published.insert(format!(
+                "{}|{}|{}",
+                ids.value(row),
+                audiences.value(row),
+                details.value(row)
+            ));
+        }
+    }
+    let only_ours: Vec<_> = published.difference(&expected).take(5).collect();
+    let only_expected: Vec<_> = expected.difference(&published).take(5).collect();
+    assert!(
+        only_ours.is_empty() && only_expected.is_empty(),
+        "only published {only_ours:?}, only expected {only_expected:?}"
+    );
+    let populated: std::collections::BTreeSet<&str> = expected
+        .iter()
+        .map(|l| l.split('|').nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        populated.len(),
+        4,
+        "every audience populated: {populated:?}"
     );
 }

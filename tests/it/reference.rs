@@ -1446,6 +1446,27 @@ impl GeneratedData {
 
 /// The segments (name, rule) of a job file, in order, read with the plain
 /// text scan above (for guards that a hand translation is still the job's).
+/// (name, rule) of each audience of an audiences job, as written.
+pub(crate) fn audiences_of_job(path: &Path) -> Vec<(String, String)> {
+    let job: serde_yaml_ng::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    job["classification"]["audiences"]
+        .as_sequence()
+        .expect("an audiences job")
+        .iter()
+        .map(|audience| {
+            let text = |key: &str| {
+                audience[key]
+                    .as_str()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            };
+            (text("name"), text("rule"))
+        })
+        .collect()
+}
+
 pub(crate) fn segments_of_job(path: &Path) -> Vec<(String, String)> {
     job_segments_from_yaml(path)
 }
