@@ -50,7 +50,7 @@ pub async fn compare(args: CompareArgs) -> Result<(), Failure> {
             Mode::Periods(from, to) => compare::compare(&ctx, &warehouse, &job, from, to).await,
             Mode::Ranges(first, second) => {
                 config
-                    .check_inputs_for(&job.inputs, &job.path)
+                    .check_inputs_for(&job)
                     .map_err(|e| failure(ExitStatus::Invalid, e))?;
                 compare::compare_ranges(&ctx, &config, &job, first, second).await
             }

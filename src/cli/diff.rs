@@ -37,7 +37,7 @@ pub async fn diff(args: DiffArgs) -> Result<(), Failure> {
             let config =
                 Config::load(&args.job.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
             config
-                .check_inputs_for(&job.inputs, &job.path)
+                .check_inputs_for(&job)
                 .map_err(|e| failure(ExitStatus::Invalid, e))?;
             (job, config, None)
         }

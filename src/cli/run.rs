@@ -12,7 +12,7 @@ pub(crate) fn load(args: &JobArgs, period: Option<&str>) -> Result<(Job, Config,
     let job = Job::load(&args.job).map_err(|e| failure(ExitStatus::Invalid, e))?;
     let config = Config::load(&args.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
     config
-        .check_inputs_for(&job.inputs, &job.path)
+        .check_inputs_for(&job)
         .map_err(|e| failure(ExitStatus::Invalid, e))?;
     let period = match period {
         Some(text) => parse_period(text)?,

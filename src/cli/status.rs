@@ -110,7 +110,7 @@ pub async fn status(args: StatusArgs) -> Result<(), Failure> {
     let job = Job::load(&args.job.job).map_err(|e| failure(ExitStatus::Invalid, e))?;
     let config = Config::load(&args.job.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
     config
-        .check_inputs_for(&job.inputs, &job.path)
+        .check_inputs_for(&job)
         .map_err(|e| failure(ExitStatus::Invalid, e))?;
     let statuses = restate::status(&job, &config)
         .await

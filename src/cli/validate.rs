@@ -30,11 +30,11 @@ pub async fn validate(args: JobArgs) -> Result<(), Failure> {
     let job = Job::load(&args.job).map_err(|e| failure(ExitStatus::Invalid, e))?;
     let config = Config::load(&args.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
     config
-        .check_inputs_for(&job.inputs, &job.path)
+        .check_inputs_for(&job)
         .map_err(|e| failure(ExitStatus::Invalid, e))?;
     let ctx: SessionContext =
         engine::session(&config).map_err(|e| failure(ExitStatus::Internal, e))?;
-    inputs::register_canonical_placeholders(&ctx, &config, &job.inputs)
+    inputs::register_canonical_placeholders(&ctx, &config, &job)
         .map_err(|e| failure(ExitStatus::Internal, e))?;
     let params = Parameters::new(Period::last_complete(config.timezone), job.window_months);
     if job.kind == ClassificationKind::Audiences {
@@ -133,7 +133,7 @@ pub async fn explain(args: ExplainArgs) -> Result<(), Failure> {
     let job = Job::load(&args.job.job).map_err(|e| failure(ExitStatus::Invalid, e))?;
     let config = Config::load(&args.job.config).map_err(|e| failure(ExitStatus::Invalid, e))?;
     config
-        .check_inputs_for(&job.inputs, &job.path)
+        .check_inputs_for(&job)
         .map_err(|e| failure(ExitStatus::Invalid, e))?;
     let period = match args.period.as_deref() {
         Some(text) => parse_period(text)?,

@@ -39,6 +39,12 @@ pub(super) struct JobFile {
     /// `customers`. The config maps each to its files.
     #[schemars(extend("x-docs" = "guides/writing-jobs.md#optional-inputs"))]
     inputs: Vec<String>,
+    /// Inputs of the job's own (`returns`, `loyalty_points`): each name
+    /// listed in `inputs`, with the columns the steps read and their types.
+    /// A config maps them like any input (`inputs.<name>.columns`).
+    #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/writing-jobs.md#inputs-of-your-own"))]
+    custom_inputs: std::collections::BTreeMap<String, CustomInputFile>,
     /// Ordered SQL steps, each a view visible to the later steps.
     steps: Vec<StepFile>,
     /// How the rows of one step are classified: exclusive segments or
@@ -65,6 +71,18 @@ fn default_window_months() -> u32 {
 
 fn default_sql_dir() -> String {
     "../sql".into()
+}
+
+/// `custom_inputs.<name>`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct CustomInputFile {
+    /// Free text, for the people who read the job.
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: String,
+    /// Column → type: what the steps read from the input.
+    columns: std::collections::BTreeMap<String, super::settings::ColumnType>,
 }
 
 /// One SQL step: `file` or `sql`, not both.
@@ -179,6 +197,11 @@ pub struct Job {
     pub description: String,
     pub window_months: u32,
     pub inputs: Vec<String>,
+    /// Inputs of the job's own: name → (column → type).
+    pub custom_inputs: std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<String, super::settings::ColumnType>,
+    >,
     pub steps: Vec<Step>,
     pub classify_from: String,
     pub kind: ClassificationKind,
@@ -237,16 +260,60 @@ impl JobCheck<'_> {
         }
     }
 
-    /// `inputs`: known, listed once, `transactions` among them.
-    fn inputs<'f>(&mut self, inputs: &'f [String]) -> BTreeSet<&'f str> {
+    /// `inputs`: known or declared in `custom_inputs`, listed once,
+    /// `transactions` among them; every custom input listed, none named
+    /// like a known one.
+    fn inputs<'f>(&mut self, file: &'f JobFile) -> BTreeSet<&'f str> {
+        let inputs = &file.inputs;
+        for (name, custom) in &file.custom_inputs {
+            let key = format!("custom_inputs.{name}");
+            if KNOWN_INPUTS.contains(&name.as_str()) {
+                self.at(
+                    key,
+                    Some(&format!("{name}:")),
+                    format!(
+                        "'{name}' is a known input: its columns are fixed; list it in `inputs` only"
+                    ),
+                );
+            } else if !is_identifier(name) {
+                self.at(
+                    key,
+                    Some(&format!("{name}:")),
+                    format!(
+                        "'{name}' is not a valid input name: use lowercase letters, digits and _"
+                    ),
+                );
+            } else if !inputs.contains(name) {
+                self.at(
+                    key,
+                    Some(&format!("{name}:")),
+                    format!("custom input '{name}' is not listed in `inputs`: add it there"),
+                );
+            } else if custom.columns.is_empty() {
+                self.at(
+                    key,
+                    Some(&format!("{name}:")),
+                    "declare the columns the steps read (`columns: {customer_id: text, …}`)".into(),
+                );
+            }
+            for column in custom.columns.keys() {
+                if !is_identifier(column) {
+                    self.at(
+                        format!("custom_inputs.{name}.columns.{column}"),
+                        Some(&format!("{column}:")),
+                        format!("'{column}' is not a valid column name: use lowercase letters, digits and _"),
+                    );
+                }
+            }
+        }
         let mut input_names = BTreeSet::new();
         for (index, input) in inputs.iter().enumerate() {
-            if !KNOWN_INPUTS.contains(&input.as_str()) {
+            if !KNOWN_INPUTS.contains(&input.as_str()) && !file.custom_inputs.contains_key(input) {
                 self.at(
                     format!("inputs[{index}]"),
                     Some(input),
                     format!(
-                        "unknown input '{input}'; known inputs are {}",
+                        "unknown input '{input}'; known inputs are {}, or declare it under `custom_inputs`",
                         KNOWN_INPUTS.join(", ")
                     ),
                 );
@@ -601,7 +668,7 @@ impl Job {
             problems: Vec::new(),
         };
         check.header(&file);
-        let input_names = check.inputs(&file.inputs);
+        let input_names = check.inputs(&file);
         let steps = check.steps(&file, &input_names);
         let classify_from = check.classify_from(&file);
         let (kind, segments) = check.segments(&file.classification);
@@ -624,6 +691,11 @@ impl Job {
             description: file.description,
             window_months: file.window_months,
             inputs: file.inputs,
+            custom_inputs: file
+                .custom_inputs
+                .into_iter()
+                .map(|(name, custom)| (name, custom.columns))
+                .collect(),
             steps,
             classify_from,
             kind,

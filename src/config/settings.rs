@@ -191,6 +191,19 @@ pub enum ColumnType {
 }
 
 impl ColumnType {
+    /// As written in YAML.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::Text => "text",
+            ColumnType::Integer => "integer",
+            ColumnType::Decimal => "decimal",
+            ColumnType::Number => "number",
+            ColumnType::Boolean => "boolean",
+            ColumnType::Date => "date",
+            ColumnType::Timestamp => "timestamp",
+        }
+    }
+
     /// The Arrow type of the column in the canonical view.
     pub fn data_type(self) -> DataType {
         match self {
@@ -693,12 +706,22 @@ fn check_input(
     problem: &mut impl FnMut(String, &str, String),
 ) -> Option<Input> {
     let key = format!("inputs.{name}");
-    if !KNOWN_INPUTS.contains(&name.as_str()) {
+    // Any other name is an input of a job's own (`custom_inputs`), unless it
+    // is a typo of a known one.
+    let identifier = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let near = KNOWN_INPUTS
+        .iter()
+        .find(|known| **known != name && looks_like(&name, known));
+    if !KNOWN_INPUTS.contains(&name.as_str()) && (!identifier || near.is_some()) {
+        let hint = near.map_or(String::new(), |known| format!(" (did you mean '{known}'?)"));
         problem(
             key.clone(),
             &format!("{name}:"),
             format!(
-                "unknown input '{name}'; known inputs are {}",
+                "unknown input '{name}'{hint}; known inputs are {}, and a job's own inputs (`custom_inputs`) are named with lowercase letters, digits and _",
                 KNOWN_INPUTS.join(", ")
             ),
         );
@@ -1115,22 +1138,44 @@ impl Config {
     }
 
     /// Check that the config provides every input a job declares.
-    pub fn check_inputs_for(
-        &self,
-        job_inputs: &[String],
-        job_path: &Path,
-    ) -> Result<(), ConfigError> {
-        let missing: Vec<Problem> = job_inputs
+    /// Also that it maps every column of the job's own inputs, with the
+    /// declared type when it gives one.
+    pub fn check_inputs_for(&self, job: &super::Job) -> Result<(), ConfigError> {
+        let job_path = &job.path;
+        let problem = |key: String, message: String| Problem {
+            file: self.path.clone(),
+            key,
+            line: None,
+            column: None,
+            message,
+        };
+        let mut missing: Vec<Problem> = job
+            .inputs
             .iter()
             .filter(|input| !self.inputs.contains_key(*input))
-            .map(|input| Problem {
-                file: self.path.clone(),
-                key: format!("inputs.{input}"),
-                line: None,
-                column: None,
-                message: format!("job {} reads input '{input}' but this config does not say where it is; add `inputs.{input}` with a url and format", job_path.display()),
-            })
+            .map(|input| problem(
+                format!("inputs.{input}"),
+                format!("job {} reads input '{input}' but this config does not say where it is; add `inputs.{input}` with a url and format", job_path.display()),
+            ))
             .collect();
+        for (name, columns) in &job.custom_inputs {
+            let Some(input) = self.inputs.get(name) else {
+                continue;
+            };
+            for (column, declared) in columns {
+                match input.extra_columns.iter().find(|e| &e.name == column) {
+                    None => missing.push(problem(
+                        format!("inputs.{name}.columns.{column}"),
+                        format!("job {} reads `{column}` ({}) from its input '{name}': map it, e.g. `{column}: {{from: <source column>, type: {}}}`", job_path.display(), declared.name(), declared.name()),
+                    )),
+                    Some(extra) if extra.data_type.is_some_and(|t| t != *declared) => missing.push(problem(
+                        format!("inputs.{name}.columns.{column}.type"),
+                        format!("job {} declares `{column}` of '{name}' as {}, this config types it {}: make them agree", job_path.display(), declared.name(), extra.data_type.map(ColumnType::name).unwrap_or_default()),
+                    )),
+                    Some(_) => {}
+                }
+            }
+        }
         if missing.is_empty() {
             Ok(())
         } else {

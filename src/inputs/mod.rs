@@ -577,17 +577,26 @@ pub(crate) fn transcoded_url(input: &str, path: &str, prefix: &str) -> String {
 /// columns), so steps and rules can be planned (`validate`, `explain`)
 /// without reading any data. An extra column without a `type` is planned
 /// as text: its type in a run is the source's, which only the files know.
+///
+/// A job's own inputs (`custom_inputs`) are planned with the columns and
+/// types the job declares.
 pub fn register_canonical_placeholders(
     ctx: &SessionContext,
     config: &Config,
-    inputs: &[String],
+    job: &crate::config::Job,
 ) -> Result<(), EngineError> {
-    for name in inputs {
+    for name in &job.inputs {
         let mut fields: Vec<Field> = canonical_columns(name)
             .into_iter()
             .map(|c| Field::new(c.name, c.data_type, !c.required || c.name == "customer_id"))
             .collect();
-        if let Some(input) = config.inputs.get(name) {
+        if let Some(declared) = job.custom_inputs.get(name) {
+            fields.extend(
+                declared
+                    .iter()
+                    .map(|(column, column_type)| Field::new(column, column_type.data_type(), true)),
+            );
+        } else if let Some(input) = config.inputs.get(name) {
             fields.extend(input.extra_columns.iter().map(|extra| {
                 let data_type = extra
                     .data_type

@@ -321,3 +321,119 @@ fn the_rule_hash_covers_the_inputs_a_job_reads() {
         "an extra column of transactions is a rule change"
     );
 }
+
+/// A job reading an input of its own (`custom_inputs`): the job declares
+/// the columns and types, the config maps them; no Rust involved.
+#[test]
+fn a_job_reads_an_input_of_its_own() {
+    let case = case(COLUMNS);
+    let returns = case.dir.path().join("returns");
+    std::fs::create_dir_all(&returns).unwrap();
+    std::fs::write(
+        returns.join("retours.csv"),
+        "client;date_retour;montant\nc1;12/06/2024;5,00\nc4;20/06/2024;40,00\nc4;01/07/2024;1,00\n",
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(&case.config).unwrap().replace(
+        "quality:",
+        &format!(
+            "  returns:\n    url: {}/\n    format: csv\n    csv: {{delimiter: \";\", decimal: \",\"}}\n    columns:\n      customer_id: client\n      returned_on: {{from: date_retour, type: date, format: \"%d/%m/%Y\"}}\n      refund: {{from: montant, type: decimal}}\nquality:",
+            returns.display()
+        ),
+    );
+    std::fs::write(&case.config, &config).unwrap();
+    let job = r#"
+name: returners
+version: 1
+inputs: [transactions, returns]
+custom_inputs:
+  returns:
+    description: Returned goods, from the after-sales system.
+    columns: {customer_id: text, returned_on: date, refund: decimal}
+steps:
+  - name: net
+    sql: |
+      SELECT t.customer_id,
+             CAST(0 AS INT) AS recency_days,
+             CAST(COUNT(DISTINCT t.order_id) AS BIGINT) AS frequency,
+             CAST(SUM(t.amount) AS DECIMAL(18, 2)) AS monetary,
+             MIN(t.ordered_date) AS first_purchase_date,
+             MAX(t.ordered_date) AS last_purchase_date,
+             COALESCE(MAX(r.refunded), 0) AS refunded
+      FROM transactions t
+      LEFT JOIN (SELECT customer_id, SUM(refund) AS refunded FROM returns
+                 WHERE returned_on < $period_end GROUP BY customer_id) r
+        ON r.customer_id = t.customer_id
+      WHERE t.customer_id IS NOT NULL AND t.ordered_date < $period_end
+      GROUP BY t.customer_id
+classification:
+  segments:
+    - name: heavy_returners
+      rule: refunded >= 0.5 * monetary
+    - name: returners
+      rule: refunded > 0
+    - name: keepers
+      rule: "TRUE"
+outputs: [snapshots]
+"#;
+    std::fs::write(&case.job, job).unwrap();
+    let (code, _, stderr) = run(&case, "validate");
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = run(&case, "run");
+    assert_eq!(code, 0, "{stderr}");
+    // By hand (June; the return of 01/07 is after the period): c1 bought
+    // 32,50 and returned 5,00; c4 bought 40,00 and returned 40,00.
+    let segments: Vec<(String, String)> = {
+        let mut rows = Vec::new();
+        for batch in read_parquet(&table_file(
+            &case.warehouse,
+            "returners",
+            "snapshots",
+            "2024-06",
+        )) {
+            let ids = batch
+                .column_by_name("customer_id")
+                .unwrap()
+                .as_string::<i32>();
+            let segment = batch.column_by_name("segment").unwrap().as_string::<i32>();
+            for row in 0..batch.num_rows() {
+                rows.push((ids.value(row).to_string(), segment.value(row).to_string()));
+            }
+        }
+        rows.sort();
+        rows
+    };
+    assert_eq!(
+        segments,
+        [
+            ("c1".to_string(), "returners".to_string()),
+            ("c2".into(), "keepers".into()),
+            ("c4".into(), "heavy_returners".into()),
+            ("c5".into(), "keepers".into()),
+        ]
+    );
+
+    // The config must map what the job declares, with the same type.
+    for (edit, needle) in [
+        (
+            config.replace("      refund: {from: montant, type: decimal}\n", ""),
+            "inputs.returns.columns.refund",
+        ),
+        (
+            config.replace(
+                "refund: {from: montant, type: decimal}",
+                "refund: {from: montant, type: integer}",
+            ),
+            "declares `refund` of 'returns' as decimal",
+        ),
+        (
+            config.replace("  returns:\n", "  transactons:\n"),
+            "did you mean 'transactions'",
+        ),
+    ] {
+        std::fs::write(&case.config, &edit).unwrap();
+        let (code, _, stderr) = run(&case, "validate");
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains(needle), "expected {needle:?} in: {stderr}");
+    }
+}
