@@ -453,7 +453,7 @@ async fn run_leased(
     let mut timings = BTreeMap::new();
     let period = options.period;
     let rule_hash = job.rule_hash(config);
-    config.check_inputs_for(&job)?;
+    config.check_inputs_for(job)?;
     let warehouse = Warehouse::open(&config.warehouse)?;
     info!(job = %job.name, %period, run_id = %run_id, dry_run = options.dry_run, "Starting run.");
 
