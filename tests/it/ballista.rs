@@ -24,6 +24,8 @@ const JOBS: &[&str] = &[
     "channel_category",
     "rfm_with_predictions",
     "audiences",
+    "profile_segments",
+    "profile_audiences",
 ];
 
 /// Two consecutive periods, so the second migrates from a published one.
@@ -100,6 +102,14 @@ fn config(dir: &Path, name: &str, engine: &str) -> PathBuf {
         if hive {
             text.push_str("    partition_columns: [month]\n");
         }
+    }
+    // The customer file and its attributes, as config/local.yaml maps them.
+    let customers = dir.join("data/customers");
+    if customers.is_dir() {
+        text.push_str(&format!(
+            "  customers:\n    url: {}/\n    format: parquet\n    columns:\n      region: region\n      city: city\n      age_band: age_band\n      market: market\n      loyalty_member: {{type: boolean}}\n",
+            customers.display()
+        ));
     }
     text.push_str(
         "quality:\n  max_active_customers_change: 100\n  max_revenue_change: 100\nengine:\n",
