@@ -186,10 +186,54 @@ pub async fn read_table(
 
 /// Rewrite `published_periods` from the `_runs` folders holding `_SUCCESS`,
 /// so it repairs itself after any crash.
+///
+/// Runs of different periods (a backfill beside the CronJob) rebuild the
+/// table concurrently, and each writes what it listed: a write that lands
+/// after another run's could drop the period that run just published. So
+/// after writing, the `_SUCCESS` markers are listed again, and the table is
+/// rebuilt until they did not change while it was written. The last write
+/// is then one whose listing was current (tests/it/concurrency.rs).
 pub async fn rebuild_published_periods(
     warehouse: &Warehouse,
     job: &str,
 ) -> Result<(), PublishError> {
+    const ATTEMPTS: usize = 8;
+    let mut marks = success_marks(warehouse, job).await?;
+    for _ in 0..ATTEMPTS {
+        write_published_periods(warehouse, job).await?;
+        let now = success_marks(warehouse, job).await?;
+        if now == marks {
+            return Ok(());
+        }
+        marks = now;
+    }
+    // Still changing: the runs that change it rebuild the table after their
+    // own `_SUCCESS`, so the last of them leaves it current.
+    Ok(())
+}
+
+/// Every `_SUCCESS` marker of a job's runs: its key and when it was written
+/// (one listing).
+async fn success_marks(
+    warehouse: &Warehouse,
+    job: &str,
+) -> Result<std::collections::BTreeMap<String, i64>, PublishError> {
+    Ok(warehouse
+        .list(&warehouse.key(&[job, RUNS])?)
+        .await?
+        .into_iter()
+        .filter(|meta| meta.location.filename() == Some(SUCCESS))
+        .map(|meta| {
+            (
+                meta.location.to_string(),
+                meta.last_modified.timestamp_nanos_opt().unwrap_or_default(),
+            )
+        })
+        .collect())
+}
+
+/// One rewrite of `published_periods` from what the `_runs` folders hold now.
+async fn write_published_periods(warehouse: &Warehouse, job: &str) -> Result<(), PublishError> {
     let mut manifests = Vec::new();
     for folder in warehouse.folders(&warehouse.key(&[job, RUNS])?).await? {
         let Some(period) = folder.filename().and_then(partition_period) else {

@@ -13,6 +13,7 @@ mod catalog;
 mod cli;
 mod common;
 mod compare;
+mod concurrency;
 mod deploy;
 mod diff;
 mod duplicates;

@@ -1,0 +1,297 @@
+//! Concurrent publishes of different periods of one job on one warehouse (a
+//! backfill beside the CronJob): afterwards `published_periods` lists
+//! exactly the periods that hold `_SUCCESS`, and during the race it never
+//! misses a period that was complete before the race began.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use datafusion::arrow::array::AsArray;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::common::{default_job, segments_ok, write_config};
+
+/// The periods listed by `published_periods`, or `None` when the file is
+/// missing or cannot be read at this instant.
+fn listed(warehouse: &Path) -> Option<BTreeSet<String>> {
+    let file =
+        std::fs::File::open(warehouse.join("rfm_monthly/published_periods/part-0.parquet")).ok()?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .ok()?
+        .build()
+        .ok()?;
+    let mut periods = BTreeSet::new();
+    for batch in reader {
+        let batch = batch.ok()?;
+        let column = batch.column_by_name("period")?.as_string::<i32>().clone();
+        periods.extend(column.iter().flatten().map(str::to_string));
+    }
+    Some(periods)
+}
+
+/// The periods whose `_runs/period=…/_SUCCESS` exists.
+fn succeeded(warehouse: &Path) -> BTreeSet<String> {
+    let runs = warehouse.join("rfm_monthly/_runs");
+    std::fs::read_dir(&runs)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.path().join("_SUCCESS").is_file())
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .strip_prefix("period=")
+                        .map(str::to_string)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn concurrent_publishes_of_different_periods_keep_published_periods_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    segments_ok(
+        dir.path(),
+        &[
+            "generate",
+            "--customers",
+            "300",
+            "--months",
+            "8",
+            "--start",
+            "2024-01",
+            "--seed",
+            "5",
+            "--out",
+            "data",
+            "--no-events",
+        ],
+    );
+    let warehouse = dir.path().join("warehouse");
+    let config = write_config(
+        dir.path(),
+        &dir.path().join("data/transactions"),
+        &warehouse,
+    );
+    let job = default_job();
+    let binary = PathBuf::from(env!("CARGO_BIN_EXE_segments"));
+    let run = |period: &str| {
+        Command::new(&binary)
+            .current_dir(dir.path())
+            .args([
+                "-q",
+                "run",
+                "--job",
+                job.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+                "--period",
+                period,
+                "--allow-gate",
+                "active_customers_change",
+                "--allow-gate",
+                "revenue_change",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Complete before the race: must be listed at every moment.
+    let before = "2024-02";
+    assert!(run(before).wait().unwrap().success());
+    let racing = [
+        "2024-03", "2024-04", "2024-05", "2024-06", "2024-07", "2024-08",
+    ];
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let stop = stop.clone();
+        let warehouse = warehouse.clone();
+        std::thread::spawn(move || {
+            let (mut reads, mut missing) = (0u64, Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(periods) = listed(&warehouse) {
+                    reads += 1;
+                    if !periods.contains(before) {
+                        missing.push(periods);
+                    }
+                }
+            }
+            (reads, missing)
+        })
+    };
+    let rounds = 6;
+    let mut lost = Vec::new();
+    for round in 0..rounds {
+        let children: Vec<_> = racing.iter().map(|p| run(p)).collect();
+        for mut child in children {
+            let status = child.wait().unwrap();
+            let mut stderr = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut stderr)
+                .unwrap();
+            assert!(status.success(), "round {round}: {stderr}");
+        }
+        let listed_now = listed(&warehouse).expect("published_periods is readable");
+        let complete = succeeded(&warehouse);
+        if listed_now != complete {
+            lost.push(format!(
+                "round {round}: published_periods lists {listed_now:?}, _SUCCESS in {complete:?}"
+            ));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (reads, missing) = reader.join().unwrap();
+    eprintln!(
+        "{rounds} rounds of {} concurrent publishes, published_periods read {reads} times",
+        racing.len()
+    );
+    assert!(lost.is_empty(), "{}", lost.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "{before} (complete before the race) missing from published_periods {} times, e.g. {:?}",
+        missing.len(),
+        missing.first()
+    );
+    assert!(reads > 0, "the reader saw the table");
+}
+
+/// The race made certain: a rebuild of `published_periods` that lists the
+/// periods, then writes late (its PUT delayed by the fault wrapper) while
+/// another period is published and listed, must not leave the table without
+/// that period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_rebuild_of_published_periods_does_not_drop_a_period_published_meanwhile() {
+    use segments::storage::fault::{Action, CallKind, Faults, Rule};
+    use segments::storage::{StoreWrapper, Warehouse, with_store_wrapper};
+    use segments::warehouse::publish::rebuild_published_periods;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let warehouse = root.join("warehouse");
+    tokio::task::spawn_blocking({
+        let root = root.clone();
+        let warehouse = warehouse.clone();
+        move || {
+            segments_ok(
+                &root,
+                &[
+                    "generate",
+                    "--customers",
+                    "200",
+                    "--months",
+                    "4",
+                    "--start",
+                    "2024-01",
+                    "--seed",
+                    "3",
+                    "--out",
+                    "data",
+                    "--no-events",
+                ],
+            );
+            let config = write_config(&root, &root.join("data/transactions"), &warehouse);
+            for period in ["2024-02", "2024-03", "2024-04"] {
+                segments_ok(
+                    &root,
+                    &[
+                        "run",
+                        "--job",
+                        default_job().to_str().unwrap(),
+                        "--config",
+                        config.to_str().unwrap(),
+                        "--period",
+                        period,
+                        "--allow-gate",
+                        "active_customers_change",
+                        "--allow-gate",
+                        "revenue_change",
+                    ],
+                );
+            }
+        }
+    })
+    .await
+    .unwrap();
+    // 2024-03 and 2024-04 become unpublished; the table lists 2024-02 only.
+    let success =
+        |period: &str| warehouse.join(format!("rfm_monthly/_runs/period={period}/_SUCCESS"));
+    for period in ["2024-03", "2024-04"] {
+        std::fs::remove_file(success(period)).unwrap();
+    }
+    let url = format!("file://{}/", warehouse.display());
+    rebuild_published_periods(&Warehouse::open(&url).unwrap(), "rfm_monthly")
+        .await
+        .unwrap();
+    assert_eq!(
+        listed(&warehouse).unwrap(),
+        BTreeSet::from(["2024-02".to_string()])
+    );
+
+    // A publishes 2024-03 and its table write waits 600 ms; meanwhile B
+    // publishes 2024-04 and rewrites the table at once.
+    let faults = Faults::new();
+    faults.add(Rule {
+        kind: CallKind::Put,
+        nth: 1,
+        key_contains: "published_periods".into(),
+        action: Action::Delay(Duration::from_millis(600)),
+    });
+    let wrap_faults = faults.clone();
+    let wrap: StoreWrapper = Arc::new(move |_url, store| wrap_faults.wrap(store));
+    with_store_wrapper(wrap, async {
+        let store = Warehouse::open(&url).unwrap();
+        let mark = |period: &str| {
+            store
+                .key(&[
+                    "rfm_monthly",
+                    "_runs",
+                    &format!("period={period}"),
+                    "_SUCCESS",
+                ])
+                .unwrap()
+        };
+        let a = async {
+            store
+                .put(&mark("2024-03"), bytes::Bytes::new())
+                .await
+                .unwrap();
+            rebuild_published_periods(&store, "rfm_monthly")
+                .await
+                .unwrap();
+        };
+        let b = async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            store
+                .put(&mark("2024-04"), bytes::Bytes::new())
+                .await
+                .unwrap();
+            rebuild_published_periods(&store, "rfm_monthly")
+                .await
+                .unwrap();
+        };
+        tokio::join!(a, b);
+    })
+    .await;
+    let writes = faults
+        .log()
+        .iter()
+        .filter(|(kind, key)| *kind == CallKind::Put && key.contains("published_periods"))
+        .count();
+    assert!(writes >= 2, "both rebuilt the table: {:?}", faults.log());
+    assert_eq!(
+        listed(&warehouse).unwrap(),
+        succeeded(&warehouse),
+        "published_periods after a late write"
+    );
+}
