@@ -1347,3 +1347,94 @@ async fn s3_failed_multipart_upload_is_aborted() {
     assert_same_tables(&expected, &s3_tables(&store, "wh").await);
     assert!(setup.server.open_uploads().is_empty());
 }
+
+/// Two runs of different periods publish at once on S3 and the first
+/// rewrite of `published_periods` lands late (its PUT delayed until after
+/// the other run listed and wrote): the table still lists both periods, as
+/// their `_SUCCESS` markers say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_concurrent_publishes_of_two_periods_keep_published_periods_whole() {
+    use segments::storage::fault::Action;
+    use segments::warehouse::publish::rebuild_published_periods;
+    let setup = tokio::task::spawn_blocking(setup).await.unwrap();
+    let config_path = setup.s3_config("race.yaml", "race", "", true);
+    let (job, config) = load(&config_path);
+    let none = Faults::new();
+    for period in ["2024-05", "2024-06"] {
+        storage::scoped(
+            config.storage.clone(),
+            run_wrapped(&job, &config, period, &none),
+        )
+        .await
+        .unwrap();
+    }
+    let raw = setup.warehouse_store();
+    let mark = |period: &str| {
+        object_store::path::Path::from(format!("race/rfm_monthly/_runs/period={period}/_SUCCESS"))
+    };
+    let listed = |all: &BTreeMap<String, Bytes>| -> Vec<String> {
+        use datafusion::arrow::array::AsArray;
+        decode(all["rfm_monthly/published_periods/part-0.parquet"].clone())
+            .iter()
+            .flat_map(|batch| {
+                batch
+                    .column_by_name("period")
+                    .unwrap()
+                    .as_string::<i32>()
+                    .iter()
+                    .flatten()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    // Both become unpublished, then are published again side by side.
+    for period in ["2024-05", "2024-06"] {
+        raw.delete(&mark(period)).await.unwrap();
+    }
+    let faults = Faults::new();
+    faults.add(Rule {
+        kind: CallKind::Put,
+        nth: 1,
+        key_contains: "published_periods".into(),
+        action: Action::Delay(Duration::from_millis(1200)),
+    });
+    let wrap_faults = faults.clone();
+    let wrap: StoreWrapper = Arc::new(move |_url, store| wrap_faults.wrap(store));
+    let warehouse_url = config.warehouse.clone();
+    storage::with_store_wrapper(
+        wrap,
+        storage::scoped(config.storage.clone(), async {
+            let warehouse = Warehouse::open(&warehouse_url).unwrap();
+            let key = |period: &str| {
+                warehouse
+                    .key(&[
+                        "rfm_monthly",
+                        "_runs",
+                        &format!("period={period}"),
+                        "_SUCCESS",
+                    ])
+                    .unwrap()
+            };
+            let first = async {
+                warehouse.put(&key("2024-05"), Bytes::new()).await.unwrap();
+                rebuild_published_periods(&warehouse, "rfm_monthly")
+                    .await
+                    .unwrap();
+            };
+            let second = async {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+                warehouse.put(&key("2024-06"), Bytes::new()).await.unwrap();
+                rebuild_published_periods(&warehouse, "rfm_monthly")
+                    .await
+                    .unwrap();
+            };
+            tokio::join!(first, second);
+        }),
+    )
+    .await;
+    let all = objects(&raw, "race").await;
+    assert!(all.contains_key("rfm_monthly/_runs/period=2024-05/_SUCCESS"));
+    assert!(all.contains_key("rfm_monthly/_runs/period=2024-06/_SUCCESS"));
+    assert_eq!(listed(&all), ["2024-05", "2024-06"]);
+}
