@@ -571,6 +571,7 @@ pub async fn collect_rejects(
                 let options = datafusion::prelude::CsvReadOptions::new()
                     .has_header(input.csv.header)
                     .delimiter(input.csv.delimiter as u8)
+                    .truncated_rows(true)
                     .file_extension(".csv")
                     .schema(&text_schema);
                 ctx.read_csv(&url, options).await

@@ -449,9 +449,13 @@ async fn register_source(
         }
         InputFormat::Csv => {
             let options = || {
+                // A short line (an export cut off mid-line) reads as nulls,
+                // so it becomes a reject with its reason instead of failing
+                // the whole input.
                 let mut options = CsvReadOptions::new()
                     .has_header(input.csv.header)
                     .delimiter(input.csv.delimiter as u8)
+                    .truncated_rows(true)
                     .file_extension(".csv");
                 options.table_partition_cols = partition_columns.clone();
                 options

@@ -706,6 +706,19 @@ impl Warehouse {
     /// but Spark, Trino or a plain directory read would not). Object stores
     /// have no such files: a no-op there.
     pub async fn clean_staged(&self, folder: &Path) -> Result<usize, StorageError> {
+        self.clean_staged_older_than(folder, std::time::Duration::ZERO)
+            .await
+    }
+
+    /// [`Self::clean_staged`], sparing files staged less than `age` ago: in
+    /// a folder that several runs write at once (`published_periods`), a
+    /// young staged file is another run's write in flight, whose rename
+    /// would fail if it were removed.
+    pub async fn clean_staged_older_than(
+        &self,
+        folder: &Path,
+        age: std::time::Duration,
+    ) -> Result<usize, StorageError> {
         let Some(root) = &self.location.local_root else {
             return Ok(0);
         };
@@ -738,7 +751,14 @@ impl Warehouse {
             let staged = name.rsplit_once('#').is_some_and(|(_, suffix)| {
                 !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit())
             });
-            if staged && entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            let old_enough = age.is_zero()
+                || entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|modified| modified.elapsed().ok())
+                    .is_some_and(|elapsed| elapsed >= age);
+            if staged && old_enough && entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
                 std::fs::remove_file(entry.path()).map_err(|e| {
                     self.error(
                         folder,

@@ -278,8 +278,13 @@ async fn write_published_periods(warehouse: &Warehouse, job: &str) -> Result<(),
         source: e.into(),
     })?;
     let key = warehouse.key(&[job, "published_periods", PART_FILE])?;
+    // Runs of other periods may be writing this table right now: leave
+    // their staged files alone; one older than a minute was abandoned.
     warehouse
-        .clean_staged(&warehouse.key(&[job, "published_periods"])?)
+        .clean_staged_older_than(
+            &warehouse.key(&[job, "published_periods"])?,
+            std::time::Duration::from_secs(60),
+        )
         .await?;
     warehouse
         .put(&key, encode_parquet("published_periods", &batch)?)

@@ -19,6 +19,7 @@ mod diff;
 mod duplicates;
 mod export;
 mod fixture;
+mod fuzz;
 mod generated;
 mod init;
 mod invariants;
