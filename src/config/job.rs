@@ -12,7 +12,7 @@ use super::error::{ConfigError, Problem};
 use super::locale::{Localized, TextFile};
 use super::predict::{self, Predict, PredictFile};
 use super::scoring::{self, Scoring, ScoringFile};
-use super::settings::{Config, KNOWN_INPUTS};
+use super::settings::{Config, KNOWN_INPUTS, is_identifier};
 use super::yaml;
 use crate::model::{ClassificationKind, OutputTable};
 
@@ -642,12 +642,6 @@ impl JobCheck<'_> {
         }
         outputs
     }
-}
-
-fn is_identifier(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 impl Job {

@@ -708,10 +708,7 @@ fn check_input(
     let key = format!("inputs.{name}");
     // Any other name is an input of a job's own (`custom_inputs`), unless it
     // is a typo of a known one.
-    let identifier = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let identifier = is_identifier(&name) && !name.starts_with('_');
     let near = KNOWN_INPUTS
         .iter()
         .find(|known| **known != name && looks_like(&name, known));
@@ -766,14 +763,7 @@ fn check_input(
             continue;
         }
         let reserved = date_column_names().contains(&column.as_str()) || column.starts_with("__");
-        let identifier = column
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-            && column
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if reserved || !identifier {
+        if reserved || !is_identifier(&column) {
             let names: Vec<_> = canonical.iter().map(|c| c.name).collect();
             problem(
                 column_key,
@@ -860,6 +850,14 @@ fn check_input(
         extra_columns,
         csv: input.csv.unwrap_or_default(),
     })
+}
+
+/// A name of the warehouse or the SQL: lowercase letters, digits and `_`,
+/// not starting with a digit.
+pub(super) fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Whether `name` looks like a typo of `canonical`: a prefix of it, or one

@@ -257,33 +257,43 @@ fn values_fit(role: &str, values: &[String]) -> bool {
 /// role is not offered to a later one.
 pub fn roles(sample: &Sample) -> Vec<(&'static str, Guess<String>)> {
     let mut taken: Vec<String> = Vec::new();
-    let mut out = Vec::new();
-    for (role, keywords) in TRANSACTION_ROLES {
-        let scored: Vec<(u8, &String)> = sample
-            .columns
-            .iter()
-            .filter(|(name, _)| !taken.contains(name))
-            .filter(|(_, values)| values_fit(role, values))
-            .map(|(name, _)| (score(name, role, keywords), name))
-            .filter(|(s, _)| *s > 0)
-            .collect();
-        let best = scored.iter().map(|(s, _)| *s).max();
-        let candidates: Vec<String> = scored
-            .iter()
-            .filter(|(s, _)| Some(*s) == best)
-            .map(|(_, n)| (*n).clone())
-            .collect();
-        let guess = match candidates.as_slice() {
-            [] => Guess::Unknown,
-            [one] => {
-                taken.push(one.clone());
-                Guess::Sure(one.clone())
-            }
-            _ => Guess::Ambiguous(candidates),
-        };
-        out.push((role, guess));
+    TRANSACTION_ROLES
+        .iter()
+        .map(|(role, keywords)| (*role, best_column(sample, role, keywords, &mut taken)))
+        .collect()
+}
+
+/// The best-named column for `role` among those not `taken` whose values
+/// fit it; several equally good ones are ambiguous. A sure guess is added
+/// to `taken`.
+fn best_column(
+    sample: &Sample,
+    role: &str,
+    keywords: &[&str],
+    taken: &mut Vec<String>,
+) -> Guess<String> {
+    let scored: Vec<(u8, &String)> = sample
+        .columns
+        .iter()
+        .filter(|(name, _)| !taken.contains(name))
+        .filter(|(_, values)| values_fit(role, values))
+        .map(|(name, _)| (score(name, role, keywords), name))
+        .filter(|(s, _)| *s > 0)
+        .collect();
+    let best = scored.iter().map(|(s, _)| *s).max();
+    let candidates: Vec<String> = scored
+        .iter()
+        .filter(|(s, _)| Some(*s) == best)
+        .map(|(_, n)| (*n).clone())
+        .collect();
+    match candidates.as_slice() {
+        [] => Guess::Unknown,
+        [one] => {
+            taken.push(one.clone());
+            Guess::Sure(one.clone())
+        }
+        _ => Guess::Ambiguous(candidates),
     }
-    out
 }
 
 /// The type to declare for an extra column from its values: `None` for
@@ -535,23 +545,8 @@ fn input_block(
 /// column as an attribute.
 fn customer_roles(sample: &Sample) -> Vec<(&'static str, Guess<String>)> {
     let (_, keywords) = TRANSACTION_ROLES[0];
-    let scored: Vec<(u8, &String)> = sample
-        .columns
-        .iter()
-        .map(|(n, _)| (score(n, "customer_id", keywords), n))
-        .filter(|(s, _)| *s > 0)
-        .collect();
-    let best = scored.iter().map(|(s, _)| *s).max();
-    let candidates: Vec<String> = scored
-        .iter()
-        .filter(|(s, _)| Some(*s) == best)
-        .map(|(_, n)| (*n).clone())
-        .collect();
-    let id = match candidates.as_slice() {
-        [] => Guess::Unknown,
-        [one] => Guess::Sure(one.clone()),
-        _ => Guess::Ambiguous(candidates),
-    };
+    // The id may also be an attribute's best name: it is not `taken`.
+    let id = best_column(sample, "customer_id", keywords, &mut Vec::new());
     let flag = |role: &'static str, words: &[&str]| {
         let found: Vec<String> = sample
             .columns
@@ -571,26 +566,9 @@ fn customer_roles(sample: &Sample) -> Vec<(&'static str, Guess<String>)> {
     let mut roles = vec![("customer_id", id)];
     let mut taken: Vec<String> = Vec::new();
     for (role, keywords) in CUSTOMER_ATTRIBUTES {
-        let scored: Vec<(u8, &String)> = sample
-            .columns
-            .iter()
-            .filter(|(n, _)| !taken.contains(n))
-            .map(|(n, _)| (score(n, role, keywords), n))
-            .filter(|(s, _)| *s > 0)
-            .collect();
-        let best = scored.iter().map(|(s, _)| *s).max();
-        let candidates: Vec<String> = scored
-            .iter()
-            .filter(|(s, _)| Some(*s) == best)
-            .map(|(_, n)| (*n).clone())
-            .collect();
-        match candidates.as_slice() {
-            [] => {}
-            [one] => {
-                taken.push(one.clone());
-                roles.push((role, Guess::Sure(one.clone())));
-            }
-            _ => roles.push((role, Guess::Ambiguous(candidates))),
+        let guess = best_column(sample, role, keywords, &mut taken);
+        if guess != Guess::Unknown {
+            roles.push((role, guess));
         }
     }
     for (role, words) in [

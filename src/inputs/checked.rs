@@ -19,7 +19,7 @@ use datafusion::logical_expr::{Expr, ExprSchemable, cast, lit, try_cast, when};
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
-use crate::config::{Config, Input, canonical_columns};
+use crate::config::{Config, Input, canonical_columns, date_column_of};
 use crate::engine::EngineError;
 use crate::engine::functions::{canonical_text, from_local, local_date, parse_local_timestamp};
 
@@ -314,14 +314,6 @@ async fn customers_as_of(ctx: &SessionContext, period_end: NaiveDate) -> Result<
     Ok(())
 }
 
-/// (timestamp column, local date column) of an input, if it has one.
-type DateColumn = Option<(&'static str, &'static str)>;
-
-/// The local date column derived from an input's timestamp, if any.
-fn date_column_of(input: &str) -> DateColumn {
-    crate::config::date_column_of(input)
-}
-
 /// Every source row with its canonical typed values, local date, reject
 /// reason and the raw values as text.
 fn checked_frame(
@@ -341,6 +333,43 @@ fn checked_frame(
         config: config.path.display().to_string(),
         source,
     };
+    let missing = |column: &str| EngineError::MissingColumn {
+        input: input.name.clone(),
+        column: column.to_string(),
+        available: available.join(", "),
+        config: config.path.display().to_string(),
+    };
+    // A mapping is a source column when it is one word, else a SQL
+    // expression over the source columns.
+    let mapped_expression = |column: &str, mapped: &str| {
+        if mapped.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            if available.iter().any(|a| a == mapped) {
+                Ok(column_ref(mapped))
+            } else {
+                Err(missing(column))
+            }
+        } else {
+            source
+                .parse_sql_expr(mapped)
+                .map_err(|e| mapping_error(column, mapped, e))
+        }
+    };
+    // Text parses into any type; anything else must cast.
+    let castable = |column: &str, source_type: &DataType, target: &DataType| {
+        if *source_type == DataType::Null
+            || is_text(source_type)
+            || can_cast_types(source_type, target)
+        {
+            Ok(())
+        } else {
+            Err(EngineError::SchemaDrift {
+                input: input.name.clone(),
+                column: column.to_string(),
+                expected: target.to_string(),
+                found: source_type.to_string(),
+            })
+        }
+    };
 
     let mut raw = BTreeMap::new();
     let mut typed_columns = BTreeMap::new();
@@ -348,29 +377,9 @@ fn checked_frame(
     for column in &columns {
         let mapped = input.columns.get(column.name);
         let expression = match mapped {
-            Some(expression) if expression.chars().all(|c| c.is_alphanumeric() || c == '_') => {
-                if !available.contains(expression) {
-                    return Err(EngineError::MissingColumn {
-                        input: input.name.clone(),
-                        column: column.name.into(),
-                        available: available.join(", "),
-                        config: config.path.display().to_string(),
-                    });
-                }
-                column_ref(expression)
-            }
-            Some(expression) => source
-                .parse_sql_expr(expression)
-                .map_err(|e| mapping_error(column.name, expression, e))?,
+            Some(expression) => mapped_expression(column.name, expression)?,
             None if available.iter().any(|a| a == column.name) => column_ref(column.name),
-            None if column.required => {
-                return Err(EngineError::MissingColumn {
-                    input: input.name.clone(),
-                    column: column.name.into(),
-                    available: available.join(", "),
-                    config: config.path.display().to_string(),
-                });
-            }
+            None if column.required => return Err(missing(column.name)),
             None => lit(ScalarValue::try_from(&column.data_type).map_err(EngineError::Setup)?),
         };
         let source_type = expression.get_type(&schema).map_err(|e| {
@@ -380,17 +389,7 @@ fn checked_frame(
                 e,
             )
         })?;
-        let castable = source_type == DataType::Null
-            || is_text(&source_type)
-            || can_cast_types(&source_type, &column.data_type);
-        if !castable {
-            return Err(EngineError::SchemaDrift {
-                input: input.name.clone(),
-                column: column.name.into(),
-                expected: column.data_type.to_string(),
-                found: source_type.to_string(),
-            });
-        }
+        castable(column.name, &source_type, &column.data_type)?;
         let mut value = typed(
             expression.clone(),
             &source_type,
@@ -421,21 +420,7 @@ fn checked_frame(
     let mut extra_rules = Vec::new();
     for extra in &input.extra_columns {
         let mapped = extra.source.as_deref().unwrap_or(&extra.name);
-        let expression = if mapped.chars().all(|c| c.is_alphanumeric() || c == '_') {
-            if !available.iter().any(|a| a == mapped) {
-                return Err(EngineError::MissingColumn {
-                    input: input.name.clone(),
-                    column: extra.name.clone(),
-                    available: available.join(", "),
-                    config: config.path.display().to_string(),
-                });
-            }
-            column_ref(mapped)
-        } else {
-            source
-                .parse_sql_expr(mapped)
-                .map_err(|e| mapping_error(&extra.name, mapped, e))?
-        };
+        let expression = mapped_expression(&extra.name, mapped)?;
         let source_type = expression
             .get_type(&schema)
             .map_err(|e| mapping_error(&extra.name, mapped, e))?;
@@ -444,17 +429,7 @@ fn checked_frame(
             None => expression.clone(),
             Some(column_type) => {
                 let target = column_type.data_type();
-                if !(source_type == DataType::Null
-                    || is_text(&source_type)
-                    || can_cast_types(&source_type, &target))
-                {
-                    return Err(EngineError::SchemaDrift {
-                        input: input.name.clone(),
-                        column: extra.name.clone(),
-                        expected: target.to_string(),
-                        found: source_type.to_string(),
-                    });
-                }
+                castable(&extra.name, &source_type, &target)?;
                 let date_format = extra.format.as_deref().or(input.csv.date_format.as_deref());
                 let value = typed(
                     expression.clone(),

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use datafusion::arrow::array::AsArray;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::common::{default_job, segments_ok, write_config};
+use crate::common::default_job;
 
 /// The periods listed by `published_periods`, or `None` when the file is
 /// missing or cannot be read at this instant.
@@ -57,29 +57,8 @@ fn succeeded(warehouse: &Path) -> BTreeSet<String> {
 #[test]
 fn concurrent_publishes_of_different_periods_keep_published_periods_whole() {
     let dir = tempfile::tempdir().unwrap();
-    segments_ok(
-        dir.path(),
-        &[
-            "generate",
-            "--customers",
-            "300",
-            "--months",
-            "8",
-            "--start",
-            "2024-01",
-            "--seed",
-            "5",
-            "--out",
-            "data",
-            "--no-events",
-        ],
-    );
+    let config = crate::jobs::generated(dir.path(), 300, 8, "2024-01", 5);
     let warehouse = dir.path().join("warehouse");
-    let config = write_config(
-        dir.path(),
-        &dir.path().join("data/transactions"),
-        &warehouse,
-    );
     let job = default_job();
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_segments"));
     let run = |period: &str| {
@@ -174,8 +153,7 @@ fn concurrent_publishes_of_different_periods_keep_published_periods_whole() {
 /// that period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_rebuild_of_published_periods_does_not_drop_a_period_published_meanwhile() {
-    use segments::storage::fault::{Action, CallKind, Faults, Rule};
-    use segments::storage::{StoreWrapper, Warehouse, with_store_wrapper};
+    use segments::storage::Warehouse;
     use segments::warehouse::publish::rebuild_published_periods;
     use std::time::Duration;
 
@@ -184,43 +162,10 @@ async fn a_late_rebuild_of_published_periods_does_not_drop_a_period_published_me
     let warehouse = root.join("warehouse");
     tokio::task::spawn_blocking({
         let root = root.clone();
-        let warehouse = warehouse.clone();
         move || {
-            segments_ok(
-                &root,
-                &[
-                    "generate",
-                    "--customers",
-                    "200",
-                    "--months",
-                    "4",
-                    "--start",
-                    "2024-01",
-                    "--seed",
-                    "3",
-                    "--out",
-                    "data",
-                    "--no-events",
-                ],
-            );
-            let config = write_config(&root, &root.join("data/transactions"), &warehouse);
+            let config = crate::jobs::generated(&root, 200, 4, "2024-01", 3);
             for period in ["2024-02", "2024-03", "2024-04"] {
-                segments_ok(
-                    &root,
-                    &[
-                        "run",
-                        "--job",
-                        default_job().to_str().unwrap(),
-                        "--config",
-                        config.to_str().unwrap(),
-                        "--period",
-                        period,
-                        "--allow-gate",
-                        "active_customers_change",
-                        "--allow-gate",
-                        "revenue_change",
-                    ],
-                );
+                crate::jobs::run(&root, &default_job(), &config, period);
             }
         }
     })
@@ -243,58 +188,76 @@ async fn a_late_rebuild_of_published_periods_does_not_drop_a_period_published_me
 
     // A publishes 2024-03 and its table write waits 600 ms; meanwhile B
     // publishes 2024-04 and rewrites the table at once.
-    let faults = Faults::new();
-    faults.add(Rule {
-        kind: CallKind::Put,
-        nth: 1,
-        key_contains: "published_periods".into(),
-        action: Action::Delay(Duration::from_millis(600)),
-    });
-    let wrap_faults = faults.clone();
-    let wrap: StoreWrapper = Arc::new(move |_url, store| wrap_faults.wrap(store));
-    with_store_wrapper(wrap, async {
-        let store = Warehouse::open(&url).unwrap();
-        let mark = |period: &str| {
-            store
-                .key(&[
-                    "rfm_monthly",
-                    "_runs",
-                    &format!("period={period}"),
-                    "_SUCCESS",
-                ])
-                .unwrap()
-        };
-        let a = async {
-            store
-                .put(&mark("2024-03"), bytes::Bytes::new())
-                .await
-                .unwrap();
-            rebuild_published_periods(&store, "rfm_monthly")
-                .await
-                .unwrap();
-        };
-        let b = async {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            store
-                .put(&mark("2024-04"), bytes::Bytes::new())
-                .await
-                .unwrap();
-            rebuild_published_periods(&store, "rfm_monthly")
-                .await
-                .unwrap();
-        };
-        tokio::join!(a, b);
-    })
+    let writes = late_rebuild_race(
+        &url,
+        Default::default(),
+        ["2024-03", "2024-04"],
+        Duration::from_millis(600),
+    )
     .await;
-    let writes = faults
-        .log()
-        .iter()
-        .filter(|(kind, key)| *kind == CallKind::Put && key.contains("published_periods"))
-        .count();
-    assert!(writes >= 2, "both rebuilt the table: {:?}", faults.log());
+    assert!(writes >= 2, "both rebuilt the table ({writes} writes)");
     assert_eq!(
         listed(&warehouse).unwrap(),
         succeeded(&warehouse),
         "published_periods after a late write"
     );
+}
+
+/// Two publishes of `periods` side by side on the warehouse `url`: the first
+/// puts its `_SUCCESS` and rebuilds `published_periods` with its table write
+/// delayed by `delay`; a third of that later, the second puts its
+/// `_SUCCESS` and rebuilds at once. Returns how many times the table was
+/// written. (Shared with the S3 variant in `s3.rs`.)
+pub async fn late_rebuild_race(
+    url: &str,
+    settings: segments::storage::StorageSettings,
+    periods: [&str; 2],
+    delay: std::time::Duration,
+) -> usize {
+    use segments::storage::fault::{Action, CallKind, Faults, Rule};
+    use segments::storage::{StoreWrapper, Warehouse, scoped, with_store_wrapper};
+    use segments::warehouse::publish::rebuild_published_periods;
+    let faults = Faults::new();
+    faults.add(Rule {
+        kind: CallKind::Put,
+        nth: 1,
+        key_contains: "published_periods".into(),
+        action: Action::Delay(delay),
+    });
+    let wrap_faults = faults.clone();
+    let wrap: StoreWrapper = Arc::new(move |_url, store| wrap_faults.wrap(store));
+    with_store_wrapper(
+        wrap,
+        scoped(settings, async {
+            let store = Warehouse::open(url).unwrap();
+            let publish = |period: &str, wait: std::time::Duration| {
+                let mark = store
+                    .key(&[
+                        "rfm_monthly",
+                        "_runs",
+                        &format!("period={period}"),
+                        "_SUCCESS",
+                    ])
+                    .unwrap();
+                let store = &store;
+                async move {
+                    tokio::time::sleep(wait).await;
+                    store.put(&mark, bytes::Bytes::new()).await.unwrap();
+                    rebuild_published_periods(store, "rfm_monthly")
+                        .await
+                        .unwrap();
+                }
+            };
+            tokio::join!(
+                publish(periods[0], std::time::Duration::ZERO),
+                publish(periods[1], delay / 3)
+            );
+        }),
+    )
+    .await;
+    faults
+        .log()
+        .iter()
+        .filter(|(kind, key)| *kind == CallKind::Put && key.contains("published_periods"))
+        .count()
 }

@@ -5,9 +5,7 @@
 
 use std::path::Path;
 
-use datafusion::arrow::array::AsArray;
-
-use crate::common::{read_parquet, segments, table_file};
+use crate::common::segments;
 
 fn latin1(text: &str) -> Vec<u8> {
     text.chars()
@@ -115,23 +113,11 @@ fn a_french_export_goes_from_init_to_a_published_profile_period() {
     // last bought on 15/01, 167 days before, so neither senior-active nor
     // lapsing; C5 is not in the customer file (region unknown) and bought
     // on 02/06.
-    let mut segments_by_customer = Vec::new();
-    for batch in read_parquet(&table_file(
-        &project.join("warehouse"),
-        "profile_segments",
-        "snapshots",
-        "2024-06",
-    )) {
-        let ids = batch
-            .column_by_name("customer_id")
-            .unwrap()
-            .as_string::<i32>();
-        let segment = batch.column_by_name("segment").unwrap().as_string::<i32>();
-        for row in 0..batch.num_rows() {
-            segments_by_customer.push((ids.value(row).to_string(), segment.value(row).to_string()));
-        }
-    }
-    segments_by_customer.sort();
+    let segments_by_customer: Vec<(String, String)> =
+        crate::jobs::snapshot(&project.join("warehouse"), "profile_segments", "2024-06")
+            .into_iter()
+            .map(|(customer, row)| (customer, row.segment))
+            .collect();
     let expected: Vec<(String, String)> = [
         ("C1", "paris_region_high_value"),
         ("C2", "seniors_active"),

@@ -958,8 +958,13 @@ type AttributeRow = (Option<i32>, String, Option<String>, String, bool);
 fn generated_attributes(seed: u32) -> BTreeMap<String, Vec<AttributeRow>> {
     let dir = tempfile::tempdir().unwrap();
     generated(dir.path(), 2000, 20, "2023-01", seed);
+    customer_file_rows(&dir.path().join("data/customers/part-0.parquet"))
+}
+
+/// The rows of a customer file, per customer.
+fn customer_file_rows(file: &Path) -> BTreeMap<String, Vec<AttributeRow>> {
     let mut rows: BTreeMap<String, Vec<AttributeRow>> = BTreeMap::new();
-    for batch in read_parquet(&dir.path().join("data/customers/part-0.parquet")) {
+    for batch in read_parquet(file) {
         let text = |name: &str| {
             batch
                 .column_by_name(name)
@@ -1107,9 +1112,9 @@ fn profile_audiences_match_an_independent_translation() {
             .collect::<Vec<_>>(),
         "jobs/profile_audiences.yaml changed its audiences: update the translation"
     );
-    let attributes = generated_attributes(seed);
     let dir = tempfile::tempdir().unwrap();
     let config = generated(dir.path(), 2000, 20, "2023-01", seed);
+    let attributes = customer_file_rows(&dir.path().join("data/customers/part-0.parquet"));
     let data = read_generated(&dir.path().join("data/transactions"));
     let period = "2024-06";
     run(dir.path(), &job("profile_audiences"), &config, period);

@@ -135,9 +135,15 @@ fn run(case: &Case, command: &str) -> (i32, String, String) {
     )
 }
 
-fn text_column(warehouse: &Path, table: &str, columns: [&str; 2]) -> Vec<(String, String)> {
+/// Two text columns of a published table of `job` for 2024-06, sorted.
+fn text_column(
+    warehouse: &Path,
+    job: &str,
+    table: &str,
+    columns: [&str; 2],
+) -> Vec<(String, String)> {
     let mut rows = Vec::new();
-    for batch in read_parquet(&table_file(warehouse, "margins", table, "2024-06")) {
+    for batch in read_parquet(&table_file(warehouse, job, table, "2024-06")) {
         let a = batch.column_by_name(columns[0]).unwrap().as_string::<i32>();
         let b = batch.column_by_name(columns[1]).unwrap().as_string::<i32>();
         for row in 0..batch.num_rows() {
@@ -161,7 +167,12 @@ fn extra_columns_reach_the_steps_typed_and_checked() {
     // count (margin 2.00); c2's duplicate counts once (0.50, not 1.00);
     // c4 holds a card with 5.00 of margin; c3 has no usable line.
     assert_eq!(
-        text_column(&case.warehouse, "snapshots", ["customer_id", "segment"]),
+        text_column(
+            &case.warehouse,
+            "margins",
+            "snapshots",
+            ["customer_id", "segment"]
+        ),
         [
             ("c1".to_string(), "cash_buyers".to_string()),
             ("c2".into(), "others".into()),
@@ -171,10 +182,11 @@ fn extra_columns_reach_the_steps_typed_and_checked() {
     );
 
     // A value that does not parse is a reject named after its column.
-    let mut reasons: Vec<String> = text_column(&case.warehouse, "rejects", ["reason", "row"])
-        .into_iter()
-        .map(|(reason, _)| reason)
-        .collect();
+    let mut reasons: Vec<String> =
+        text_column(&case.warehouse, "margins", "rejects", ["reason", "row"])
+            .into_iter()
+            .map(|(reason, _)| reason)
+            .collect();
     reasons.sort();
     assert_eq!(
         reasons,
@@ -184,7 +196,7 @@ fn extra_columns_reach_the_steps_typed_and_checked() {
             "unparseable_margin"
         ]
     );
-    let rejects = text_column(&case.warehouse, "rejects", ["reason", "row"]);
+    let rejects = text_column(&case.warehouse, "margins", "rejects", ["reason", "row"]);
     let margin = rejects
         .iter()
         .find(|(reason, _)| reason == "unparseable_margin")
@@ -383,26 +395,12 @@ outputs: [snapshots]
     assert_eq!(code, 0, "{stderr}");
     // By hand (June; the return of 01/07 is after the period): c1 bought
     // 32,50 and returned 5,00; c4 bought 40,00 and returned 40,00.
-    let segments: Vec<(String, String)> = {
-        let mut rows = Vec::new();
-        for batch in read_parquet(&table_file(
-            &case.warehouse,
-            "returners",
-            "snapshots",
-            "2024-06",
-        )) {
-            let ids = batch
-                .column_by_name("customer_id")
-                .unwrap()
-                .as_string::<i32>();
-            let segment = batch.column_by_name("segment").unwrap().as_string::<i32>();
-            for row in 0..batch.num_rows() {
-                rows.push((ids.value(row).to_string(), segment.value(row).to_string()));
-            }
-        }
-        rows.sort();
-        rows
-    };
+    let segments = text_column(
+        &case.warehouse,
+        "returners",
+        "snapshots",
+        ["customer_id", "segment"],
+    );
     assert_eq!(
         segments,
         [

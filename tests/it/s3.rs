@@ -1354,8 +1354,6 @@ async fn s3_failed_multipart_upload_is_aborted() {
 /// their `_SUCCESS` markers say.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_concurrent_publishes_of_two_periods_keep_published_periods_whole() {
-    use segments::storage::fault::Action;
-    use segments::warehouse::publish::rebuild_published_periods;
     let setup = tokio::task::spawn_blocking(setup).await.unwrap();
     let config_path = setup.s3_config("race.yaml", "race", "", true);
     let (job, config) = load(&config_path);
@@ -1392,45 +1390,11 @@ async fn s3_concurrent_publishes_of_two_periods_keep_published_periods_whole() {
     for period in ["2024-05", "2024-06"] {
         raw.delete(&mark(period)).await.unwrap();
     }
-    let faults = Faults::new();
-    faults.add(Rule {
-        kind: CallKind::Put,
-        nth: 1,
-        key_contains: "published_periods".into(),
-        action: Action::Delay(Duration::from_millis(1200)),
-    });
-    let wrap_faults = faults.clone();
-    let wrap: StoreWrapper = Arc::new(move |_url, store| wrap_faults.wrap(store));
-    let warehouse_url = config.warehouse.clone();
-    storage::with_store_wrapper(
-        wrap,
-        storage::scoped(config.storage.clone(), async {
-            let warehouse = Warehouse::open(&warehouse_url).unwrap();
-            let key = |period: &str| {
-                warehouse
-                    .key(&[
-                        "rfm_monthly",
-                        "_runs",
-                        &format!("period={period}"),
-                        "_SUCCESS",
-                    ])
-                    .unwrap()
-            };
-            let first = async {
-                warehouse.put(&key("2024-05"), Bytes::new()).await.unwrap();
-                rebuild_published_periods(&warehouse, "rfm_monthly")
-                    .await
-                    .unwrap();
-            };
-            let second = async {
-                tokio::time::sleep(Duration::from_millis(400)).await;
-                warehouse.put(&key("2024-06"), Bytes::new()).await.unwrap();
-                rebuild_published_periods(&warehouse, "rfm_monthly")
-                    .await
-                    .unwrap();
-            };
-            tokio::join!(first, second);
-        }),
+    crate::concurrency::late_rebuild_race(
+        &config.warehouse,
+        config.storage.clone(),
+        ["2024-05", "2024-06"],
+        Duration::from_millis(1200),
     )
     .await;
     let all = objects(&raw, "race").await;
