@@ -6,6 +6,7 @@
 pub mod ballista;
 pub mod erased;
 pub(crate) mod functions;
+mod memory;
 mod params;
 
 pub use params::Parameters;
@@ -17,7 +18,7 @@ use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionState;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::TrackConsumersPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::physical_plan::collect_partitioned;
@@ -263,9 +264,14 @@ fn runtime_env(config: &Config) -> Result<Arc<RuntimeEnv>, EngineError> {
     if let Some(limit) = config.engine.memory_limit {
         // A fair pool: every spillable operator (sorts, aggregates) gets its
         // share and spills, instead of the first one taking everything and
-        // the next one failing as with the greedy pool.
+        // the next one failing as with the greedy pool; shares as
+        // `memory::SharedSpillPool` says.
+        let partitions = config
+            .engine
+            .target_partitions
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, NonZeroUsize::get));
         let pool = TrackConsumersPool::new(
-            FairSpillPool::new(limit),
+            memory::SharedSpillPool::new(limit, partitions),
             NonZeroUsize::new(5).expect("non-zero"),
         );
         runtime = runtime.with_memory_pool(Arc::new(pool));
