@@ -72,8 +72,31 @@ pub struct FixedBands {
     pub monetary_cents: [i128; 4],
 }
 
-/// One configured band: (metric, score, min, max), `None` = open.
-pub type Band = (&'static str, i8, Option<String>, Option<String>);
+/// One configured band, as a row of `score_thresholds`: the values of
+/// `metric` that get `score`, both ends included; `None` is an open end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Band {
+    pub metric: &'static str,
+    pub score: i8,
+    pub min_value: Option<String>,
+    pub max_value: Option<String>,
+}
+
+impl Band {
+    fn new(
+        metric: &'static str,
+        score: i8,
+        min_value: Option<String>,
+        max_value: Option<String>,
+    ) -> Self {
+        Band {
+            metric,
+            score,
+            min_value,
+            max_value,
+        }
+    }
+}
 
 impl Scoring {
     /// What the rule hash covers.
@@ -142,10 +165,10 @@ impl FixedBands {
         let mut out = Vec::new();
         // Recency: R = 1 above the first cut point, R = 5 from 0 days.
         let r = &self.recency_days;
-        out.push(("recency", 1, Some((r[0] + 1).to_string()), None));
+        out.push(Band::new("recency", 1, Some((r[0] + 1).to_string()), None));
         for k in 0..4 {
             let min = if k == 3 { 0 } else { r[k + 1] + 1 };
-            out.push((
+            out.push(Band::new(
                 "recency",
                 k as i8 + 2,
                 Some(min.to_string()),
@@ -154,14 +177,14 @@ impl FixedBands {
         }
         // Frequency: F = 1 is one purchase (scored customers have one at least).
         let f = &self.frequency;
-        out.push((
+        out.push(Band::new(
             "frequency",
             1,
             Some("1".into()),
             Some((f[0] - 1).to_string()),
         ));
         for k in 0..4 {
-            out.push((
+            out.push(Band::new(
                 "frequency",
                 k as i8 + 2,
                 Some(f[k].to_string()),
@@ -170,9 +193,9 @@ impl FixedBands {
         }
         // Monetary may be ≤ 0: M = 1 is open below.
         let m = &self.monetary_cents;
-        out.push(("monetary", 1, None, Some(money(m[0] - 1))));
+        out.push(Band::new("monetary", 1, None, Some(money(m[0] - 1))));
         for k in 0..4 {
-            out.push((
+            out.push(Band::new(
                 "monetary",
                 k as i8 + 2,
                 Some(money(m[k])),
@@ -404,8 +427,8 @@ mod tests {
         assert_eq!(b.len(), 15);
         let show = |metric: &str| -> Vec<(i8, Option<String>, Option<String>)> {
             b.iter()
-                .filter(|x| x.0 == metric)
-                .map(|x| (x.1, x.2.clone(), x.3.clone()))
+                .filter(|x| x.metric == metric)
+                .map(|x| (x.score, x.min_value.clone(), x.max_value.clone()))
                 .collect()
         };
         let s = |t: &str| Some(t.to_string());

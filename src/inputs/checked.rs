@@ -489,9 +489,22 @@ fn execution(context: &str) -> impl Fn(datafusion::error::DataFusionError) -> En
     }
 }
 
+/// One row of the `rejects` table (schemas/rejects.json). Ordered by file,
+/// then row, then reason: the order the table is written in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RejectedRow {
+    /// The file the row came from; the input's URL for a duplicate line,
+    /// whose copies may sit in several files.
+    pub source_file: String,
+    /// The source row as JSON.
+    pub row: String,
+    /// Why it was rejected (`missing_order_id`, `duplicate_line`, …).
+    pub reason: String,
+}
+
 /// The rejects of a period: rows dated in `[start, end)` and undatable rows,
 /// plus one row per extra copy of a duplicated line dated in the period.
-/// Returns (source file, row as JSON, reason), sorted. Each file is checked
+/// Returns the rows of the rejects table, sorted. Each file is checked
 /// on its own so every reject names its file; this runs only when the
 /// counts found rejects, and reads the files only when `other_rejects`
 /// (some rejects are not duplicate lines).
@@ -506,7 +519,7 @@ pub async fn collect_rejects(
     end: NaiveDate,
     other_rejects: bool,
     duplicates: &super::Duplicates,
-) -> Result<Vec<(String, String, String)>, EngineError> {
+) -> Result<Vec<RejectedRow>, EngineError> {
     let failed = execution("collecting rejects");
     let suppression = super::suppression(ctx);
     let date = |d: NaiveDate| lit(ScalarValue::Date32(Some(days(d))));
@@ -591,16 +604,16 @@ pub async fn collect_rejects(
             let reasons = batch.column(0).as_string::<i32>();
             let json = rows_as_json(batch, 1, &names)?;
             for (row, json) in json.into_iter().enumerate() {
-                rejects.push((
-                    format!(
+                rejects.push(RejectedRow {
+                    source_file: format!(
                         "{}://{}/{}",
                         parsed.scheme(),
                         parsed.host_str().unwrap_or(""),
                         file.path
                     ),
-                    json,
-                    reasons.value(row).to_string(),
-                ));
+                    row: json,
+                    reason: reasons.value(row).to_string(),
+                });
             }
         }
     }
@@ -654,18 +667,18 @@ pub async fn collect_rejects(
                     continue;
                 }
                 for _ in 1..copies.value(row) {
-                    rejects.push((
-                        input.url.clone(),
-                        json.clone(),
-                        "duplicate_line".to_string(),
-                    ));
+                    rejects.push(RejectedRow {
+                        source_file: input.url.clone(),
+                        row: json.clone(),
+                        reason: "duplicate_line".to_string(),
+                    });
                 }
             }
         }
     }
     // A rejected row of an erased customer is counted, never written.
     if let Some(suppression) = &suppression {
-        rejects.retain(|(_, json, _)| !suppression.mentions(json));
+        rejects.retain(|reject| !suppression.mentions(&reject.row));
     }
     rejects.sort();
     Ok(rejects)

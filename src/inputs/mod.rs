@@ -8,7 +8,7 @@ mod checked;
 pub mod duplicates;
 pub mod readiness;
 
-pub use checked::{InputChecks, collect_rejects};
+pub use checked::{InputChecks, RejectedRow, collect_rejects};
 pub use duplicates::{DuplicateLines, Duplicates, ExtraCopies};
 
 use std::sync::Arc;

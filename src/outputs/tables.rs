@@ -150,13 +150,17 @@ fn bands_table(bands: &FixedBands) -> Result<MemTable, datafusion::error::DataFu
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|b| b.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|b| b.metric))),
             Arc::new(Int32Array::from_iter_values(
-                rows.iter().map(|b| order(b.0)),
+                rows.iter().map(|b| order(b.metric)),
             )),
-            Arc::new(Int8Array::from_iter_values(rows.iter().map(|b| b.1))),
-            Arc::new(StringArray::from_iter(rows.iter().map(|b| b.2.as_deref()))),
-            Arc::new(StringArray::from_iter(rows.iter().map(|b| b.3.as_deref()))),
+            Arc::new(Int8Array::from_iter_values(rows.iter().map(|b| b.score))),
+            Arc::new(StringArray::from_iter(
+                rows.iter().map(|b| b.min_value.as_deref()),
+            )),
+            Arc::new(StringArray::from_iter(
+                rows.iter().map(|b| b.max_value.as_deref()),
+            )),
         ],
     )?;
     MemTable::try_new(schema, vec![vec![batch]])

@@ -1063,16 +1063,20 @@ async fn activity_of_classified(classified: &DataFrame) -> Result<(f64, f64), Pi
     Ok((active, revenue))
 }
 
-/// The rejects table from (source file, row JSON, reason) triples.
-fn rejects_batch(rejects: Vec<(String, String, String)>) -> Result<RecordBatch, RunError> {
+/// The rejects table from its rows.
+fn rejects_batch(rejects: Vec<inputs::RejectedRow>) -> Result<RecordBatch, RunError> {
     use datafusion::arrow::array::StringArray;
     let contract = table_schema(OutputTable::Rejects);
-    let column = |f: fn(&(String, String, String)) -> &str| {
+    let column = |f: fn(&inputs::RejectedRow) -> &str| {
         Arc::new(StringArray::from_iter_values(rejects.iter().map(f))) as _
     };
     let batch = RecordBatch::try_new(
         contract.schema.clone(),
-        vec![column(|r| &r.0), column(|r| &r.1), column(|r| &r.2)],
+        vec![
+            column(|r| &r.source_file),
+            column(|r| &r.row),
+            column(|r| &r.reason),
+        ],
     )
     .map_err(|e| {
         OutputError::from(crate::model::ContractError {
