@@ -245,6 +245,8 @@ impl Writer<'_> {
         format!("{}{job}/{table}/", self.options.location)
     }
 
+    /// One table's DDL (or DuckDB view) over its folder, in the target's
+    /// dialect.
     fn raw_table(&mut self, entry: &CatalogJob, contract: Contract) {
         let job = &entry.job.name;
         let table = contract.name();
@@ -256,182 +258,250 @@ impl Writer<'_> {
             format!("{job}_{table}")
         };
         self.declared.push((name.clone(), job.clone()));
-        let qualified = self.name(&name);
-        let folder = self.folder(job, table);
-        let target = self.target();
-        let table_comment = if partitioned {
+        let comment = if partitioned {
             format!(
                 "{description} Every partition in storage, incomplete periods included: read {job}_{table} instead."
             )
         } else {
             description.clone()
         };
-        match target {
+        let raw = RawTable {
+            qualified: self.name(&name),
+            folder: self.folder(job, table),
+            name,
+            comment,
+            columns,
+            partitioned,
+        };
+        match self.target() {
             Target::Duckdb => {
                 let has_files = entry
                     .tables_with_files
                     .as_ref()
                     .is_none_or(|tables| tables.contains(table));
-                let typed_empty: Vec<String> = columns
-                    .iter()
-                    .map(|c| {
-                        format!(
-                            "CAST(NULL AS {}) AS {}",
-                            target.type_name(&c.data_type),
-                            target.ident(&c.name)
-                        )
-                    })
-                    .collect();
-                let list: Vec<String> = columns.iter().map(|c| target.ident(&c.name)).collect();
-                self.line(&format!("CREATE OR REPLACE VIEW {qualified} AS"));
-                self.line(&format!("SELECT {} FROM (", list.join(", ")));
-                if has_files {
-                    let read = if partitioned {
-                        format!(
-                            "read_parquet({}, hive_partitioning = true, hive_types = {{'period': 'VARCHAR'}}, union_by_name = true)",
-                            target.literal(&format!("{folder}period=*/*.parquet"))
-                        )
-                    } else {
-                        format!(
-                            "read_parquet({}, union_by_name = true)",
-                            target.literal(&format!("{folder}*.parquet"))
-                        )
-                    };
-                    self.line(&format!("  SELECT * FROM {read}"));
-                    // Files published before a column existed read as null.
-                    self.line("  UNION ALL BY NAME");
-                } else {
-                    self.line(&format!(
-                        "  -- no file under {folder} yet: empty until `segments catalog` is run again after a publish"
-                    ));
-                }
-                self.line(&format!("  SELECT {} WHERE false", typed_empty.join(", ")));
-                self.line(");");
-                self.line(&format!(
-                    "COMMENT ON VIEW {qualified} IS {};",
-                    target.literal(&table_comment)
-                ));
-                self.column_comments(&qualified, &columns);
+                self.duckdb_view(&raw, has_files)
             }
-            Target::Trino => {
-                self.line(&format!("CREATE TABLE IF NOT EXISTS {qualified} ("));
-                self.column_list(&columns, |c| {
-                    format!(" COMMENT {}", target.literal(&c.description))
-                });
-                self.line(")");
-                self.line(&format!("COMMENT {}", target.literal(&table_comment)));
-                self.line("WITH (");
-                self.line(&format!(
-                    "  external_location = {},",
-                    target.literal(&folder)
-                ));
-                if partitioned {
-                    self.line("  format = 'PARQUET',");
-                    self.line("  partitioned_by = ARRAY['period']");
-                } else {
-                    self.line("  format = 'PARQUET'");
-                }
-                self.line(");");
-                if partitioned {
-                    self.line(&format!(
-                        "CALL system.sync_partition_metadata({}, {}, 'FULL');",
-                        target.literal(&self.options.schema),
-                        target.literal(&name)
-                    ));
-                }
-            }
-            Target::Spark => {
-                self.line(&format!("CREATE TABLE IF NOT EXISTS {qualified} ("));
-                self.column_list(&columns, |c| {
-                    format!(" COMMENT {}", target.literal(&c.description))
-                });
-                self.line(")");
-                self.line("USING PARQUET");
-                if partitioned {
-                    self.line(&format!("PARTITIONED BY ({})", target.ident("period")));
-                }
-                self.line(&format!("LOCATION {}", target.literal(&folder)));
-                self.line(&format!("COMMENT {};", target.literal(&table_comment)));
-                if partitioned {
-                    self.line(&format!("MSCK REPAIR TABLE {qualified};"));
-                }
-            }
-            Target::Athena => {
-                let data_columns = data_columns(&columns, partitioned);
-                self.line(&format!(
-                    "CREATE EXTERNAL TABLE IF NOT EXISTS {qualified} ("
-                ));
-                self.column_list(&data_columns, |c| {
-                    format!(" COMMENT {}", target.literal(&c.description))
-                });
-                self.line(")");
-                self.line(&format!("COMMENT {}", target.literal(&table_comment)));
-                if partitioned {
-                    self.line(&format!(
-                        "PARTITIONED BY ({} string COMMENT {})",
-                        target.ident("period"),
-                        target.literal(PERIOD_DESCRIPTION)
-                    ));
-                }
-                self.line("STORED AS PARQUET");
-                self.line(&format!("LOCATION {}", target.literal(&folder)));
-                if partitioned {
-                    // Partition projection: a newly published period is
-                    // visible without MSCK REPAIR.
-                    self.line("TBLPROPERTIES (");
-                    self.line("  'projection.enabled' = 'true',");
-                    self.line("  'projection.period.type' = 'date',");
-                    self.line("  'projection.period.format' = 'yyyy-MM',");
-                    self.line("  'projection.period.range' = '2000-01,NOW',");
-                    self.line("  'projection.period.interval' = '1',");
-                    self.line("  'projection.period.interval.unit' = 'MONTHS',");
-                    self.line(&format!(
-                        "  'storage.location.template' = {}",
-                        target.literal(&format!("{folder}period=${{period}}/"))
-                    ));
-                    self.line(");");
-                } else {
-                    self.out.pop();
-                    self.line(";");
-                }
-            }
-            Target::Bigquery => {
-                self.line(&format!("CREATE OR REPLACE EXTERNAL TABLE {qualified} ("));
-                let data_columns = data_columns(&columns, partitioned);
-                self.column_list(&data_columns, |c| {
-                    format!(
-                        " OPTIONS (description = {})",
-                        target.literal(&c.description)
-                    )
-                });
-                self.line(")");
-                if partitioned {
-                    self.line(&format!(
-                        "WITH PARTITION COLUMNS ({} STRING)",
-                        target.ident("period")
-                    ));
-                }
-                self.line("OPTIONS (");
-                self.line("  format = 'PARQUET',");
-                self.line(&format!(
-                    "  uris = [{}],",
-                    target.literal(&format!("{folder}*"))
-                ));
-                if partitioned {
-                    self.line(&format!(
-                        "  hive_partition_uri_prefix = {},",
-                        target.literal(&folder)
-                    ));
-                    self.line("  require_hive_partition_filter = false,");
-                }
-                self.line(&format!(
-                    "  description = {}",
-                    target.literal(&table_comment)
-                ));
-                self.line(");");
-            }
+            Target::Trino => self.trino_table(&raw),
+            Target::Spark => self.spark_table(&raw),
+            Target::Athena => self.athena_table(&raw),
+            Target::Bigquery => self.bigquery_table(&raw),
         }
         self.line("");
+    }
+
+    fn duckdb_view(&mut self, raw: &RawTable, has_files: bool) {
+        let RawTable {
+            qualified,
+            folder,
+            comment: table_comment,
+            columns,
+            partitioned,
+            ..
+        } = raw;
+        let partitioned = *partitioned;
+        let target = self.target();
+        let typed_empty: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "CAST(NULL AS {}) AS {}",
+                    target.type_name(&c.data_type),
+                    target.ident(&c.name)
+                )
+            })
+            .collect();
+        let list: Vec<String> = columns.iter().map(|c| target.ident(&c.name)).collect();
+        self.line(&format!("CREATE OR REPLACE VIEW {qualified} AS"));
+        self.line(&format!("SELECT {} FROM (", list.join(", ")));
+        if has_files {
+            let read = if partitioned {
+                format!(
+                    "read_parquet({}, hive_partitioning = true, hive_types = {{'period': 'VARCHAR'}}, union_by_name = true)",
+                    target.literal(&format!("{folder}period=*/*.parquet"))
+                )
+            } else {
+                format!(
+                    "read_parquet({}, union_by_name = true)",
+                    target.literal(&format!("{folder}*.parquet"))
+                )
+            };
+            self.line(&format!("  SELECT * FROM {read}"));
+            // Files published before a column existed read as null.
+            self.line("  UNION ALL BY NAME");
+        } else {
+            self.line(&format!(
+                "  -- no file under {folder} yet: empty until `segments catalog` is run again after a publish"
+            ));
+        }
+        self.line(&format!("  SELECT {} WHERE false", typed_empty.join(", ")));
+        self.line(");");
+        self.line(&format!(
+            "COMMENT ON VIEW {qualified} IS {};",
+            target.literal(table_comment)
+        ));
+        self.column_comments(qualified, columns);
+    }
+
+    fn trino_table(&mut self, raw: &RawTable) {
+        let RawTable {
+            name,
+            qualified,
+            folder,
+            comment: table_comment,
+            columns,
+            partitioned,
+            ..
+        } = raw;
+        let partitioned = *partitioned;
+        let target = self.target();
+        self.line(&format!("CREATE TABLE IF NOT EXISTS {qualified} ("));
+        self.column_list(columns, |c| {
+            format!(" COMMENT {}", target.literal(&c.description))
+        });
+        self.line(")");
+        self.line(&format!("COMMENT {}", target.literal(table_comment)));
+        self.line("WITH (");
+        self.line(&format!(
+            "  external_location = {},",
+            target.literal(folder)
+        ));
+        if partitioned {
+            self.line("  format = 'PARQUET',");
+            self.line("  partitioned_by = ARRAY['period']");
+        } else {
+            self.line("  format = 'PARQUET'");
+        }
+        self.line(");");
+        if partitioned {
+            self.line(&format!(
+                "CALL system.sync_partition_metadata({}, {}, 'FULL');",
+                target.literal(&self.options.schema),
+                target.literal(name)
+            ));
+        }
+    }
+
+    fn spark_table(&mut self, raw: &RawTable) {
+        let RawTable {
+            qualified,
+            folder,
+            comment: table_comment,
+            columns,
+            partitioned,
+            ..
+        } = raw;
+        let partitioned = *partitioned;
+        let target = self.target();
+        self.line(&format!("CREATE TABLE IF NOT EXISTS {qualified} ("));
+        self.column_list(columns, |c| {
+            format!(" COMMENT {}", target.literal(&c.description))
+        });
+        self.line(")");
+        self.line("USING PARQUET");
+        if partitioned {
+            self.line(&format!("PARTITIONED BY ({})", target.ident("period")));
+        }
+        self.line(&format!("LOCATION {}", target.literal(folder)));
+        self.line(&format!("COMMENT {};", target.literal(table_comment)));
+        if partitioned {
+            self.line(&format!("MSCK REPAIR TABLE {qualified};"));
+        }
+    }
+
+    fn athena_table(&mut self, raw: &RawTable) {
+        let RawTable {
+            qualified,
+            folder,
+            comment: table_comment,
+            columns,
+            partitioned,
+            ..
+        } = raw;
+        let partitioned = *partitioned;
+        let target = self.target();
+        let data_columns = data_columns(columns, partitioned);
+        self.line(&format!(
+            "CREATE EXTERNAL TABLE IF NOT EXISTS {qualified} ("
+        ));
+        self.column_list(&data_columns, |c| {
+            format!(" COMMENT {}", target.literal(&c.description))
+        });
+        self.line(")");
+        self.line(&format!("COMMENT {}", target.literal(table_comment)));
+        if partitioned {
+            self.line(&format!(
+                "PARTITIONED BY ({} string COMMENT {})",
+                target.ident("period"),
+                target.literal(PERIOD_DESCRIPTION)
+            ));
+        }
+        self.line("STORED AS PARQUET");
+        self.line(&format!("LOCATION {}", target.literal(folder)));
+        if partitioned {
+            // Partition projection: a newly published period is
+            // visible without MSCK REPAIR.
+            self.line("TBLPROPERTIES (");
+            self.line("  'projection.enabled' = 'true',");
+            self.line("  'projection.period.type' = 'date',");
+            self.line("  'projection.period.format' = 'yyyy-MM',");
+            self.line("  'projection.period.range' = '2000-01,NOW',");
+            self.line("  'projection.period.interval' = '1',");
+            self.line("  'projection.period.interval.unit' = 'MONTHS',");
+            self.line(&format!(
+                "  'storage.location.template' = {}",
+                target.literal(&format!("{folder}period=${{period}}/"))
+            ));
+            self.line(");");
+        } else {
+            self.out.pop();
+            self.line(";");
+        }
+    }
+
+    fn bigquery_table(&mut self, raw: &RawTable) {
+        let RawTable {
+            qualified,
+            folder,
+            comment: table_comment,
+            columns,
+            partitioned,
+            ..
+        } = raw;
+        let partitioned = *partitioned;
+        let target = self.target();
+        self.line(&format!("CREATE OR REPLACE EXTERNAL TABLE {qualified} ("));
+        let data_columns = data_columns(columns, partitioned);
+        self.column_list(&data_columns, |c| {
+            format!(
+                " OPTIONS (description = {})",
+                target.literal(&c.description)
+            )
+        });
+        self.line(")");
+        if partitioned {
+            self.line(&format!(
+                "WITH PARTITION COLUMNS ({} STRING)",
+                target.ident("period")
+            ));
+        }
+        self.line("OPTIONS (");
+        self.line("  format = 'PARQUET',");
+        self.line(&format!(
+            "  uris = [{}],",
+            target.literal(&format!("{folder}*"))
+        ));
+        if partitioned {
+            self.line(&format!(
+                "  hive_partition_uri_prefix = {},",
+                target.literal(folder)
+            ));
+            self.line("  require_hive_partition_filter = false,");
+        }
+        self.line(&format!(
+            "  description = {}",
+            target.literal(table_comment)
+        ));
+        self.line(");");
     }
 
     fn column_list(&mut self, columns: &[Column], extra: impl Fn(&Column) -> String) {
@@ -627,205 +697,229 @@ impl Writer<'_> {
         self.view(&spec.name, spec.description, &sql, &columns);
     }
 
+    /// The views over segments, for each table the job writes.
     fn segment_views(&mut self, job: &Job) {
-        let j = &job.name;
         let label_description = format!(
             "Label of the segment in the configured locale ({}), from segment_definitions of the period.",
             self.options.locale
         );
         if job.writes(OutputTable::Snapshots) {
-            self.labelled_view(
-                job,
-                LabelledView {
-                    table: OutputTable::Snapshots,
-                    leading: &["period", "customer_id", "segment"],
-                    label_fallback: "s.segment",
-                    trailing: &[
-                        "segment_rank",
-                        "r_score",
-                        "f_score",
-                        "m_score",
-                        "rfm_code",
-                        "recency_days",
-                        "frequency",
-                        "monetary",
-                        "first_purchase_date",
-                        "last_purchase_date",
-                    ],
-                    source: format!("{j}_snapshots_latest"),
-                    name: format!("{j}_latest"),
-                    description: "Every customer of the last complete period with their segment, its label and their scores.",
-                },
-                &label_description,
-            );
+            self.latest_view(job, &label_description);
         }
         if job.writes(OutputTable::SegmentSummary) {
-            self.labelled_view(
-                job,
-                LabelledView {
-                    table: OutputTable::SegmentSummary,
-                    leading: &["period", "segment"],
-                    label_fallback: "s.label",
-                    trailing: &[
-                        "segment_rank",
-                        "customers",
-                        "share",
-                        "active_customers",
-                        "revenue",
-                        "orders",
-                        "avg_basket",
-                        "monetary",
-                        "previous_customers",
-                        "delta",
-                    ],
-                    source: format!("{j}_segment_summary"),
-                    name: format!("{j}_segment_trend"),
-                    description: "Segment sizes and revenue per complete period (one row per period and declared segment), for trend charts.",
-                },
-                &label_description,
-            );
+            self.segment_trend_view(job, &label_description);
         }
         if job.writes(OutputTable::MigrationMatrix) {
-            let m = |name: &str| {
-                (
-                    format!("m.{name}"),
-                    Self::contract_column(OutputTable::MigrationMatrix, name),
-                )
-            };
-            let (new, removed) = match self.options.locale {
-                Locale::En => ("(new)", "(removed)"),
-                Locale::Fr => ("(nouveaux)", "(retirés)"),
-            };
-            let target = self.target();
-            let from_label = format!(
-                "CASE WHEN m.from_segment = '(new)' THEN {} ELSE {} END",
-                target.view_literal(new),
-                self.label_of(job, "f", "m.from_segment")
-            );
-            let to_label = format!(
-                "CASE WHEN m.to_segment = '(removed)' THEN {} ELSE {} END",
-                target.view_literal(removed),
-                self.label_of(job, "t", "m.to_segment")
-            );
-            let items = vec![
-                m("period"),
-                m("from_segment"),
-                (
-                    from_label.clone(),
-                    Self::new_column(
-                        "from_label",
-                        DataType::Utf8,
-                        "Label of from_segment in the configured locale.",
-                    ),
-                ),
-                m("to_segment"),
-                (
-                    to_label.clone(),
-                    Self::new_column(
-                        "to_label",
-                        DataType::Utf8,
-                        "Label of to_segment in the configured locale.",
-                    ),
-                ),
-                m("from_rank"),
-                m("to_rank"),
-                m("customers"),
-                m("share_of_from"),
-                m("monetary"),
-                (
-                    format!("{from_label} || ' →'"),
-                    Self::new_column(
-                        "source",
-                        DataType::Utf8,
-                        "Sankey source node: from_label followed by an arrow, so that a segment on both sides is two nodes.",
-                    ),
-                ),
-                (
-                    format!("'→ ' || {to_label}"),
-                    Self::new_column(
-                        "target",
-                        DataType::Utf8,
-                        "Sankey target node: an arrow followed by to_label.",
-                    ),
-                ),
-            ];
-            let (select, columns) = Self::select(&items);
-            let sql = format!(
-                "{select}\nFROM {} m{}{}",
-                self.name(&format!("{j}_migration_matrix")),
-                self.definitions_join(job, "f", "m.period", "m.from_segment"),
-                self.definitions_join(job, "t", "m.period", "m.to_segment")
-            );
-            self.view(
-                &format!("{j}_migration_flows"),
-                "From → to segment flows of each complete period with their customers, ready for a Sankey chart (source, target, customers).",
-                &sql,
-                &columns,
-            );
+            self.migration_flows_view(job);
         }
         if job.writes(OutputTable::Snapshots) {
-            let s = |name: &str| {
-                (
-                    format!("s.{name}"),
-                    Self::contract_column(OutputTable::Snapshots, name),
-                )
-            };
-            let mut items = vec![s("period"), s("customer_id"), s("segment")];
-            items.push((
-                self.label_of(job, "d", "s.segment"),
-                Self::new_column("segment_label", DataType::Utf8, &label_description),
-            ));
-            items.push(s("segment_rank"));
-            let migrations = job.writes(OutputTable::Migrations);
-            if migrations {
-                items.push((
-                    "m.from_segment".into(),
-                    Self::new_column(
-                        "previous_segment",
-                        DataType::Utf8,
-                        "Segment in the previous period; null for new customers.",
-                    ),
-                ));
-                items.push((
-                    "m.movement".into(),
-                    Self::contract_column(OutputTable::Migrations, "movement"),
-                ));
-                items.push((
-                    "m.evolution".into(),
-                    Self::contract_column(OutputTable::Migrations, "evolution"),
-                ));
-            }
-            for name in [
-                "r_score",
-                "f_score",
-                "m_score",
-                "recency_days",
-                "frequency",
-                "monetary",
-            ] {
-                items.push(s(name));
-            }
-            let (select, columns) = Self::select(&items);
-            let migrations_join = if migrations {
-                format!(
-                    "\nLEFT JOIN {} m ON m.period = s.period AND m.customer_id = s.customer_id",
-                    self.name(&format!("{j}_migrations"))
-                )
-            } else {
-                String::new()
-            };
-            let sql = format!(
-                "{select}\nFROM {} s{migrations_join}{}",
-                self.name(&format!("{j}_snapshots")),
-                self.definitions_join(job, "d", "s.period", "s.segment")
-            );
-            self.view(
-                &format!("{j}_customer_history"),
-                "One row per customer and complete period: segment, label, movement from the previous period and metrics.",
-                &sql,
-                &columns,
-            );
+            self.customer_history_view(job, &label_description);
         }
+    }
+
+    /// The `<job>_latest` view: the last complete period's snapshot with labels.
+    fn latest_view(&mut self, job: &Job, label_description: &str) {
+        let j = &job.name;
+        self.labelled_view(
+            job,
+            LabelledView {
+                table: OutputTable::Snapshots,
+                leading: &["period", "customer_id", "segment"],
+                label_fallback: "s.segment",
+                trailing: &[
+                    "segment_rank",
+                    "r_score",
+                    "f_score",
+                    "m_score",
+                    "rfm_code",
+                    "recency_days",
+                    "frequency",
+                    "monetary",
+                    "first_purchase_date",
+                    "last_purchase_date",
+                ],
+                source: format!("{j}_snapshots_latest"),
+                name: format!("{j}_latest"),
+                description: "Every customer of the last complete period with their segment, its label and their scores.",
+            },
+            label_description,
+        );
+    }
+
+    /// The `<job>_segment_trend` view: segment sizes per complete period.
+    fn segment_trend_view(&mut self, job: &Job, label_description: &str) {
+        let j = &job.name;
+        self.labelled_view(
+            job,
+            LabelledView {
+                table: OutputTable::SegmentSummary,
+                leading: &["period", "segment"],
+                label_fallback: "s.label",
+                trailing: &[
+                    "segment_rank",
+                    "customers",
+                    "share",
+                    "active_customers",
+                    "revenue",
+                    "orders",
+                    "avg_basket",
+                    "monetary",
+                    "previous_customers",
+                    "delta",
+                ],
+                source: format!("{j}_segment_summary"),
+                name: format!("{j}_segment_trend"),
+                description: "Segment sizes and revenue per complete period (one row per period and declared segment), for trend charts.",
+            },
+            label_description,
+        );
+    }
+
+    /// The `<job>_migration_flows` view: from → to flows with labels, for a Sankey chart.
+    fn migration_flows_view(&mut self, job: &Job) {
+        let j = &job.name;
+        let m = |name: &str| {
+            (
+                format!("m.{name}"),
+                Self::contract_column(OutputTable::MigrationMatrix, name),
+            )
+        };
+        let (new, removed) = match self.options.locale {
+            Locale::En => ("(new)", "(removed)"),
+            Locale::Fr => ("(nouveaux)", "(retirés)"),
+        };
+        let target = self.target();
+        let from_label = format!(
+            "CASE WHEN m.from_segment = '(new)' THEN {} ELSE {} END",
+            target.view_literal(new),
+            self.label_of(job, "f", "m.from_segment")
+        );
+        let to_label = format!(
+            "CASE WHEN m.to_segment = '(removed)' THEN {} ELSE {} END",
+            target.view_literal(removed),
+            self.label_of(job, "t", "m.to_segment")
+        );
+        let items = vec![
+            m("period"),
+            m("from_segment"),
+            (
+                from_label.clone(),
+                Self::new_column(
+                    "from_label",
+                    DataType::Utf8,
+                    "Label of from_segment in the configured locale.",
+                ),
+            ),
+            m("to_segment"),
+            (
+                to_label.clone(),
+                Self::new_column(
+                    "to_label",
+                    DataType::Utf8,
+                    "Label of to_segment in the configured locale.",
+                ),
+            ),
+            m("from_rank"),
+            m("to_rank"),
+            m("customers"),
+            m("share_of_from"),
+            m("monetary"),
+            (
+                format!("{from_label} || ' →'"),
+                Self::new_column(
+                    "source",
+                    DataType::Utf8,
+                    "Sankey source node: from_label followed by an arrow, so that a segment on both sides is two nodes.",
+                ),
+            ),
+            (
+                format!("'→ ' || {to_label}"),
+                Self::new_column(
+                    "target",
+                    DataType::Utf8,
+                    "Sankey target node: an arrow followed by to_label.",
+                ),
+            ),
+        ];
+        let (select, columns) = Self::select(&items);
+        let sql = format!(
+            "{select}\nFROM {} m{}{}",
+            self.name(&format!("{j}_migration_matrix")),
+            self.definitions_join(job, "f", "m.period", "m.from_segment"),
+            self.definitions_join(job, "t", "m.period", "m.to_segment")
+        );
+        self.view(
+            &format!("{j}_migration_flows"),
+            "From → to segment flows of each complete period with their customers, ready for a Sankey chart (source, target, customers).",
+            &sql,
+            &columns,
+        );
+    }
+
+    /// The `<job>_customer_history` view: one row per customer and complete period.
+    fn customer_history_view(&mut self, job: &Job, label_description: &str) {
+        let j = &job.name;
+        let s = |name: &str| {
+            (
+                format!("s.{name}"),
+                Self::contract_column(OutputTable::Snapshots, name),
+            )
+        };
+        let mut items = vec![s("period"), s("customer_id"), s("segment")];
+        items.push((
+            self.label_of(job, "d", "s.segment"),
+            Self::new_column("segment_label", DataType::Utf8, label_description),
+        ));
+        items.push(s("segment_rank"));
+        let migrations = job.writes(OutputTable::Migrations);
+        if migrations {
+            items.push((
+                "m.from_segment".into(),
+                Self::new_column(
+                    "previous_segment",
+                    DataType::Utf8,
+                    "Segment in the previous period; null for new customers.",
+                ),
+            ));
+            items.push((
+                "m.movement".into(),
+                Self::contract_column(OutputTable::Migrations, "movement"),
+            ));
+            items.push((
+                "m.evolution".into(),
+                Self::contract_column(OutputTable::Migrations, "evolution"),
+            ));
+        }
+        for name in [
+            "r_score",
+            "f_score",
+            "m_score",
+            "recency_days",
+            "frequency",
+            "monetary",
+        ] {
+            items.push(s(name));
+        }
+        let (select, columns) = Self::select(&items);
+        let migrations_join = if migrations {
+            format!(
+                "\nLEFT JOIN {} m ON m.period = s.period AND m.customer_id = s.customer_id",
+                self.name(&format!("{j}_migrations"))
+            )
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "{select}\nFROM {} s{migrations_join}{}",
+            self.name(&format!("{j}_snapshots")),
+            self.definitions_join(job, "d", "s.period", "s.segment")
+        );
+        self.view(
+            &format!("{j}_customer_history"),
+            "One row per customer and complete period: segment, label, movement from the previous period and metrics.",
+            &sql,
+            &columns,
+        );
     }
 
     fn audience_views(&mut self, job: &Job) {
@@ -1114,6 +1208,21 @@ struct LabelledView {
     source: String,
     name: String,
     description: &'static str,
+}
+
+/// A published table as a catalog declares it.
+struct RawTable {
+    /// The table's name in the catalog (`<job>_<table>`, `_raw` when
+    /// partitioned), unqualified and qualified with the schema.
+    name: String,
+    qualified: String,
+    /// Its folder in the warehouse, ending with `/`.
+    folder: String,
+    /// The table comment.
+    comment: String,
+    columns: Vec<Column>,
+    /// Partitioned by `period` (every table but `published_periods`).
+    partitioned: bool,
 }
 
 #[cfg(test)]

@@ -9,7 +9,8 @@ use std::fmt::Write;
 
 use super::locale::{Locale, Text};
 use super::svg::{self, escape};
-use super::{Report, SummaryRow};
+use super::{Matrix, Report, SummaryRow, Threshold};
+use crate::model::Manifest;
 
 const CSS: &str = r#"
 :root{--ink:#1d1d1f;--muted:#5b5b66;--line:#d9d9e0;--bg:#ffffff;--band:#f5f6f8;--accent:#2b4c8c}
@@ -590,6 +591,18 @@ impl Page<'_> {
                 )
             })
             .collect();
+        self.matrix_heatmap(&rows, &columns, &cells);
+        self.matrix_sankey(&matrix, &rows, &columns);
+    }
+
+    /// The migration matrix as a heatmap and as a table of the same layout.
+    fn matrix_heatmap(
+        &mut self,
+        rows: &[String],
+        columns: &[String],
+        cells: &HashMap<(String, String), (i64, f64)>,
+    ) {
+        let l = self.locale;
         let row_labels: Vec<String> = rows.iter().map(|r| self.label(r).to_string()).collect();
         let column_labels: Vec<String> =
             columns.iter().map(|c| self.label(c).to_string()).collect();
@@ -614,7 +627,7 @@ impl Page<'_> {
             escape(l.text(Text::To)),
             escape(l.text(Text::From)),
         );
-        for c in &columns {
+        for c in columns {
             let _ = write!(
                 table,
                 r#"<th class="num" scope="col">{}</th>"#,
@@ -622,14 +635,14 @@ impl Page<'_> {
             );
         }
         table.push_str("</tr></thead><tbody>");
-        for r in &rows {
+        for r in rows {
             let _ = write!(
                 table,
                 r#"<tr data-key="{}"><th scope="row">{}</th>"#,
                 escape(r),
                 escape(self.label(r))
             );
-            for c in &columns {
+            for c in columns {
                 match cells.get(&(r.clone(), c.clone())) {
                     Some((n, share)) => {
                         let _ = write!(
@@ -653,8 +666,12 @@ impl Page<'_> {
             r#"<h3>{}</h3><figure class="heat">{heatmap}</figure>{table}"#,
             escape(l.text(Text::Heatmap))
         );
+    }
 
-        // Sankey and its flow list.
+    /// The migrations as a Sankey chart and its list of flows; closes the
+    /// section.
+    fn matrix_sankey(&mut self, matrix: &Matrix, rows: &[String], columns: &[String]) {
+        let l = self.locale;
         let left: Vec<svg::Node> = rows
             .iter()
             .map(|r| svg::Node {
@@ -806,161 +823,184 @@ impl Page<'_> {
 
     fn facts(&mut self) {
         self.section("facts", Text::FactsTitle);
-        let l = self.locale;
         let r = self.report;
         match &r.manifest {
-            None => self.not_applicable(l.text(Text::NoManifest)),
-            Some(m) => {
-                let mut dl = String::from(r#"<dl class="facts" data-table="facts">"#);
-                let mut fact = |key: &str, label: &str, value: String| {
-                    let _ = write!(
-                        dl,
-                        r#"<dt>{}</dt><dd data-key="{key}">{}</dd>"#,
-                        escape(label),
-                        value
-                    );
-                };
-                fact(
-                    "run_id",
-                    l.text(Text::RunId),
-                    format!("<code>{}</code>", escape(&m.run_id)),
-                );
-                fact(
-                    "published_at",
-                    l.text(Text::PublishedAt),
-                    escape(&m.published_at),
-                );
-                fact(
-                    "rows_read",
-                    l.text(Text::RowsRead),
-                    l.int(m.rows.read as i64),
-                );
-                fact(
-                    "rows_used",
-                    l.text(Text::RowsUsed),
-                    l.int(m.rows.used as i64),
-                );
-                fact(
-                    "rows_anonymous",
-                    l.text(Text::RowsAnonymous),
-                    l.int(m.rows.anonymous as i64),
-                );
-                fact(
-                    "rows_rejected",
-                    l.text(Text::RowsRejected),
-                    l.int(m.rows.rejected as i64),
-                );
-                for (reason, n) in &m.rejected_by_reason {
-                    fact(
-                        &format!("rejected:{reason}"),
-                        &format!("{} · {reason}", l.text(Text::RejectReason)),
-                        l.int(*n as i64),
-                    );
-                }
-                let revenue = parse_cents(&m.period_revenue)
-                    .map_or_else(|| escape(&m.period_revenue), |c| l.money(c));
-                fact("period_revenue", l.text(Text::PeriodRevenue), revenue);
-                fact(
-                    "identification_rate",
-                    l.text(Text::IdentificationRate),
-                    m.identification_rate.map_or("—".into(), |s| l.percent(s)),
-                );
-                fact(
-                    "from_side",
-                    l.text(Text::FromSide),
-                    format!(
-                        "{} — {}",
-                        escape(m.from_side.as_str()),
-                        escape(&m.from_side_reason)
-                    ),
-                );
-                fact(
-                    "job_version",
-                    l.text(Text::JobVersion),
-                    r.job_version.to_string(),
-                );
-                fact(
-                    "rule_hash",
-                    l.text(Text::RuleHash),
-                    format!("<code>{}</code>", escape(&m.rule_hash)),
-                );
-                fact(
-                    "job_hash",
-                    l.text(Text::JobHash),
-                    format!("<code>{}</code>", escape(&m.job_hash)),
-                );
-                let versions: Vec<String> = m
-                    .versions
-                    .iter()
-                    .map(|(k, v)| format!("{} {}", escape(k), escape(v)))
-                    .collect();
-                fact("versions", l.text(Text::Versions), versions.join(", "));
-                dl.push_str("</dl>");
-                self.out.push_str(&dl);
-
-                let _ = write!(
-                    self.out,
-                    r#"<h3>{}</h3><div class="scroll"><table data-table="gates"><thead><tr><th scope="col">{}</th><th class="num" scope="col">{}</th><th scope="col">{}</th></tr></thead><tbody>"#,
-                    escape(l.text(Text::Gates)),
-                    escape(l.text(Text::Gate)),
-                    escape(l.text(Text::Limit)),
-                    escape(l.text(Text::Status)),
-                );
-                let q = &r.quality;
-                for gate in crate::model::Gate::ALL {
-                    use crate::model::Gate;
-                    let limit = match gate {
-                        Gate::RejectRatio => l.percent(q.max_reject_ratio),
-                        Gate::ActiveCustomersChange => l.percent(q.max_active_customers_change),
-                        Gate::RevenueChange => l.percent(q.max_revenue_change),
-                        Gate::NoData => "—".into(),
-                    };
-                    let status = if m.allowed_gates.iter().any(|g| g == gate.name()) {
-                        l.text(Text::Allowed)
-                    } else {
-                        l.text(Text::Passed)
-                    };
-                    let _ = write!(
-                        self.out,
-                        r#"<tr data-key="{gate}"><td><code>{gate}</code></td><td class="num">{limit}</td><td>{}</td></tr>"#,
-                        escape(status)
-                    );
-                }
-                self.out.push_str("</tbody></table></div>");
+            None => self.not_applicable(self.locale.text(Text::NoManifest)),
+            Some(manifest) => {
+                self.run_facts(manifest);
+                self.gates_table(manifest);
             }
         }
-
         if let Some(thresholds) = &r.thresholds {
+            self.thresholds_table(thresholds);
+        }
+        self.rules_table();
+    }
+
+    /// The run's manifest as a list of facts.
+    fn run_facts(&mut self, m: &Manifest) {
+        let l = self.locale;
+        let r = self.report;
+        let mut dl = String::from(r#"<dl class="facts" data-table="facts">"#);
+        let mut fact = |key: &str, label: &str, value: String| {
+            let _ = write!(
+                dl,
+                r#"<dt>{}</dt><dd data-key="{key}">{}</dd>"#,
+                escape(label),
+                value
+            );
+        };
+        fact(
+            "run_id",
+            l.text(Text::RunId),
+            format!("<code>{}</code>", escape(&m.run_id)),
+        );
+        fact(
+            "published_at",
+            l.text(Text::PublishedAt),
+            escape(&m.published_at),
+        );
+        fact(
+            "rows_read",
+            l.text(Text::RowsRead),
+            l.int(m.rows.read as i64),
+        );
+        fact(
+            "rows_used",
+            l.text(Text::RowsUsed),
+            l.int(m.rows.used as i64),
+        );
+        fact(
+            "rows_anonymous",
+            l.text(Text::RowsAnonymous),
+            l.int(m.rows.anonymous as i64),
+        );
+        fact(
+            "rows_rejected",
+            l.text(Text::RowsRejected),
+            l.int(m.rows.rejected as i64),
+        );
+        for (reason, n) in &m.rejected_by_reason {
+            fact(
+                &format!("rejected:{reason}"),
+                &format!("{} · {reason}", l.text(Text::RejectReason)),
+                l.int(*n as i64),
+            );
+        }
+        let revenue = parse_cents(&m.period_revenue)
+            .map_or_else(|| escape(&m.period_revenue), |c| l.money(c));
+        fact("period_revenue", l.text(Text::PeriodRevenue), revenue);
+        fact(
+            "identification_rate",
+            l.text(Text::IdentificationRate),
+            m.identification_rate.map_or("—".into(), |s| l.percent(s)),
+        );
+        fact(
+            "from_side",
+            l.text(Text::FromSide),
+            format!(
+                "{} — {}",
+                escape(m.from_side.as_str()),
+                escape(&m.from_side_reason)
+            ),
+        );
+        fact(
+            "job_version",
+            l.text(Text::JobVersion),
+            r.job_version.to_string(),
+        );
+        fact(
+            "rule_hash",
+            l.text(Text::RuleHash),
+            format!("<code>{}</code>", escape(&m.rule_hash)),
+        );
+        fact(
+            "job_hash",
+            l.text(Text::JobHash),
+            format!("<code>{}</code>", escape(&m.job_hash)),
+        );
+        let versions: Vec<String> = m
+            .versions
+            .iter()
+            .map(|(k, v)| format!("{} {}", escape(k), escape(v)))
+            .collect();
+        fact("versions", l.text(Text::Versions), versions.join(", "));
+        dl.push_str("</dl>");
+        self.out.push_str(&dl);
+    }
+
+    /// The quality gates with their limits, and which were allowed.
+    fn gates_table(&mut self, m: &Manifest) {
+        let l = self.locale;
+        let r = self.report;
+        let _ = write!(
+            self.out,
+            r#"<h3>{}</h3><div class="scroll"><table data-table="gates"><thead><tr><th scope="col">{}</th><th class="num" scope="col">{}</th><th scope="col">{}</th></tr></thead><tbody>"#,
+            escape(l.text(Text::Gates)),
+            escape(l.text(Text::Gate)),
+            escape(l.text(Text::Limit)),
+            escape(l.text(Text::Status)),
+        );
+        let q = &r.quality;
+        for gate in crate::model::Gate::ALL {
+            use crate::model::Gate;
+            let limit = match gate {
+                Gate::RejectRatio => l.percent(q.max_reject_ratio),
+                Gate::ActiveCustomersChange => l.percent(q.max_active_customers_change),
+                Gate::RevenueChange => l.percent(q.max_revenue_change),
+                Gate::NoData => "—".into(),
+            };
+            let status = if m.allowed_gates.iter().any(|g| g == gate.name()) {
+                l.text(Text::Allowed)
+            } else {
+                l.text(Text::Passed)
+            };
             let _ = write!(
                 self.out,
-                r#"<h3>{}</h3><div class="scroll"><table data-table="thresholds"><thead><tr><th scope="col">{}</th><th class="num" scope="col">{}</th><th class="num" scope="col">{}</th><th class="num" scope="col">{}</th><th class="num" scope="col">{}</th></tr></thead><tbody>"#,
-                escape(l.text(Text::Thresholds)),
-                escape(l.text(Text::Metric)),
-                escape(l.text(Text::Score)),
-                escape(l.text(Text::Min)),
-                escape(l.text(Text::Max)),
-                escape(l.text(Text::Customers)),
+                r#"<tr data-key="{gate}"><td><code>{gate}</code></td><td class="num">{limit}</td><td>{}</td></tr>"#,
+                escape(status)
             );
-            for t in thresholds {
-                let bound = |v: &Option<String>| {
-                    v.as_deref()
-                        .map_or("—".to_string(), |text| localise_number(text, l))
-                };
-                let _ = write!(
-                    self.out,
-                    r#"<tr data-key="{}:{}"><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
-                    escape(&t.metric),
-                    t.score,
-                    escape(&t.metric),
-                    t.score,
-                    bound(&t.min),
-                    bound(&t.max),
-                    l.int(t.customers)
-                );
-            }
-            self.out.push_str("</tbody></table></div>");
         }
+        self.out.push_str("</tbody></table></div>");
+    }
 
+    /// The score bands with their customers.
+    fn thresholds_table(&mut self, thresholds: &[Threshold]) {
+        let l = self.locale;
+        let _ = write!(
+            self.out,
+            r#"<h3>{}</h3><div class="scroll"><table data-table="thresholds"><thead><tr><th scope="col">{}</th><th class="num" scope="col">{}</th><th class="num" scope="col">{}</th><th class="num" scope="col">{}</th><th class="num" scope="col">{}</th></tr></thead><tbody>"#,
+            escape(l.text(Text::Thresholds)),
+            escape(l.text(Text::Metric)),
+            escape(l.text(Text::Score)),
+            escape(l.text(Text::Min)),
+            escape(l.text(Text::Max)),
+            escape(l.text(Text::Customers)),
+        );
+        for t in thresholds {
+            let bound = |v: &Option<String>| {
+                v.as_deref()
+                    .map_or("—".to_string(), |text| localise_number(text, l))
+            };
+            let _ = write!(
+                self.out,
+                r#"<tr data-key="{}:{}"><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#,
+                escape(&t.metric),
+                t.score,
+                escape(&t.metric),
+                t.score,
+                bound(&t.min),
+                bound(&t.max),
+                l.int(t.customers)
+            );
+        }
+        self.out.push_str("</tbody></table></div>");
+    }
+
+    /// The segment rules in rank order; closes the section.
+    fn rules_table(&mut self) {
+        let l = self.locale;
+        let r = self.report;
         let mut definitions = r.definitions.clone();
         definitions.sort_by_key(|d| d.rank);
         let _ = write!(
