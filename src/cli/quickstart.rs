@@ -74,7 +74,7 @@ pub async fn quickstart(args: QuickstartArgs) -> Result<(), Failure> {
     // installs the DuckDB CLI), and `segments` itself through cargo unless
     // `cargo install --path . --locked` put it on PATH.
     println!(
-        "Query the tables, e.g. with DuckDB's Python package (`python3 -m pip install duckdb`, or .venv/bin/python3 after scripts/test):"
+        "Query the tables, e.g. with DuckDB's Python package in a virtual environment (`python3 -m venv .venv && .venv/bin/pip install duckdb && . .venv/bin/activate`; scripts/test makes that .venv with DuckDB in it):"
     );
     for sql in query_examples(last) {
         println!("  python3 -c \"import duckdb; duckdb.sql(\\\"{sql}\\\").show()\"");
