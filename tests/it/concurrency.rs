@@ -60,35 +60,58 @@ fn concurrent_publishes_of_different_periods_keep_published_periods_whole() {
     let config = crate::jobs::generated(dir.path(), 300, 8, "2024-01", 5);
     let warehouse = dir.path().join("warehouse");
     let job = default_job();
+    let other_job = crate::common::repo().join("jobs/lifecycle_groups.yaml");
     let binary = PathBuf::from(env!("CARGO_BIN_EXE_segments"));
-    let run = |period: &str| {
+    let gates = [
+        "--allow-gate",
+        "active_customers_change",
+        "--allow-gate",
+        "revenue_change",
+    ];
+    let spawn = |args: Vec<&str>| {
         Command::new(&binary)
             .current_dir(dir.path())
-            .args([
-                "-q",
-                "run",
-                "--job",
-                job.to_str().unwrap(),
-                "--config",
-                config.to_str().unwrap(),
-                "--period",
-                period,
-                "--allow-gate",
-                "active_customers_change",
-                "--allow-gate",
-                "revenue_change",
-            ])
+            .arg("-q")
+            .args(args)
+            .args(["--config", config.to_str().unwrap()])
+            .args(gates)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap()
     };
+    let run = |job: &Path, period: &str| {
+        spawn(vec![
+            "run",
+            "--job",
+            job.to_str().unwrap(),
+            "--period",
+            period,
+        ])
+    };
     // Complete before the race: must be listed at every moment.
     let before = "2024-02";
-    assert!(run(before).wait().unwrap().success());
-    let racing = [
-        "2024-03", "2024-04", "2024-05", "2024-06", "2024-07", "2024-08",
-    ];
+    assert!(run(&job, before).wait().unwrap().success());
+    // Each round: a backfill that republishes three periods, beside the
+    // CronJob-like single runs of three others and a run of another job
+    // on the same warehouse.
+    let backfilled = ["2024-03", "2024-04", "2024-05"];
+    let single = ["2024-06", "2024-07", "2024-08"];
+    let racers = || {
+        let mut children = vec![spawn(vec![
+            "backfill",
+            "--job",
+            job.to_str().unwrap(),
+            "--from",
+            backfilled[0],
+            "--to",
+            backfilled[2],
+            "--rerun",
+        ])];
+        children.extend(single.iter().map(|p| run(&job, p)));
+        children.push(run(&other_job, "2024-06"));
+        children
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
@@ -107,10 +130,10 @@ fn concurrent_publishes_of_different_periods_keep_published_periods_whole() {
             (reads, missing)
         })
     };
-    let rounds = 12;
+    let rounds = 8;
     let mut lost = Vec::new();
     for round in 0..rounds {
-        let children: Vec<_> = racing.iter().map(|p| run(p)).collect();
+        let children = racers();
         for mut child in children {
             let status = child.wait().unwrap();
             let mut stderr = String::new();
@@ -134,8 +157,9 @@ fn concurrent_publishes_of_different_periods_keep_published_periods_whole() {
     stop.store(true, Ordering::Relaxed);
     let (reads, missing) = reader.join().unwrap();
     eprintln!(
-        "{rounds} rounds of {} concurrent publishes, published_periods read {reads} times",
-        racing.len()
+        "{rounds} rounds of a backfill of {} periods beside {} single runs and another job, published_periods read {reads} times",
+        backfilled.len(),
+        single.len()
     );
     assert!(lost.is_empty(), "{}", lost.join("\n"));
     assert!(
