@@ -109,6 +109,8 @@ const TRANSACTION_ROLES: [(&str, &[&str]); 10] = [
             "client_id",
             "num_client",
             "no_client",
+            "n_client",
+            "numero_client",
             "customer_number",
             "loyalty_card",
             "card",
@@ -126,6 +128,9 @@ const TRANSACTION_ROLES: [(&str, &[&str]); 10] = [
             "commande",
             "num_commande",
             "no_commande",
+            "n_commande",
+            "numero_commande",
+            "n_ticket",
             "order_number",
             "ticket",
             "receipt",
@@ -245,11 +250,42 @@ fn values_fit(role: &str, values: &[String]) -> bool {
         "amount" | "quantity" | "discount_amount" => given.all(|v| sniff::is_number(v)),
         "ordered_at" => {
             let values: Vec<&str> = given.map(String::as_str).collect();
-            values.iter().all(|v| sniff::is_iso_timestamp(v))
-                || !sniff::formats_of(&values).is_empty()
+            is_timestamp_column(&values)
+        }
+        // An id is neither a flag (`oui`/`non`: a "loyalty card" column
+        // that says whether there is one) nor a date ("Date commande"
+        // next to "N° commande").
+        "customer_id" | "order_id" | "product_id" | "store_id" => {
+            let values: Vec<&str> = given.map(String::as_str).collect();
+            !values.iter().all(|v| is_flag(v)) && !is_timestamp_column(&values)
         }
         _ => true,
     }
+}
+
+/// Whether every value is a timestamp or date of one known format.
+fn is_timestamp_column(values: &[&str]) -> bool {
+    values.iter().all(|v| sniff::is_iso_timestamp(v)) || !sniff::formats_of(values).is_empty()
+}
+
+/// A value of a yes/no column.
+fn is_flag(value: &str) -> bool {
+    matches!(
+        value.to_lowercase().as_str(),
+        "oui"
+            | "non"
+            | "o"
+            | "n"
+            | "yes"
+            | "no"
+            | "y"
+            | "true"
+            | "false"
+            | "t"
+            | "f"
+            | "vrai"
+            | "faux"
+    )
 }
 
 /// The role of each canonical column: the best-named column whose values
@@ -547,13 +583,13 @@ fn customer_roles(sample: &Sample) -> Vec<(&'static str, Guess<String>)> {
     let (_, keywords) = TRANSACTION_ROLES[0];
     // The id may also be an attribute's best name: it is not `taken`.
     let id = best_column(sample, "customer_id", keywords, &mut Vec::new());
-    let flag = |role: &'static str, words: &[&str]| {
+    let flag = |role: &'static str, words: &[&str], names: &[&str]| {
         let found: Vec<String> = sample
             .columns
             .iter()
             .filter(|(n, _)| {
                 let n = normalise(n);
-                n == role || words.iter().all(|w| n.contains(w))
+                n == role || words.iter().all(|w| n.contains(w)) || names.contains(&n.as_str())
             })
             .map(|(n, _)| n.clone())
             .collect();
@@ -571,12 +607,25 @@ fn customer_roles(sample: &Sample) -> Vec<(&'static str, Guess<String>)> {
             roles.push((role, guess));
         }
     }
-    for (role, words) in [
-        ("email_opt_in", &["email", "opt"][..]),
-        ("sms_opt_in", &["sms", "opt"][..]),
-        ("valid_from", &["valid", "from"][..]),
+    for (role, words, names) in [
+        ("email_opt_in", &["email", "opt"][..], &[][..]),
+        ("sms_opt_in", &["sms", "opt"][..], &[][..]),
+        (
+            "valid_from",
+            &["valid", "from"][..],
+            &[
+                "valable_depuis",
+                "depuis",
+                "date_effet",
+                "debut_validite",
+                "date_debut_validite",
+                "effective_from",
+                "effective_date",
+                "since",
+            ][..],
+        ),
     ] {
-        let guess = flag(role, words);
+        let guess = flag(role, words, names);
         if guess != Guess::Unknown {
             roles.push((role, guess));
         }
@@ -701,6 +750,50 @@ mod tests {
         assert_eq!(get("ordered_at"), Guess::Sure("Date achat".into()));
         assert_eq!(get("amount"), Guess::Sure("Montant TTC".into()));
         assert_eq!(get("store_id"), Guess::Sure("Magasin".into()));
+    }
+
+    /// Found on an export not made here: "Date commande" was offered as an
+    /// order id beside "N° commande", and a "Carte fidélité" column of
+    /// oui/non was taken as the customer file's id (an exact keyword:
+    /// loyalty card numbers often are the id) over "N° client".
+    #[test]
+    fn an_id_is_neither_a_date_nor_a_flag() {
+        let s = sample(
+            "N° client;N° commande;Date commande;Montant TTC",
+            &[
+                "c1;o1;03/06/2024 10:00;12,50",
+                "c2;o2;14/06/2024 11:00;3,00",
+            ],
+        );
+        let roles = roles(&s);
+        let get = |role: &str| roles.iter().find(|(r, _)| *r == role).unwrap().1.clone();
+        assert_eq!(get("order_id"), Guess::Sure("N° commande".into()));
+        assert_eq!(get("ordered_at"), Guess::Sure("Date commande".into()));
+        let customers = sample(
+            "N° client;Région;Carte fidélité;Optin email;Valable depuis",
+            &["c1;Bretagne;oui;non;", "c2;Occitanie;non;oui;14/03/2025"],
+        );
+        let roles = customer_roles(&customers);
+        let get = |role: &str| roles.iter().find(|(r, _)| *r == role).map(|r| r.1.clone());
+        assert_eq!(get("customer_id"), Some(Guess::Sure("N° client".into())));
+        assert_eq!(
+            get("loyalty_member"),
+            Some(Guess::Sure("Carte fidélité".into()))
+        );
+        assert_eq!(get("email_opt_in"), Some(Guess::Sure("Optin email".into())));
+        assert_eq!(
+            get("valid_from"),
+            Some(Guess::Sure("Valable depuis".into()))
+        );
+        // A card column holding numbers is still an id.
+        let cards = sample(
+            "Carte fidélité;Région",
+            &["4970001;Bretagne", "4970002;Corse"],
+        );
+        assert_eq!(
+            customer_roles(&cards)[0].1,
+            Guess::Sure("Carte fidélité".into())
+        );
     }
 
     #[test]

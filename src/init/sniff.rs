@@ -69,18 +69,17 @@ pub fn sniff(path: &Path) -> Result<Sample, SniffError> {
     }
 }
 
-/// The first [`SAMPLE_BYTES`] of a file as text, and its encoding: UTF-8
-/// when it decodes, else Windows-1252 when it uses 0x80–0x9F (€, œ, ’), else
-/// Latin-1.
+/// A sample of a file as text, and its encoding: the whole file when it
+/// is at most [`SAMPLE_BYTES`], else its first half of that and whole lines
+/// from [`SAMPLE_SPREAD`] places spread over the rest (an export sorted by
+/// date has only early days in its first lines, which cannot tell
+/// dd/mm from mm/dd). The encoding is UTF-8 when the sample decodes, else
+/// Windows-1252 when it uses 0x80–0x9F (€, œ, ’), else Latin-1.
 fn read_text(path: &Path, shown: &str) -> Result<(String, &'static str), SniffError> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|file| file.take(SAMPLE_BYTES as u64).read_to_end(&mut bytes))
-        .map_err(|source| SniffError::Read {
-            path: shown.to_string(),
-            source,
-        })?;
+    let bytes = read_sample(path).map_err(|source| SniffError::Read {
+        path: shown.to_string(),
+        source,
+    })?;
     // A sample cut in the middle of a UTF-8 character is still UTF-8.
     let complete = match std::str::from_utf8(&bytes) {
         Ok(_) => bytes.len(),
@@ -97,6 +96,56 @@ fn read_text(path: &Path, shown: &str) -> Result<(String, &'static str), SniffEr
         text.into_owned(),
         if windows { "windows-1252" } else { "latin-1" },
     ))
+}
+
+/// How many places past the head of a large file are sampled.
+const SAMPLE_SPREAD: u64 = 16;
+
+/// The bytes of the sample: whole lines only past the head.
+fn read_sample(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let length = file.metadata()?.len();
+    if length <= SAMPLE_BYTES as u64 {
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        return Ok(bytes);
+    }
+    let head = SAMPLE_BYTES as u64 / 2;
+    let mut bytes = Vec::new();
+    (&mut file).take(head).read_to_end(&mut bytes)?;
+    // Up to the head's last complete line.
+    if let Some(end) = bytes.iter().rposition(|b| *b == b'\n') {
+        bytes.truncate(end + 1);
+    }
+    let piece = (SAMPLE_BYTES as u64 - head) / SAMPLE_SPREAD;
+    // The last piece ends at the end of the file.
+    for place in 1..=SAMPLE_SPREAD {
+        let offset = head + (length - head - piece) * place / SAMPLE_SPREAD;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut chunk = Vec::new();
+        (&mut file).take(piece).read_to_end(&mut chunk)?;
+        // The whole lines of the chunk: after its first newline, up to its
+        // last.
+        let (Some(first), Some(last)) = (
+            chunk.iter().position(|b| *b == b'\n'),
+            chunk.iter().rposition(|b| *b == b'\n'),
+        ) else {
+            continue;
+        };
+        if first < last {
+            bytes.extend_from_slice(&chunk[first + 1..=last]);
+        }
+    }
+    Ok(bytes)
+}
+
+/// At most `count` of `lines`, taken evenly from first to last.
+fn spread<'a>(lines: &[&'a str], count: usize) -> Vec<&'a str> {
+    if lines.len() <= count {
+        return lines.to_vec();
+    }
+    (0..count).map(|i| lines[i * lines.len() / count]).collect()
 }
 
 /// Split one CSV line on `delimiter`, honouring double quotes.
@@ -121,17 +170,10 @@ fn split(line: &str, delimiter: char) -> Vec<String> {
 }
 
 fn sniff_csv(text: &str, encoding: &'static str, shown: &str) -> Result<Sample, SniffError> {
-    let lines: Vec<&str> = text
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .take(SAMPLE_LINES + 1)
-        .collect();
-    // The last line of a cut sample may be partial.
-    let lines = if text.len() >= SAMPLE_BYTES && lines.len() > 2 {
-        &lines[..lines.len() - 1]
-    } else {
-        &lines[..]
-    };
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    // The header, then lines spread over the whole sample.
+    let mut lines: Vec<&str> = all.first().copied().into_iter().collect();
+    lines.extend(spread(all.get(1..).unwrap_or_default(), SAMPLE_LINES));
     let Some(header) = lines.first() else {
         return Err(SniffError::Unusable {
             path: shown.into(),
@@ -183,14 +225,15 @@ fn sniff_csv(text: &str, encoding: &'static str, shown: &str) -> Result<Sample, 
 fn sniff_ndjson(text: &str, encoding: &'static str, shown: &str) -> Result<Sample, SniffError> {
     let mut names: Vec<String> = Vec::new();
     let mut values: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (number, line) in text.lines().take(SAMPLE_LINES).enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
+    let all: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    for line in spread(&all, SAMPLE_LINES) {
         let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
             .map_err(|e| SniffError::Unusable {
                 path: shown.into(),
-                message: format!("line {} is not a JSON object: {e}", number + 1),
+                message: format!(
+                    "a sampled line is not a JSON object ({e}): {}",
+                    line.chars().take(80).collect::<String>()
+                ),
             })?;
         for (key, value) in object {
             if !names.contains(&key) {
@@ -428,6 +471,34 @@ mod tests {
         assert_eq!(sample.columns[0].1, ["Zoé"]);
         std::fs::write(&path, b"nom;prix\nx;5\x80\n").unwrap();
         assert_eq!(sniff(&path).unwrap().encoding, Some("windows-1252"));
+    }
+
+    /// An export sorted by date has only early days in its first
+    /// megabyte: the sample also takes lines from across the file, so a
+    /// later 13th settles dd/mm. Without the spread this is ambiguous.
+    #[test]
+    fn a_large_sorted_export_is_sampled_across_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ventes.csv");
+        let mut text = String::from("client;commande;date;montant\n");
+        // A month of 10,000 lines a day: 1 MiB holds its first 3 days.
+        let lines = 310_000;
+        for line in 0..lines {
+            let day = 1 + line * 31 / lines;
+            text.push_str(&format!("c{line};o{line};{day:02}/01/2025 10:00;1,00\n"));
+        }
+        assert!(text.len() > 2 * SAMPLE_BYTES, "{}", text.len());
+        std::fs::write(&path, &text).unwrap();
+        let sample = sniff(&path).unwrap();
+        assert_eq!(
+            sample.date_format,
+            Guess::Sure(Some("%d/%m/%Y %H:%M".into()))
+        );
+        assert!(sample.columns[0].1.len() <= SAMPLE_LINES);
+        // The head alone cannot tell.
+        let head = &text[..SAMPLE_BYTES];
+        let head = &head[..head.rfind('\n').unwrap()];
+        assert!(matches!(csv(head).date_format, Guess::Ambiguous(_)));
     }
 
     #[test]
