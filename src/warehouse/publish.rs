@@ -1,7 +1,9 @@
 //! Publishing a period to the warehouse with the guarantees of docs/design.md §5:
 //! one object per table partition (atomic), the period's `_SUCCESS` removed
 //! first and written last with the manifest, then `published_periods`
-//! rebuilt from the `_runs` folders that hold `_SUCCESS`.
+//! rebuilt from the `_runs` folders that hold `_SUCCESS`. The period's
+//! objects (tables, report, manifest) go up through [`super::uploads`], so a
+//! multipart upload that a kill leaves open is aborted by the next run.
 
 use std::sync::Arc;
 
@@ -116,12 +118,14 @@ pub async fn publish_with_report(
         None => warehouse.delete(&report_key).await?,
     }
     let manifest_bytes = serde_json::to_vec_pretty(manifest).expect("manifest serialises");
-    warehouse
-        .put(
-            &warehouse.key(&[&runs[..], &[MANIFEST]].concat())?,
-            Bytes::from(manifest_bytes),
-        )
-        .await?;
+    super::uploads::put(
+        warehouse,
+        job,
+        period,
+        &warehouse.key(&[&runs[..], &[MANIFEST]].concat())?,
+        Bytes::from(manifest_bytes),
+    )
+    .await?;
     warehouse
         .put(
             &warehouse.key(&[&runs[..], &[SUCCESS]].concat())?,
