@@ -94,7 +94,11 @@ impl Rule {
                     super::settings::parse_duration(delay)
                         .ok_or_else(|| format!("'{delay}' is not a duration (e.g. 30s)"))?,
                 ),
-                None => return Err(format!("'{other}' is not an action: write fail or delay=30s")),
+                None => {
+                    return Err(format!(
+                        "'{other}' is not an action: write fail or delay=30s"
+                    ));
+                }
             },
         };
         let kind = fields.next().unwrap_or("");
@@ -489,9 +493,19 @@ mod tests {
         assert_eq!(rule.key_contains, "snapshots/");
         assert_eq!(rule.action, Action::Delay(Duration::from_secs(60)));
         let rule = Rule::parse("fail:part:2").unwrap();
-        assert_eq!((rule.kind, rule.nth, rule.action), (CallKind::Part, 2, Action::Fail));
+        assert_eq!(
+            (rule.kind, rule.nth, rule.action),
+            (CallKind::Part, 2, Action::Fail)
+        );
         assert!(rule.key_contains.is_empty());
-        for bad in ["", "fail", "boom:part:1", "fail:parts:1", "fail:part:0", "delay=x:part:1"] {
+        for bad in [
+            "",
+            "fail",
+            "boom:part:1",
+            "fail:parts:1",
+            "fail:part:0",
+            "delay=x:part:1",
+        ] {
             assert!(Rule::parse(bad).is_err(), "{bad}");
         }
     }

@@ -26,14 +26,14 @@ use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
-use object_store::path::Path;
 use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
 use object_store::{
     BackoffConfig, ClientOptions, MultipartId, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
     PutOptions, PutPayload, RetryConfig,
 };
-use serde::{Deserialize, Serialize};
 use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use settings::{RetrySettings, StorageSettings};
@@ -550,7 +550,10 @@ pub fn open(url_text: &str) -> Result<Location, StorageError> {
         ),
         (Some(wrap), None) => (wrap(&store_url, store), None),
         (None, _) => match fault::from_env()? {
-            Some(faults) => (faults.wrap(store), multipart.map(|m| faults.wrap_multipart(m))),
+            Some(faults) => (
+                faults.wrap(store),
+                multipart.map(|m| faults.wrap_multipart(m)),
+            ),
             None => (store, multipart),
         },
     };
@@ -803,12 +806,15 @@ impl Warehouse {
         let body: UploadRecord = serde_json::from_slice(&bytes)
             .map_err(|e| bad(format!("it is not a record of an upload ({e})")))?;
         let parts: Vec<&str> = body.key.split('/').collect();
-        let key = self
-            .key(&parts)
-            .map_err(|_| bad(format!("it names the key '{}', which is not under the warehouse", body.key)))?;
+        let key = self.key(&parts).map_err(|_| {
+            bad(format!(
+                "it names the key '{}', which is not under the warehouse",
+                body.key
+            ))
+        })?;
         let Some(multipart) = &self.location.multipart else {
             return Err(bad(
-                "this store has no multipart uploads by id to abort".to_string(),
+                "this store has no multipart uploads by id to abort".to_string()
             ));
         };
         match multipart.abort_multipart(&key, &body.upload_id).await {

@@ -300,7 +300,13 @@ impl Setup {
     /// A config reading `s3://data/transactions/` and publishing to
     /// `s3://warehouse/<prefix>/`. Credentials: `${SEG_S3_KEY}`/`${SEG_S3_SECRET}`
     /// when `with_keys` (in-process runs), else the environment.
-    pub(crate) fn s3_config(&self, name: &str, prefix: &str, extra: &str, with_keys: bool) -> PathBuf {
+    pub(crate) fn s3_config(
+        &self,
+        name: &str,
+        prefix: &str,
+        extra: &str,
+        with_keys: bool,
+    ) -> PathBuf {
         let keys = if with_keys {
             "  access_key_id: ${SEG_S3_KEY}\n  secret_access_key: ${SEG_S3_SECRET}\n"
         } else {
@@ -457,7 +463,10 @@ fn table_text(key: &str, batches: &[RecordBatch]) -> String {
 }
 
 /// The published tables of an S3 warehouse prefix, like [`local_tables`].
-pub(crate) async fn s3_tables(store: &Arc<dyn ObjectStore>, prefix: &str) -> BTreeMap<String, String> {
+pub(crate) async fn s3_tables(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+) -> BTreeMap<String, String> {
     objects(store, prefix)
         .await
         .into_iter()
@@ -482,7 +491,10 @@ fn june_partitions(tables: &BTreeMap<String, String>) -> usize {
         .count()
 }
 
-pub(crate) fn assert_same_tables(expected: &BTreeMap<String, String>, actual: &BTreeMap<String, String>) {
+pub(crate) fn assert_same_tables(
+    expected: &BTreeMap<String, String>,
+    actual: &BTreeMap<String, String>,
+) {
     let expected_keys: Vec<_> = expected.keys().collect();
     let actual_keys: Vec<_> = actual.keys().collect();
     assert_eq!(actual_keys, expected_keys, "published objects differ");

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path as KeyPath;
+use object_store::{ObjectStore, ObjectStoreExt};
 
 use segments::config::Config;
 use segments::run::{self, RunError};
@@ -74,12 +74,7 @@ fn s3_upload_left_open_by_a_killed_run_is_aborted_by_the_next_run() {
     let setup = setup();
     setup.local_runs(&["2024-06"]);
     let expected = local_tables(&setup.local_warehouse);
-    let config = setup.s3_config(
-        "uploads.yaml",
-        "wh",
-        "  multipart_threshold: 1KiB\n",
-        false,
-    );
+    let config = setup.s3_config("uploads.yaml", "wh", "  multipart_threshold: 1KiB\n", false);
     let args = run_args(&config, "2024-06");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let store = setup.warehouse_store();
@@ -163,7 +158,10 @@ fn s3_upload_left_open_by_a_killed_run_is_aborted_by_the_next_run() {
     assert_same_tables(&expected, &block(s3_tables(&store, "wh")));
 
     // A clean rerun has nothing to abort and leaves nothing open.
-    ok(&segments_s3(setup.dir.path(), &args, SECRET_KEY), "clean rerun");
+    ok(
+        &segments_s3(setup.dir.path(), &args, SECRET_KEY),
+        "clean rerun",
+    );
     assert!(setup.server.open_uploads().is_empty());
     assert!(block(upload_records(&store)).is_empty());
 }
@@ -203,12 +201,7 @@ async fn s3_failed_upload_is_aborted_now_or_by_the_next_run() {
     .await
     .unwrap();
     let expected = local_tables(&setup.local_warehouse);
-    let config_path = setup.s3_config(
-        "uploads.yaml",
-        "wh",
-        "  multipart_threshold: 1KiB\n",
-        true,
-    );
+    let config_path = setup.s3_config("uploads.yaml", "wh", "  multipart_threshold: 1KiB\n", true);
     let (job, config) = load(&config_path);
     let store = setup.warehouse_store();
 
@@ -248,7 +241,11 @@ async fn s3_failed_upload_is_aborted_now_or_by_the_next_run() {
         .filter(|(kind, _)| *kind == CallKind::Abort)
         .collect();
     assert_eq!(aborts.len(), 1, "{:?}", clean.log());
-    assert!(aborts[0].1.ends_with("snapshots/period=2024-06/part-0.parquet"));
+    assert!(
+        aborts[0]
+            .1
+            .ends_with("snapshots/period=2024-06/part-0.parquet")
+    );
     assert!(clean.count(CallKind::Complete) >= 5, "{:?}", clean.log());
     assert!(
         setup.server.open_uploads().is_empty(),
@@ -276,12 +273,7 @@ async fn s3_fault_at_every_upload_call_leaves_no_open_upload_after_the_next_run(
     .await
     .unwrap();
     let expected = local_tables(&setup.local_warehouse);
-    let config_path = setup.s3_config(
-        "uploads.yaml",
-        "wh",
-        "  multipart_threshold: 1KiB\n",
-        true,
-    );
+    let config_path = setup.s3_config("uploads.yaml", "wh", "  multipart_threshold: 1KiB\n", true);
     let (job, config) = load(&config_path);
     let store = setup.warehouse_store();
     let recorder = Faults::new();
@@ -299,7 +291,11 @@ async fn s3_fault_at_every_upload_call_leaves_no_open_upload_after_the_next_run(
         if !upload_call && !record_call {
             continue;
         }
-        let key_contains = if record_call { "/_upload-" } else { key.as_str() };
+        let key_contains = if record_call {
+            "/_upload-"
+        } else {
+            key.as_str()
+        };
         let nth = log[..=index]
             .iter()
             .filter(|(k, other)| k == kind && other.contains(key_contains))
@@ -336,6 +332,8 @@ async fn s3_fault_at_every_upload_call_leaves_no_open_upload_after_the_next_run(
             records_left += 1;
         }
     }
-    eprintln!("{count} upload calls failed one at a time; records left by a failed DELETE: {records_left}");
+    eprintln!(
+        "{count} upload calls failed one at a time; records left by a failed DELETE: {records_left}"
+    );
     assert!(records_left <= 8, "{records_left}");
 }
