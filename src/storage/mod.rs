@@ -635,14 +635,7 @@ impl Warehouse {
 
     /// The URL of a key, for messages.
     pub fn url_of(&self, key: &Path) -> String {
-        format!(
-            "{}{}",
-            self.location.url,
-            key.as_ref()
-                .strip_prefix(self.location.prefix.as_ref())
-                .unwrap_or(key.as_ref())
-                .trim_start_matches('/')
-        )
+        format!("{}{}", self.location.url, self.relative(key))
     }
 
     fn error(&self, key: &Path, source: object_store::Error) -> StorageError {
@@ -825,7 +818,7 @@ impl Warehouse {
         Ok(Some(body))
     }
 
-    /// A key relative to the warehouse (as records keep them).
+    /// A key relative to the warehouse (as URLs and upload records show it).
     fn relative<'a>(&self, key: &'a Path) -> &'a str {
         key.as_ref()
             .strip_prefix(self.location.prefix.as_ref())
@@ -1032,6 +1025,78 @@ mod tests {
         assert_eq!(s3.prefix.as_ref(), "some/prefix");
         assert!(open("s3:///nobucket").is_err());
         assert!(open("ftp://x/y").is_err());
+    }
+
+    /// A warehouse on an in-memory store used as multipart-capable (as S3
+    /// and GCS are), with tiny thresholds.
+    fn recorded_warehouse() -> (Warehouse, Arc<InMemory>) {
+        let memory = Arc::new(InMemory::new());
+        let location = Location {
+            store: memory.clone(),
+            store_url: Url::parse("memory:///").unwrap(),
+            prefix: Path::from("wh"),
+            url: "memory:///wh/".into(),
+            local_root: None,
+            multipart: Some(memory.clone()),
+        };
+        let warehouse = Warehouse {
+            location,
+            multipart_threshold: 10,
+            part_size: 4,
+        };
+        (warehouse, memory)
+    }
+
+    #[tokio::test]
+    async fn recorded_uploads_are_completed_or_aborted_and_their_records_deleted() {
+        let (warehouse, memory) = recorded_warehouse();
+        let key = warehouse.key(&["t", "part-0.parquet"]).unwrap();
+        let record = warehouse.key(&["_runs", "_upload-1.json"]).unwrap();
+        let bytes = Bytes::from_static(b"0123456789abcdefghijklmnopq");
+        warehouse
+            .put_recorded(&key, bytes.clone(), &record)
+            .await
+            .unwrap();
+        assert_eq!(warehouse.get(&key).await.unwrap(), Some(bytes));
+        assert!(!warehouse.exists(&record).await.unwrap());
+
+        // A process killed mid-upload left its record.
+        let open = warehouse.key(&["t", "part-1.parquet"]).unwrap();
+        let id = memory.create_multipart(&open).await.unwrap();
+        memory
+            .put_part(&open, &id, 0, PutPayload::from_static(b"abcd"))
+            .await
+            .unwrap();
+        let body = UploadRecord {
+            key: "t/part-1.parquet".into(),
+            upload_id: id.clone(),
+            started_at: "2025-01-01T00:00:00.000Z".into(),
+        };
+        let json = Bytes::from(serde_json::to_vec(&body).unwrap());
+        warehouse.put(&record, json).await.unwrap();
+        assert_eq!(warehouse.abort_recorded(&record).await.unwrap(), Some(body));
+        assert!(!warehouse.exists(&record).await.unwrap());
+        // The upload is gone: it can no longer be completed.
+        assert!(
+            memory
+                .complete_multipart(&open, &id, Vec::new())
+                .await
+                .is_err()
+        );
+        assert_eq!(warehouse.abort_recorded(&record).await.unwrap(), None);
+
+        // A record naming a key outside the warehouse is refused, and kept.
+        let outside = br#"{"key":"../other/x","upload_id":"1","started_at":""}"#;
+        warehouse
+            .put(&record, Bytes::from_static(outside))
+            .await
+            .unwrap();
+        let error = warehouse.abort_recorded(&record).await.unwrap_err();
+        assert!(
+            matches!(error, StorageError::BadUploadRecord { .. }),
+            "{error}"
+        );
+        assert!(warehouse.exists(&record).await.unwrap());
     }
 
     #[tokio::test]
