@@ -29,8 +29,13 @@ const RUNS: &str = "wh/rfm_monthly/_runs/period=2024-06";
 
 /// The upload records (`_upload-*.json`) in the 2024-06 run folder.
 async fn upload_records(store: &Arc<dyn ObjectStore>) -> Vec<String> {
+    records_in(store, RUNS).await
+}
+
+/// The upload records in a run folder.
+async fn records_in(store: &Arc<dyn ObjectStore>, folder: &str) -> Vec<String> {
     let metas: Vec<_> = store
-        .list(Some(&KeyPath::from(RUNS)))
+        .list(Some(&KeyPath::from(folder)))
         .try_collect()
         .await
         .unwrap();
@@ -174,12 +179,19 @@ async fn run_faulted(
     config: &Config,
     faults: &Arc<Faults>,
 ) -> Result<(), RunError> {
+    run_period_faulted(job, config, "2024-06", faults).await
+}
+
+/// [`run_faulted`] for `period`.
+async fn run_period_faulted(
+    job: &segments::config::Job,
+    config: &Config,
+    period: &str,
+    faults: &Arc<Faults>,
+) -> Result<(), RunError> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        match faults
-            .scope(run::run(job, config, options("2024-06")))
-            .await
-        {
+        match faults.scope(run::run(job, config, options(period))).await {
             Err(RunError::Lease(LeaseError::Held { .. })) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
@@ -336,4 +348,56 @@ async fn s3_fault_at_every_upload_call_leaves_no_open_upload_after_the_next_run(
         "{count} upload calls failed one at a time; records left by a failed DELETE: {records_left}"
     );
     assert!(records_left <= 8, "{records_left}");
+}
+
+/// Retention deletes the run folders of expired periods, records included:
+/// it aborts their uploads first. A run of 2024-05 leaves an upload open
+/// and recorded (its part and its abort fail); a run of 2024-06 that keeps
+/// one month deletes 2024-05 and leaves no open upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_retention_aborts_the_recorded_uploads_of_the_periods_it_deletes() {
+    let setup = tokio::task::spawn_blocking(setup).await.unwrap();
+    let config_path = setup.s3_config(
+        "retention.yaml",
+        "wh",
+        "  multipart_threshold: 1KiB\n  lease_ttl: 2s\nretention:\n  months: 1\n",
+        true,
+    );
+    let (job, config) = load(&config_path);
+    let store = setup.warehouse_store();
+    let may = "wh/rfm_monthly/_runs/period=2024-05";
+
+    let faults = Faults::new();
+    faults.add(Rule {
+        key_contains: "/snapshots/".into(),
+        ..Rule::fail(CallKind::Part, 1)
+    });
+    faults.add(Rule::fail(CallKind::Abort, 1));
+    assert!(
+        run_period_faulted(&job, &config, "2024-05", &faults)
+            .await
+            .is_err()
+    );
+    assert!(!setup.server.open_uploads().is_empty());
+    assert_eq!(records_in(&store, may).await.len(), 1);
+
+    let clean = Faults::new();
+    run_period_faulted(&job, &config, "2024-06", &clean)
+        .await
+        .unwrap();
+    assert!(
+        clean
+            .log()
+            .iter()
+            .any(|(kind, key)| *kind == CallKind::Abort
+                && key.ends_with("snapshots/period=2024-05/part-0.parquet")),
+        "{:?}",
+        clean.log()
+    );
+    assert!(
+        setup.server.open_uploads().is_empty(),
+        "{:?}",
+        setup.server.open_uploads()
+    );
+    assert!(records_in(&store, may).await.is_empty());
 }
