@@ -33,6 +33,7 @@ use crate::warehouse::erasure::{
 };
 use crate::warehouse::lease::{Lease, LeaseError};
 use crate::warehouse::publish::{self, Manifest, PublishError};
+use crate::warehouse::uploads;
 
 pub use crate::warehouse::layout::ERASING;
 use crate::warehouse::layout::{MANIFEST, RUNS, SUCCESS, partition, partition_period};
@@ -255,7 +256,7 @@ async fn erase_period(
                     let name = table.table.name();
                     let key =
                         warehouse.key(&[job, name, &partition(period), publish::PART_FILE])?;
-                    warehouse.put(&key, table.parquet.clone()).await?;
+                    uploads::put(warehouse, job, period, &key, table.parquet.clone()).await?;
                 }
                 warehouse.delete(&erasing_key).await?;
                 "rewritten (unpublished)"

@@ -3,8 +3,11 @@
 //! calls, fail a multipart upload between its parts. It records every call
 //! (kind and key), so tests can also show which objects were read.
 //!
-//! Only tests construct it, through [`super::with_store_wrapper`]; the
-//! binary never does.
+//! Tests construct it in-process, through [`super::with_store_wrapper`]
+//! (and [`super::with_store_wrappers`] for the [`MultipartStore`] side of a
+//! store). A test that runs the binary, to kill it at a chosen moment, sets
+//! [`FAULTS_ENV`] in its environment (e.g. `delay=60s:complete:1:snapshots/`,
+//! see [`Rule::parse`]); nothing else in the binary constructs it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,11 +19,19 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartId, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result, UploadPart,
 };
+
+use super::StorageError;
+
+/// The environment variable holding faults for every store the process
+/// opens: rules separated by `;`, each as [`Rule::parse`] reads it. For
+/// tests that run the binary; never set it in production.
+pub const FAULTS_ENV: &str = "SEGMENTS_TEST_STORAGE_FAULTS";
 
 /// The kinds of store calls, counted separately.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -69,6 +80,102 @@ impl Rule {
             action: Action::Fail,
         }
     }
+
+    /// Read `<action>:<kind>:<nth>[:<key contains>]`, where the action is
+    /// `fail` or `delay=<duration>` (e.g. `delay=60s`) and the kind a
+    /// [`CallKind`] in snake case (`put`, `put_multipart`, `part`,
+    /// `complete`, `abort`, `get`, `head`, `delete`, `list`, …).
+    pub fn parse(text: &str) -> std::result::Result<Rule, String> {
+        let mut fields = text.trim().splitn(4, ':');
+        let action = match fields.next().unwrap_or("") {
+            "fail" => Action::Fail,
+            other => match other.strip_prefix("delay=") {
+                Some(delay) => Action::Delay(
+                    super::settings::parse_duration(delay)
+                        .ok_or_else(|| format!("'{delay}' is not a duration (e.g. 30s)"))?,
+                ),
+                None => {
+                    return Err(format!(
+                        "'{other}' is not an action: write fail or delay=30s"
+                    ));
+                }
+            },
+        };
+        let kind = fields.next().unwrap_or("");
+        let kind = CallKind::ALL
+            .into_iter()
+            .find(|k| k.name() == kind)
+            .ok_or_else(|| format!("'{kind}' is not a call kind"))?;
+        let nth = fields.next().unwrap_or("");
+        let nth = nth
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| format!("'{nth}' is not a call number (1 is the first)"))?;
+        Ok(Rule {
+            kind,
+            nth,
+            key_contains: fields.next().unwrap_or("").to_string(),
+            action,
+        })
+    }
+}
+
+impl CallKind {
+    pub const ALL: [CallKind; 11] = [
+        CallKind::Put,
+        CallKind::PutMultipart,
+        CallKind::Part,
+        CallKind::Complete,
+        CallKind::Abort,
+        CallKind::Get,
+        CallKind::Head,
+        CallKind::Delete,
+        CallKind::List,
+        CallKind::ListWithDelimiter,
+        CallKind::Copy,
+    ];
+
+    /// The snake-case name [`Rule::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            CallKind::Put => "put",
+            CallKind::PutMultipart => "put_multipart",
+            CallKind::Part => "part",
+            CallKind::Complete => "complete",
+            CallKind::Abort => "abort",
+            CallKind::Get => "get",
+            CallKind::Head => "head",
+            CallKind::Delete => "delete",
+            CallKind::List => "list",
+            CallKind::ListWithDelimiter => "list_with_delimiter",
+            CallKind::Copy => "copy",
+        }
+    }
+}
+
+/// The faults of [`FAULTS_ENV`], shared by every store of the process;
+/// `None` when it is not set.
+pub(super) fn from_env() -> std::result::Result<Option<Arc<Faults>>, StorageError> {
+    static FAULTS: std::sync::OnceLock<std::result::Result<Option<Arc<Faults>>, String>> =
+        std::sync::OnceLock::new();
+    FAULTS
+        .get_or_init(|| {
+            let Ok(text) = std::env::var(FAULTS_ENV) else {
+                return Ok(None);
+            };
+            let faults = Faults::new();
+            for rule in text.split(';').filter(|r| !r.trim().is_empty()) {
+                faults.add(Rule::parse(rule)?);
+            }
+            tracing::warn!(
+                faults = %text,
+                "{FAULTS_ENV} is set: injecting storage faults (for tests only)."
+            );
+            Ok(Some(faults))
+        })
+        .clone()
+        .map_err(|reason| StorageError::BadFaults { reason })
 }
 
 /// Shared state of the wrappers of one test: rules, counters, call log.
@@ -121,6 +228,29 @@ impl Faults {
             inner,
             faults: self.clone(),
         })
+    }
+
+    /// Wrap the multipart side of a store: `create_multipart` counts as
+    /// [`CallKind::PutMultipart`], then `Part`, `Complete` and `Abort`.
+    pub fn wrap_multipart(
+        self: &Arc<Self>,
+        inner: Arc<dyn MultipartStore>,
+    ) -> Arc<dyn MultipartStore> {
+        Arc::new(FaultMultipart {
+            inner,
+            faults: self.clone(),
+        })
+    }
+
+    /// Run `future` with both sides of every store it opens wrapped.
+    pub async fn scope<F: std::future::Future>(self: &Arc<Self>, future: F) -> F::Output {
+        let (store, multipart) = (self.clone(), self.clone());
+        super::with_store_wrappers(
+            Arc::new(move |_url, inner| store.wrap(inner)),
+            Arc::new(move |_url, inner| multipart.wrap_multipart(inner)),
+            future,
+        )
+        .await
     }
 
     /// Record a call; the action of the first rule it triggers, if any.
@@ -307,5 +437,76 @@ impl MultipartUpload for FaultUpload {
     async fn abort(&mut self) -> Result<()> {
         self.faults.check(CallKind::Abort, &self.key).await?;
         self.inner.abort().await
+    }
+}
+
+struct FaultMultipart {
+    inner: Arc<dyn MultipartStore>,
+    faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl MultipartStore for FaultMultipart {
+    async fn create_multipart(&self, path: &Path) -> Result<MultipartId> {
+        self.faults
+            .check(CallKind::PutMultipart, path.as_ref())
+            .await?;
+        self.inner.create_multipart(path).await
+    }
+
+    async fn put_part(
+        &self,
+        path: &Path,
+        id: &MultipartId,
+        part_idx: usize,
+        data: PutPayload,
+    ) -> Result<PartId> {
+        self.faults.check(CallKind::Part, path.as_ref()).await?;
+        self.inner.put_part(path, id, part_idx, data).await
+    }
+
+    async fn complete_multipart(
+        &self,
+        path: &Path,
+        id: &MultipartId,
+        parts: Vec<PartId>,
+    ) -> Result<PutResult> {
+        self.faults.check(CallKind::Complete, path.as_ref()).await?;
+        self.inner.complete_multipart(path, id, parts).await
+    }
+
+    async fn abort_multipart(&self, path: &Path, id: &MultipartId) -> Result<()> {
+        self.faults.check(CallKind::Abort, path.as_ref()).await?;
+        self.inner.abort_multipart(path, id).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_parse() {
+        let rule = Rule::parse("delay=60s:complete:1:snapshots/").unwrap();
+        assert_eq!(rule.kind, CallKind::Complete);
+        assert_eq!(rule.nth, 1);
+        assert_eq!(rule.key_contains, "snapshots/");
+        assert_eq!(rule.action, Action::Delay(Duration::from_secs(60)));
+        let rule = Rule::parse("fail:part:2").unwrap();
+        assert_eq!(
+            (rule.kind, rule.nth, rule.action),
+            (CallKind::Part, 2, Action::Fail)
+        );
+        assert!(rule.key_contains.is_empty());
+        for bad in [
+            "",
+            "fail",
+            "boom:part:1",
+            "fail:parts:1",
+            "fail:part:0",
+            "delay=x:part:1",
+        ] {
+            assert!(Rule::parse(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -26,12 +26,14 @@ use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::{
-    BackoffConfig, ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions,
-    PutPayload, RetryConfig,
+    BackoffConfig, ClientOptions, MultipartId, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
+    PutOptions, PutPayload, RetryConfig,
 };
 use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use settings::{RetrySettings, StorageSettings};
@@ -61,6 +63,16 @@ pub enum StorageError {
     },
     #[error("refusing key '{key}': it must be a plain relative key under the warehouse")]
     BadKey { key: String },
+    /// A record of an open multipart upload that cannot be used.
+    #[error(
+        "the multipart upload record {location} cannot be used: {reason}\nhint: check the bucket's open multipart uploads under that prefix (e.g. `aws s3api list-multipart-uploads`), abort the one it names, then delete the record; a bucket lifecycle rule (AbortIncompleteMultipartUpload) removes such uploads too"
+    )]
+    BadUploadRecord { location: String, reason: String },
+    #[error(
+        "{} is set but is not a list of storage faults: {reason}\nhint: it injects faults for tests only: unset it",
+        fault::FAULTS_ENV
+    )]
+    BadFaults { reason: String },
 }
 
 impl StorageError {
@@ -222,10 +234,17 @@ fn secret_values() -> Vec<String> {
 pub type StoreWrapper =
     Arc<dyn Fn(&Url, Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync>;
 
+/// Wraps the [`MultipartStore`] side of each store as it is opened (tests).
+pub type MultipartWrapper =
+    Arc<dyn Fn(&Url, Arc<dyn MultipartStore>) -> Arc<dyn MultipartStore> + Send + Sync>;
+
 #[derive(Clone, Default)]
 struct Scope {
     settings: StorageSettings,
     wrap: Option<StoreWrapper>,
+    /// Without it, a store opened under `wrap` has no multipart side (every
+    /// call then goes through `wrap`).
+    wrap_multipart: Option<MultipartWrapper>,
 }
 
 tokio::task_local! {
@@ -249,14 +268,25 @@ pub async fn scoped<F: Future>(settings: StorageSettings, future: F) -> F::Outpu
             }
         }
     }
-    let wrap = SCOPE.try_with(|scope| scope.wrap.clone()).ok().flatten();
+    let (wrap, wrap_multipart) = SCOPE
+        .try_with(|scope| (scope.wrap.clone(), scope.wrap_multipart.clone()))
+        .unwrap_or_default();
     SCOPE
-        .scope(Arc::new(Scope { settings, wrap }), future)
+        .scope(
+            Arc::new(Scope {
+                settings,
+                wrap,
+                wrap_multipart,
+            }),
+            future,
+        )
         .await
 }
 
 /// Run `future` with every store opened inside it passed through `wrap`
-/// (tests: fault injection, counting calls).
+/// (tests: fault injection, counting calls). Such stores write large objects
+/// through `wrap`'s `put_multipart`, as they have no multipart side of their
+/// own (see [`with_store_wrappers`]).
 pub async fn with_store_wrapper<F: Future>(wrap: StoreWrapper, future: F) -> F::Output {
     let settings = scope_settings(|s| s.clone());
     SCOPE
@@ -264,6 +294,28 @@ pub async fn with_store_wrapper<F: Future>(wrap: StoreWrapper, future: F) -> F::
             Arc::new(Scope {
                 settings,
                 wrap: Some(wrap),
+                wrap_multipart: None,
+            }),
+            future,
+        )
+        .await
+}
+
+/// [`with_store_wrapper`], with the [`MultipartStore`] side of the stores
+/// that have one (S3, GCS) passed through `wrap_multipart`, so that the
+/// recorded multipart uploads of [`Warehouse::put_recorded`] go through it.
+pub async fn with_store_wrappers<F: Future>(
+    wrap: StoreWrapper,
+    wrap_multipart: MultipartWrapper,
+    future: F,
+) -> F::Output {
+    let settings = scope_settings(|s| s.clone());
+    SCOPE
+        .scope(
+            Arc::new(Scope {
+                settings,
+                wrap: Some(wrap),
+                wrap_multipart: Some(wrap_multipart),
             }),
             future,
         )
@@ -280,6 +332,11 @@ pub struct Location {
     pub url: String,
     /// The local directory of a `file://` location (for staged-file cleanup).
     pub local_root: Option<std::path::PathBuf>,
+    /// The store's multipart uploads by id (S3, GCS), which a later process
+    /// can abort: `None` for stores without such uploads (local files,
+    /// memory; Azure, whose uncommitted blocks cannot be aborted and expire
+    /// by themselves after 7 days).
+    pub multipart: Option<Arc<dyn MultipartStore>>,
 }
 
 impl std::fmt::Debug for Location {
@@ -352,6 +409,7 @@ pub fn open(url_text: &str) -> Result<Location, StorageError> {
             .ok_or_else(|| bad("the URL names no bucket: write scheme://bucket/prefix/"))
     };
     let build_error = |e: object_store::Error| bad(&e.to_string());
+    let mut multipart: Option<Arc<dyn MultipartStore>> = None;
     let (store, store_url, prefix, local_root): (Arc<dyn ObjectStore>, Url, Path, _) = match url
         .scheme()
     {
@@ -416,9 +474,10 @@ pub fn open(url_text: &str) -> Result<Location, StorageError> {
             if let Some(token) = &settings.session_token {
                 builder = builder.with_token(token.expose_secret());
             }
-            let store = builder.build().map_err(build_error)?;
+            let store = Arc::new(builder.build().map_err(build_error)?);
+            multipart = Some(store.clone());
             (
-                Arc::new(store),
+                store,
                 Url::parse(&format!("s3://{bucket}/")).map_err(|e| bad(&e.to_string()))?,
                 url_prefix()?,
                 None,
@@ -426,14 +485,17 @@ pub fn open(url_text: &str) -> Result<Location, StorageError> {
         }
         "gs" => {
             let bucket = authority()?;
-            let store = GoogleCloudStorageBuilder::from_env()
-                .with_bucket_name(bucket)
-                .with_retry(retry_config(settings))
-                .with_client_options(client_options(settings, settings.allow_http))
-                .build()
-                .map_err(build_error)?;
+            let store = Arc::new(
+                GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_retry(retry_config(settings))
+                    .with_client_options(client_options(settings, settings.allow_http))
+                    .build()
+                    .map_err(build_error)?,
+            );
+            multipart = Some(store.clone());
             (
-                Arc::new(store),
+                store,
                 Url::parse(&format!("gs://{bucket}/")).map_err(|e| bad(&e.to_string()))?,
                 url_prefix()?,
                 None,
@@ -481,9 +543,19 @@ pub fn open(url_text: &str) -> Result<Location, StorageError> {
             )));
         }
     };
-    let store = match &scope.wrap {
-        Some(wrap) => wrap(&store_url, store),
-        None => store,
+    let (store, multipart) = match (&scope.wrap, &scope.wrap_multipart) {
+        (Some(wrap), Some(wrap_multipart)) => (
+            wrap(&store_url, store),
+            multipart.map(|m| wrap_multipart(&store_url, m)),
+        ),
+        (Some(wrap), None) => (wrap(&store_url, store), None),
+        (None, _) => match fault::from_env()? {
+            Some(faults) => (
+                faults.wrap(store),
+                multipart.map(|m| faults.wrap_multipart(m)),
+            ),
+            None => (store, multipart),
+        },
     };
     Ok(Location {
         store,
@@ -491,6 +563,7 @@ pub fn open(url_text: &str) -> Result<Location, StorageError> {
         prefix,
         url: url_text.to_string(),
         local_root,
+        multipart,
     })
 }
 
@@ -499,6 +572,18 @@ pub fn open(url_text: &str) -> Result<Location, StorageError> {
 pub enum Created {
     Created,
     AlreadyExists,
+}
+
+/// What [`Warehouse::put_recorded`] records while a multipart upload is
+/// open: enough for a later process to abort it. The upload id is not a
+/// credential (using it takes the bucket's credentials).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// The object's key, relative to the warehouse.
+    pub key: String,
+    pub upload_id: String,
+    /// When the upload started (RFC 3339, UTC).
+    pub started_at: String,
 }
 
 /// The output root: every key is relative to it and validated.
@@ -550,14 +635,7 @@ impl Warehouse {
 
     /// The URL of a key, for messages.
     pub fn url_of(&self, key: &Path) -> String {
-        format!(
-            "{}{}",
-            self.location.url,
-            key.as_ref()
-                .strip_prefix(self.location.prefix.as_ref())
-                .unwrap_or(key.as_ref())
-                .trim_start_matches('/')
-        )
+        format!("{}{}", self.location.url, self.relative(key))
     }
 
     fn error(&self, key: &Path, source: object_store::Error) -> StorageError {
@@ -613,6 +691,139 @@ impl Warehouse {
             return Err(self.error(key, e));
         }
         Ok(())
+    }
+
+    /// [`Self::put`], for objects that a later process must be able to
+    /// clean up after a kill: on a store whose multipart uploads have ids
+    /// (S3, GCS), an object over the multipart threshold goes up through
+    /// the store's [`MultipartStore`], and the upload (`key`, id) is
+    /// recorded at `record` before its first part and deleted once it is
+    /// complete or aborted. A process killed in between leaves the record;
+    /// [`Self::abort_recorded`] aborts the upload it names. Other stores,
+    /// and smaller objects, take [`Self::put`]'s path.
+    pub async fn put_recorded(
+        &self,
+        key: &Path,
+        bytes: Bytes,
+        record: &Path,
+    ) -> Result<(), StorageError> {
+        match &self.location.multipart {
+            Some(multipart) if bytes.len() > self.multipart_threshold => {
+                self.put_parts(multipart.as_ref(), key, bytes, record).await
+            }
+            _ => self.put(key, bytes).await,
+        }
+    }
+
+    async fn put_parts(
+        &self,
+        multipart: &dyn MultipartStore,
+        key: &Path,
+        bytes: Bytes,
+        record: &Path,
+    ) -> Result<(), StorageError> {
+        let id = multipart
+            .create_multipart(key)
+            .await
+            .map_err(|e| self.error(key, e))?;
+        let body = UploadRecord {
+            key: self.relative(key).to_string(),
+            upload_id: id.clone(),
+            started_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        };
+        let body = Bytes::from(serde_json::to_vec_pretty(&body).expect("record serialises"));
+        let result = match self.put(record, body).await {
+            // Nothing recorded: abort now, or the upload would be lost.
+            Err(e) => Err(e),
+            Ok(()) => self
+                .upload_parts(multipart, key, &id, bytes)
+                .await
+                .map_err(|e| self.error(key, e)),
+        };
+        let Err(error) = result else {
+            return self.delete(record).await;
+        };
+        match multipart.abort_multipart(key, &id).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                if let Err(e) = self.delete(record).await {
+                    tracing::warn!(record = %self.url_of(record), error = %e, "Could not delete the record of an aborted multipart upload; the next run of this period deletes it.");
+                }
+            }
+            Err(abort) => tracing::warn!(
+                key = %self.url_of(key),
+                error = %redact(&abort.to_string()),
+                "Could not abort a failed multipart upload; its record stays, and the next run of this period aborts it."
+            ),
+        }
+        Err(error)
+    }
+
+    /// Upload `bytes` in parts of `part_size`, then complete the upload.
+    async fn upload_parts(
+        &self,
+        multipart: &dyn MultipartStore,
+        key: &Path,
+        id: &MultipartId,
+        bytes: Bytes,
+    ) -> Result<(), object_store::Error> {
+        let mut parts: Vec<PartId> = Vec::new();
+        let mut offset = 0;
+        while offset < bytes.len() {
+            let end = (offset + self.part_size.max(1)).min(bytes.len());
+            let payload = PutPayload::from_bytes(bytes.slice(offset..end));
+            parts.push(multipart.put_part(key, id, parts.len(), payload).await?);
+            offset = end;
+        }
+        multipart.complete_multipart(key, id, parts).await?;
+        Ok(())
+    }
+
+    /// Abort the multipart upload recorded at `record` by
+    /// [`Self::put_recorded`] in a process that did not finish it, and
+    /// delete the record. `None` when there is no record. The caller must
+    /// know that no live process still writes that upload (the period's
+    /// lease). An upload that is already gone (completed just before the
+    /// process died, or aborted) counts as aborted. On failure the record
+    /// stays, for the next attempt.
+    pub async fn abort_recorded(
+        &self,
+        record: &Path,
+    ) -> Result<Option<UploadRecord>, StorageError> {
+        let Some(bytes) = self.get(record).await? else {
+            return Ok(None);
+        };
+        let bad = |reason: String| StorageError::BadUploadRecord {
+            location: redact(&self.url_of(record)),
+            reason,
+        };
+        let body: UploadRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| bad(format!("it is not a record of an upload ({e})")))?;
+        let parts: Vec<&str> = body.key.split('/').collect();
+        let key = self.key(&parts).map_err(|_| {
+            bad(format!(
+                "it names the key '{}', which is not under the warehouse",
+                body.key
+            ))
+        })?;
+        let Some(multipart) = &self.location.multipart else {
+            return Err(bad(
+                "this store has no multipart uploads by id to abort".to_string()
+            ));
+        };
+        match multipart.abort_multipart(&key, &body.upload_id).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(self.error(&key, e)),
+        }
+        self.delete(record).await?;
+        Ok(Some(body))
+    }
+
+    /// A key relative to the warehouse (as URLs and upload records show it).
+    fn relative<'a>(&self, key: &'a Path) -> &'a str {
+        key.as_ref()
+            .strip_prefix(self.location.prefix.as_ref())
+            .unwrap_or(key.as_ref())
+            .trim_start_matches('/')
     }
 
     /// Create an object only if none exists at `key` (a conditional put).
@@ -814,6 +1025,78 @@ mod tests {
         assert_eq!(s3.prefix.as_ref(), "some/prefix");
         assert!(open("s3:///nobucket").is_err());
         assert!(open("ftp://x/y").is_err());
+    }
+
+    /// A warehouse on an in-memory store used as multipart-capable (as S3
+    /// and GCS are), with tiny thresholds.
+    fn recorded_warehouse() -> (Warehouse, Arc<InMemory>) {
+        let memory = Arc::new(InMemory::new());
+        let location = Location {
+            store: memory.clone(),
+            store_url: Url::parse("memory:///").unwrap(),
+            prefix: Path::from("wh"),
+            url: "memory:///wh/".into(),
+            local_root: None,
+            multipart: Some(memory.clone()),
+        };
+        let warehouse = Warehouse {
+            location,
+            multipart_threshold: 10,
+            part_size: 4,
+        };
+        (warehouse, memory)
+    }
+
+    #[tokio::test]
+    async fn recorded_uploads_are_completed_or_aborted_and_their_records_deleted() {
+        let (warehouse, memory) = recorded_warehouse();
+        let key = warehouse.key(&["t", "part-0.parquet"]).unwrap();
+        let record = warehouse.key(&["_runs", "_upload-1.json"]).unwrap();
+        let bytes = Bytes::from_static(b"0123456789abcdefghijklmnopq");
+        warehouse
+            .put_recorded(&key, bytes.clone(), &record)
+            .await
+            .unwrap();
+        assert_eq!(warehouse.get(&key).await.unwrap(), Some(bytes));
+        assert!(!warehouse.exists(&record).await.unwrap());
+
+        // A process killed mid-upload left its record.
+        let open = warehouse.key(&["t", "part-1.parquet"]).unwrap();
+        let id = memory.create_multipart(&open).await.unwrap();
+        memory
+            .put_part(&open, &id, 0, PutPayload::from_static(b"abcd"))
+            .await
+            .unwrap();
+        let body = UploadRecord {
+            key: "t/part-1.parquet".into(),
+            upload_id: id.clone(),
+            started_at: "2025-01-01T00:00:00.000Z".into(),
+        };
+        let json = Bytes::from(serde_json::to_vec(&body).unwrap());
+        warehouse.put(&record, json).await.unwrap();
+        assert_eq!(warehouse.abort_recorded(&record).await.unwrap(), Some(body));
+        assert!(!warehouse.exists(&record).await.unwrap());
+        // The upload is gone: it can no longer be completed.
+        assert!(
+            memory
+                .complete_multipart(&open, &id, Vec::new())
+                .await
+                .is_err()
+        );
+        assert_eq!(warehouse.abort_recorded(&record).await.unwrap(), None);
+
+        // A record naming a key outside the warehouse is refused, and kept.
+        let outside = br#"{"key":"../other/x","upload_id":"1","started_at":""}"#;
+        warehouse
+            .put(&record, Bytes::from_static(outside))
+            .await
+            .unwrap();
+        let error = warehouse.abort_recorded(&record).await.unwrap_err();
+        assert!(
+            matches!(error, StorageError::BadUploadRecord { .. }),
+            "{error}"
+        );
+        assert!(warehouse.exists(&record).await.unwrap());
     }
 
     #[tokio::test]

@@ -72,7 +72,8 @@ pub struct StorageSettings {
     #[schemars(with = "String", extend("default" = DEFAULT_REQUEST_TIMEOUT))]
     pub request_timeout: Duration,
     /// Table partitions larger than this are written with a multipart upload
-    /// (aborted on failure); smaller ones with one PUT.
+    /// (aborted on failure; on S3 and GCS, one left open by a killed run is
+    /// aborted by the next run of the period); smaller ones with one PUT.
     #[serde(default = "default_multipart_threshold", deserialize_with = "bytes")]
     #[schemars(with = "String", extend("default" = DEFAULT_MULTIPART_THRESHOLD))]
     pub multipart_threshold: usize,

@@ -4,7 +4,7 @@
 //! ```text
 //! <warehouse>/<job>/<table>/period=YYYY-MM/part-0.parquet
 //! <warehouse>/<job>/report/period=YYYY-MM/index.html
-//! <warehouse>/<job>/_runs/period=YYYY-MM/{_manifest.json,_SUCCESS,_lease-*,_erasing}
+//! <warehouse>/<job>/_runs/period=YYYY-MM/{_manifest.json,_SUCCESS,_lease-*,_upload-*,_erasing}
 //! <warehouse>/_erasure/{requests/<id>.json,salt_check.json}
 //! ```
 
@@ -20,6 +20,12 @@ pub const MANIFEST: &str = "_manifest.json";
 pub const PART_FILE: &str = "part-0.parquet";
 /// The prefix of lease objects in a period's run folder.
 pub const LEASE_PREFIX: &str = "_lease-";
+/// The prefix of the records of open multipart uploads in a period's run
+/// folder (`_upload-<uuid>.json`), each deleted once its upload is complete
+/// or aborted; one left by a killed run is aborted by the next run.
+pub const UPLOAD_PREFIX: &str = "_upload-";
+/// The suffix of an upload record.
+pub const UPLOAD_SUFFIX: &str = ".json";
 /// A period being rewritten by `forget` (in its run folder).
 pub const ERASING: &str = "_erasing";
 /// The warehouse-wide erasure log.

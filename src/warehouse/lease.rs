@@ -15,6 +15,9 @@
 //!
 //! A `Create` retried after a timeout can meet its own first write: the body
 //! carries the run id, so a run that finds its own id holds the lease.
+//!
+//! Taking the lease also aborts the multipart uploads that earlier holders
+//! were killed in the middle of (see `super::uploads`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -162,7 +165,27 @@ impl Drop for Lease {
 impl Lease {
     /// Take the lease of `job` and `period` for `run_id`, or fail fast with
     /// [`LeaseError::Held`] naming the live holder. `force` breaks a live lease.
+    ///
+    /// The new holder is then the period's only writer: it aborts the
+    /// multipart uploads that earlier holders, killed mid-upload, left open
+    /// ([`super::uploads::abort_left_open`]; a failure there is logged, the
+    /// next holder tries again).
     pub async fn acquire(
+        warehouse: &Warehouse,
+        job: &str,
+        period: Period,
+        run_id: &str,
+        ttl: Duration,
+        force: bool,
+    ) -> Result<Lease, LeaseError> {
+        let lease = Self::take(warehouse, job, period, run_id, ttl, force).await?;
+        if let Err(error) = super::uploads::abort_left_open(warehouse, job, period).await {
+            warn!(job, %period, %error, "Could not look for multipart uploads left open by earlier runs; the next run looks again.");
+        }
+        Ok(lease)
+    }
+
+    async fn take(
         warehouse: &Warehouse,
         job: &str,
         period: Period,

@@ -1,7 +1,9 @@
 //! Publishing a period to the warehouse with the guarantees of docs/design.md §5:
 //! one object per table partition (atomic), the period's `_SUCCESS` removed
 //! first and written last with the manifest, then `published_periods`
-//! rebuilt from the `_runs` folders that hold `_SUCCESS`.
+//! rebuilt from the `_runs` folders that hold `_SUCCESS`. The period's
+//! objects (tables, report, manifest) go up through [`super::uploads`], so a
+//! multipart upload that a kill leaves open is aborted by the next run.
 
 use std::sync::Arc;
 
@@ -98,7 +100,7 @@ pub async fn publish_with_report(
         let name = table.table.name();
         let folder = warehouse.key(&[job, name, &partition(period)])?;
         let file = warehouse.key(&[job, name, &partition(period), PART_FILE])?;
-        warehouse.put(&file, table.parquet.clone()).await?;
+        super::uploads::put(warehouse, job, period, &file, table.parquet.clone()).await?;
         // Anything else in the partition (an older layout, a staged file of a
         // killed run) would be read by BI tools as more rows: remove it.
         warehouse.clean_staged(&folder).await?;
@@ -112,16 +114,18 @@ pub async fn publish_with_report(
     let report_key = warehouse.key(&[job, REPORT_FOLDER, &partition(period), REPORT_FILE])?;
     warehouse.clean_staged(&report_folder).await?;
     match report {
-        Some(html) => warehouse.put(&report_key, html).await?,
+        Some(html) => super::uploads::put(warehouse, job, period, &report_key, html).await?,
         None => warehouse.delete(&report_key).await?,
     }
     let manifest_bytes = serde_json::to_vec_pretty(manifest).expect("manifest serialises");
-    warehouse
-        .put(
-            &warehouse.key(&[&runs[..], &[MANIFEST]].concat())?,
-            Bytes::from(manifest_bytes),
-        )
-        .await?;
+    super::uploads::put(
+        warehouse,
+        job,
+        period,
+        &warehouse.key(&[&runs[..], &[MANIFEST]].concat())?,
+        Bytes::from(manifest_bytes),
+    )
+    .await?;
     warehouse
         .put(
             &warehouse.key(&[&runs[..], &[SUCCESS]].concat())?,

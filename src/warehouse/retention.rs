@@ -3,7 +3,8 @@
 //! clock, so that a rerun or a backfill deletes the same things):
 //!
 //! - `retention.months: N` — every table partition and the run folder
-//!   (`_runs/period=Q/`: manifest, `_SUCCESS`, leases) of each period
+//!   (`_runs/period=Q/`: manifest, `_SUCCESS`, leases, upload records, whose
+//!   open uploads are aborted first) of each period
 //!   `Q ≤ P − N`;
 //! - `retention.rejects_months: M` (≤ N) — the `rejects` partitions of each
 //!   `Q ≤ P − M` (they hold raw input rows); the period stays published.
@@ -107,6 +108,8 @@ pub async fn apply(
                 deleted.objects += delete_all(warehouse, &folder).await?;
             }
             for q in &expired {
+                // Its records go with the folder: abort their uploads first.
+                super::uploads::abort_left_open(warehouse, job, *q).await?;
                 let folder = warehouse.key(&[job, RUNS, &partition(*q)])?;
                 deleted.objects += delete_all(warehouse, &folder).await?;
             }

@@ -41,5 +41,6 @@ mod scoring;
 mod steps;
 mod store_summary;
 mod timezone;
+mod uploads;
 mod why;
 mod yaml_props;

@@ -34,7 +34,7 @@ use crate::common::{default_job, segments_ok, write_config};
 use crate::fixture::write_fixture;
 
 const ACCESS_KEY: &str = "SEGTESTKEYID7Q2ZX";
-const SECRET_KEY: &str = "segtest-secret-9f8e7d6c5b4a39281706";
+pub(crate) const SECRET_KEY: &str = "segtest-secret-9f8e7d6c5b4a39281706";
 const JOB: &str = "rfm_monthly";
 /// The fixture is tiny: its month-to-month swings would trip the change gates.
 const QUALITY: &str = "quality:\n  max_active_customers_change: 1000\n  max_revenue_change: 1000\n";
@@ -52,7 +52,7 @@ struct HttpFault {
 
 /// An `s3s-fs` server on a random port of 127.0.0.1, in its own thread and
 /// runtime (so it outlives any runtime or process of the test).
-struct S3Server {
+pub(crate) struct S3Server {
     endpoint: String,
     root: tempfile::TempDir,
     log: Arc<Mutex<Vec<(String, String)>>>,
@@ -118,7 +118,7 @@ impl S3Server {
 
     /// Multipart uploads the server still has open (s3s-fs keeps one
     /// `.upload-<id>.json` record, and the parts, per open upload).
-    fn open_uploads(&self) -> Vec<String> {
+    pub(crate) fn open_uploads(&self) -> Vec<String> {
         std::fs::read_dir(self.root.path())
             .unwrap()
             .filter_map(|e| e.ok())
@@ -234,7 +234,7 @@ async fn serve(
 
 // ---------------------------------------------------------------- helpers
 
-fn block<F: std::future::Future>(future: F) -> F::Output {
+pub(crate) fn block<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -263,14 +263,14 @@ async fn upload_dir(store: &Arc<dyn ObjectStore>, local: &Path, prefix: &str) {
 }
 
 /// The fixture, locally (for the clean reference runs) and in `s3://data/transactions/`.
-struct Setup {
-    dir: tempfile::TempDir,
-    server: S3Server,
+pub(crate) struct Setup {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) server: S3Server,
     local_config: PathBuf,
-    local_warehouse: PathBuf,
+    pub(crate) local_warehouse: PathBuf,
 }
 
-fn setup() -> Setup {
+pub(crate) fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     write_fixture(&data.join("transactions"));
@@ -300,7 +300,13 @@ impl Setup {
     /// A config reading `s3://data/transactions/` and publishing to
     /// `s3://warehouse/<prefix>/`. Credentials: `${SEG_S3_KEY}`/`${SEG_S3_SECRET}`
     /// when `with_keys` (in-process runs), else the environment.
-    fn s3_config(&self, name: &str, prefix: &str, extra: &str, with_keys: bool) -> PathBuf {
+    pub(crate) fn s3_config(
+        &self,
+        name: &str,
+        prefix: &str,
+        extra: &str,
+        with_keys: bool,
+    ) -> PathBuf {
         let keys = if with_keys {
             "  access_key_id: ${SEG_S3_KEY}\n  secret_access_key: ${SEG_S3_SECRET}\n"
         } else {
@@ -319,12 +325,12 @@ impl Setup {
         path
     }
 
-    fn warehouse_store(&self) -> Arc<dyn ObjectStore> {
+    pub(crate) fn warehouse_store(&self) -> Arc<dyn ObjectStore> {
         self.server.client("warehouse", SECRET_KEY)
     }
 
     /// Clean local runs of `periods`, in order (the reference).
-    fn local_runs(&self, periods: &[&str]) {
+    pub(crate) fn local_runs(&self, periods: &[&str]) {
         for period in periods {
             segments_ok(
                 self.dir.path(),
@@ -343,11 +349,11 @@ impl Setup {
 }
 
 /// Run the binary with the S3 credentials in its environment.
-fn segments_s3(cwd: &Path, args: &[&str], secret: &str) -> Output {
+pub(crate) fn segments_s3(cwd: &Path, args: &[&str], secret: &str) -> Output {
     s3_command(cwd, args, secret).output().unwrap()
 }
 
-fn s3_command(cwd: &Path, args: &[&str], secret: &str) -> Command {
+pub(crate) fn s3_command(cwd: &Path, args: &[&str], secret: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_segments"));
     command
         .args(args)
@@ -361,7 +367,7 @@ fn s3_command(cwd: &Path, args: &[&str], secret: &str) -> Command {
     command
 }
 
-fn run_args<'a>(config: &'a Path, period: &'a str) -> Vec<String> {
+pub(crate) fn run_args<'a>(config: &'a Path, period: &'a str) -> Vec<String> {
     vec![
         "run".into(),
         "--job".into(),
@@ -373,7 +379,7 @@ fn run_args<'a>(config: &'a Path, period: &'a str) -> Vec<String> {
     ]
 }
 
-fn ok(output: &Output, what: &str) {
+pub(crate) fn ok(output: &Output, what: &str) {
     assert!(
         output.status.success(),
         "{what} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
@@ -383,7 +389,7 @@ fn ok(output: &Output, what: &str) {
     );
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -421,7 +427,7 @@ async fn objects(store: &Arc<dyn ObjectStore>, prefix: &str) -> BTreeMap<String,
 
 /// The published tables of a local warehouse, by relative key, as text.
 /// `published_periods` carries run ids and times: only its periods count.
-fn local_tables(warehouse: &Path) -> BTreeMap<String, String> {
+pub(crate) fn local_tables(warehouse: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![warehouse.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -457,7 +463,10 @@ fn table_text(key: &str, batches: &[RecordBatch]) -> String {
 }
 
 /// The published tables of an S3 warehouse prefix, like [`local_tables`].
-async fn s3_tables(store: &Arc<dyn ObjectStore>, prefix: &str) -> BTreeMap<String, String> {
+pub(crate) async fn s3_tables(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+) -> BTreeMap<String, String> {
     objects(store, prefix)
         .await
         .into_iter()
@@ -482,7 +491,10 @@ fn june_partitions(tables: &BTreeMap<String, String>) -> usize {
         .count()
 }
 
-fn assert_same_tables(expected: &BTreeMap<String, String>, actual: &BTreeMap<String, String>) {
+pub(crate) fn assert_same_tables(
+    expected: &BTreeMap<String, String>,
+    actual: &BTreeMap<String, String>,
+) {
     let expected_keys: Vec<_> = expected.keys().collect();
     let actual_keys: Vec<_> = actual.keys().collect();
     assert_eq!(actual_keys, expected_keys, "published objects differ");
@@ -499,13 +511,13 @@ fn secrets_env(name: &str) -> Option<String> {
     }
 }
 
-fn load(config: &Path) -> (Job, Config) {
+pub(crate) fn load(config: &Path) -> (Job, Config) {
     let job = Job::load(&default_job()).unwrap();
     let config = Config::load_with_env(config, secrets_env).unwrap();
     (job, config)
 }
 
-fn options(period: &str) -> RunOptions {
+pub(crate) fn options(period: &str) -> RunOptions {
     RunOptions::new(period.parse::<Period>().unwrap())
 }
 
