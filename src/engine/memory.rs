@@ -15,6 +15,15 @@
 //! by the partitions (the other half stays for in-memory merges, hash-join
 //! build sides and the like), and a consumer that holds nothing may always
 //! take what is physically free.
+//!
+//! The pool counts what the operators reserve, not what the process holds.
+//! glibc's malloc, left to itself, keeps much of what they free: after a
+//! large block is freed it raises its mmap threshold (up to 32 MiB), so
+//! later Arrow buffers, hash tables and sort runs come from its heaps, which
+//! return little to the kernel, and it keeps a heap per thread (up to eight
+//! per core). Measured on the default job (1M lines, 64 MiB pool, two
+//! partitions), the process held 104–122 MiB of anonymous memory; with
+//! [`return_freed_memory`], 58–64 MiB.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -24,6 +33,26 @@ use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::memory_pool::{
     MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation, human_readable_size,
 };
+
+/// Under a memory limit: have glibc's malloc give large freed blocks back
+/// to the kernel (a fixed mmap threshold of 128 KiB, its default, which
+/// fixing also stops it from raising) and keep at most `arenas` heaps (one
+/// per partition: the threads running a plan's partitions; more threads
+/// share them). Process-wide; arenas made before the call stay. A no-op
+/// on other C libraries.
+pub fn return_freed_memory(arenas: usize) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let arenas = libc::c_int::try_from(arenas.max(1)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt only sets malloc's parameters, under its own lock.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+            libc::mallopt(libc::M_ARENA_MAX, arenas);
+        }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = arenas;
+}
 
 /// See the module documentation.
 #[derive(Debug)]

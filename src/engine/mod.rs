@@ -275,6 +275,7 @@ fn runtime_env(config: &Config) -> Result<Arc<RuntimeEnv>, EngineError> {
             NonZeroUsize::new(5).expect("non-zero"),
         );
         runtime = runtime.with_memory_pool(Arc::new(pool));
+        memory::return_freed_memory(partitions);
     }
     if let Some(dir) = &config.engine.spill_dir {
         runtime = runtime.with_disk_manager_builder(
