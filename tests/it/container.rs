@@ -7,10 +7,11 @@
 //! Creating a memory cgroup needs root (CI runs as root). Without a writable
 //! one the test prints `SKIPPED …` and passes, unless
 //! `SEGMENTS_REQUIRE_CGROUP=1` (set by `.ci/run`). There is no fallback to an
-//! address-space limit (`prlimit --as`, `ulimit -v`): it bounds reserved
-//! virtual memory, not memory used, and a tokio program reserves far more
-//! than it touches (glibc's per-thread malloc arenas reserve 64 MiB each,
-//! every thread its stack), so it would fail a run that fits.
+//! address-space limit (`prlimit --as`, `ulimit -v`): it bounds mapped
+//! virtual memory, not memory used, and the process maps far more than it
+//! touches (the binary, every thread's stack, glibc's malloc heaps of 64 MiB
+//! each): under 80 MiB of address space `segments --version` of a debug
+//! build dies of SIGSEGV before printing.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
