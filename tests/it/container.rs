@@ -341,7 +341,8 @@ fn memory_limited_run_fits_a_cgroup_of_the_limit_over_0_8() {
     };
     let binary = Path::new(env!("CARGO_BIN_EXE_segments"));
     let dir = tempfile::tempdir().unwrap();
-    generate(dir.path(), 100_000);
+    // ~1.5M lines: the unlimited run allocates ~200 MiB.
+    generate(dir.path(), 150_000);
 
     let unlimited = run_measured(
         {
