@@ -53,7 +53,8 @@ fn unescape_mount_path(text: &str) -> PathBuf {
 /// The directories under which this process may make a memory cgroup, best
 /// first: its own memory cgroup (v1 memory hierarchy or v2 unified), then
 /// the root of that hierarchy. Each with whether it is cgroup v2.
-fn parent_candidates() -> Result<Vec<(PathBuf, bool)>, String> {
+/// Also what was passed over, and why.
+fn parent_candidates() -> Result<(Vec<(PathBuf, bool)>, Vec<String>), String> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
     let own = std::fs::read_to_string("/proc/self/cgroup")
@@ -72,6 +73,7 @@ fn parent_candidates() -> Result<Vec<(PathBuf, bool)>, String> {
         })
     };
     let mut found = Vec::new();
+    let mut skipped = Vec::new();
     for line in mountinfo.lines() {
         // id parent major:minor root mount-point options [optional…] - fstype source super-options
         let Some((left, right)) = line.split_once(" - ") else {
@@ -93,6 +95,10 @@ fn parent_candidates() -> Result<Vec<(PathBuf, bool)>, String> {
             let controllers =
                 std::fs::read_to_string(mount_point.join("cgroup.controllers")).unwrap_or_default();
             if !controllers.split_whitespace().any(|c| c == "memory") {
+                skipped.push(format!(
+                    "cgroup v2 at {} has no memory controller",
+                    mount_point.display()
+                ));
                 continue;
             }
         }
@@ -108,17 +114,18 @@ fn parent_candidates() -> Result<Vec<(PathBuf, bool)>, String> {
         found.push((mount_point, v2));
     }
     if found.is_empty() {
-        return Err("no cgroup v1 memory hierarchy and no cgroup v2 hierarchy with the memory controller is mounted".into());
+        skipped.push("no cgroup v1 memory hierarchy and no cgroup v2 hierarchy with the memory controller is mounted".into());
+        return Err(skipped.join("; "));
     }
-    Ok(found)
+    Ok((found, skipped))
 }
 
 impl MemoryCgroup {
     /// Make a memory cgroup named `name` (a test's name) limited to
     /// `limit` bytes of memory and no swap, or say why none can be made.
     pub fn create(name: &str, limit: u64) -> Result<MemoryCgroup, String> {
-        let mut refusals = Vec::new();
-        for (parent, v2) in parent_candidates()? {
+        let (candidates, mut refusals) = parent_candidates()?;
+        for (parent, v2) in candidates {
             let dir = parent.join(format!("segments-test-{}-{name}", std::process::id()));
             if let Err(e) = std::fs::create_dir(&dir) {
                 refusals.push(format!("mkdir {}: {e}", dir.display()));
