@@ -81,13 +81,20 @@ fn parent_candidates() -> Result<(Vec<(PathBuf, bool)>, Vec<String>), String> {
         };
         let left: Vec<&str> = left.split(' ').collect();
         let right: Vec<&str> = right.split(' ').collect();
-        let (Some(root), Some(mount_point), Some(fstype)) = (left.get(3), left.get(4), right.first())
+        let (Some(root), Some(mount_point), Some(fstype)) =
+            (left.get(3), left.get(4), right.first())
         else {
             continue;
         };
         let v2 = match *fstype {
             "cgroup2" => true,
-            "cgroup" if right.get(2).is_some_and(|o| o.split(',').any(|o| o == "memory")) => false,
+            "cgroup"
+                if right
+                    .get(2)
+                    .is_some_and(|o| o.split(',').any(|o| o == "memory")) =>
+            {
+                false
+            }
             _ => continue,
         };
         let mount_point = unescape_mount_path(mount_point);
@@ -103,12 +110,12 @@ fn parent_candidates() -> Result<(Vec<(PathBuf, bool)>, Vec<String>), String> {
             }
         }
         let root = unescape_mount_path(root);
-        if let Some(path) = own_path(v2) {
-            if let Ok(relative) = Path::new(&path).strip_prefix(&root) {
-                let dir = mount_point.join(relative);
-                if dir != mount_point {
-                    found.push((dir, v2));
-                }
+        if let Some(path) = own_path(v2)
+            && let Ok(relative) = Path::new(&path).strip_prefix(&root)
+        {
+            let dir = mount_point.join(relative);
+            if dir != mount_point {
+                found.push((dir, v2));
             }
         }
         found.push((mount_point, v2));
@@ -193,7 +200,13 @@ impl MemoryCgroup {
         std::fs::read_to_string(self.dir.join(file))
             .ok()?
             .lines()
-            .find_map(|line| line.strip_prefix(key)?.strip_prefix(' ')?.trim().parse().ok())
+            .find_map(|line| {
+                line.strip_prefix(key)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
     }
 
     /// The cgroup's limit in bytes.
@@ -286,6 +299,8 @@ fn anonymous_rss(pid: libc::pid_t) -> Option<u64> {
 
 /// Run `command` in `cwd` (output to files, not pipes nobody reads while
 /// we wait) and measure the process with wait4(2).
+// The child is reaped by wait4, not `Child::wait`: wait4 also gives its rusage.
+#[allow(clippy::zombie_processes)]
 pub fn run_measured(mut command: Command, cwd: &Path) -> Measured {
     use std::os::unix::process::ExitStatusExt;
 
