@@ -134,6 +134,22 @@ def shipped_memory_limit():
     return ""
 
 
+def parse_bytes(text):
+    """A size as `engine.memory_limit` takes it (src/model/units.rs):
+    `512MiB`, `1.5GiB`, `4GB`, `1000000`; None for '' (no limit)."""
+    text = text.strip()
+    if not text:
+        return None
+    split = len(text)
+    for i, c in enumerate(text):
+        if not (c.isdigit() or c == "."):
+            split = i
+            break
+    units = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6,
+             "mib": 2**20, "g": 1e9, "gb": 1e9, "gib": 2**30}
+    return int(float(text[:split]) * units[text[split:].strip().lower()])
+
+
 def previous_period(period):
     year, month = map(int, period.split("-"))
     year, month = (year, month - 1) if month > 1 else (year - 1, 12)
@@ -269,6 +285,14 @@ def write_report(path, results, versions, memory_limit):
             return "–"
         return f"{row['segments']['wall'] / row[peer]['wall']:.2f}"
 
+    pool = parse_bytes(memory_limit or "")
+
+    def rss_over_pool(row):
+        run = row["segments"]
+        if pool is None or run is None:
+            return "–"
+        return f"{run['rss_mib'] * 2**20 / pool:.2f}"
+
     def same_result(row):
         checks = {p: row[p + "_check"] for p in ("duckdb", "polars") if row[p + "_check"] is not None}
         if not checks:
@@ -300,16 +324,18 @@ def write_report(path, results, versions, memory_limit):
         "  nothing published, the previous period is reclassified.",
         "",
         "Cells: wall / CPU (user + system) / peak RSS. Ratio = segments wall ÷ peer wall",
-        "(below 1: segments is faster).",
+        "(below 1: segments is faster). Peak RSS ÷ pool = segments' peak RSS ÷ its",
+        "`engine.memory_limit` (what a container needs beyond the pool: see the",
+        "[memory rule](guides/deploying.md#memory-rule)).",
         "",
-        "| data | variant | task | segments | DuckDB | Polars | segments ÷ DuckDB | segments ÷ Polars | same result |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| data | variant | task | segments | DuckDB | Polars | segments ÷ DuckDB | segments ÷ Polars | segments peak RSS ÷ pool | same result |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results:
         data = f"{row['lines']:,} lines ({row['duplicates']:,} exact duplicates), {row['customers']:,} customers, {row['bytes'] / 2**20:.0f} MiB"
         out.append(
             f"| {data} | {row['variant']} | {row['task']} | {cell(row['segments'])} | {cell(row['duckdb'])} | {cell(row['polars'])} "
-            f"| {ratio(row, 'duckdb')} | {ratio(row, 'polars')} | {same_result(row)} |"
+            f"| {ratio(row, 'duckdb')} | {ratio(row, 'polars')} | {rss_over_pool(row)} | {same_result(row)} |"
         )
     # What duplicate (and late) lines cost segments: real ÷ clean, same size and task.
     pairs = {}

@@ -640,6 +640,8 @@ pub fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_logging(&cli);
+    // Before any thread allocates: see the function.
+    crate::engine::one_malloc_arena_per_core();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -9,6 +9,7 @@ pub(crate) mod functions;
 mod memory;
 mod params;
 
+pub use memory::one_malloc_arena_per_core;
 pub use params::Parameters;
 
 use std::num::NonZeroUsize;
@@ -275,6 +276,7 @@ fn runtime_env(config: &Config) -> Result<Arc<RuntimeEnv>, EngineError> {
             NonZeroUsize::new(5).expect("non-zero"),
         );
         runtime = runtime.with_memory_pool(Arc::new(pool));
+        memory::return_freed_memory();
     }
     if let Some(dir) = &config.engine.spill_dir {
         runtime = runtime.with_disk_manager_builder(

@@ -14,6 +14,7 @@ mod cli;
 mod common;
 mod compare;
 mod concurrency;
+mod container;
 mod deploy;
 mod diff;
 mod duplicates;
