@@ -30,8 +30,10 @@ use crate::common::repo;
 
 const ACCOUNT: &str = "segtest";
 /// Base64 of 64 bytes, as Azure account keys are.
-const KEY: &str = "c2VnbWVudHMtdGVzdC1henVyaXRlLWFjY291bnQta2V5LTAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZA==";
-const WRONG_KEY: &str = "bm90LXRoZS1henVyaXRlLWFjY291bnQta2V5LW9mLXNlZ3Rlc3QtMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3OA==";
+const KEY: &str =
+    "c2VnbWVudHMtdGVzdC1henVyaXRlLWFjY291bnQta2V5LTAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZA==";
+const WRONG_KEY: &str =
+    "bm90LXRoZS1henVyaXRlLWFjY291bnQta2V5LW9mLXNlZ3Rlc3QtMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3OA==";
 
 /// The `azurite-blob` program: scripts/test's `.tools/node`, else on PATH.
 fn azurite_program() -> Result<PathBuf, String> {
@@ -359,10 +361,9 @@ fn azure_kill_at_random_moments_then_rerun_equals_clean_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn azure_concurrent_publishes_of_two_periods_keep_published_periods_whole() {
-    let Some(setup) = azure_setup_async(
-        "azure_concurrent_publishes_of_two_periods_keep_published_periods_whole",
-    )
-    .await
+    let Some(setup) =
+        azure_setup_async("azure_concurrent_publishes_of_two_periods_keep_published_periods_whole")
+            .await
     else {
         return;
     };

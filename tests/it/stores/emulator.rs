@@ -17,7 +17,9 @@ pub fn missing(test: &str, program: &Result<PathBuf, String>) -> bool {
         return false;
     };
     if std::env::var("SEGMENTS_REQUIRE_EMULATORS").as_deref() == Ok("1") {
-        panic!("{test} needs an emulator and SEGMENTS_REQUIRE_EMULATORS=1 forbids skipping it: {why}");
+        panic!(
+            "{test} needs an emulator and SEGMENTS_REQUIRE_EMULATORS=1 forbids skipping it: {why}"
+        );
     }
     eprintln!("SKIPPED {test}: {why}");
     true

@@ -114,7 +114,10 @@ impl StoreServer for FakeGcs {
     fn storage_yaml(&self, _keys: bool) -> String {
         // The config has no key for GCS credentials: they come from the
         // environment (in-process runs use `in_process_store`).
-        format!("  endpoint: {}\n  allow_http: true\n", self.emulator.endpoint())
+        format!(
+            "  endpoint: {}\n  allow_http: true\n",
+            self.emulator.endpoint()
+        )
     }
 
     fn secret_var(&self, _name: &str) -> Option<String> {

@@ -41,7 +41,8 @@ use crate::fixture::write_fixture;
 
 pub const JOB: &str = "rfm_monthly";
 /// The fixture is tiny: its month-to-month swings would trip the change gates.
-pub const QUALITY: &str = "quality:\n  max_active_customers_change: 1000\n  max_revenue_change: 1000\n";
+pub const QUALITY: &str =
+    "quality:\n  max_active_customers_change: 1000\n  max_revenue_change: 1000\n";
 
 /// A store server the scenarios run against.
 pub trait StoreServer: Send + Sync + 'static {
@@ -198,12 +199,9 @@ impl<S: StoreServer> Setup<S> {
         period: &str,
         faults: &Arc<Faults>,
     ) -> Result<(), RunError> {
-        storage::with_store_wrapper(
-            self.wrapper(faults),
-            run::run(job, config, options(period)),
-        )
-        .await
-        .map(|_| ())
+        storage::with_store_wrapper(self.wrapper(faults), run::run(job, config, options(period)))
+            .await
+            .map(|_| ())
     }
 
     /// The store wrapper of in-process runs: `faults` over each store.
@@ -212,15 +210,12 @@ impl<S: StoreServer> Setup<S> {
         let replacements: BTreeMap<String, Arc<dyn ObjectStore>> = ["data", "warehouse"]
             .into_iter()
             .filter_map(|bucket| {
-                self.server.in_process_store(bucket).map(|store| {
-                    (
-                        format!("{}://{bucket}/", self.server.scheme()),
-                        store,
-                    )
-                })
+                self.server
+                    .in_process_store(bucket)
+                    .map(|store| (format!("{}://{bucket}/", self.server.scheme()), store))
             })
             .collect();
-        Arc::new(move |url, store| {
+        Arc::new(move |url: &url::Url, store: Arc<dyn ObjectStore>| {
             let store = replacements.get(url.as_str()).cloned().unwrap_or(store);
             faults.wrap(store)
         })
@@ -592,12 +587,7 @@ pub fn two_periods_and_rerun_equal_local_runs<S: StoreServer>(setup: &Setup<S>) 
 pub fn inputs_of_two_periods_equal_local_runs<S: StoreServer>(setup: &Setup<S>) {
     setup.local_runs(&["2024-05", "2024-06"]);
     let warehouse = setup.dir.path().join("warehouse-of-store-inputs");
-    let config = setup.config_publishing_to(
-        "inputs.yaml",
-        warehouse.to_str().unwrap(),
-        "",
-        false,
-    );
+    let config = setup.config_publishing_to("inputs.yaml", warehouse.to_str().unwrap(), "", false);
     for period in ["2024-05", "2024-06"] {
         ok(&setup.run(&config, period), period);
     }
@@ -623,9 +613,7 @@ pub fn inputs_of_two_periods_equal_local_runs<S: StoreServer>(setup: &Setup<S>) 
 
 /// DataFusion lists and prunes Hive partitions in a bucket as on local
 /// files: a query on one month reads that month's object only.
-pub async fn hive_partition_pruning_reads_only_the_needed_month<S: StoreServer>(
-    setup: &Setup<S>,
-) {
+pub async fn hive_partition_pruning_reads_only_the_needed_month<S: StoreServer>(setup: &Setup<S>) {
     let config_path = setup.config("prune.yaml", "wh", "", true);
     let (_, config) = setup.load(&config_path);
     let faults = Faults::new();
@@ -727,46 +715,46 @@ pub async fn lease_is_exclusive_expires_and_can_be_forced(
     wrap: Option<StoreWrapper>,
 ) {
     let scenario = storage::scoped(settings, async {
-            let warehouse = Warehouse::open(url).unwrap();
-            let period: Period = "2024-06".parse().unwrap();
-            let ttl = Duration::from_secs(1);
-            let first = Lease::acquire(&warehouse, JOB, period, "run-a", ttl, false)
-                .await
-                .unwrap();
-            // Renewed while held: still live well after one TTL.
-            tokio::time::sleep(Duration::from_millis(1500)).await;
-            match Lease::acquire(&warehouse, JOB, period, "run-b", ttl, false).await {
-                Err(LeaseError::Held { run_id, .. }) => assert_eq!(run_id, "run-a"),
-                other => panic!("{url}: expected Held, got {other:?}"),
+        let warehouse = Warehouse::open(url).unwrap();
+        let period: Period = "2024-06".parse().unwrap();
+        let ttl = Duration::from_secs(1);
+        let first = Lease::acquire(&warehouse, JOB, period, "run-a", ttl, false)
+            .await
+            .unwrap();
+        // Renewed while held: still live well after one TTL.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        match Lease::acquire(&warehouse, JOB, period, "run-b", ttl, false).await {
+            Err(LeaseError::Held { run_id, .. }) => assert_eq!(run_id, "run-a"),
+            other => panic!("{url}: expected Held, got {other:?}"),
+        }
+        // Its own retried create holds it.
+        let again = Lease::acquire(&warehouse, JOB, period, "run-a", ttl, false)
+            .await
+            .unwrap();
+        drop(again);
+        // The holder dies: no renewal, no release; taken over after the TTL.
+        drop(first);
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        let second = Lease::acquire(&warehouse, JOB, period, "run-b", ttl, false)
+            .await
+            .unwrap();
+        second.ensure_held().await.unwrap();
+        // --force breaks a live lease; the old holder has lost it.
+        let third = Lease::acquire(&warehouse, JOB, period, "run-c", ttl, true)
+            .await
+            .unwrap();
+        match second.ensure_held().await {
+            Err(LeaseError::Lost { reason, .. }) => {
+                assert!(reason.contains("run-c"), "{reason}")
             }
-            // Its own retried create holds it.
-            let again = Lease::acquire(&warehouse, JOB, period, "run-a", ttl, false)
-                .await
-                .unwrap();
-            drop(again);
-            // The holder dies: no renewal, no release; taken over after the TTL.
-            drop(first);
-            tokio::time::sleep(Duration::from_millis(1300)).await;
-            let second = Lease::acquire(&warehouse, JOB, period, "run-b", ttl, false)
-                .await
-                .unwrap();
-            second.ensure_held().await.unwrap();
-            // --force breaks a live lease; the old holder has lost it.
-            let third = Lease::acquire(&warehouse, JOB, period, "run-c", ttl, true)
-                .await
-                .unwrap();
-            match second.ensure_held().await {
-                Err(LeaseError::Lost { reason, .. }) => {
-                    assert!(reason.contains("run-c"), "{reason}")
-                }
-                other => panic!("{url}: expected Lost, got {other:?}"),
-            }
-            third.release().await.unwrap();
-            // Released: the next run takes it at once.
-            let fourth = Lease::acquire(&warehouse, JOB, period, "run-d", ttl, false)
-                .await
-                .unwrap();
-            fourth.release().await.unwrap();
+            other => panic!("{url}: expected Lost, got {other:?}"),
+        }
+        third.release().await.unwrap();
+        // Released: the next run takes it at once.
+        let fourth = Lease::acquire(&warehouse, JOB, period, "run-d", ttl, false)
+            .await
+            .unwrap();
+        fourth.release().await.unwrap();
     });
     match wrap {
         Some(wrap) => storage::with_store_wrapper(wrap, scenario).await,
@@ -847,7 +835,10 @@ pub fn credentials_never_appear_in_logs_errors_or_manifest<S: StoreServer>(
     assert!(!secrets.is_empty());
     for text in &texts {
         for secret in &secrets {
-            assert!(!text.contains(secret.as_str()), "a credential leaked:\n{text}");
+            assert!(
+                !text.contains(secret.as_str()),
+                "a credential leaked:\n{text}"
+            );
         }
     }
 }
@@ -1158,9 +1149,8 @@ pub async fn concurrent_publishes_of_two_periods_keep_published_periods_whole<S:
         .unwrap();
     }
     let raw = setup.warehouse_store();
-    let mark = |period: &str| {
-        KeyPath::from(format!("race/rfm_monthly/_runs/period={period}/_SUCCESS"))
-    };
+    let mark =
+        |period: &str| KeyPath::from(format!("race/rfm_monthly/_runs/period={period}/_SUCCESS"));
     let listed = |all: &BTreeMap<String, Bytes>| -> Vec<String> {
         use datafusion::arrow::array::AsArray;
         decode(all["rfm_monthly/published_periods/part-0.parquet"].clone())

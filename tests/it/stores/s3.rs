@@ -220,7 +220,6 @@ async fn serve(
     }
 }
 
-
 // ---------------------------------------------------------------- helpers
 
 impl StoreServer for S3Server {
@@ -527,7 +526,6 @@ fn s3_kill_at_random_moments_then_rerun_equals_clean_run() {
     super::kill_at_random_moments_then_rerun_equals_clean_run(&setup(), 24);
 }
 
-
 /// Table partitions above `multipart_threshold` go up as multipart uploads:
 /// one that fails between its parts is aborted (the server keeps no open
 /// upload) and publishes nothing; the rerun publishes the same tables as a
@@ -578,7 +576,6 @@ async fn s3_failed_multipart_upload_is_aborted() {
     assert_same_tables(&expected, &store_tables(&store, "wh").await);
     assert!(setup.server.open_uploads().is_empty());
 }
-
 
 /// Two runs of different periods publish at once on S3 and the first
 /// rewrite of `published_periods` lands late (its PUT delayed until after
