@@ -375,8 +375,6 @@ fn s3_standard_environment_variables_reach_the_server() {
 }
 
 /// DataFusion lists and prunes Hive partitions on S3 as on local files: a
-
-/// DataFusion lists and prunes Hive partitions on S3 as on local files: a
 /// query on one month reads that month's object only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_hive_partition_pruning_reads_only_the_needed_month() {
@@ -472,8 +470,6 @@ fn s3_retries_transient_errors_and_fails_fast_on_permanent_ones() {
         "{message}"
     );
 }
-
-/// Two runs of the same period started together: exactly one publishes, the
 
 /// Two runs of the same period started together: exactly one publishes, the
 /// other exits 1 naming the holder's run id.
