@@ -967,15 +967,28 @@ pub fn kill_at_random_moments_then_rerun_equals_clean_run<S: StoreServer>(
     let clean = started.elapsed();
     let clean_requests = request_count().zip(before).map(|(after, b)| after - b);
     let store = setup.warehouse_store();
-    assert_same_tables(&expected, &block(store_tables(&store, "wh")));
     let success = "rfm_monthly/_runs/period=2024-06/_SUCCESS";
     let success_key = KeyPath::parse(format!("wh/{success}")).unwrap();
-    let success_exists = || block(store.head(&success_key)).is_ok();
+    // Each poll with a new client: a pooled connection that the server
+    // closed while the test slept fails and is retried with backoff, which
+    // would make a poll last longer than the publish it watches for.
+    let success_exists = || {
+        let client = setup.server.client("warehouse");
+        match block(client.head(&success_key)) {
+            Ok(_) => true,
+            Err(object_store::Error::NotFound { .. }) => false,
+            Err(error) => panic!("HEAD of {success_key}: {error}"),
+        }
+    };
+    assert_same_tables(&expected, &block(store_tables(&store, "wh")));
     // Without a request log: how long a clean rerun publishes, from the
-    // removal of `_SUCCESS` to its return.
-    let publish_window = match clean_requests {
-        Some(_) => Duration::ZERO,
+    // removal of `_SUCCESS` to its return, and how long the rerun takes (the
+    // kills rerun too; a first run of the period can be slower, and a kill
+    // timed by it would land after the end).
+    let (publish_window, clean) = match clean_requests {
+        Some(_) => (Duration::ZERO, clean),
         None => {
+            let rerun_started = Instant::now();
             let mut child = setup
                 .server
                 .command(setup.dir.path(), &args, false)
@@ -993,7 +1006,7 @@ pub fn kill_at_random_moments_then_rerun_equals_clean_run<S: StoreServer>(
             let window = removed.elapsed();
             assert!(child.wait().unwrap().success(), "the clean rerun failed");
             assert!(window > Duration::ZERO);
-            window
+            (window, clean.min(rerun_started.elapsed()))
         }
     };
 
@@ -1040,8 +1053,10 @@ pub fn kill_at_random_moments_then_rerun_equals_clean_run<S: StoreServer>(
                 .unwrap_or("");
             moments.push(format!("request {nth}/{clean_requests} ({method} {name})"));
         } else {
+            // Within the first half of the window: the window of one run is
+            // not the next one's to the millisecond, and a poll takes some.
             let delay = Duration::from_millis(
-                rng.random_range(0..publish_window.as_millis().max(1) as u64),
+                rng.random_range(0..(publish_window.as_millis() as u64 / 2).max(1)),
             );
             while success_exists() && in_time(&mut child) {
                 std::thread::sleep(Duration::from_millis(2));
@@ -1056,6 +1071,8 @@ pub fn kill_at_random_moments_then_rerun_equals_clean_run<S: StoreServer>(
         let moment = spawned.elapsed();
         if child.try_wait().unwrap().is_none() {
             killed_running += 1;
+        } else if let Some(last) = moments.last_mut() {
+            last.push_str(" (had ended)");
         }
         child.kill().unwrap();
         child.wait().unwrap();
