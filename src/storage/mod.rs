@@ -485,14 +485,17 @@ pub fn open(url_text: &str) -> Result<Location, StorageError> {
         }
         "gs" => {
             let bucket = authority()?;
-            let store = Arc::new(
-                GoogleCloudStorageBuilder::from_env()
-                    .with_bucket_name(bucket)
-                    .with_retry(retry_config(settings))
-                    .with_client_options(client_options(settings, settings.allow_http))
-                    .build()
-                    .map_err(build_error)?,
-            );
+            let mut builder = GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry_config(settings))
+                .with_client_options(client_options(settings, settings.allow_http));
+            // An emulator (fake-gcs-server) or a private endpoint in place of
+            // https://storage.googleapis.com; without it, a service-account
+            // key's `gcs_base_url` or `GOOGLE_BASE_URL` still applies.
+            if let Some(endpoint) = &settings.endpoint {
+                builder = builder.with_base_url(endpoint.trim_end_matches('/'));
+            }
+            let store = Arc::new(builder.build().map_err(build_error)?);
             multipart = Some(store.clone());
             (
                 store,

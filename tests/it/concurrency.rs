@@ -231,7 +231,7 @@ async fn a_late_rebuild_of_published_periods_does_not_drop_a_period_published_me
 /// puts its `_SUCCESS` and rebuilds `published_periods` with its table write
 /// delayed by `delay`; a third of that later, the second puts its
 /// `_SUCCESS` and rebuilds at once. Returns how many times the table was
-/// written. (Shared with the S3 variant in `s3.rs`.)
+/// written. (Shared with the object-store variants in `stores/`.)
 pub async fn late_rebuild_race(
     url: &str,
     settings: segments::storage::StorageSettings,

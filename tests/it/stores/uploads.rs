@@ -19,9 +19,10 @@ use segments::run::{self, RunError};
 use segments::storage::fault::{CallKind, FAULTS_ENV, Faults, Rule};
 use segments::warehouse::lease::LeaseError;
 
-use crate::s3::{
-    SECRET_KEY, assert_same_tables, block, load, local_tables, ok, options, run_args, s3_command,
-    s3_tables, segments_s3, setup, stderr,
+use super::s3::{SECRET_KEY, s3_command, segments_s3, setup};
+use super::{
+    assert_same_tables, block, local_tables, ok, options, run_args, stderr,
+    store_tables as s3_tables,
 };
 
 /// The folder of the 2024-06 run records under the `wh` prefix.
@@ -79,7 +80,7 @@ fn s3_upload_left_open_by_a_killed_run_is_aborted_by_the_next_run() {
     let setup = setup();
     setup.local_runs(&["2024-06"]);
     let expected = local_tables(&setup.local_warehouse);
-    let config = setup.s3_config("uploads.yaml", "wh", "  multipart_threshold: 1KiB\n", false);
+    let config = setup.config("uploads.yaml", "wh", "  multipart_threshold: 1KiB\n", false);
     let args = run_args(&config, "2024-06");
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let store = setup.warehouse_store();
@@ -213,8 +214,8 @@ async fn s3_failed_upload_is_aborted_now_or_by_the_next_run() {
     .await
     .unwrap();
     let expected = local_tables(&setup.local_warehouse);
-    let config_path = setup.s3_config("uploads.yaml", "wh", "  multipart_threshold: 1KiB\n", true);
-    let (job, config) = load(&config_path);
+    let config_path = setup.config("uploads.yaml", "wh", "  multipart_threshold: 1KiB\n", true);
+    let (job, config) = setup.load(&config_path);
     let store = setup.warehouse_store();
 
     // The part fails: aborted at once, record deleted.
@@ -285,8 +286,8 @@ async fn s3_fault_at_every_upload_call_leaves_no_open_upload_after_the_next_run(
     .await
     .unwrap();
     let expected = local_tables(&setup.local_warehouse);
-    let config_path = setup.s3_config("uploads.yaml", "wh", "  multipart_threshold: 1KiB\n", true);
-    let (job, config) = load(&config_path);
+    let config_path = setup.config("uploads.yaml", "wh", "  multipart_threshold: 1KiB\n", true);
+    let (job, config) = setup.load(&config_path);
     let store = setup.warehouse_store();
     let recorder = Faults::new();
     run_faulted(&job, &config, &recorder).await.unwrap();
@@ -357,13 +358,13 @@ async fn s3_fault_at_every_upload_call_leaves_no_open_upload_after_the_next_run(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_retention_aborts_the_recorded_uploads_of_the_periods_it_deletes() {
     let setup = tokio::task::spawn_blocking(setup).await.unwrap();
-    let config_path = setup.s3_config(
+    let config_path = setup.config(
         "retention.yaml",
         "wh",
         "  multipart_threshold: 1KiB\n  lease_ttl: 2s\nretention:\n  months: 1\n",
         true,
     );
-    let (job, config) = load(&config_path);
+    let (job, config) = setup.load(&config_path);
     let store = setup.warehouse_store();
     let may = "wh/rfm_monthly/_runs/period=2024-05";
 
