@@ -87,12 +87,7 @@ async fn run_period(args: &RunArgs, known: &mut Known) -> Result<Published, Fail
 
 /// Push the run's outcome when a Pushgateway is set: `--pushgateway-url` /
 /// `SEGMENTS_PUSHGATEWAY_URL`, else the config's. Never fails the run.
-async fn push(
-    args: &RunArgs,
-    known: Known,
-    result: &Result<Published, Failure>,
-    started: Instant,
-) {
+async fn push(args: &RunArgs, known: Known, result: &Result<Published, Failure>, started: Instant) {
     let url = [args.pushgateway_url.clone(), known.pushgateway_url]
         .into_iter()
         .flatten()
@@ -117,10 +112,7 @@ async fn push(
         published,
     };
     match metrics::push(&url, &report).await {
-        Ok(()) => tracing::info!(
-            "pushed the run's outcome to {}",
-            metrics::redact_url(&url)
-        ),
+        Ok(()) => tracing::info!("pushed the run's outcome to {}", metrics::redact_url(&url)),
         Err(error) => tracing::warn!(
             "could not push the run's metrics (the run's outcome is unchanged): {}",
             crate::storage::redact(&error.to_string())

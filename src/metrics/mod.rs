@@ -310,7 +310,9 @@ mod tests {
     fn a_failed_run_pushes_no_success_timestamp_nor_counts() {
         let text = exposition(&run(None));
         assert!(text.contains("segments_last_run_exit_code{period=\"2025-11\"} 3\n"));
-        assert!(text.contains("segments_last_run_timestamp_seconds{period=\"2025-11\"} 1764547200\n"));
+        assert!(
+            text.contains("segments_last_run_timestamp_seconds{period=\"2025-11\"} 1764547200\n")
+        );
         assert!(text.contains("segments_last_run_duration_seconds{period=\"2025-11\"} 1.5\n"));
         assert!(!text.contains("segments_last_success"));
         assert!(!text.contains("segments_customers"));
@@ -324,9 +326,15 @@ mod tests {
             customers: vec![("champions".into(), 4), ("at \"risk\"".into(), 2)],
             movements: vec![("new".into(), 6)],
         })));
-        assert!(text.contains("segments_last_success_timestamp_seconds{period=\"2025-11\"} 1764547200\n"));
+        assert!(
+            text.contains(
+                "segments_last_success_timestamp_seconds{period=\"2025-11\"} 1764547200\n"
+            )
+        );
         assert!(text.contains("segments_customers{period=\"2025-11\",segment=\"champions\"} 4\n"));
-        assert!(text.contains("segments_customers{period=\"2025-11\",segment=\"at \\\"risk\\\"\"} 2\n"));
+        assert!(
+            text.contains("segments_customers{period=\"2025-11\",segment=\"at \\\"risk\\\"\"} 2\n")
+        );
         assert!(text.contains("segments_movements{period=\"2025-11\",movement=\"new\"} 6\n"));
         // One TYPE line per metric name, before its samples.
         assert_eq!(text.matches("# TYPE segments_customers gauge").count(), 1);

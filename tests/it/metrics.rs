@@ -98,7 +98,9 @@ impl Gateway {
 /// (status, body), or None when nothing answers.
 fn get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
@@ -166,7 +168,10 @@ fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 }
 
 /// The one value of a metric without extra labels, and its period.
-fn single(samples: &BTreeMap<(String, BTreeMap<String, String>), f64>, name: &str) -> (String, f64) {
+fn single(
+    samples: &BTreeMap<(String, BTreeMap<String, String>), f64>,
+    name: &str,
+) -> (String, f64) {
     let metric = metric(samples, name);
     assert_eq!(metric.len(), 1, "{name}: {metric:?}");
     let (labels, value) = metric.into_iter().next().unwrap();
@@ -249,16 +254,28 @@ fn a_run_pushes_its_outcome_to_a_real_pushgateway() {
         .lines()
         .filter(|l| l.starts_with("segments_"))
         .collect();
-    eprintln!("the gateway's /metrics after the run:\n{}", excerpt.join("\n"));
+    eprintln!(
+        "the gateway's /metrics after the run:\n{}",
+        excerpt.join("\n")
+    );
 
-    assert_eq!(single(&samples, "segments_last_run_exit_code"), ("2024-04".into(), 0.0));
+    assert_eq!(
+        single(&samples, "segments_last_run_exit_code"),
+        ("2024-04".into(), 0.0)
+    );
     let (period, success) = single(&samples, "segments_last_success_timestamp_seconds");
     assert_eq!(period, "2024-04");
-    assert!(before - 1.0 <= success && success <= after + 1.0, "{before} {success} {after}");
+    assert!(
+        before - 1.0 <= success && success <= after + 1.0,
+        "{before} {success} {after}"
+    );
     let (_, last_run) = single(&samples, "segments_last_run_timestamp_seconds");
     assert_eq!(last_run, success);
     let (_, duration) = single(&samples, "segments_last_run_duration_seconds");
-    assert!(duration > 0.0 && duration <= after - before + 1.0, "{duration}");
+    assert!(
+        duration > 0.0 && duration <= after - before + 1.0,
+        "{duration}"
+    );
 
     // Counts: those of the published manifest and tables.
     let manifest: serde_json::Value = serde_json::from_slice(
@@ -267,10 +284,16 @@ fn a_run_pushes_its_outcome_to_a_real_pushgateway() {
     .unwrap();
     let read = manifest["rows"]["read"].as_u64().unwrap();
     assert!(read > 0);
-    assert_eq!(single(&samples, "segments_rows_read"), ("2024-04".into(), read as f64));
+    assert_eq!(
+        single(&samples, "segments_rows_read"),
+        ("2024-04".into(), read as f64)
+    );
     assert_eq!(
         single(&samples, "segments_rows_rejected"),
-        ("2024-04".into(), manifest["rows"]["rejected"].as_u64().unwrap() as f64)
+        (
+            "2024-04".into(),
+            manifest["rows"]["rejected"].as_u64().unwrap() as f64
+        )
     );
     let mut per_segment: BTreeMap<String, f64> = BTreeMap::new();
     for customer in snapshot(&warehouse, "rfm_monthly", "2024-04").values() {
@@ -281,7 +304,11 @@ fn a_run_pushes_its_outcome_to_a_real_pushgateway() {
     for (labels, value) in &pushed {
         assert_eq!(labels["period"], "2024-04");
         let segment = &labels["segment"];
-        assert_eq!(*value, per_segment.get(segment).copied().unwrap_or(0.0), "{segment}");
+        assert_eq!(
+            *value,
+            per_segment.get(segment).copied().unwrap_or(0.0),
+            "{segment}"
+        );
     }
     for (segment, count) in &per_segment {
         assert_eq!(
@@ -297,7 +324,11 @@ fn a_run_pushes_its_outcome_to_a_real_pushgateway() {
     let pushed = metric(&samples, "segments_movements");
     for (labels, value) in &pushed {
         let movement = &labels["movement"];
-        assert_eq!(*value, per_movement.get(movement).copied().unwrap_or(0.0), "{movement}");
+        assert_eq!(
+            *value,
+            per_movement.get(movement).copied().unwrap_or(0.0),
+            "{movement}"
+        );
     }
     for (movement, count) in &per_movement {
         assert_eq!(
@@ -310,12 +341,7 @@ fn a_run_pushes_its_outcome_to_a_real_pushgateway() {
     // 2. A failed run (a gate, exit 3) of the next period, the URL from
     // SEGMENTS_PUSHGATEWAY_URL: the exit code and run time change, the last
     // success and its counts stay.
-    let strict = with_quality(
-        &config,
-        dir.path(),
-        "strict.yaml",
-        "",
-    );
+    let strict = with_quality(&config, dir.path(), "strict.yaml", "");
     let text = std::fs::read_to_string(&strict)
         .unwrap()
         .replace("max_revenue_change: 100", "max_revenue_change: 0.000001");
@@ -379,9 +405,15 @@ fn a_run_pushes_its_outcome_to_a_real_pushgateway() {
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    assert!(stderr.contains("could not push the run's metrics"), "{stderr}");
+    assert!(
+        stderr.contains("could not push the run's metrics"),
+        "{stderr}"
+    );
     assert!(stderr.contains(&format!("127.0.0.1:{closed}")), "{stderr}");
-    assert!(!stderr.contains("tiger-secret") && !stderr.contains("scott"), "{stderr}");
+    assert!(
+        !stderr.contains("tiger-secret") && !stderr.contains("scott"),
+        "{stderr}"
+    );
     // Nothing reached the running gateway either.
     assert_eq!(
         single(&gateway.samples(), "segments_last_run_exit_code"),
