@@ -226,6 +226,12 @@ pub struct RunArgs {
     /// manifest.
     #[arg(long, value_name = "GATE", value_enum)]
     allow_gate: Vec<crate::model::Gate>,
+    /// Push the run's outcome (exit code, duration, counts) to this
+    /// Prometheus Pushgateway, successful or not (not for --dry-run);
+    /// overrides the config's `metrics.pushgateway_url`. A failed push is a
+    /// warning. See docs/guides/metrics.md.
+    #[arg(long, value_name = "URL", env = crate::metrics::URL_ENV, hide_env_values = true)]
+    pushgateway_url: Option<String>,
 }
 
 #[derive(Debug, Args)]

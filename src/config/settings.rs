@@ -71,6 +71,11 @@ pub(super) struct ConfigFile {
     #[serde(default)]
     #[schemars(extend("x-docs" = "guides/lifecycle.md#retention"))]
     retention: super::lifecycle::RetentionSettings,
+    /// Where `segments run` pushes its outcome (a Prometheus Pushgateway);
+    /// no push when absent.
+    #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/metrics.md"))]
+    metrics: crate::metrics::MetricsSettings,
 }
 
 fn default_timezone() -> String {
@@ -565,6 +570,8 @@ pub struct Config {
     pub readiness: super::lifecycle::ReadinessSettings,
     /// What a run deletes from the warehouse.
     pub retention: super::lifecycle::RetentionSettings,
+    /// Where `segments run` pushes its outcome (`metrics:`).
+    pub metrics: crate::metrics::MetricsSettings,
 }
 
 /// A canonical column of an input (docs/design.md §2): what steps can rely on.
@@ -1074,6 +1081,9 @@ impl Config {
             let needle = format!("{}:", key.rsplit('.').next().unwrap_or(""));
             problem(key, &needle, message);
         }
+        for (key, message) in file.metrics.check() {
+            problem(key, "pushgateway_url:", message);
+        }
         for (key, message) in file.storage.check() {
             let needle = format!("{}:", key.rsplit('.').next().unwrap_or("storage"));
             problem(key, &needle, message);
@@ -1101,6 +1111,7 @@ impl Config {
             report: file.report.0,
             readiness: file.readiness,
             retention: file.retention,
+            metrics: file.metrics,
         })
     }
 

@@ -659,6 +659,16 @@ fn the_cronjob_carries_the_safety_fields() {
             writable.iter().any(|m| m == tmpdir),
             "{ctx}: TMPDIR {tmpdir} is not an emptyDir mount ({writable:?})"
         );
+        // The run's metrics (docs/guides/metrics.md): the variable is there
+        // to fill in, empty (off) or the URL of a Pushgateway.
+        let pushgateway = env
+            .get("SEGMENTS_PUSHGATEWAY_URL")
+            .unwrap_or_else(|| panic!("{ctx}: no SEGMENTS_PUSHGATEWAY_URL in the env"));
+        assert!(
+            pushgateway.is_empty()
+                || segments::metrics::group_url(pushgateway, "rfm_monthly").is_ok(),
+            "{ctx}: SEGMENTS_PUSHGATEWAY_URL {pushgateway} is not a Pushgateway URL"
+        );
         let config_text = mounted_config(&rendered, pod, main);
         let config: Value = serde_yaml_ng::from_str(&config_text).unwrap();
         let spill = str_at(&config, "engine.spill_dir");

@@ -30,6 +30,7 @@ mod layers;
 mod lifecycle;
 mod lint;
 mod memory;
+mod metrics;
 mod own_columns;
 mod predict;
 mod quickstart;
