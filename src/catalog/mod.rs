@@ -342,6 +342,17 @@ impl Writer<'_> {
         self.column_comments(qualified, columns);
     }
 
+    /// `CREATE TABLE IF NOT EXISTS` with each column's description as a
+    /// `COMMENT` (Trino and Spark write them alike).
+    fn create_table_with_comments(&mut self, qualified: &str, columns: &[Column]) {
+        let target = self.target();
+        self.line(&format!("CREATE TABLE IF NOT EXISTS {qualified} ("));
+        self.column_list(columns, |c| {
+            format!(" COMMENT {}", target.literal(&c.description))
+        });
+        self.line(")");
+    }
+
     fn trino_table(&mut self, raw: &RawTable) {
         let RawTable {
             name,
@@ -354,11 +365,7 @@ impl Writer<'_> {
         } = raw;
         let partitioned = *partitioned;
         let target = self.target();
-        self.line(&format!("CREATE TABLE IF NOT EXISTS {qualified} ("));
-        self.column_list(columns, |c| {
-            format!(" COMMENT {}", target.literal(&c.description))
-        });
-        self.line(")");
+        self.create_table_with_comments(qualified, columns);
         self.line(&format!("COMMENT {}", target.literal(table_comment)));
         self.line("WITH (");
         self.line(&format!(
@@ -392,11 +399,7 @@ impl Writer<'_> {
         } = raw;
         let partitioned = *partitioned;
         let target = self.target();
-        self.line(&format!("CREATE TABLE IF NOT EXISTS {qualified} ("));
-        self.column_list(columns, |c| {
-            format!(" COMMENT {}", target.literal(&c.description))
-        });
-        self.line(")");
+        self.create_table_with_comments(qualified, columns);
         self.line("USING PARQUET");
         if partitioned {
             self.line(&format!("PARTITIONED BY ({})", target.ident("period")));

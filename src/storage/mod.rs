@@ -301,6 +301,9 @@ pub async fn with_store_wrapper<F: Future>(wrap: StoreWrapper, future: F) -> F::
         .await
 }
 
+// Not built on a shared `async fn` with `with_store_wrapper`: one more async
+// layer around a whole run's future overflowed a test thread's stack
+// (the Azure fault test).
 /// [`with_store_wrapper`], with the [`MultipartStore`] side of the stores
 /// that have one (S3, GCS) passed through `wrap_multipart`, so that the
 /// recorded multipart uploads of [`Warehouse::put_recorded`] go through it.
