@@ -10,7 +10,9 @@ exports carry, as `segments generate` writes by default; clean: --clean) it
 generates 24 months (customers in proportion, events off), then times, for
 the last month in the steady state (the month before published first) and as
 a first run (nothing published): `segments run` with the shipped memory
-limit, the DuckDB script and the Polars lazy query of bench/peers.py. Every run is a separate process; wall time, CPU time
+limit (the default job, and the same job writing only the snapshots and
+migrations the peers write), the DuckDB script and the Polars lazy query of
+bench/peers.py. Every run is a separate process; wall time, CPU time
 (user + system) and peak RSS come from wait4(2). It checks that the three
 give the same segment and movement for every customer, then writes a Markdown
 report (docs/benchmarks.md by default) with the machine and the versions.
@@ -168,6 +170,23 @@ TASKS = {
 # Data variants: what `segments generate` writes by default (exact duplicate
 # lines, late lines: what real exports carry) and with --clean.
 VARIANTS = {"real": [], "clean": ["--clean"]}
+# Jobs segments runs: the default job as shipped (its 8 output tables), and
+# the same job writing only what the peers write (snapshots and migrations):
+# the like-for-like comparison. Both check and count every input row.
+JOBS = {"full": "all 8 tables", "same": "snapshots + migrations"}
+
+
+def same_outputs_job(work):
+    """jobs/rfm_monthly.yaml with `outputs: [snapshots, migrations]`, its SQL
+    read from the repository's sql/."""
+    with open(os.path.join(REPO, "jobs", "rfm_monthly.yaml")) as f:
+        text = f.read()
+    head, _, _ = text.partition("\noutputs:\n")
+    path = os.path.join(work, "rfm_same_outputs.yaml")
+    with open(path, "w") as f:
+        f.write(head)
+        f.write(f"\nsql_dir: {os.path.join(REPO, 'sql')}\noutputs:\n  - snapshots\n  - migrations\n")
+    return path
 
 
 def main():
@@ -183,6 +202,8 @@ def main():
                         help="engine.memory_limit for segments (default: config/local.yaml's; '' for none)")
     parser.add_argument("--out", default=os.path.join(REPO, "docs", "benchmarks.md"))
     parser.add_argument("--peers", default="duckdb,polars", help="peers to run beside segments ('' for none)")
+    parser.add_argument("--jobs", default="full,same",
+                        help="segments jobs: full (the default job, 8 tables), same (snapshots + migrations only, as the peers)")
     args = parser.parse_args()
 
     binary = args.binary
@@ -197,7 +218,8 @@ def main():
     import polars
 
     os.makedirs(args.work, exist_ok=True)
-    job = os.path.join(REPO, "jobs", "rfm_monthly.yaml")
+    jobs = {"full": os.path.join(REPO, "jobs", "rfm_monthly.yaml"), "same": same_outputs_job(args.work)}
+    jobs = {name: jobs[name] for name in args.jobs.split(",")}
     peers = os.path.join(HERE, "peers.py")
     results = []
     for size_text in args.sizes.split(","):
@@ -224,18 +246,22 @@ def main():
                 first, last, published = TASKS[task]
                 row = {"size": size_text, "variant": variant, "lines": actual, "duplicates": actual - distinct,
                        "bytes": size_bytes, "customers": customers, "task": task}
-                warehouse = os.path.join(args.work, f"warehouse-{name}")
-                shutil.rmtree(warehouse, ignore_errors=True)
-                config = os.path.join(args.work, f"config-{name}.yaml")
-                write_config(config, data, warehouse, args.memory_limit)
-                for period in published:
-                    run_measured([binary, "run", "--job", job, "--config", config, "--period", period, "-q"], cwd=REPO)
-                if first == last:
-                    command = [binary, "run", "--job", job, "--config", config, "--period", last]
-                else:
-                    command = [binary, "backfill", "--job", job, "--config", config, "--from", first, "--to", last]
-                print(f"{name} {task}: segments…", flush=True)
-                row["segments"] = run_measured(command + ["-q"], cwd=REPO)
+                warehouses = {}
+                for job_name, job in jobs.items():
+                    warehouse = os.path.join(args.work, f"warehouse-{name}-{job_name}")
+                    warehouses[job_name] = warehouse
+                    shutil.rmtree(warehouse, ignore_errors=True)
+                    config = os.path.join(args.work, f"config-{name}-{job_name}.yaml")
+                    write_config(config, data, warehouse, args.memory_limit)
+                    for period in published:
+                        run_measured([binary, "run", "--job", job, "--config", config, "--period", period, "-q"], cwd=REPO)
+                    if first == last:
+                        command = [binary, "run", "--job", job, "--config", config, "--period", last]
+                    else:
+                        command = [binary, "backfill", "--job", job, "--config", config, "--from", first, "--to", last]
+                    print(f"{name} {task}: segments ({JOBS[job_name]})…", flush=True)
+                    row[f"segments_{job_name}"] = run_measured(command + ["-q"], cwd=REPO)
+                warehouse = warehouses.get("same") or warehouses["full"]
                 for peer in ("duckdb", "polars"):
                     if peer not in args.peers.split(","):
                         row[peer] = None
@@ -280,15 +306,17 @@ def write_report(path, results, versions, memory_limit):
             return f"failed (exit {run['failed']}) after {text}"
         return text
 
-    def ratio(row, peer):
-        if row[peer] is None or "failed" in row[peer]:
+    def ratio(row, peer, job="same"):
+        mine = row.get(f"segments_{job}")
+        if mine is None or row[peer] is None or "failed" in row[peer]:
             return "–"
-        return f"{row['segments']['wall'] / row[peer]['wall']:.2f}"
+        return f"{mine['wall'] / row[peer]['wall']:.2f}"
 
     pool = parse_bytes(memory_limit or "")
 
     def rss_over_pool(row):
-        run = row["segments"]
+        runs = [row[k] for k in ("segments_full", "segments_same") if row.get(k)]
+        run = max(runs, key=lambda r: r["rss_mib"]) if runs else None
         if pool is None or run is None:
             return "–"
         return f"{run['rss_mib'] * 2**20 / pool:.2f}"
@@ -323,19 +351,27 @@ def write_report(path, results, versions, memory_limit):
         "  previous period is published first, unmeasured, by each engine); *first run*:",
         "  nothing published, the previous period is reclassified.",
         "",
+        "- segments runs twice per task: *same outputs*, the default job writing what the",
+        "  peers write (`outputs: [snapshots, migrations]`), the like-for-like comparison;",
+        "  and *all tables*, the job as shipped (8 tables: also the summaries, store",
+        "  summary, thresholds, definitions and rejects).",
+        "",
         "Cells: wall / CPU (user + system) / peak RSS. Ratio = segments wall ÷ peer wall",
-        "(below 1: segments is faster). Peak RSS ÷ pool = segments' peak RSS ÷ its",
-        "`engine.memory_limit` (what a container needs beyond the pool: see the",
+        "(below 1: segments is faster), same outputs first, then all tables. Peak RSS ÷",
+        "pool = the higher of segments' two peak RSS ÷ its `engine.memory_limit` (what a",
+        "container needs beyond the pool: see the",
         "[memory rule](guides/deploying.md#memory-rule)).",
         "",
-        "| data | variant | task | segments | DuckDB | Polars | segments ÷ DuckDB | segments ÷ Polars | segments peak RSS ÷ pool | same result |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| data | variant | task | segments, same outputs | segments, all tables | DuckDB | Polars | segments ÷ DuckDB | segments ÷ Polars | segments peak RSS ÷ pool | same result |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results:
         data = f"{row['lines']:,} lines ({row['duplicates']:,} exact duplicates), {row['customers']:,} customers, {row['bytes'] / 2**20:.0f} MiB"
         out.append(
-            f"| {data} | {row['variant']} | {row['task']} | {cell(row['segments'])} | {cell(row['duckdb'])} | {cell(row['polars'])} "
-            f"| {ratio(row, 'duckdb')} | {ratio(row, 'polars')} | {rss_over_pool(row)} | {same_result(row)} |"
+            f"| {data} | {row['variant']} | {row['task']} | {cell(row.get('segments_same'))} | {cell(row.get('segments_full'))} "
+            f"| {cell(row['duckdb'])} | {cell(row['polars'])} "
+            f"| {ratio(row, 'duckdb')} / {ratio(row, 'duckdb', 'full')} | {ratio(row, 'polars')} / {ratio(row, 'polars', 'full')} "
+            f"| {rss_over_pool(row)} | {same_result(row)} |"
         )
     # What duplicate (and late) lines cost segments: real ÷ clean, same size and task.
     pairs = {}
@@ -345,14 +381,18 @@ def write_report(path, results, versions, memory_limit):
     if overhead:
         out += [
             "",
-            "What the defects of real exports cost segments (wall, real ÷ clean, same size and task):",
+            "What the defects of real exports cost segments (wall, real ÷ clean, same size, task and job):",
             "",
-            "| size | task | real | clean | real ÷ clean |",
-            "|---|---|---|---|---|",
+            "| size | task | job | real | clean | real ÷ clean |",
+            "|---|---|---|---|---|---|",
         ]
         for (size, task), v in overhead:
-            real, clean = v["real"]["segments"]["wall"], v["clean"]["segments"]["wall"]
-            out.append(f"| {size} | {task} | {real:.1f} s | {clean:.1f} s | {real / clean:.2f} |")
+            for job_name, label in JOBS.items():
+                key = f"segments_{job_name}"
+                if not (v["real"].get(key) and v["clean"].get(key)):
+                    continue
+                real, clean = v["real"][key]["wall"], v["clean"][key]["wall"]
+                out.append(f"| {size} | {task} | {label} | {real:.1f} s | {clean:.1f} s | {real / clean:.2f} |")
     out.append("")
     with open(path, "w") as f:
         f.write("\n".join(out))

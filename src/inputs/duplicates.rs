@@ -22,7 +22,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::{Date32Type, Decimal128Type, Int64Type, UInt64Type};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Decimal128Type, Int64Type, UInt64Type};
 use datafusion::common::Column;
 use datafusion::functions_aggregate::expr_fn::{count, max, min};
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, in_list, lit, not, when};
@@ -30,6 +30,7 @@ use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
 use super::checked::usable_table;
+use super::seen::{Flagged, REPEATED_LINES, SeenLines, repeated_lines};
 use crate::engine::EngineError;
 use crate::engine::functions::row_hash;
 
@@ -147,15 +148,139 @@ fn hash_of(usable: &DataFrame, input: &str) -> Expr {
     )
 }
 
-/// The exact duplicate lines of `input`'s usable rows. One grouping of the
-/// row hashes when there are none (a hash for every row, no two rows
-/// equal). Otherwise, usually, one more pass: that grouping keeps the hashes
-/// shared by several rows with their first and last instant; then every row
-/// at one of those instants is read, grouped exactly, among which the
-/// candidates (by hash) give the affected orders. When a hash is shared by
-/// rows at more than two instants (collisions) or too many rows share the
-/// instants, a third pass collects the candidates' order ids first.
-pub async fn find(ctx: &SessionContext, input: &str) -> Result<Duplicates, EngineError> {
+/// The rows that may repeat another: every copy of a repeated line is
+/// among them (all but one per line when flagged by a [`SeenLines`] filter),
+/// with rows whose hash only looks alike.
+#[derive(Debug, Default)]
+pub struct Candidates {
+    /// Their row hashes.
+    hashes: Vec<u64>,
+    /// Their instants (`ordered_at`).
+    instants: Vec<ScalarValue>,
+    /// How many rows are candidates.
+    rows: u64,
+    /// Whether `instants` holds the instant of every row that repeats
+    /// another; when not (a hash shared at more than two instants), a pass
+    /// collects them first.
+    instants_known: bool,
+}
+
+impl Candidates {
+    /// The candidates a pass flagged with a [`SeenLines`] filter: an equal
+    /// line has the flagged one's instant, so every instant is known.
+    pub fn flagged(flagged: &Flagged, instant_type: &DataType) -> Result<Self, EngineError> {
+        let mut instants = flagged
+            .instants
+            .iter()
+            .map(|micros| {
+                ScalarValue::TimestampMicrosecond(Some(*micros), None).cast_to(instant_type)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed)?;
+        sort_dedup(&mut instants);
+        let mut hashes = flagged.hashes.clone();
+        hashes.sort_unstable();
+        hashes.dedup();
+        Ok(Candidates {
+            hashes,
+            instants,
+            rows: flagged.len() as u64,
+            instants_known: true,
+        })
+    }
+}
+
+/// The exact duplicate lines of `input`'s usable rows: candidates flagged
+/// in one pass by a filter of the hashes seen ([`SeenLines`]), or, on a
+/// distributed engine (which cannot share a filter between its workers),
+/// by one grouping of the row hashes; then see [`resolve`].
+pub async fn find(
+    ctx: &SessionContext,
+    input: &str,
+    distributed: bool,
+) -> Result<Duplicates, EngineError> {
+    let candidates = if distributed {
+        grouped_candidates(ctx, input).await?
+    } else {
+        let usable = ctx
+            .table(usable_table(input).as_str())
+            .await
+            .map_err(failed)?;
+        let filter = Arc::new(SeenLines::new(
+            expected_lines(ctx, input).await,
+            Some(&ctx.runtime_env().memory_pool),
+        ));
+        let batches = usable
+            .clone()
+            .aggregate(
+                vec![],
+                vec![
+                    repeated_lines(filter)
+                        .call(vec![hash_of(&usable, input), column_ref("ordered_at")])
+                        .alias(REPEATED_LINES),
+                ],
+            )
+            .map_err(failed)?
+            .collect()
+            .await
+            .map_err(failed)?;
+        let mut flagged = Flagged::default();
+        for batch in &batches {
+            for row in 0..batch.num_rows() {
+                flagged.extend_from(batch.column(0), row);
+            }
+        }
+        let instant_type = ordered_at_type(&usable)?;
+        Candidates::flagged(&flagged, &instant_type)?
+    };
+    resolve(ctx, input, candidates).await
+}
+
+/// The type of `ordered_at` in `frame`.
+fn ordered_at_type(frame: &DataFrame) -> Result<DataType, EngineError> {
+    Ok(frame
+        .schema()
+        .field_with_unqualified_name("ordered_at")
+        .map_err(failed)?
+        .data_type()
+        .clone())
+}
+
+/// About how many rows `input` has, to size a [`SeenLines`] filter: the
+/// row counts of its Parquet footers, else its size in bytes over 16 (no
+/// text line is shorter).
+pub async fn expected_lines(ctx: &SessionContext, input: &str) -> u64 {
+    let counted = async {
+        let plan = ctx
+            .table(super::source_table(input).as_str())
+            .await
+            .ok()?
+            .create_physical_plan()
+            .await
+            .ok()?;
+        let statistics = datafusion::physical_plan::statistics::StatisticsContext::new()
+            .compute(
+                plan.as_ref(),
+                &datafusion::physical_plan::statistics::StatisticsArgs::new(),
+            )
+            .ok()?;
+        match (
+            statistics.num_rows.get_value(),
+            statistics.total_byte_size.get_value(),
+        ) {
+            (Some(rows), _) => Some(*rows as u64),
+            (None, Some(bytes)) => Some(*bytes as u64 / 16),
+            (None, None) => None,
+        }
+    };
+    // Unknown: a filter for 10M lines (25 MB); a larger input only gets
+    // more candidates for the exact check.
+    counted.await.unwrap_or(10_000_000)
+}
+
+/// The candidates of one grouping of every row hash: the hashes of several
+/// rows, with their first and last instant.
+async fn grouped_candidates(ctx: &SessionContext, input: &str) -> Result<Candidates, EngineError> {
     let usable = ctx
         .table(usable_table(input).as_str())
         .await
@@ -181,41 +306,58 @@ pub async fn find(ctx: &SessionContext, input: &str) -> Result<Duplicates, Engin
         .collect()
         .await
         .map_err(failed)?;
-    let mut hashes = Vec::new();
-    let mut candidates = 0u64;
-    let mut instants = Vec::new();
-    // Whether the first and last instants of each shared hash are all of its
-    // instants: at most two rows, or all at one instant.
-    let mut instants_known = true;
+    let mut candidates = Candidates {
+        instants_known: true,
+        ..Candidates::default()
+    };
     for batch in &shared {
         let values = batch.column(0).as_primitive::<UInt64Type>();
         let copies = batch.column(1).as_primitive::<Int64Type>();
         for row in 0..batch.num_rows() {
-            hashes.push(values.value(row));
-            candidates += copies.value(row) as u64;
+            candidates.hashes.push(values.value(row));
+            candidates.rows += copies.value(row) as u64;
             let first = ScalarValue::try_from_array(batch.column(2), row).map_err(failed)?;
             let last = ScalarValue::try_from_array(batch.column(3), row).map_err(failed)?;
-            instants_known &= copies.value(row) == 2 || first == last;
-            instants.push(first);
-            instants.push(last);
+            // The first and last instants of a hash are all of its
+            // instants when it has two rows or one instant.
+            candidates.instants_known &= copies.value(row) == 2 || first == last;
+            candidates.instants.push(first);
+            candidates.instants.push(last);
         }
     }
-    if hashes.is_empty() {
+    sort_dedup(&mut candidates.instants);
+    Ok(candidates)
+}
+
+/// The exact duplicate lines among `candidates`. Usually one pass: every
+/// row at one of their instants is read and grouped exactly; the rows with
+/// copies name the affected orders. When the instants are not all known or
+/// too many rows share them, a pass collects the candidates' order ids
+/// first. More candidates than [`MAX_AFFECTED_ROWS`]: [`Duplicates::TooMany`].
+pub async fn resolve(
+    ctx: &SessionContext,
+    input: &str,
+    candidates: Candidates,
+) -> Result<Duplicates, EngineError> {
+    if candidates.hashes.is_empty() {
         return Ok(Duplicates::NoneFound);
     }
-    if candidates > MAX_AFFECTED_ROWS {
+    if candidates.rows > MAX_AFFECTED_ROWS {
         return Ok(Duplicates::TooMany);
     }
-    sort_dedup(&mut instants);
-    let lines = if instants_known {
-        at_instants(&usable, input, &instants, &hashes).await?
+    let usable = ctx
+        .table(usable_table(input).as_str())
+        .await
+        .map_err(failed)?;
+    let lines = if candidates.instants_known {
+        at_instants(&usable, &candidates.instants).await?
     } else {
         None
     };
     let (lines, instants, order_ids) = match lines {
-        Some((lines, order_ids)) => (lines, instants, order_ids),
+        Some(found) => found,
         None => {
-            let (instants, order_ids) = candidate_keys(&usable, input, &hashes).await?;
+            let (instants, order_ids) = candidate_keys(&usable, input, &candidates.hashes).await?;
             let Some(lines) = affected_lines(&usable, &instants, &order_ids).await? else {
                 return Ok(Duplicates::TooMany);
             };
@@ -232,7 +374,7 @@ pub async fn find(ctx: &SessionContext, input: &str) -> Result<Duplicates, Engin
             .any(|copies| *copies > 1)
     });
     if !repeated {
-        // Only hash collisions: no two rows are equal.
+        // Only look-alike hashes: no two rows are equal.
         return Ok(Duplicates::NoneFound);
     }
     Ok(Duplicates::Found(Arc::new(DuplicateLines {
@@ -247,20 +389,20 @@ fn sort_dedup(instants: &mut Vec<ScalarValue>) {
     instants.dedup();
 }
 
-/// Every distinct row at one of `instants`, with its copies and row hash;
-/// of those, the rows of the orders that have a candidate (a row whose hash
-/// is in `hashes`): the affected rows, and those orders. `None` when more
-/// than four times [`MAX_AFFECTED_ROWS`] rows share the instants
-/// (timestamps to the day, say): the caller then narrows by order first.
+/// Every distinct row at one of `instants`, with its number of copies; of
+/// those, the rows that repeat (more than one copy) name the affected orders
+/// and instants, and the affected rows are the rows of those orders at
+/// those instants. Exact: a row with a copy is at one of `instants`, so it
+/// is among the rows read. `None` when more than four times
+/// [`MAX_AFFECTED_ROWS`] rows share the instants (timestamps to the day,
+/// say): the caller then narrows by order first.
 async fn at_instants(
     usable: &DataFrame,
-    input: &str,
     instants: &[ScalarValue],
-    hashes: &[u64],
-) -> Result<Option<(Vec<RecordBatch>, Vec<String>)>, EngineError> {
+) -> Result<Option<(Vec<RecordBatch>, Vec<ScalarValue>, Vec<String>)>, EngineError> {
     let limit = 4 * MAX_AFFECTED_ROWS as usize;
-    let mut columns = every_column(usable);
-    let grouped = usable
+    let columns = every_column(usable);
+    let rows = usable
         .clone()
         .filter(in_list(
             column_ref("ordered_at"),
@@ -268,12 +410,7 @@ async fn at_instants(
             false,
         ))
         .map_err(failed)?
-        .aggregate(columns.clone(), vec![count(lit(1)).alias(COPIES)])
-        .map_err(failed)?;
-    columns.push(column_ref(COPIES));
-    columns.push(hash_of(usable, input).alias(HASH));
-    let rows = grouped
-        .select(columns)
+        .aggregate(columns, vec![count(lit(1)).alias(COPIES)])
         .map_err(failed)?
         .limit(0, Some(limit + 1))
         .map_err(failed)?
@@ -283,35 +420,52 @@ async fn at_instants(
     if rows.iter().map(RecordBatch::num_rows).sum::<usize>() > limit {
         return Ok(None);
     }
-    let hashes: std::collections::HashSet<u64> = hashes.iter().copied().collect();
     let mut order_ids = std::collections::BTreeSet::new();
+    let mut repeated_instants = Vec::new();
     for batch in &rows {
-        let row_hashes = batch
-            .column_by_name(HASH)
-            .expect("the hash column")
-            .as_primitive::<UInt64Type>();
         let ids = batch
             .column_by_name("order_id")
             .expect("order_id is canonical")
             .as_string::<i32>();
+        let copies = batch
+            .column_by_name(COPIES)
+            .expect("the count column")
+            .as_primitive::<Int64Type>();
+        let at = batch
+            .column_by_name("ordered_at")
+            .expect("ordered_at is canonical");
         for row in 0..batch.num_rows() {
-            if hashes.contains(&row_hashes.value(row)) && ids.is_valid(row) {
-                order_ids.insert(ids.value(row).to_string());
+            if copies.value(row) > 1 {
+                if ids.is_valid(row) {
+                    order_ids.insert(ids.value(row).to_string());
+                }
+                repeated_instants.push(ScalarValue::try_from_array(at, row).map_err(failed)?);
             }
         }
     }
+    sort_dedup(&mut repeated_instants);
+    let affected_at: std::collections::HashSet<&ScalarValue> = repeated_instants.iter().collect();
     let mut lines = Vec::new();
     for batch in &rows {
         let ids = batch
             .column_by_name("order_id")
             .expect("order_id is canonical")
             .as_string::<i32>();
-        let keep: BooleanArray = (0..batch.num_rows())
-            .map(|row| Some(ids.is_valid(row) && order_ids.contains(ids.value(row))))
-            .collect();
-        let mut kept = filter_record_batch(batch, &keep).map_err(|e| failed(e.into()))?;
-        let without_hash = kept.schema().index_of(HASH).map_err(|e| failed(e.into()))?;
-        kept.remove_column(without_hash);
+        let at = batch
+            .column_by_name("ordered_at")
+            .expect("ordered_at is canonical");
+        let keep = (0..batch.num_rows())
+            .map(|row| {
+                let instant = ScalarValue::try_from_array(at, row)?;
+                Ok(Some(
+                    ids.is_valid(row)
+                        && order_ids.contains(ids.value(row))
+                        && affected_at.contains(&instant),
+                ))
+            })
+            .collect::<Result<BooleanArray, datafusion::error::DataFusionError>>()
+            .map_err(failed)?;
+        let kept = filter_record_batch(batch, &keep).map_err(|e| failed(e.into()))?;
         if kept.num_rows() > 0 {
             lines.push(kept);
         }
@@ -319,7 +473,11 @@ async fn at_instants(
     if lines.iter().map(RecordBatch::num_rows).sum::<usize>() > MAX_AFFECTED_ROWS as usize {
         return Ok(None);
     }
-    Ok(Some((lines, order_ids.into_iter().collect())))
+    Ok(Some((
+        lines,
+        repeated_instants,
+        order_ids.into_iter().collect(),
+    )))
 }
 
 /// The instants and order ids of the candidates (a pass over the input).

@@ -7,6 +7,7 @@
 mod checked;
 pub mod duplicates;
 pub mod readiness;
+pub mod seen;
 
 pub use checked::{InputChecks, RejectedRow, collect_rejects};
 pub use duplicates::{DuplicateLines, Duplicates, ExtraCopies};
@@ -114,7 +115,9 @@ async fn remove_duplicates(
         return Ok(());
     }
     let duplicates = match duplicates {
-        Duplicates::Unknown => duplicates::find(ctx, input).await?,
+        Duplicates::Unknown => {
+            duplicates::find(ctx, input, config.engine.scheduler.is_some()).await?
+        }
         known => known,
     };
     match duplicates {

@@ -295,7 +295,7 @@ async fn input_facts(
     // Exact duplicate lines are looked for by row hash, in one grouping of
     // the hashes when there are none (`inputs::duplicates`).
     let duplicates = if config.quality.reject_duplicates {
-        inputs::duplicates::find(ctx, "transactions").await?
+        inputs::duplicates::find(ctx, "transactions", config.engine.scheduler.is_some()).await?
     } else {
         inputs::Duplicates::NoneFound
     };
