@@ -379,7 +379,7 @@ fn check_complete(event: &Value, warehouse: &Path, data: &Path, period: &str) {
         let file = folder.join(format!("period={period}/part-0.parquet"));
         let statistics = &output["outputFacets"]["outputStatistics"];
         let counted: u64 = duckdb_lines(&format!(
-            "SELECT count(*) FROM read_parquet('{}')",
+            "SELECT count(*) FROM read_parquet('{}', hive_partitioning = false)",
             file.display()
         ))
         .into_iter()
@@ -401,7 +401,7 @@ fn check_complete(event: &Value, warehouse: &Path, data: &Path, period: &str) {
             .map(|f| f["name"].as_str().unwrap().to_string())
             .collect();
         let described = duckdb_lines(&format!(
-            "SELECT column_name FROM (DESCRIBE SELECT * FROM read_parquet('{}'))",
+            "SELECT column_name FROM (DESCRIBE SELECT * FROM read_parquet('{}', hive_partitioning = false))",
             file.display()
         ));
         let mut sorted = columns.clone();
