@@ -207,7 +207,15 @@ event_schema = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 
 def problems(instance, ref):
     validator = Validator({"$ref": ref}, registry=registry, format_checker=checker)
-    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(instance)]
+    # The deepest cause of each error, shortened: a oneOf's own message
+    # quotes the whole event.
+    errors = []
+    for error in validator.iter_errors(instance):
+        error = jsonschema.exceptions.best_match([error])
+        while error.context:
+            error = jsonschema.exceptions.best_match(error.context)
+        errors.append(f"{'/'.join(map(str, error.absolute_path))}: {error.message[:200]}")
+    return errors
 
 def facets(event):
     yield from (event.get("run", {}).get("facets") or {}).items()
