@@ -116,6 +116,9 @@ pub struct RunOptions {
     pub period: Period,
     /// The run's id (a UUID v7): in its manifest, its lease and its
     /// OpenLineage events, so the caller knows it before the run starts.
+    /// One run per id: the lease takes two runs with one id for one, so
+    /// options cloned for another run need a new id
+    /// ([`crate::lineage::new_run_id`]).
     pub run_id: String,
     pub dry_run: bool,
     /// Gates the operator overrides on purpose (`--allow-gate NAME`),
