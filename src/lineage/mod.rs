@@ -64,7 +64,8 @@ pub struct LineageSettings {
     #[serde(default)]
     pub endpoint: Option<String>,
     /// A local file the events are appended to, one JSON event a line,
-    /// instead of (not with) `url`.
+    /// instead of (not with) `url`; a relative path is from the working
+    /// directory, like the warehouse's. Its directory must exist.
     #[serde(default)]
     pub file: Option<String>,
     /// The namespace of the jobs in the events (default `default`);
@@ -871,6 +872,23 @@ mod tests {
         assert_eq!(
             file.destination,
             Destination::File("/tmp/events.jsonl".into())
+        );
+        let http = Lineage::resolve(
+            &settings,
+            &env(&[
+                ("OPENLINEAGE__TRANSPORT__TYPE", "http"),
+                ("OPENLINEAGE__TRANSPORT__URL", "https://gw.example/lineage/"),
+                ("OPENLINEAGE__TRANSPORT__ENDPOINT", "api/v1/lineage"),
+            ]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            http.destination,
+            Destination::Http {
+                url: "https://gw.example/lineage/api/v1/lineage".into(),
+                api_key: None
+            }
         );
         assert!(
             Lineage::resolve(
