@@ -131,7 +131,7 @@ fn events_of<'a>(
 
 async fn run_loaded(
     args: &RunArgs,
-    known: &mut Known,
+    known: &Known,
     loaded: Result<(Job, Config, Period), Failure>,
 ) -> Result<Published, Failure> {
     let (job, config, period) = loaded?;
