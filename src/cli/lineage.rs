@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 
 use crate::config::{Config, Job};
-use crate::lineage::LineageSettings;
 use crate::lineage::{
-    EventType, InputDataset, JobFacts, JobKind, Lineage, OutputDataset, Parent, RunEvent, RunFacts,
+    EventType, InputDataset, JobFacts, JobKind, Lineage, LineageSettings, OutputDataset, Parent,
+    RunEvent, RunFacts,
 };
 use crate::model::{ExitStatus, Period};
 use crate::run::RunOutcome;
