@@ -6,7 +6,7 @@
 //! | layer | module | what it does |
 //! |---|---|---|
 //! | 0 | [`model`] | the vocabulary: periods, tables and their contracts, locales, manifest, gates, exit statuses, error causes |
-//! | 1 | [`storage`], [`metrics`] | object stores by URL, credentials, faults; the run's outcome pushed to a Prometheus Pushgateway |
+//! | 1 | [`storage`], [`metrics`], [`lineage`] | object stores by URL, credentials, faults; the run's outcome pushed to a Prometheus Pushgateway; OpenLineage run events |
 //! | 2 | [`config`] | job and config files, read and checked |
 //! | 3 | [`warehouse`] | the layout and publishing protocol: publish, read back, lease, retention, erasure log |
 //! | 4 | [`engine`] | the DataFusion session, its functions, bound parameters, Ballista |
@@ -26,6 +26,7 @@
 
 pub mod model;
 
+pub mod lineage;
 pub mod metrics;
 pub mod storage;
 

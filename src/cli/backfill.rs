@@ -9,6 +9,11 @@
 //! Progress goes to stderr: a progress bar on a terminal, otherwise (or with
 //! `--log-format json`) one line per period, JSON with `--log-format json`.
 //! The final table goes to stdout.
+//!
+//! OpenLineage (docs/guides/lineage.md), when a destination is set: the
+//! backfill is a run of job `<job>.backfill` (START, then COMPLETE or FAIL),
+//! and every period it runs has its own START and COMPLETE or FAIL, its
+//! parent facet naming the backfill's run. Skipped periods send nothing.
 
 use std::collections::BTreeSet;
 use std::io::{IsTerminal, Write};
@@ -24,6 +29,7 @@ use crate::run::{self, RunError, RunOptions};
 use crate::storage::Warehouse;
 use crate::warehouse::publish;
 
+use super::lineage::PeriodEvents;
 use super::run::load;
 use super::{BackfillArgs, Failure, LogFormat, failure, parse_period};
 
@@ -234,6 +240,29 @@ pub async fn backfill(
     let total = periods.len();
     let rule_hash = job.rule_hash(&config);
     let started = Instant::now();
+    let lineage = super::lineage::resolve(Some(&config.lineage));
+    let backfill_run_id = crate::lineage::new_run_id();
+    let backfill_event = |event_type| {
+        let mut event = crate::lineage::RunEvent::new(
+            event_type,
+            &backfill_run_id,
+            &format!("{}.backfill", job.name),
+            crate::lineage::JobKind::Backfill,
+        )
+        .with_periods(from, to, config.timezone);
+        event.job_facts = Some(crate::lineage::JobFacts {
+            job_hash: job.job_hash.clone(),
+            rule_hash: rule_hash.clone(),
+            file: job.path.display().to_string(),
+        });
+        event.parent = lineage.as_ref().and_then(|l| l.parent.clone());
+        event
+    };
+    if let Some(lineage) = &lineage {
+        lineage
+            .send(&backfill_event(crate::lineage::EventType::Start))
+            .await;
+    }
     let progress = Progress::new(total, log_format, quiet, &job.name);
 
     let mut done: Vec<(Period, Status)> = Vec::new();
@@ -271,7 +300,29 @@ pub async fn backfill(
                 options.allowed_gates = args.allow_gate.clone();
                 options.backfill_until = periods.last().copied();
                 options.shared = shared.clone();
-                match run::run(&job, &config, options).await {
+                let mut events = lineage.as_ref().map(|lineage| PeriodEvents {
+                    lineage,
+                    run_id: options.run_id.clone(),
+                    job_name: job.name.clone(),
+                    parent: Some(lineage.child_of(
+                        lineage.run(&format!("{}.backfill", job.name), &backfill_run_id),
+                    )),
+                    period: Some(period),
+                    timezone: config.timezone,
+                    loaded: Some((&job, &config)),
+                    started: false,
+                });
+                if let Some(events) = &mut events {
+                    events.start().await;
+                }
+                let result = run::run(&job, &config, options).await;
+                if let Some(events) = &mut events {
+                    match &result {
+                        Ok(outcome) => events.complete(outcome).await,
+                        Err(error) => events.fail(error.exit_status(), error).await,
+                    }
+                }
+                match result {
                     Ok(outcome) => Status::Published {
                         run_id: outcome.manifest.run_id,
                         customers: outcome.tables.customers,
@@ -294,6 +345,24 @@ pub async fn backfill(
         done.push((period, status));
     }
     progress.finish();
+    if let Some(lineage) = &lineage {
+        let mut event = match &stopped {
+            None => backfill_event(crate::lineage::EventType::Complete),
+            Some((period, error)) => {
+                let mut event = backfill_event(crate::lineage::EventType::Fail);
+                event.error = Some(format!(
+                    "stopped at {period}: {}",
+                    super::lineage::message_of(error)
+                ));
+                event
+            }
+        };
+        event.exit_code = Some(match &stopped {
+            None => ExitStatus::Success.code(),
+            Some((_, error)) => error.exit_status().code(),
+        });
+        lineage.send(&event).await;
+    }
     // What the periods shared (store orders, maybe in the spill directory)
     // is released with the backfill, finished or stopped.
     drop(shared);

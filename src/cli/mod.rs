@@ -12,6 +12,7 @@ mod export;
 mod forget;
 mod generate;
 mod init;
+mod lineage;
 mod quickstart;
 pub mod reference;
 mod report;

@@ -76,6 +76,12 @@ pub(super) struct ConfigFile {
     #[serde(default)]
     #[schemars(extend("x-docs" = "guides/metrics.md"))]
     metrics: crate::metrics::MetricsSettings,
+    /// Where `segments run` and `segments backfill` send OpenLineage run
+    /// events (an HTTP endpoint or a file); none when absent, unless the
+    /// `OPENLINEAGE_*` variables set a destination.
+    #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/lineage.md"))]
+    lineage: crate::lineage::LineageSettings,
 }
 
 fn default_timezone() -> String {
@@ -572,6 +578,8 @@ pub struct Config {
     pub retention: super::lifecycle::RetentionSettings,
     /// Where `segments run` pushes its outcome (`metrics:`).
     pub metrics: crate::metrics::MetricsSettings,
+    /// Where the OpenLineage run events go (`lineage:`).
+    pub lineage: crate::lineage::LineageSettings,
 }
 
 /// A canonical column of an input (docs/design.md §2): what steps can rely on.
@@ -1084,6 +1092,10 @@ impl Config {
         for (key, message) in file.metrics.check() {
             problem(key, "pushgateway_url:", message);
         }
+        for (key, message) in file.lineage.check() {
+            let needle = format!("{}:", key.rsplit('.').next().unwrap_or("lineage"));
+            problem(key, &needle, message);
+        }
         for (key, message) in file.storage.check() {
             let needle = format!("{}:", key.rsplit('.').next().unwrap_or("storage"));
             problem(key, &needle, message);
@@ -1112,6 +1124,7 @@ impl Config {
             readiness: file.readiness,
             retention: file.retention,
             metrics: file.metrics,
+            lineage: file.lineage,
         })
     }
 

@@ -13,6 +13,7 @@ pub mod prediction;
 pub mod problem;
 pub mod table;
 pub mod units;
+pub mod url;
 
 pub use exit::ExitStatus;
 pub use gate::Gate;

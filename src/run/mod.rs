@@ -114,6 +114,12 @@ impl std::fmt::Debug for SharedWork {
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub period: Period,
+    /// The run's id (a UUID v7): in its manifest, its lease and its
+    /// OpenLineage events, so the caller knows it before the run starts.
+    /// One run per id: the lease takes two runs with one id for one, so
+    /// options cloned for another run need a new id
+    /// ([`crate::lineage::new_run_id`]).
+    pub run_id: String,
     pub dry_run: bool,
     /// Gates the operator overrides on purpose (`--allow-gate NAME`),
     /// recorded in the manifest.
@@ -129,6 +135,7 @@ impl RunOptions {
     pub fn new(period: Period) -> Self {
         RunOptions {
             period,
+            run_id: crate::lineage::new_run_id(),
             dry_run: false,
             allowed_gates: Vec::new(),
             backfill_until: None,
@@ -413,7 +420,7 @@ pub async fn run_with(
     force_lease: bool,
 ) -> Result<RunOutcome, RunError> {
     crate::storage::scoped(config.storage.clone(), async {
-        let run_id = uuid::Uuid::new_v4().to_string();
+        let run_id = options.run_id.clone();
         let lease = if options.dry_run {
             None
         } else {

@@ -669,6 +669,19 @@ fn the_cronjob_carries_the_safety_fields() {
                 || segments::metrics::group_url(pushgateway, "rfm_monthly").is_ok(),
             "{ctx}: SEGMENTS_PUSHGATEWAY_URL {pushgateway} is not a Pushgateway URL"
         );
+        // The OpenLineage events (docs/guides/lineage.md): the same, empty
+        // (off) or a destination the run accepts.
+        let lineage_url = env
+            .get("OPENLINEAGE_URL")
+            .unwrap_or_else(|| panic!("{ctx}: no OPENLINEAGE_URL in the env"));
+        let lineage = segments::lineage::Lineage::resolve(
+            &segments::lineage::LineageSettings::default(),
+            &|name: &str| env.get(name).cloned(),
+        );
+        assert!(
+            matches!(lineage, Ok(None)) == lineage_url.is_empty() && lineage.is_ok(),
+            "{ctx}: OPENLINEAGE_URL {lineage_url:?}: {lineage:?}"
+        );
         let config_text = mounted_config(&rendered, pod, main);
         let config: Value = serde_yaml_ng::from_str(&config_text).unwrap();
         let spill = str_at(&config, "engine.spill_dir");

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// layer and must not import each other either.
 const LAYERS: &[&[&str]] = &[
     &["model"],
-    &["storage", "metrics"],
+    &["storage", "metrics", "lineage"],
     &["config"],
     &["warehouse"],
     &["engine"],

@@ -28,6 +28,7 @@ mod jobs;
 mod labels;
 mod layers;
 mod lifecycle;
+mod lineage;
 mod lint;
 mod memory;
 mod metrics;
