@@ -29,7 +29,7 @@ use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, in_list, lit, not
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
-use super::checked::usable_table;
+use super::checked::{REASON, checked_table, usable_table};
 use super::seen::{Flagged, REPEATED_LINES, SeenLines, repeated_lines};
 use crate::engine::EngineError;
 use crate::engine::functions::row_hash;
@@ -42,6 +42,8 @@ pub const MAX_AFFECTED_ROWS: u64 = 100_000;
 /// The number of copies of each distinct candidate line.
 const COPIES: &str = "__copies";
 const HASH: &str = "__row_hash";
+/// The row hash of a usable row in [`hashed_table`] (null for a reject).
+const LINE_HASH: &str = "__line_hash";
 
 /// What is known of an input's exact duplicate lines.
 #[derive(Debug, Clone)]
@@ -234,6 +236,63 @@ pub async fn find(
         Candidates::flagged(&flagged, &instant_type)?
     };
     resolve(ctx, input, candidates).await
+}
+
+/// The view the run's row accounting reads to flag duplicate candidates as
+/// it counts (`sql/outputs/input_checks_flagged.sql`): every checked row
+/// with `__line_hash`, its row hash when usable, else null.
+pub fn hashed_table(input: &str) -> String {
+    format!("__hashed_{input}")
+}
+
+/// Register [`hashed_table`] and the aggregate `repeated_lines` bound to a
+/// fresh [`SeenLines`] filter, for one pass that counts the rows of `input`
+/// and flags its candidates; [`deregister_flagging`] frees the filter.
+pub async fn register_flagging(ctx: &SessionContext, input: &str) -> Result<(), EngineError> {
+    let setup = EngineError::Setup;
+    let usable = ctx
+        .table(usable_table(input).as_str())
+        .await
+        .map_err(setup)?;
+    let checked = ctx
+        .table(checked_table(input).as_str())
+        .await
+        .map_err(setup)?;
+    let hash = when(column_ref(REASON).is_null(), hash_of(&usable, input))
+        .end()
+        .map_err(setup)?;
+    let hashed = checked.with_column(LINE_HASH, hash).map_err(setup)?;
+    ctx.register_table(hashed_table(input).as_str(), hashed.into_view())
+        .map_err(setup)?;
+    let filter = Arc::new(SeenLines::new(
+        expected_lines(ctx, input).await,
+        Some(&ctx.runtime_env().memory_pool),
+    ));
+    tracing::debug!(input, bytes = filter.bytes(), "Flagging repeated lines.");
+    ctx.register_udaf(repeated_lines(filter));
+    Ok(())
+}
+
+/// Undo [`register_flagging`] (the filter's memory goes back to the pool).
+pub fn deregister_flagging(ctx: &SessionContext, input: &str) -> Result<(), EngineError> {
+    ctx.deregister_udaf(REPEATED_LINES);
+    ctx.deregister_table(hashed_table(input).as_str())
+        .map_err(EngineError::Setup)?;
+    Ok(())
+}
+
+/// The candidates of a pass over [`hashed_table`]: `repeated` holds the
+/// values of its `repeated_lines` column.
+pub async fn flagged_candidates(
+    ctx: &SessionContext,
+    input: &str,
+    flagged: &Flagged,
+) -> Result<Candidates, EngineError> {
+    let usable = ctx
+        .table(usable_table(input).as_str())
+        .await
+        .map_err(failed)?;
+    Candidates::flagged(flagged, &ordered_at_type(&usable)?)
 }
 
 /// The type of `ordered_at` in `frame`.

@@ -270,13 +270,31 @@ async fn input_facts(
     {
         return Ok(facts.clone());
     }
-    let batches = facts_query(
-        ctx,
-        None,
-        include_str!("../../sql/outputs/input_checks.sql"),
-    )
-    .await?;
+    // On the local engine the counting pass also flags the candidates for
+    // exact duplicate lines (`inputs::seen`): no pass of their own. A
+    // distributed engine cannot share the filter between its workers; it
+    // groups the row hashes instead (`inputs::duplicates::find`).
+    let flag = config.quality.reject_duplicates && config.engine.scheduler.is_none();
+    let batches = if flag {
+        inputs::duplicates::register_flagging(ctx, "transactions").await?;
+        let batches = facts_query(
+            ctx,
+            None,
+            include_str!("../../sql/outputs/input_checks_flagged.sql"),
+        )
+        .await;
+        inputs::duplicates::deregister_flagging(ctx, "transactions")?;
+        batches?
+    } else {
+        facts_query(
+            ctx,
+            None,
+            include_str!("../../sql/outputs/input_checks.sql"),
+        )
+        .await?
+    };
     let mut rows = Vec::new();
+    let mut flagged = inputs::seen::Flagged::default();
     for batch in &batches {
         let reasons = batch.column(0).as_string::<i32>();
         let months = batch
@@ -297,12 +315,17 @@ async fn input_facts(
                 revenue_cents: cents(4, row),
                 identified_revenue_cents: cents(5, row),
             });
+            if flag {
+                flagged.extend_from(batch.column(6), row);
+            }
         }
     }
-    // Exact duplicate lines are looked for by row hash, in one grouping of
-    // the hashes when there are none (`inputs::duplicates`).
-    let duplicates = if config.quality.reject_duplicates {
-        inputs::duplicates::find(ctx, "transactions", config.engine.scheduler.is_some()).await?
+    let duplicates = if flag {
+        let candidates =
+            inputs::duplicates::flagged_candidates(ctx, "transactions", &flagged).await?;
+        inputs::duplicates::resolve(ctx, "transactions", candidates).await?
+    } else if config.quality.reject_duplicates {
+        inputs::duplicates::find(ctx, "transactions", true).await?
     } else {
         inputs::Duplicates::NoneFound
     };
