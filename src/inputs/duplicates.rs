@@ -462,8 +462,7 @@ async fn at_instants(
 ) -> Result<Option<(Vec<RecordBatch>, Vec<ScalarValue>, Vec<String>)>, EngineError> {
     let limit = 4 * MAX_AFFECTED_ROWS as usize;
     let columns = every_column(usable);
-    let rows = usable
-        .clone()
+    let rows = late_materialised(usable.clone())
         .filter(in_list(
             column_ref("ordered_at"),
             instants.iter().map(|i| lit(i.clone())).collect(),
@@ -587,8 +586,7 @@ async fn affected_lines(
     order_ids: &[String],
 ) -> Result<Option<Vec<RecordBatch>>, EngineError> {
     let columns = every_column(usable);
-    let lines = usable
-        .clone()
+    let lines = late_materialised(usable.clone())
         .filter(affected(instants, order_ids))
         .map_err(failed)?
         .aggregate(columns, vec![count(lit(1)).alias(COPIES)])
@@ -600,6 +598,18 @@ async fn affected_lines(
         .map_err(failed)?;
     let rows: usize = lines.iter().map(RecordBatch::num_rows).sum();
     Ok((rows as u64 <= MAX_AFFECTED_ROWS).then_some(lines))
+}
+
+/// `frame` read with the Parquet filter pushed into the scan: the filter's
+/// columns are decoded first, the others only for the rows that pass. The
+/// queries here keep a few hundred rows of millions, which a plain scan
+/// would decode whole.
+fn late_materialised(frame: DataFrame) -> DataFrame {
+    let (mut state, plan) = frame.into_parts();
+    let parquet = &mut state.config_mut().options_mut().execution.parquet;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    DataFrame::new(state, plan)
 }
 
 /// A reference to every column of `frame`, in order.
