@@ -165,6 +165,8 @@ pub struct RunOutcome {
     pub manifest: Manifest,
     pub published: bool,
     pub warehouse: String,
+    /// How the warehouse stores the tables (`warehouse.format`).
+    pub format: crate::config::TableFormat,
 }
 
 #[derive(Default)]
@@ -492,6 +494,7 @@ async fn run_leased(
         manifest,
         published: !options.dry_run,
         warehouse: config.warehouse.clone(),
+        format: config.tables.format,
     })
 }
 
@@ -833,6 +836,7 @@ async fn publish_period(
     }
     publish::publish_with_report(
         warehouse,
+        config.tables.format,
         &job.name,
         period,
         &tables.tables,
@@ -844,9 +848,15 @@ async fn publish_period(
         .timings_ms
         .insert("publish".to_string(), step.elapsed().as_millis() as u64);
     info!(job = %job.name, %period, customers = tables.customers, "Published period.");
-    let deleted =
-        crate::warehouse::retention::apply(warehouse, &job.name, period, &config.retention).await?;
-    if !deleted.periods.is_empty() || !deleted.rejects.is_empty() {
+    let deleted = crate::warehouse::retention::apply(
+        warehouse,
+        &job.name,
+        period,
+        &config.retention,
+        &config.tables,
+    )
+    .await?;
+    if !deleted.periods.is_empty() || !deleted.rejects.is_empty() || deleted.vacuumed > 0 {
         let list = |periods: &[Period]| {
             periods
                 .iter()
@@ -859,6 +869,7 @@ async fn publish_period(
             periods = %list(&deleted.periods),
             rejects = %list(&deleted.rejects),
             objects = deleted.objects,
+            vacuumed = deleted.vacuumed,
             "Deleted expired partitions (retention)."
         );
     }

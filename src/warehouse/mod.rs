@@ -7,6 +7,7 @@
 //! of a table partition ([`parquet`], [`tables`]). Like delta-rs' log store,
 //! nothing above it spells `_runs` or `_SUCCESS`.
 
+pub mod delta;
 pub mod erasure;
 pub mod layout;
 pub mod lease;

@@ -386,7 +386,7 @@ for statement in sqlglot.parse(text, read=dialect, error_level=sqlglot.ErrorLeve
 print(json.dumps({'creates': creates, 'commands': commands, 'unresolved': unresolved, 'partition_clauses': partition_clauses}))
 "#;
 
-fn sqlglot_check(target: &str, ddl: &str) -> serde_json::Value {
+pub(crate) fn sqlglot_check(target: &str, ddl: &str) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ddl.sql");
     std::fs::write(&file, ddl).unwrap();
