@@ -19,7 +19,7 @@ use crate::fixture::write_fixture;
 const JOB: &str = "rfm_monthly";
 
 /// The tables of the default job, and the run records.
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 9] = [
     "snapshots",
     "migrations",
     "migration_matrix",
@@ -27,6 +27,7 @@ const TABLES: [&str; 8] = [
     "score_thresholds",
     "segment_definitions",
     "rejects",
+    "store_summary",
     "published_periods",
 ];
 
@@ -326,7 +327,7 @@ fn delta_tables_read_by_polars_and_duckdb_equal_the_hive_run() {
     let counts = python_json(
         &format!(
             r#"{DUCKDB_DELTA}
-print(json.dumps(con.sql(f"SELECT period || '|' || segment || '|' || count(*) FROM delta_scan('{{sys.argv[1]}}') GROUP BY ALL ORDER BY 1").fetchall()))
+print(json.dumps(con.sql(f"SELECT period || '|' || segment || '|' || n FROM (SELECT period, segment, count(*) AS n FROM delta_scan('{{sys.argv[1]}}') GROUP BY ALL) ORDER BY 1").fetchall()))
 "#
         ),
         &[&delta.join(JOB).join("snapshots").display().to_string()],
@@ -572,7 +573,13 @@ fn a_warehouse_in_the_other_format_is_refused() {
     let short = delta_config(dir.path(), &data, &delta, "  vacuum_after: 10m\n");
     let output = segments(
         dir.path(),
-        &["validate", "--config", short.to_str().unwrap()],
+        &[
+            "validate",
+            "--job",
+            default_job().to_str().unwrap(),
+            "--config",
+            short.to_str().unwrap(),
+        ],
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
@@ -653,13 +660,13 @@ print(json.dumps({{
             ],
         );
         let ddl = std::fs::read_to_string(&out).unwrap();
-        // 7 tables and published_periods, each declared as Delta once.
-        assert_eq!(ddl.matches(marker).count(), 8, "{target}:\n{ddl}");
+        // 8 tables and published_periods, each declared as Delta once.
+        assert_eq!(ddl.matches(marker).count(), 9, "{target}:\n{ddl}");
         assert!(
             ddl.contains(&format!("{location}rfm_monthly/snapshots")),
             "{ddl}"
         );
-        let report = crate::catalog::sqlglot_check(target, &ddl);
+        let report = crate::catalog::sqlglot_check_with(target, &ddl, &contract_columns());
         assert_eq!(
             report["unresolved"],
             serde_json::json!([]),
@@ -687,6 +694,36 @@ print(json.dumps({{
     assert!(String::from_utf8_lossy(&output.stderr).contains("BigLake"));
 }
 
+/// The columns of the Delta tables as the catalog names them
+/// (`segments.rfm_monthly_<table>_raw`, `segments.rfm_monthly_published_periods`),
+/// from the checked-in contracts (`schemas/*.json`), with `period` for the
+/// partitioned ones.
+fn contract_columns() -> serde_json::Value {
+    TABLES
+        .iter()
+        .map(|table| {
+            let text =
+                std::fs::read_to_string(repo().join("schemas").join(format!("{table}.json")))
+                    .unwrap();
+            let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let mut names: Vec<String> = json["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["name"].as_str().unwrap().to_string())
+                .collect();
+            let name = if *table == "published_periods" {
+                format!("segments.{JOB}_{table}")
+            } else {
+                names.push("period".into());
+                format!("segments.{JOB}_{table}_raw")
+            };
+            (name, serde_json::json!(names))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
 /// Two runs of different periods publishing to the same Delta tables at the
 /// same moment: both commit (the later commit of each table is rebuilt on
 /// the other's version), and the tables hold both periods once.
@@ -710,6 +747,7 @@ fn concurrent_runs_of_two_periods_both_commit() {
             ])
             .current_dir(dir.path())
             .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap()
