@@ -828,3 +828,82 @@ fn s3_delta_tables_read_by_polars_and_duckdb_equal_the_local_hive_run() {
         "a commit per table and period: {commits:?}"
     );
 }
+
+/// `segments forget` on a Delta warehouse: the customer is gone from every
+/// table as Polars reads it, and from every Parquet file left under the
+/// tables (the files its commits replaced were deleted at once, as they
+/// held the customer); both periods stay published.
+#[test]
+fn forget_removes_the_customer_from_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, delta, config) = two_warehouses(dir.path());
+    let victim = "c01";
+    let mentions = || {
+        python_json(
+            r#"
+import glob, duckdb
+root, victim = sys.argv[1], sys.argv[2]
+found = []
+for f in sorted(glob.glob(f'{root}/**/*.parquet', recursive=True)):
+    if victim in repr(duckdb.sql(f"SELECT * FROM read_parquet('{f}')").fetchall()):
+        found.append(f[len(root):])
+print(json.dumps(found))
+"#,
+            &[&delta.join(JOB).display().to_string(), victim],
+            false,
+        )
+    };
+    let before = mentions();
+    assert!(
+        before.as_array().unwrap().iter().any(|f| f
+            .as_str()
+            .unwrap()
+            .starts_with("/snapshots/period=2024-05/")),
+        "{before}"
+    );
+    let output = Command::new(env!("CARGO_BIN_EXE_segments"))
+        .args([
+            "forget",
+            "--config",
+            config.to_str().unwrap(),
+            "--customer-id",
+            victim,
+        ])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .env("SEGMENTS_ERASURE_SALT", "test-salt-0123456789abcdef")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(mentions(), serde_json::json!([]));
+    let read = python_json(
+        r#"
+import polars as pl
+f = pl.read_delta(sys.argv[1])
+print(json.dumps({'victim': f.filter(pl.col('customer_id') == sys.argv[2]).height,
+                  'periods': sorted(f.group_by('period').len().rows())}))
+"#,
+        &[
+            &delta.join(JOB).join("snapshots").display().to_string(),
+            victim,
+        ],
+        false,
+    );
+    assert_eq!(read["victim"], 0);
+    assert_eq!(
+        read["periods"],
+        serde_json::json!([["2024-05", 16], ["2024-06", 18]])
+    );
+    for period in ["2024-05", "2024-06"] {
+        assert!(
+            delta
+                .join(JOB)
+                .join(format!("_runs/period={period}/_SUCCESS"))
+                .exists()
+        );
+    }
+}
