@@ -598,8 +598,8 @@ struct WarehouseMap {
     #[schemars(extend("x-docs" = "guides/delta.md"))]
     format: TableFormat,
     /// `format: delta` only: files no table version uses any more are
-    /// deleted by the run's retention this long after they were replaced
-    /// (`48h`, `168h`); default 168h, Delta's own default.
+    /// deleted by the run's retention (VACUUM) this long after they were
+    /// replaced (`48h`, `168h`; at least `1h`); default 168h, Delta's own.
     #[serde(default)]
     #[schemars(extend("default" = DEFAULT_VACUUM_AFTER))]
     vacuum_after: Option<String>,
