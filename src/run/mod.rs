@@ -69,6 +69,8 @@ impl RunError {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             RunError::Config(_) => ExitStatus::Invalid,
+            // The config's `warehouse.format` is not the warehouse's.
+            RunError::Publish(PublishError::WrongFormat { .. }) => ExitStatus::Invalid,
             RunError::Engine(error) => error.exit_status(),
             RunError::Pipeline(error) => error.exit_status(),
             RunError::Lease(LeaseError::Storage(_)) => ExitStatus::Storage,

@@ -60,6 +60,28 @@ fn delta_error(job: &str, table: &str, error: impl std::fmt::Display) -> Publish
     }
 }
 
+/// A failure of delta-rs: the store's own errors stay storage errors (exit
+/// 4, retried by the scheduler), as they are for the Hive form.
+fn from_delta(
+    warehouse: &Warehouse,
+    job: &str,
+    table: &str,
+    error: DeltaTableError,
+) -> PublishError {
+    let store_error = match error {
+        DeltaTableError::ObjectStore { source }
+        | DeltaTableError::Transaction {
+            source: TransactionError::ObjectStore { source },
+        } => source,
+        other => return delta_error(job, table, other),
+    };
+    let url = match table_key(warehouse, job, table) {
+        Ok(key) => warehouse.url_of(&key),
+        Err(_) => format!("{job}/{table}"),
+    };
+    PublishError::Storage(crate::storage::StorageError::from_store(&url, &store_error))
+}
+
 /// The log store of every scheme the warehouse opens: Delta's default one,
 /// whose commits are conditional puts. deltalake-core registers it for
 /// `file://` and `memory://` only; its S3 log store (deltalake-aws) would
@@ -136,7 +158,7 @@ async fn load(
     match handle.load().await {
         Ok(()) => Ok(Some(handle)),
         Err(DeltaTableError::NotATable(_)) => Ok(None),
-        Err(e) => Err(delta_error(job, table, e)),
+        Err(e) => Err(from_delta(warehouse, job, table, e)),
     }
 }
 
@@ -278,7 +300,7 @@ async fn create(
         Err(error) => match load(warehouse, job, table).await? {
             // Created by a run of another period meanwhile.
             Some(table) => Ok(table),
-            None => Err(delta_error(job, table, error)),
+            None => Err(from_delta(warehouse, job, table, error)),
         },
     }
 }
@@ -420,9 +442,9 @@ async fn replace(
                 delta
                     .update_state()
                     .await
-                    .map_err(|e| delta_error(job, table, e))?;
+                    .map_err(|e| from_delta(warehouse, job, table, e))?;
             }
-            Err(error) => return Err(delta_error(job, table, error)),
+            Err(error) => return Err(from_delta(warehouse, job, table, error)),
         }
     }
     Err(delta_error(
@@ -564,9 +586,9 @@ pub async fn delete_periods(
                 delta
                     .update_state()
                     .await
-                    .map_err(|e| delta_error(job, table, e))?;
+                    .map_err(|e| from_delta(warehouse, job, table, e))?;
             }
-            Err(error) => return Err(delta_error(job, table, error)),
+            Err(error) => return Err(from_delta(warehouse, job, table, error)),
         }
     }
     Err(delta_error(
@@ -618,6 +640,6 @@ pub async fn vacuum(
             Vacuum::Removed => VacuumMode::Lite,
         })
         .await
-        .map_err(|e| delta_error(job, table, e))?;
+        .map_err(|e| from_delta(warehouse, job, table, e))?;
     Ok(metrics.files_deleted.len())
 }

@@ -1,9 +1,11 @@
 //! Publishing a period to the warehouse with the guarantees of docs/design.md §5:
-//! one object per table partition (atomic), the period's `_SUCCESS` removed
-//! first and written last with the manifest, then `published_periods`
-//! rebuilt from the `_runs` folders that hold `_SUCCESS`. The period's
-//! objects (tables, report, manifest) go up through [`super::uploads`], so a
-//! multipart upload that a kill leaves open is aborted by the next run.
+//! one object per table partition (atomic), or with `warehouse.format:
+//! delta` one commit per table ([`super::delta`]), the period's `_SUCCESS`
+//! removed first and written last with the manifest, then
+//! `published_periods` rebuilt from the `_runs` folders that hold
+//! `_SUCCESS`. The period's objects (tables, report, manifest) go up
+//! through [`super::uploads`], so a multipart upload that a kill leaves
+//! open is aborted by the next run.
 
 use std::sync::Arc;
 

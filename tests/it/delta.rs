@@ -460,7 +460,8 @@ fn failed_commit_leaves_the_previous_version() {
         )
         .output()
         .unwrap();
-    assert!(!output.status.success(), "the fault must fail the run");
+    // A storage failure: exit 4, which the scheduler retries.
+    assert_eq!(output.status.code(), Some(4), "the fault must fail the run");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("migrations"), "{stderr}");
     assert_eq!(versions(&migrations), before, "migrations unchanged");
@@ -565,7 +566,7 @@ fn a_warehouse_in_the_other_format_is_refused() {
         ],
     );
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("is a Delta table but the config says `warehouse.format: hive`"),
         "{stderr}"
