@@ -154,6 +154,11 @@ async fn load(
     job: &str,
     table: &str,
 ) -> Result<Option<DeltaTable>, PublishError> {
+    // No log, no table: delta-rs answers a missing local folder with an
+    // error of its own, not with "not a table".
+    if table_form(warehouse, job, table).await? != TableForm::Delta {
+        return Ok(None);
+    }
     let mut handle = table_handle(warehouse, job, table)?;
     match handle.load().await {
         Ok(()) => Ok(Some(handle)),
@@ -391,6 +396,13 @@ async fn replace(
                 .parts(),
         ),
     );
+    // The table exists before its first data file: a `period=` folder
+    // without a `_delta_log` beside it is a Hive table (see [`table_form`]),
+    // also to a run of another period publishing at the same moment.
+    let mut delta = match load(warehouse, job, table).await? {
+        Some(delta) => delta,
+        None => create(warehouse, job, table, schema.clone(), partitioned).await?,
+    };
     match period {
         Some(period) => super::uploads::put(warehouse, job, period, &key, parquet.clone()).await?,
         None => warehouse.put(&key, parquet.clone()).await?,
@@ -405,10 +417,6 @@ async fn replace(
         data_change: true,
         stats: Some(serde_json::json!({ "numRecords": rows }).to_string()),
         ..Default::default()
-    };
-    let mut delta = match load(warehouse, job, table).await? {
-        Some(delta) => delta,
-        None => create(warehouse, job, table, schema.clone(), partitioned).await?,
     };
     let periods = period.map(|period| BTreeSet::from([period.to_string()]));
     let operation = DeltaOperation::Write {
