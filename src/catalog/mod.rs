@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 
 use datafusion::arrow::datatypes::DataType;
 
-use crate::config::{ClassificationKind, Job, Locale, OutputTable};
+use crate::config::{ClassificationKind, Job, Locale, OutputTable, TableFormat};
 use crate::model::Contract;
 use crate::model::table_schema;
 
@@ -66,6 +66,10 @@ pub enum CatalogError {
     },
     #[error("the warehouse URL {location} cannot be read by DuckDB as a path: {message}")]
     LocalPath { location: String, message: String },
+    #[error(
+        "{target} reads Delta Lake tables through a BigLake connection, which `segments catalog` does not declare\nhint: create the BigLake tables (format DELTA_LAKE) over each table folder by hand, or use another target"
+    )]
+    DeltaUnsupported { target: &'static str },
 }
 
 /// One job to register, with (DuckDB only) the tables that have at least
@@ -88,6 +92,9 @@ pub struct CatalogOptions {
     pub schema: String,
     /// Language of the labels in the views.
     pub locale: Locale,
+    /// How the warehouse stores the tables (`warehouse.format`): Delta
+    /// tables are declared as such.
+    pub format: TableFormat,
 }
 
 /// The description of the Hive partition column every table but
@@ -273,14 +280,18 @@ impl Writer<'_> {
             columns,
             partitioned,
         };
+        let delta = self.options.format == TableFormat::Delta;
         match self.target() {
             Target::Duckdb => {
                 let has_files = entry
                     .tables_with_files
                     .as_ref()
                     .is_none_or(|tables| tables.contains(table));
-                self.duckdb_view(&raw, has_files)
+                self.duckdb_view(&raw, has_files, delta)
             }
+            Target::Trino if delta => self.trino_delta_table(&raw),
+            Target::Spark if delta => self.spark_delta_table(&raw),
+            Target::Athena if delta => self.athena_delta_table(&raw),
             Target::Trino => self.trino_table(&raw),
             Target::Spark => self.spark_table(&raw),
             Target::Athena => self.athena_table(&raw),
@@ -289,7 +300,7 @@ impl Writer<'_> {
         self.line("");
     }
 
-    fn duckdb_view(&mut self, raw: &RawTable, has_files: bool) {
+    fn duckdb_view(&mut self, raw: &RawTable, has_files: bool, delta: bool) {
         let RawTable {
             qualified,
             folder,
@@ -314,7 +325,13 @@ impl Writer<'_> {
         self.line(&format!("CREATE OR REPLACE VIEW {qualified} AS"));
         self.line(&format!("SELECT {} FROM (", list.join(", ")));
         if has_files {
-            let read = if partitioned {
+            let read = if delta {
+                // The current version's files, with `period` from the log.
+                format!(
+                    "delta_scan({})",
+                    target.literal(folder.trim_end_matches('/'))
+                )
+            } else if partitioned {
                 format!(
                     "read_parquet({}, hive_partitioning = true, hive_types = {{'period': 'VARCHAR'}}, union_by_name = true)",
                     target.literal(&format!("{folder}period=*/*.parquet"))
@@ -409,6 +426,45 @@ impl Writer<'_> {
         if partitioned {
             self.line(&format!("MSCK REPAIR TABLE {qualified};"));
         }
+    }
+
+    /// A Delta table of the Delta Lake connector: registered over its
+    /// folder, its columns and partitions read from the log (nothing to
+    /// sync after a publish).
+    fn trino_delta_table(&mut self, raw: &RawTable) {
+        let target = self.target();
+        self.line(&format!(
+            "CALL system.register_table({}, {}, {});",
+            target.literal(&self.options.schema),
+            target.literal(&raw.name),
+            target.literal(raw.folder.trim_end_matches('/'))
+        ));
+        self.line(&format!(
+            "COMMENT ON TABLE {} IS {};",
+            raw.qualified,
+            target.literal(&raw.comment)
+        ));
+    }
+
+    /// A Delta table over its folder: Spark reads the columns from the log.
+    fn spark_delta_table(&mut self, raw: &RawTable) {
+        let target = self.target();
+        self.line(&format!("CREATE TABLE IF NOT EXISTS {}", raw.qualified));
+        self.line("USING DELTA");
+        self.line(&format!("LOCATION {}", target.literal(&raw.folder)));
+        self.line(&format!("COMMENT {};", target.literal(&raw.comment)));
+    }
+
+    /// Athena's Delta Lake tables: no columns (Athena reads them, and the
+    /// partitions, from the log).
+    fn athena_delta_table(&mut self, raw: &RawTable) {
+        let target = self.target();
+        self.line(&format!(
+            "CREATE EXTERNAL TABLE IF NOT EXISTS {}",
+            raw.qualified
+        ));
+        self.line(&format!("LOCATION {}", target.literal(&raw.folder)));
+        self.line("TBLPROPERTIES ('table_type' = 'DELTA');");
     }
 
     fn athena_table(&mut self, raw: &RawTable) {
@@ -1049,6 +1105,12 @@ pub fn duckdb_location(location: &str) -> Result<String, CatalogError> {
 /// The DDL registering `jobs` for `options.target`.
 pub fn render(jobs: &[CatalogJob], options: &CatalogOptions) -> Result<String, CatalogError> {
     check_location(options)?;
+    if options.format == TableFormat::Delta && options.target == Target::Bigquery {
+        return Err(CatalogError::DeltaUnsupported {
+            target: options.target.name(),
+        });
+    }
+    let delta = options.format == TableFormat::Delta;
     let mut options = options.clone();
     if !options.location.ends_with('/') {
         options.location.push('/');
@@ -1094,6 +1156,37 @@ pub fn render(jobs: &[CatalogJob], options: &CatalogOptions) -> Result<String, C
                 writer.line(&format!("INSTALL {extension};"));
                 writer.line(&format!("LOAD {extension};"));
             }
+            if delta {
+                writer.comment(
+                    "Delta Lake tables: DuckDB's delta extension reads them (delta_scan).",
+                );
+                writer.line("INSTALL delta;");
+                writer.line("LOAD delta;");
+            }
+        }
+        Target::Trino if delta => {
+            writer.comment(
+                "Run with the Delta Lake connector's catalog selected (trino --catalog delta) and delta.register-table-procedure.enabled=true. A newly published period needs nothing.",
+            );
+            writer.line(&format!("CREATE SCHEMA IF NOT EXISTS {};", options.schema));
+        }
+        Target::Spark if delta => {
+            writer.comment(
+                "Delta Lake tables (delta-spark on the classpath); a newly published period needs nothing.",
+            );
+            writer.line(&format!(
+                "CREATE DATABASE IF NOT EXISTS {};",
+                options.schema
+            ));
+        }
+        Target::Athena if delta => {
+            writer.comment(
+                "Delta Lake tables are read from their log: a newly published period needs nothing. Run one statement at a time in the console.",
+            );
+            writer.line(&format!(
+                "CREATE DATABASE IF NOT EXISTS {};",
+                options.schema
+            ));
         }
         Target::Trino => {
             writer.comment(

@@ -58,6 +58,7 @@ pub async fn catalog(args: CatalogArgs) -> Result<(), Failure> {
             .unwrap_or_else(|| config.warehouse.clone()),
         schema: args.schema.clone(),
         locale: args.locale.unwrap_or(config.locale),
+        format: config.tables.format,
     };
     let ddl = catalog::render(&entries, &options).map_err(|e| failure(ExitStatus::Invalid, e))?;
     let database = out.extension().is_some_and(|e| e == "duckdb");
@@ -173,10 +174,11 @@ async fn tables_with_files(
                 .list(&key)
                 .await
                 .map_err(|e| failure(ExitStatus::Storage, e))?;
-            if objects
-                .iter()
-                .any(|o| o.location.as_ref().ends_with(".parquet"))
-            {
+            // A Parquet file, or a Delta table's log.
+            if objects.iter().any(|o| {
+                o.location.as_ref().ends_with(".parquet")
+                    || o.location.as_ref().contains("/_delta_log/")
+            }) {
                 tables.insert(table.to_string());
             }
         }

@@ -72,10 +72,16 @@ pub fn print_run(job: &Job, outcome: &RunOutcome) {
         *manifest.timings_ms.get("total").unwrap_or(&0) as f64 / 1000.0
     );
     if outcome.published {
-        println!(
-            "  tables under {}{}/<table>/period={}/part-0.parquet",
-            outcome.warehouse, job.name, outcome.period
-        );
+        match outcome.format {
+            crate::config::TableFormat::Hive => println!(
+                "  tables under {}{}/<table>/period={}/part-0.parquet",
+                outcome.warehouse, job.name, outcome.period
+            ),
+            crate::config::TableFormat::Delta => println!(
+                "  Delta tables under {}{}/<table>/ (partition period={})",
+                outcome.warehouse, job.name, outcome.period
+            ),
+        }
     } else {
         for table in [OutputTable::SegmentSummary, OutputTable::MigrationMatrix] {
             if let Some(data) = outcome.tables.get(table) {

@@ -25,5 +25,5 @@ pub use scoring::{FixedBands, Scoring};
 pub use settings::{
     CanonicalColumn, ColumnType, Config, CsvOptions, Encoding, EngineKind, EngineSettings,
     ExtraColumn, Input, InputFormat, QualitySettings, ReportSettings, Scheduler, SpillCompression,
-    canonical_columns, date_column_of, parse_scheduler_url,
+    TableFormat, TableSettings, canonical_columns, date_column_of, parse_scheduler_url,
 };

@@ -30,9 +30,10 @@ pub const KNOWN_INPUTS: [&str; 6] = [
 #[schemars(title = "segments config")]
 pub(super) struct ConfigFile {
     /// Path or URL of the output root: a local path, `file://`, `s3://`,
-    /// `gs://`, `az://` or `abfss://`.
+    /// `gs://`, `az://` or `abfss://`; or a map `{url, format}` whose
+    /// `format: delta` publishes Delta Lake tables instead of Hive Parquet.
     #[schemars(extend("x-docs" = "guides/object-storage.md"))]
-    warehouse: String,
+    warehouse: WarehouseFile,
     /// Business timezone (IANA name, e.g. `Europe/Paris`): periods are its
     /// calendar months and naive timestamps are read in it.
     #[serde(default = "default_timezone")]
@@ -556,12 +557,121 @@ impl<'de> Deserialize<'de> for ReportFile {
     }
 }
 
+/// How the warehouse stores the output tables (`warehouse.format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TableFormat {
+    /// One Parquet file per table partition, `period=YYYY-MM/part-0.parquet`.
+    #[default]
+    Hive,
+    /// Delta Lake tables partitioned by `period` (docs/guides/delta.md).
+    Delta,
+}
+
+/// `warehouse:` — the output root and the form of its tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSettings {
+    pub format: TableFormat,
+    /// Delta only: how long files that no table version still uses are kept
+    /// before the retention's VACUUM deletes them (readers of an older
+    /// version, time travel).
+    pub vacuum_after: std::time::Duration,
+}
+
+/// Delta's own default for `delta.deletedFileRetentionDuration`: 7 days.
+pub const DEFAULT_VACUUM_AFTER: &str = "168h";
+
+impl Default for TableSettings {
+    fn default() -> Self {
+        Self {
+            format: TableFormat::Hive,
+            vacuum_after: crate::storage::settings::parse_duration(DEFAULT_VACUUM_AFTER)
+                .expect("a valid default duration"),
+        }
+    }
+}
+
+/// `warehouse:` as a map.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct WarehouseMap {
+    /// Path or URL of the output root (as `warehouse: <url>`).
+    url: String,
+    /// `hive` (default): Parquet files in `period=YYYY-MM` folders;
+    /// `delta`: a Delta Lake table per output table, a period published by
+    /// one commit per table.
+    #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/delta.md"))]
+    format: TableFormat,
+    /// `format: delta` only: files no table version uses any more are
+    /// deleted by the run's retention (VACUUM) this long after they were
+    /// replaced (`48h`, `168h`; at least `1h`); default 168h, Delta's own.
+    #[serde(default)]
+    #[schemars(extend("default" = DEFAULT_VACUUM_AFTER))]
+    vacuum_after: Option<String>,
+}
+
+#[derive(Debug)]
+struct WarehouseFile {
+    url: String,
+    format: TableFormat,
+    vacuum_after: Option<String>,
+}
+
+/// What the parser below accepts: a URL or a [`WarehouseMap`].
+impl JsonSchema for WarehouseFile {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "WarehouseFile".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let map = generator.subschema_for::<WarehouseMap>();
+        schemars::json_schema!({
+            "anyOf": [{"type": "string"}, map],
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for WarehouseFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = WarehouseFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a path or URL, or a map with `url` and `format` (hive or delta)")
+            }
+            fn visit_str<E: serde::de::Error>(self, url: &str) -> Result<WarehouseFile, E> {
+                Ok(WarehouseFile {
+                    url: url.to_string(),
+                    format: TableFormat::Hive,
+                    vacuum_after: None,
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<WarehouseFile, A::Error> {
+                let map =
+                    WarehouseMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(WarehouseFile {
+                    url: map.url,
+                    format: map.format,
+                    vacuum_after: map.vacuum_after,
+                })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
 /// A config after both parsing phases.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub path: PathBuf,
     /// Absolute warehouse URL, ending with `/`.
     pub warehouse: String,
+    /// The form of the warehouse's tables (`warehouse.format`).
+    pub tables: TableSettings,
     pub timezone: Tz,
     /// Language of the labels the BI views show: `en` (default) or `fr`.
     pub locale: super::locale::Locale,
@@ -1046,10 +1156,40 @@ impl Config {
             });
         };
 
-        let warehouse = absolute_url(&file.warehouse, true).unwrap_or_else(|message| {
+        let warehouse = absolute_url(&file.warehouse.url, true).unwrap_or_else(|message| {
             problem("warehouse".into(), "warehouse:", message);
             String::new()
         });
+        let mut tables = TableSettings {
+            format: file.warehouse.format,
+            ..TableSettings::default()
+        };
+        if let Some(text) = &file.warehouse.vacuum_after {
+            if file.warehouse.format != TableFormat::Delta {
+                problem(
+                    "warehouse.vacuum_after".into(),
+                    "vacuum_after:",
+                    "applies to Delta tables only: add `format: delta`, or remove it".into(),
+                );
+            }
+            match crate::storage::settings::parse_duration(text) {
+                // A Full VACUUM deletes files no commit names yet: those of a
+                // run between its upload and its commit must be younger.
+                Some(duration) if duration < std::time::Duration::from_secs(3600) => problem(
+                    "warehouse.vacuum_after".into(),
+                    "vacuum_after:",
+                    format!(
+                        "'{text}' is too short: at least 1h, so that VACUUM never deletes a file that a run has uploaded and not yet committed"
+                    ),
+                ),
+                Some(duration) => tables.vacuum_after = duration,
+                None => problem(
+                    "warehouse.vacuum_after".into(),
+                    "vacuum_after:",
+                    format!("'{text}' is not a duration: write e.g. 48h or 168h"),
+                ),
+            }
+        }
         let timezone: Tz = file.timezone.parse().unwrap_or_else(|_| {
             problem(
                 "timezone".into(),
@@ -1107,6 +1247,7 @@ impl Config {
         Ok(Config {
             path: path.to_path_buf(),
             warehouse,
+            tables,
             timezone,
             locale: file.locale,
             inputs,

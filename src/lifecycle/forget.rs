@@ -27,13 +27,13 @@ use crate::model::Period;
 use crate::model::SALT_ENV;
 use crate::storage::{StorageError, Warehouse};
 use crate::warehouse::TableData;
+use crate::warehouse::delta;
 use crate::warehouse::erasure::{
     ErasureError, ErasureRequest, REQUESTS, Salt, Suppression, check_salt, log_key, requests,
     without_erased,
 };
 use crate::warehouse::lease::{Lease, LeaseError};
 use crate::warehouse::publish::{self, Manifest, PublishError};
-use crate::warehouse::uploads;
 
 pub use crate::warehouse::layout::ERASING;
 use crate::warehouse::layout::{MANIFEST, RUNS, SUCCESS, partition, partition_period};
@@ -240,7 +240,15 @@ async fn erase_period(
                     }
                 }
                 lease.ensure_held().await?;
-                publish::publish(warehouse, job, period, &rewritten, &manifest).await?;
+                publish::publish(
+                    warehouse,
+                    config.tables.format,
+                    job,
+                    period,
+                    &rewritten,
+                    &manifest,
+                )
+                .await?;
                 warehouse.delete(&erasing_key).await?;
                 if removed.is_empty() {
                     "completed"
@@ -253,15 +261,28 @@ async fn erase_period(
                 // is there, publish nothing (the next run republishes it).
                 lease.ensure_held().await?;
                 for table in &rewritten {
-                    let name = table.table.name();
-                    let key =
-                        warehouse.key(&[job, name, &partition(period), publish::PART_FILE])?;
-                    uploads::put(warehouse, job, period, &key, table.parquet.clone()).await?;
+                    publish::write_partition(warehouse, config.tables.format, job, period, table)
+                        .await?;
                 }
                 warehouse.delete(&erasing_key).await?;
                 "rewritten (unpublished)"
             }
         };
+        // A Delta commit keeps the replaced files for readers of older
+        // versions: delete them now, or the erased rows would stay in them.
+        for table in &rewritten {
+            let name = table.table.name();
+            if delta::table_form(warehouse, job, name).await? == delta::TableForm::Delta {
+                delta::vacuum(
+                    warehouse,
+                    job,
+                    name,
+                    std::time::Duration::ZERO,
+                    delta::Vacuum::Removed,
+                )
+                .await?;
+            }
+        }
         Ok(Some(PeriodErasure {
             job: job.to_string(),
             period,

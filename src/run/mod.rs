@@ -69,6 +69,8 @@ impl RunError {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             RunError::Config(_) => ExitStatus::Invalid,
+            // The config's `warehouse.format` is not the warehouse's.
+            RunError::Publish(PublishError::WrongFormat { .. }) => ExitStatus::Invalid,
             RunError::Engine(error) => error.exit_status(),
             RunError::Pipeline(error) => error.exit_status(),
             RunError::Lease(LeaseError::Storage(_)) => ExitStatus::Storage,
@@ -172,6 +174,8 @@ pub struct RunOutcome {
     pub manifest: Manifest,
     pub published: bool,
     pub warehouse: String,
+    /// How the warehouse stores the tables (`warehouse.format`).
+    pub format: crate::config::TableFormat,
 }
 
 #[derive(Default)]
@@ -522,6 +526,7 @@ async fn run_leased(
         manifest,
         published: !options.dry_run,
         warehouse: config.warehouse.clone(),
+        format: config.tables.format,
     })
 }
 
@@ -863,6 +868,7 @@ async fn publish_period(
     }
     publish::publish_with_report(
         warehouse,
+        config.tables.format,
         &job.name,
         period,
         &tables.tables,
@@ -874,9 +880,15 @@ async fn publish_period(
         .timings_ms
         .insert("publish".to_string(), step.elapsed().as_millis() as u64);
     info!(job = %job.name, %period, customers = tables.customers, "Published period.");
-    let deleted =
-        crate::warehouse::retention::apply(warehouse, &job.name, period, &config.retention).await?;
-    if !deleted.periods.is_empty() || !deleted.rejects.is_empty() {
+    let deleted = crate::warehouse::retention::apply(
+        warehouse,
+        &job.name,
+        period,
+        &config.retention,
+        &config.tables,
+    )
+    .await?;
+    if !deleted.periods.is_empty() || !deleted.rejects.is_empty() || deleted.vacuumed > 0 {
         let list = |periods: &[Period]| {
             periods
                 .iter()
@@ -889,6 +901,7 @@ async fn publish_period(
             periods = %list(&deleted.periods),
             rejects = %list(&deleted.rejects),
             objects = deleted.objects,
+            vacuumed = deleted.vacuumed,
             "Deleted expired partitions (retention)."
         );
     }

@@ -4,9 +4,11 @@
 //! partitions, recorded so that a killed run's are aborted ([`uploads`]), the lease that makes one run publish a
 //! period at a time ([`lease`]), retention ([`retention`]), the erasure log
 //! and the suppression it gives every run ([`erasure`]), and the Parquet form
-//! of a table partition ([`parquet`], [`tables`]). Like delta-rs' log store,
+//! of a table partition ([`parquet`], [`tables`]), or its Delta Lake form
+//! (`warehouse.format: delta`, [`delta`]). Like delta-rs' log store,
 //! nothing above it spells `_runs` or `_SUCCESS`.
 
+pub mod delta;
 pub mod erasure;
 pub mod layout;
 pub mod lease;

@@ -86,6 +86,13 @@ pub fn decode_parquet(bytes: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>), Par
     Ok((schema, batches))
 }
 
+/// The Arrow schema of a Parquet file, from its footer.
+pub fn decode_schema(bytes: Bytes) -> Result<SchemaRef, ParquetError> {
+    Ok(ParquetRecordBatchReaderBuilder::try_new(bytes)?
+        .schema()
+        .clone())
+}
+
 /// Read a Parquet file back as one batch (an empty one when it has no rows).
 pub fn decode_parquet_batch(bytes: Bytes) -> Result<RecordBatch, ParquetError> {
     let (schema, batches) = decode_parquet(bytes)?;

@@ -1,9 +1,11 @@
 //! Publishing a period to the warehouse with the guarantees of docs/design.md §5:
-//! one object per table partition (atomic), the period's `_SUCCESS` removed
-//! first and written last with the manifest, then `published_periods`
-//! rebuilt from the `_runs` folders that hold `_SUCCESS`. The period's
-//! objects (tables, report, manifest) go up through [`super::uploads`], so a
-//! multipart upload that a kill leaves open is aborted by the next run.
+//! one object per table partition (atomic), or with `warehouse.format:
+//! delta` one commit per table ([`super::delta`]), the period's `_SUCCESS`
+//! removed first and written last with the manifest, then
+//! `published_periods` rebuilt from the `_runs` folders that hold
+//! `_SUCCESS`. The period's objects (tables, report, manifest) go up
+//! through [`super::uploads`], so a multipart upload that a kill leaves
+//! open is aborted by the next run.
 
 use std::sync::Arc;
 
@@ -11,7 +13,9 @@ use bytes::Bytes;
 use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use datafusion::parquet::errors::ParquetError;
 
+use super::delta::{self, TableForm};
 use super::tables::TableData;
+use crate::config::TableFormat;
 use crate::model::Period;
 use crate::model::table_schema;
 pub use crate::model::{Manifest, RowCounts};
@@ -36,6 +40,17 @@ pub enum PublishError {
         "reading published {what}: {message}\nhint: the file may be corrupt; rerun that period to republish it"
     )]
     Corrupt { what: String, message: String },
+    #[error("Delta table {table}: {message}")]
+    Delta { table: String, message: String },
+    #[error(
+        "table {table} is a {found} table but the config says `warehouse.format: {wanted}`\nhint: {hint}"
+    )]
+    WrongFormat {
+        table: String,
+        found: &'static str,
+        wanted: &'static str,
+        hint: &'static str,
+    },
 }
 
 /// Encode a batch as one Parquet file, as the output tables are published.
@@ -65,12 +80,13 @@ fn decode_parquet(what: &str, bytes: Bytes) -> Result<Vec<RecordBatch>, PublishE
 /// runs from interleaving these steps.
 pub async fn publish(
     warehouse: &Warehouse,
+    format: TableFormat,
     job: &str,
     period: Period,
     tables: &[TableData],
     manifest: &Manifest,
 ) -> Result<(), PublishError> {
-    publish_with_report(warehouse, job, period, tables, manifest, None).await
+    publish_with_report(warehouse, format, job, period, tables, manifest, None).await
 }
 
 /// [`publish`], with the period's HTML report: one object,
@@ -79,6 +95,7 @@ pub async fn publish(
 /// left by an earlier run is removed (it would describe other tables).
 pub async fn publish_with_report(
     warehouse: &Warehouse,
+    format: TableFormat,
     job: &str,
     period: Period,
     tables: &[TableData],
@@ -94,21 +111,10 @@ pub async fn publish_with_report(
     // change: rebuild it now that `_SUCCESS` is gone (a no-op rewrite when the
     // period was not published), and again at the end.
     if manifest_exists(warehouse, job, period).await? {
-        rebuild_published_periods(warehouse, job).await?;
+        rebuild_published_periods(warehouse, format, job).await?;
     }
     for table in tables {
-        let name = table.table.name();
-        let folder = warehouse.key(&[job, name, &partition(period)])?;
-        let file = warehouse.key(&[job, name, &partition(period), PART_FILE])?;
-        super::uploads::put(warehouse, job, period, &file, table.parquet.clone()).await?;
-        // Anything else in the partition (an older layout, a staged file of a
-        // killed run) would be read by BI tools as more rows: remove it.
-        warehouse.clean_staged(&folder).await?;
-        for stale in warehouse.list(&folder).await? {
-            if stale.location != file {
-                warehouse.delete(&stale.location).await?;
-            }
-        }
+        write_partition(warehouse, format, job, period, table).await?;
     }
     let report_folder = warehouse.key(&[job, REPORT_FOLDER, &partition(period)])?;
     let report_key = warehouse.key(&[job, REPORT_FOLDER, &partition(period), REPORT_FILE])?;
@@ -132,7 +138,57 @@ pub async fn publish_with_report(
             Bytes::from_static(b""),
         )
         .await?;
-    rebuild_published_periods(warehouse, job).await
+    rebuild_published_periods(warehouse, format, job).await
+}
+
+/// Write one table partition in the warehouse's format: the Hive file
+/// `period=YYYY-MM/part-0.parquet` (one atomic object), or a Delta commit
+/// that replaces the period's partition. A table already in the other form
+/// is an error: its readers would not see the new partition.
+pub async fn write_partition(
+    warehouse: &Warehouse,
+    format: TableFormat,
+    job: &str,
+    period: Period,
+    table: &TableData,
+) -> Result<(), PublishError> {
+    let name = table.table.name();
+    let form = delta::table_form(warehouse, job, name).await?;
+    match (format, form) {
+        (TableFormat::Hive, TableForm::Delta) => {
+            return Err(PublishError::WrongFormat {
+                table: warehouse.url_of(&warehouse.key(&[job, name])?),
+                found: "Delta",
+                wanted: "hive",
+                hint: "set `warehouse: {url: ..., format: delta}` in the config, or publish to another warehouse",
+            });
+        }
+        (TableFormat::Delta, TableForm::Hive) => {
+            return Err(PublishError::WrongFormat {
+                table: warehouse.url_of(&warehouse.key(&[job, name])?),
+                found: "Hive Parquet",
+                wanted: "delta",
+                hint: "a Delta table is not made over Hive partitions: publish to a new warehouse (and backfill it), or remove `format: delta`",
+            });
+        }
+        (TableFormat::Delta, _) => {
+            delta::replace_partition(warehouse, job, period, table).await?;
+            return Ok(());
+        }
+        (TableFormat::Hive, _) => {}
+    }
+    let folder = warehouse.key(&[job, name, &partition(period)])?;
+    let file = warehouse.key(&[job, name, &partition(period), PART_FILE])?;
+    super::uploads::put(warehouse, job, period, &file, table.parquet.clone()).await?;
+    // Anything else in the partition (an older layout, a staged file of a
+    // killed run) would be read by BI tools as more rows: remove it.
+    warehouse.clean_staged(&folder).await?;
+    for stale in warehouse.list(&folder).await? {
+        if stale.location != file {
+            warehouse.delete(&stale.location).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Was the period ever published (a manifest from an earlier run)?
@@ -174,7 +230,9 @@ pub async fn published_manifest(
         })
 }
 
-/// Read a published table partition.
+/// Read a published table partition: the Hive file, else the period of
+/// the Delta table's current version (whatever the config's format, so
+/// that every command reads both forms).
 pub async fn read_table(
     warehouse: &Warehouse,
     job: &str,
@@ -184,7 +242,10 @@ pub async fn read_table(
     let key = warehouse.key(&[job, table, &partition(period), PART_FILE])?;
     match warehouse.get(&key).await? {
         Some(bytes) => decode_parquet(&format!("{table} of {job} {period}"), bytes).map(Some),
-        None => Ok(None),
+        None => match delta::table_form(warehouse, job, table).await? {
+            TableForm::Delta => delta::read_partition(warehouse, job, table, period).await,
+            TableForm::Hive | TableForm::Absent => Ok(None),
+        },
     }
 }
 
@@ -199,12 +260,13 @@ pub async fn read_table(
 /// is then one whose listing was current (tests/it/concurrency.rs).
 pub async fn rebuild_published_periods(
     warehouse: &Warehouse,
+    format: TableFormat,
     job: &str,
 ) -> Result<(), PublishError> {
     const ATTEMPTS: usize = 8;
     let mut marks = success_marks(warehouse, job).await?;
     for _ in 0..ATTEMPTS {
-        write_published_periods(warehouse, job).await?;
+        write_published_periods(warehouse, format, job).await?;
         let now = success_marks(warehouse, job).await?;
         if now == marks {
             return Ok(());
@@ -237,7 +299,11 @@ async fn success_marks(
 }
 
 /// One rewrite of `published_periods` from what the `_runs` folders hold now.
-async fn write_published_periods(warehouse: &Warehouse, job: &str) -> Result<(), PublishError> {
+async fn write_published_periods(
+    warehouse: &Warehouse,
+    format: TableFormat,
+    job: &str,
+) -> Result<(), PublishError> {
     let mut manifests = Vec::new();
     for folder in warehouse.folders(&warehouse.key(&[job, RUNS])?).await? {
         let Some(period) = folder.filename().and_then(partition_period) else {
@@ -281,6 +347,19 @@ async fn write_published_periods(warehouse: &Warehouse, job: &str) -> Result<(),
         table: "published_periods".into(),
         source: e.into(),
     })?;
+    let parquet = encode_parquet("published_periods", &batch)?;
+    if format == TableFormat::Delta {
+        // A Delta table like the others, replaced whole by each rebuild.
+        delta::replace_table(
+            warehouse,
+            job,
+            "published_periods",
+            &parquet,
+            manifests.len() as u64,
+        )
+        .await?;
+        return Ok(());
+    }
     let key = warehouse.key(&[job, "published_periods", PART_FILE])?;
     // Runs of other periods may be writing this table right now: leave
     // their staged files alone; one older than a minute was abandoned.
@@ -290,9 +369,7 @@ async fn write_published_periods(warehouse: &Warehouse, job: &str) -> Result<(),
             std::time::Duration::from_secs(60),
         )
         .await?;
-    warehouse
-        .put(&key, encode_parquet("published_periods", &batch)?)
-        .await?;
+    warehouse.put(&key, parquet).await?;
     Ok(())
 }
 

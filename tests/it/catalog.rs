@@ -344,13 +344,17 @@ import json, re, sys
 import sqlglot
 from sqlglot import exp
 path, dialect = sys.argv[1], sys.argv[2]
+# Columns of tables the DDL registers without listing them (Delta tables,
+# whose columns are in their log), from the contracts.
+known = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
 text = open(path, encoding='utf-8').read()
 partition_clauses = 0
 if dialect == 'bigquery':
     # sqlglot has no BigQuery `WITH PARTITION COLUMNS (...)`: match its exact
     # form here and parse the rest.
     text, partition_clauses = re.subn(r"\nWITH PARTITION COLUMNS \(`period` STRING\)\n", "\n", text)
-creates, commands, unresolved, columns = {}, [], [], {}
+creates, commands, unresolved = {}, [], []
+columns = {table: set(names) for table, names in known.items()}
 def name(table):
     return '.'.join(p for p in (table.db, table.name) if p)
 for statement in sqlglot.parse(text, read=dialect, error_level=sqlglot.ErrorLevel.RAISE):
@@ -365,7 +369,8 @@ for statement in sqlglot.parse(text, read=dialect, error_level=sqlglot.ErrorLeve
         declared = {c.name for c in statement.find_all(exp.ColumnDef)}
         if name(statement.find(exp.Table)).endswith('_raw'):
             declared.add('period')  # the Hive partition column
-        columns[name(statement.find(exp.Table))] = declared
+        table = name(statement.find(exp.Table))
+        columns[table] = declared | columns.get(table, set())
     elif kind == 'VIEW':
         view, select = name(statement.find(exp.Table)), statement.expression
         aliases = {t.alias_or_name: name(t) for t in select.find_all(exp.Table)}
@@ -387,11 +392,27 @@ print(json.dumps({'creates': creates, 'commands': commands, 'unresolved': unreso
 "#;
 
 fn sqlglot_check(target: &str, ddl: &str) -> serde_json::Value {
+    sqlglot_check_with(target, ddl, &serde_json::json!({}))
+}
+
+/// [`sqlglot_check`], with the columns (`{"schema.table": [names]}`) of the
+/// tables the DDL registers without declaring their columns.
+pub(crate) fn sqlglot_check_with(
+    target: &str,
+    ddl: &str,
+    known_columns: &serde_json::Value,
+) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ddl.sql");
     std::fs::write(&file, ddl).unwrap();
     let output = Command::new("python3")
-        .args(["-c", SQLGLOT_CHECK, file.to_str().unwrap(), target])
+        .args([
+            "-c",
+            SQLGLOT_CHECK,
+            file.to_str().unwrap(),
+            target,
+            &known_columns.to_string(),
+        ])
         .output()
         .expect("python3 runs");
     assert!(

@@ -202,9 +202,13 @@ async fn a_late_rebuild_of_published_periods_does_not_drop_a_period_published_me
         std::fs::remove_file(success(period)).unwrap();
     }
     let url = format!("file://{}/", warehouse.display());
-    rebuild_published_periods(&Warehouse::open(&url).unwrap(), "rfm_monthly")
-        .await
-        .unwrap();
+    rebuild_published_periods(
+        &Warehouse::open(&url).unwrap(),
+        segments::config::TableFormat::Hive,
+        "rfm_monthly",
+    )
+    .await
+    .unwrap();
     assert_eq!(
         listed(&warehouse).unwrap(),
         BTreeSet::from(["2024-02".to_string()])
@@ -267,9 +271,13 @@ pub async fn late_rebuild_race(
                 async move {
                     tokio::time::sleep(wait).await;
                     store.put(&mark, bytes::Bytes::new()).await.unwrap();
-                    rebuild_published_periods(store, "rfm_monthly")
-                        .await
-                        .unwrap();
+                    rebuild_published_periods(
+                        store,
+                        segments::config::TableFormat::Hive,
+                        "rfm_monthly",
+                    )
+                    .await
+                    .unwrap();
                 }
             };
             tokio::join!(

@@ -15,6 +15,7 @@ mod common;
 mod compare;
 mod concurrency;
 mod container;
+mod delta;
 mod deploy;
 mod diff;
 mod duplicates;

@@ -28,9 +28,9 @@ use super::emulator::{self, Emulator};
 use super::{Setup, StoreServer, block, ok, upload_dir};
 use crate::common::repo;
 
-const ACCOUNT: &str = "segtest";
+pub(crate) const ACCOUNT: &str = "segtest";
 /// Base64 of 64 bytes, as Azure account keys are.
-const KEY: &str =
+pub(crate) const KEY: &str =
     "c2VnbWVudHMtdGVzdC1henVyaXRlLWFjY291bnQta2V5LTAxMjM0NTY3ODlhYmNkZWYwMTIzNDU2Nzg5YWJjZA==";
 const WRONG_KEY: &str =
     "bm90LXRoZS1henVyaXRlLWFjY291bnQta2V5LW9mLXNlZ3Rlc3QtMDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3OA==";
@@ -77,7 +77,7 @@ impl Azurite {
     }
 
     /// The account's URL (path style, as on the emulator).
-    fn account_url(&self) -> String {
+    pub(crate) fn account_url(&self) -> String {
         format!("{}/{ACCOUNT}", self.emulator.endpoint())
     }
 
@@ -197,7 +197,7 @@ impl StoreServer for Azurite {
 
 /// The fixture in an Azurite (None, with the skip printed, when Azurite is
 /// not installed).
-fn azure_setup(test: &str) -> Option<Setup<Azurite>> {
+pub(crate) fn azure_setup(test: &str) -> Option<Setup<Azurite>> {
     let program = azurite_program();
     if emulator::missing(test, &program) {
         return None;

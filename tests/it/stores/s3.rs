@@ -24,7 +24,7 @@ use super::{
     store_tables, upload_dir,
 };
 
-const ACCESS_KEY: &str = "SEGTESTKEYID7Q2ZX";
+pub(crate) const ACCESS_KEY: &str = "SEGTESTKEYID7Q2ZX";
 pub(crate) const SECRET_KEY: &str = "segtest-secret-9f8e7d6c5b4a39281706";
 
 // ---------------------------------------------------------------- server
@@ -99,8 +99,13 @@ impl S3Server {
         self.faults.lock().unwrap().clear();
     }
 
+    /// `http://127.0.0.1:<port>`, for readers outside the process.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
     /// Requests served so far: (method, path).
-    fn requests(&self) -> Vec<(String, String)> {
+    pub(crate) fn requests(&self) -> Vec<(String, String)> {
         self.log.lock().unwrap().clone()
     }
 
