@@ -424,8 +424,7 @@ async fn replace(
         partition_by: partitioned.then(|| vec![PERIOD.to_string()]),
         predicate: period.map(|period| format!("{PERIOD} = '{period}'")),
     };
-    let mut last_error = None;
-    for _ in 0..COMMIT_ATTEMPTS {
+    let committed = commit_retrying(warehouse, job, table, &mut delta, operation, |delta| {
         let state = delta.snapshot().map_err(|e| delta_error(job, table, e))?;
         let mut actions = Vec::new();
         if let Some(evolved) = evolved_schema(job, table, &state.schema(), &schema)? {
@@ -437,14 +436,41 @@ async fn replace(
             actions.push(Action::Metadata(metadata));
         }
         actions
-            .extend(removes_of(&delta, periods.as_ref()).map_err(|e| delta_error(job, table, e))?);
+            .extend(removes_of(delta, periods.as_ref()).map_err(|e| delta_error(job, table, e))?);
         actions.push(Action::Add(add.clone()));
+        Ok(actions)
+    })
+    .await?;
+    // The actions always hold the Add: a commit is always made.
+    committed.ok_or_else(|| delta_error(job, table, "nothing to commit"))
+}
+
+/// Commit the actions `actions_of` gives for the table's current version,
+/// through the log's conditional put. When another run's commit took the
+/// version first, load the new version and try again, up to
+/// [`COMMIT_ATTEMPTS`] times. Returns the version committed; `None`, with
+/// nothing committed, when `actions_of` gives no action.
+async fn commit_retrying(
+    warehouse: &Warehouse,
+    job: &str,
+    table: &str,
+    delta: &mut DeltaTable,
+    operation: DeltaOperation,
+    mut actions_of: impl FnMut(&DeltaTable) -> Result<Vec<Action>, PublishError>,
+) -> Result<Option<u64>, PublishError> {
+    let mut last_error = None;
+    for _ in 0..COMMIT_ATTEMPTS {
+        let actions = actions_of(delta)?;
+        if actions.is_empty() {
+            return Ok(None);
+        }
+        let state = delta.snapshot().map_err(|e| delta_error(job, table, e))?;
         let committed = CommitBuilder::from(CommitProperties::default())
             .with_actions(actions)
             .build(Some(state), delta.log_store(), operation.clone())
             .await;
         match committed {
-            Ok(done) => return Ok(done.version()),
+            Ok(done) => return Ok(Some(done.version())),
             Err(error) if is_conflict(&error) => {
                 last_error = Some(error);
                 delta
@@ -569,44 +595,17 @@ pub async fn delete_periods(
         .map(|p| format!("'{p}'"))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut last_error = None;
-    for _ in 0..COMMIT_ATTEMPTS {
-        let removes = removes_of(&delta, Some(&names)).map_err(|e| delta_error(job, table, e))?;
-        if removes.is_empty() {
-            return Ok(0);
-        }
-        let count = removes.len();
-        let state = delta.snapshot().map_err(|e| delta_error(job, table, e))?;
-        let committed = CommitBuilder::from(CommitProperties::default())
-            .with_actions(removes)
-            .build(
-                Some(state),
-                delta.log_store(),
-                DeltaOperation::Delete {
-                    predicate: Some(format!("{PERIOD} IN ({predicate})")),
-                },
-            )
-            .await;
-        match committed {
-            Ok(_) => return Ok(count),
-            Err(error) if is_conflict(&error) => {
-                last_error = Some(error);
-                delta
-                    .update_state()
-                    .await
-                    .map_err(|e| from_delta(warehouse, job, table, e))?;
-            }
-            Err(error) => return Err(from_delta(warehouse, job, table, error)),
-        }
-    }
-    Err(delta_error(
-        job,
-        table,
-        last_error.map_or_else(
-            || "too many concurrent commits".to_string(),
-            |e| e.to_string(),
-        ),
-    ))
+    let operation = DeltaOperation::Delete {
+        predicate: Some(format!("{PERIOD} IN ({predicate})")),
+    };
+    let mut removed = 0;
+    commit_retrying(warehouse, job, table, &mut delta, operation, |delta| {
+        let removes = removes_of(delta, Some(&names)).map_err(|e| delta_error(job, table, e))?;
+        removed = removes.len();
+        Ok(removes)
+    })
+    .await?;
+    Ok(removed)
 }
 
 /// Which files a VACUUM may delete.
