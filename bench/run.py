@@ -201,29 +201,48 @@ def previous_period(period):
 
 # What a measured task runs: the period, and the periods published before it
 # (unmeasured) by segments and by each peer.
-TASKS = {
-    # The month after a published one: what the monthly CronJob does.
-    "steady": (LAST, LAST, [previous_period(LAST)]),
-    # Nothing published yet: the previous period is reclassified.
-    "first run": (LAST, LAST, []),
-    "12-period backfill": (FIRST_BACKFILL, LAST, []),
-}
+def tasks():
+    """The tasks, over history that ends with LAST (whatever its length)."""
+    last = LAST
+    return {
+        # The month after a published one: what the monthly CronJob does.
+        "steady": (last, last, [previous_period(last)]),
+        # Nothing published yet: the previous period is reclassified.
+        "first run": (last, last, []),
+        "12-period backfill": (month_after(last, -11), last, []),
+    }
+
+
+def month_after(period, months):
+    year, month = map(int, period.split("-"))
+    index = year * 12 + month - 1 + months
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+TASKS = tasks()
+assert TASKS["12-period backfill"][0] == FIRST_BACKFILL
 # Data variants: what `segments generate` writes by default (exact duplicate
 # lines, late lines: what real exports carry) and with --clean.
 VARIANTS = {"real": [], "clean": ["--clean"]}
 # Jobs segments runs: the default job as shipped (its 8 output tables), and
 # the same job writing only what the peers write (snapshots and migrations):
 # the like-for-like comparison. Both check and count every input row.
-JOBS = {"full": "all 8 tables", "same": "snapshots + migrations"}
+# A third, `incremental`, is the like-for-like job with its orders step
+# computed per month and merged (`incremental: month`, issue 25).
+JOBS = {"full": "all 8 tables", "same": "snapshots + migrations",
+        "incremental": "snapshots + migrations, incremental orders"}
 
 
-def same_outputs_job(work):
+def same_outputs_job(work, incremental=False):
     """jobs/rfm_monthly.yaml with `outputs: [snapshots, migrations]`, its SQL
-    read from the repository's sql/."""
+    read from the repository's sql/ (and its orders step incremental)."""
     with open(os.path.join(REPO, "jobs", "rfm_monthly.yaml")) as f:
         text = f.read()
     head, _, _ = text.partition("\noutputs:\n")
-    path = os.path.join(work, "rfm_same_outputs.yaml")
+    if incremental:
+        head = head.replace("    file: orders.sql\n", "    file: orders.sql\n    incremental: month\n", 1)
+    name = "rfm_same_outputs_incremental.yaml" if incremental else "rfm_same_outputs.yaml"
+    path = os.path.join(work, name)
     with open(path, "w") as f:
         f.write(head)
         f.write(f"\nsql_dir: {os.path.join(REPO, 'sql')}\noutputs:\n  - snapshots\n  - migrations\n")
@@ -244,7 +263,10 @@ def main():
     parser.add_argument("--out", default=os.path.join(REPO, "docs", "benchmarks.md"))
     parser.add_argument("--peers", default="duckdb,polars", help="peers to run beside segments ('' for none)")
     parser.add_argument("--jobs", default="full,same",
-                        help="segments jobs: full (the default job, 8 tables), same (snapshots + migrations only, as the peers)")
+                        help="segments jobs: full (the default job, 8 tables), same (snapshots + migrations only, as the peers), "
+                             "incremental (same, with the orders step computed per month: issue 25)")
+    parser.add_argument("--months", type=int, default=24,
+                        help="months of history generated (the size is the lines of 24 months; other lengths keep the customers)")
     args = parser.parse_args()
     global RUNNER
     RUNNER = Runner()
@@ -261,7 +283,8 @@ def main():
     import polars
 
     os.makedirs(args.work, exist_ok=True)
-    jobs = {"full": os.path.join(REPO, "jobs", "rfm_monthly.yaml"), "same": same_outputs_job(args.work)}
+    jobs = {"full": os.path.join(REPO, "jobs", "rfm_monthly.yaml"), "same": same_outputs_job(args.work),
+            "incremental": same_outputs_job(args.work, incremental=True)}
     jobs = {name: jobs[name] for name in args.jobs.split(",")}
     peers = os.path.join(HERE, "peers.py")
     results = []
@@ -269,14 +292,15 @@ def main():
         lines = parse_size(size_text)
         customers = max(1, round(lines / LINES_PER_CUSTOMER))
         for variant in args.variants.split(","):
-            name = f"{size_text}-{variant}"
+            name = f"{size_text}-{variant}" + ("" if args.months == 24 else f"-{args.months}m")
             data = os.path.join(args.work, f"data-{name}")
             marker = os.path.join(data, ".complete")
             if not os.path.exists(marker):
                 shutil.rmtree(data, ignore_errors=True)
-                print(f"generating {name} ({customers} customers, 24 months)…", flush=True)
-                generated = run_measured([binary, "generate", "--customers", str(customers), "--months", "24",
-                                          "--start", "2024-01", "--out", data, "--no-events"] + VARIANTS[variant])
+                print(f"generating {name} ({customers} customers, {args.months} months)…", flush=True)
+                generated = run_measured([binary, "generate", "--customers", str(customers), "--months", str(args.months),
+                                          "--start", month_after(LAST, 1 - args.months), "--out", data, "--no-events"]
+                                         + VARIANTS[variant])
                 open(marker, "w").close()
                 print(f"  {generated['wall']:.1f}s", flush=True)
             con = duckdb.connect()
@@ -288,7 +312,7 @@ def main():
             for task in args.tasks.split(","):
                 first, last, published = TASKS[task]
                 row = {"size": size_text, "variant": variant, "lines": actual, "duplicates": actual - distinct,
-                       "bytes": size_bytes, "customers": customers, "task": task}
+                       "bytes": size_bytes, "customers": customers, "task": task, "months": args.months}
                 warehouses = {}
                 for job_name, job in jobs.items():
                     warehouse = os.path.join(args.work, f"warehouse-{name}-{job_name}")
@@ -304,7 +328,7 @@ def main():
                         command = [binary, "backfill", "--job", job, "--config", config, "--from", first, "--to", last]
                     print(f"{name} {task}: segments ({JOBS[job_name]})…", flush=True)
                     row[f"segments_{job_name}"] = run_measured(command + ["-q"], cwd=REPO)
-                warehouse = warehouses.get("same") or warehouses["full"]
+                warehouse = warehouses.get("same") or warehouses.get("incremental") or warehouses["full"]
                 for peer in ("duckdb", "polars"):
                     if peer not in args.peers.split(","):
                         row[peer] = None
@@ -358,7 +382,7 @@ def write_report(path, results, versions, memory_limit):
     pool = parse_bytes(memory_limit or "")
 
     def rss_over_pool(row):
-        runs = [row[k] for k in ("segments_full", "segments_same") if row.get(k)]
+        runs = [row[k] for k in ("segments_full", "segments_same", "segments_incremental") if row.get(k)]
         run = max(runs, key=lambda r: r["rss_mib"]) if runs else None
         if pool is None or run is None:
             return "–"
@@ -400,20 +424,28 @@ def write_report(path, results, versions, memory_limit):
         "  summary, thresholds, definitions and rejects).",
         "",
         "Cells: wall / CPU (user + system) / peak RSS. Ratio = segments wall ÷ peer wall",
-        "(below 1: segments is faster), same outputs first, then all tables. Peak RSS ÷",
+        "(below 1: segments is faster), one per segments job in the columns' order. Peak RSS ÷",
         "pool = the higher of segments' two peak RSS ÷ its `engine.memory_limit` (what a",
         "container needs beyond the pool: see the",
         "[memory rule](guides/deploying.md#memory-rule)).",
         "",
-        "| data | variant | task | segments, same outputs | segments, all tables | DuckDB | Polars | segments ÷ DuckDB | segments ÷ Polars | segments peak RSS ÷ pool | same result |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    ran = [job for job in ("same", "incremental", "full") if any(row.get(f"segments_{job}") for row in results)]
+    header = " | ".join(f"segments, {JOBS[job]}" for job in ran)
+    out += [
+        f"| data | variant | task | {header} | DuckDB | Polars | segments ÷ DuckDB | segments ÷ Polars | segments peak RSS ÷ pool | same result |",
+        "|---|---|---|" + "---|" * len(ran) + "---|---|---|---|---|---|",
     ]
     for row in results:
         data = f"{row['lines']:,} lines ({row['duplicates']:,} exact duplicates), {row['customers']:,} customers, {row['bytes'] / 2**20:.0f} MiB"
+        if row.get("months", 24) != 24:
+            data += f", {row['months']} months"
+        cells = " | ".join(cell(row.get(f"segments_{job}")) for job in ran)
+        ratios = {peer: " / ".join(ratio(row, peer, job) for job in ran) for peer in ("duckdb", "polars")}
         out.append(
-            f"| {data} | {row['variant']} | {row['task']} | {cell(row.get('segments_same'))} | {cell(row.get('segments_full'))} "
+            f"| {data} | {row['variant']} | {row['task']} | {cells} "
             f"| {cell(row['duckdb'])} | {cell(row['polars'])} "
-            f"| {ratio(row, 'duckdb')} / {ratio(row, 'duckdb', 'full')} | {ratio(row, 'polars')} / {ratio(row, 'polars', 'full')} "
+            f"| {ratios['duckdb']} | {ratios['polars']} "
             f"| {rss_over_pool(row)} | {same_result(row)} |"
         )
     # What duplicate (and late) lines cost segments: real ÷ clean, same size and task.

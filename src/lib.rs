@@ -11,12 +11,13 @@
 //! | 3 | [`warehouse`] | the layout and publishing protocol: publish, read back, lease, retention, erasure log |
 //! | 4 | [`engine`] | the DataFusion session, its functions, bound parameters, Ballista |
 //! | 5 | [`inputs`] | sources registered as canonical views, rejects, merges, readiness |
-//! | 6 | [`pipeline`] | the job's SQL steps and the classification |
-//! | 7 | [`predict`] | the predictive models and their tables |
-//! | 8 | [`outputs`] | the output tables of a period |
-//! | 9 | [`analysis`], [`catalog`], [`generate`], [`init`] | compare, diff, why, lint, report; BI catalogs; sample data; a project for the user's own export |
-//! | 10 | [`run`], [`lifecycle`] | one period end to end; forget and restate |
-//! | 11 | [`cli`] | the command line |
+//! | 6 | [`facts`] | month facts of incremental steps: fingerprints, stored facts, their merge |
+//! | 7 | [`pipeline`] | the job's SQL steps and the classification |
+//! | 8 | [`predict`] | the predictive models and their tables |
+//! | 9 | [`outputs`] | the output tables of a period |
+//! | 10 | [`analysis`], [`catalog`], [`generate`], [`init`] | compare, diff, why, lint, report; BI catalogs; sample data; a project for the user's own export |
+//! | 11 | [`run`], [`lifecycle`] | one period end to end; forget and restate |
+//! | 12 | [`cli`] | the command line |
 //!
 //! The product contract is `docs/design.md`.
 
@@ -37,6 +38,8 @@ pub mod warehouse;
 pub mod engine;
 
 pub mod inputs;
+
+pub mod facts;
 
 pub mod pipeline;
 

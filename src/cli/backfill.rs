@@ -298,6 +298,7 @@ pub async fn backfill(
                 let step = Instant::now();
                 let mut options = RunOptions::new(period);
                 options.allowed_gates = args.allow_gate.clone();
+                options.full = args.full;
                 options.backfill_until = periods.last().copied();
                 options.shared = shared.clone();
                 let mut events = lineage.as_ref().map(|lineage| PeriodEvents {

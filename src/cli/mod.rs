@@ -223,6 +223,10 @@ pub struct RunArgs {
     /// Break a live lease held by another run of the same job and period.
     #[arg(long)]
     force: bool,
+    /// Ignore the month facts of incremental steps (`incremental: month`):
+    /// compute every step from the raw lines, and write the facts anew.
+    #[arg(long)]
+    full: bool,
     /// Publish even though this data-quality gate fails; recorded in the
     /// manifest.
     #[arg(long, value_name = "GATE", value_enum)]
@@ -317,6 +321,10 @@ pub struct BackfillArgs {
     /// periods whose migrations were made from them, oldest first.
     #[arg(long)]
     changed: bool,
+    /// Ignore the month facts of incremental steps (`incremental: month`):
+    /// every period computes its steps from the raw lines.
+    #[arg(long)]
+    full: bool,
     /// Publish even though this data-quality gate fails, for every period
     /// of the range; recorded in each manifest.
     #[arg(long, value_name = "GATE", value_enum)]

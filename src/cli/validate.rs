@@ -36,6 +36,9 @@ pub async fn validate(args: JobArgs) -> Result<(), Failure> {
         engine::session(&config).map_err(|e| failure(ExitStatus::Internal, e))?;
     inputs::register_canonical_placeholders(&ctx, &config, &job)
         .map_err(|e| failure(ExitStatus::Internal, e))?;
+    crate::facts::check(&ctx, &job)
+        .await
+        .map_err(|e| failure(e.exit_status(), e))?;
     let params = Parameters::new(Period::last_complete(config.timezone), job.window_months);
     if job.kind == ClassificationKind::Audiences {
         let members = pipeline::validate_audiences(&ctx, &job, &params)

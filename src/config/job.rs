@@ -100,6 +100,22 @@ struct StepFile {
     /// Free text.
     #[serde(default)]
     description: String,
+    /// `month`: the step is computed once per month of the input and kept in
+    /// the warehouse (`_facts/`); a run merges the months' results and reads
+    /// raw lines only for months without valid facts. The step must group
+    /// `transactions` and return its group keys and MIN, MAX, SUM or COUNT
+    /// aggregates.
+    #[serde(default)]
+    #[schemars(extend("x-docs" = "guides/incremental.md"))]
+    incremental: Option<Incremental>,
+}
+
+/// How a step is computed incrementally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Incremental {
+    /// Once per month of `ordered_date`, merged across months.
+    Month,
 }
 
 /// The job's `classification:` block: `segments` or `audiences`.
@@ -170,6 +186,8 @@ pub struct Step {
     pub sql: String,
     pub origin: SqlOrigin,
     pub description: String,
+    /// Computed per input month and merged (`incremental: month`).
+    pub incremental: Option<Incremental>,
 }
 
 #[derive(Debug, Clone)]
@@ -408,6 +426,7 @@ impl JobCheck<'_> {
                 sql,
                 origin,
                 description: step.description.clone(),
+                incremental: step.incremental,
             });
         }
         if file.steps.is_empty() {

@@ -17,7 +17,7 @@ mod yaml;
 
 pub use crate::model::{ClassificationKind, OutputTable};
 pub use error::{ConfigError, Problem};
-pub use job::{Job, Segment, SqlOrigin, Step};
+pub use job::{Incremental, Job, Segment, SqlOrigin, Step};
 pub use lifecycle::{ReadinessSettings, RetentionSettings};
 pub use locale::{Locale, Localized, TextFile};
 pub use predict::{Potential, Predict, TimeUnit};

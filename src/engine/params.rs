@@ -44,6 +44,14 @@ impl Parameters {
         }
     }
 
+    /// `$period_end`: the first day after the period (or the range).
+    pub fn period_end(&self) -> NaiveDate {
+        match self.range {
+            Some((_, end)) => end.succ_opt().expect("a date before the end of time"),
+            None => self.period.end(),
+        }
+    }
+
     /// Names and values, as documented in the README.
     pub fn named(&self) -> Vec<(&'static str, ScalarValue)> {
         let period = self.period;

@@ -210,7 +210,12 @@ const ALIASES: &str = "customer_aliases";
 /// The old ids merged into others for the period being run (see
 /// [`apply_aliases`]).
 #[derive(Debug, Default)]
-pub struct MergedIds(pub std::collections::HashSet<String>);
+pub struct MergedIds {
+    pub ids: std::collections::HashSet<String>,
+    /// The merges in force, `old → survivor` per line in id order: what
+    /// fingerprints them (month facts).
+    pub pairs: Vec<String>,
+}
 
 /// Identity merges (docs/design.md §2, README "Data lifecycle"): replace, in the
 /// canonical `transactions` and `events` views, every old id of
@@ -340,9 +345,13 @@ async fn apply_aliases(
     ctx.state_ref()
         .write()
         .config_mut()
-        .set_extension(Arc::new(MergedIds(
-            resolved.into_iter().map(|(old, _)| old).collect(),
-        )));
+        .set_extension(Arc::new(MergedIds {
+            pairs: resolved
+                .iter()
+                .map(|(old, survivor)| format!("{old} -> {survivor}"))
+                .collect(),
+            ids: resolved.into_iter().map(|(old, _)| old).collect(),
+        }));
     Ok(())
 }
 

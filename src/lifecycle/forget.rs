@@ -368,6 +368,12 @@ pub async fn forget(
         let mut scanned = BTreeMap::new();
         let mut periods = Vec::new();
         for job in jobs(&warehouse).await? {
+            // Month facts hold customer ids: gone, not rewritten (the next
+            // run computes them again, without the erased customers).
+            let facts = crate::facts::delete_all(&warehouse, &job).await?;
+            if facts > 0 {
+                tracing::info!(job, files = facts, "Deleted the month facts.");
+            }
             let tables: Vec<String> = folder_names(&warehouse, &[&job])
                 .await?
                 .into_iter()

@@ -88,12 +88,16 @@ fn step_error(step: &Step, source: datafusion::error::DataFusionError) -> Pipeli
     }
 }
 
-/// The step's SQL planned with the period's parameters bound.
+/// The step's SQL planned with the period's parameters bound, or, for an
+/// incremental step whose month facts the run prepared, their merge.
 async fn plan_step(
     ctx: &SessionContext,
     step: &Step,
     params: &Parameters,
 ) -> Result<DataFrame, PipelineError> {
+    if let Some(merged) = crate::facts::merged(ctx, &step.name, params.period_end()) {
+        return merged.map_err(|source| step_error(step, source));
+    }
     let frame = ctx
         .sql_with_options(&step.sql, sql_options())
         .await

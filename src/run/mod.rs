@@ -52,6 +52,8 @@ pub enum RunError {
     Report(#[from] crate::analysis::report::ReportError),
     #[error(transparent)]
     Predict(#[from] PredictError),
+    #[error(transparent)]
+    Facts(#[from] crate::facts::FactsError),
     #[error(
         "{job} {period} is not ready: {message}; nothing was published\nhint: the run exits 5 so that the scheduler retries later; once the export is complete, rerun"
     )]
@@ -73,6 +75,7 @@ impl RunError {
             RunError::Publish(PublishError::WrongFormat { .. }) => ExitStatus::Invalid,
             RunError::Engine(error) => error.exit_status(),
             RunError::Pipeline(error) => error.exit_status(),
+            RunError::Facts(error) => error.exit_status(),
             RunError::Lease(LeaseError::Storage(_)) => ExitStatus::Storage,
             RunError::Gate { .. } => ExitStatus::InputFailed,
             RunError::Report(error) => error.exit_status(),
@@ -126,6 +129,9 @@ pub struct RunOptions {
     /// Gates the operator overrides on purpose (`--allow-gate NAME`),
     /// recorded in the manifest.
     pub allowed_gates: Vec<Gate>,
+    /// Ignore the month facts of incremental steps: every step from the raw
+    /// lines (`run --full`); the facts are written anew.
+    pub full: bool,
     /// The last period of the backfill this run belongs to: what its periods
     /// share (the store orders) is computed once, up to that period's end.
     pub backfill_until: Option<Period>,
@@ -140,6 +146,7 @@ impl RunOptions {
             run_id: crate::lineage::new_run_id(),
             dry_run: false,
             allowed_gates: Vec::new(),
+            full: false,
             backfill_until: None,
             shared: SharedWork::default(),
         }
@@ -617,6 +624,11 @@ async fn read_inputs(
         );
     }
     resolved.known_by(&ctx).await?;
+    let step = Instant::now();
+    let facts = month_facts(&ctx, job, config, options, &files).await?;
+    if facts.is_some() {
+        timings.insert("facts".to_string(), step.elapsed().as_millis() as u64);
+    }
     let rows = RowCounts {
         read: checks.read,
         used: stats.rows_read - stats.anonymous_rows,
@@ -635,6 +647,50 @@ async fn read_inputs(
         rejected_by_reason,
         duplicate_lines: duplicate_rule,
     })
+}
+
+/// The month facts of the job's incremental steps (`crate::facts`), on the
+/// period's prepared inputs; `None` when the job has none.
+async fn month_facts(
+    ctx: &SessionContext,
+    job: &Job,
+    config: &Config,
+    options: &RunOptions,
+    files: &[InputFile],
+) -> Result<Option<crate::facts::FactsUsed>, RunError> {
+    // The distributed engine's executors cannot write the facts where this
+    // process reads them: its runs compute every step from its SQL.
+    if !job.steps.iter().any(|s| s.incremental.is_some()) || config.engine.scheduler.is_some() {
+        return Ok(None);
+    }
+    let erasures = inputs::suppression(ctx)
+        .map(|s| crate::facts::digest(s.sorted_hashes().into_iter().map(String::as_str)))
+        .unwrap_or_default();
+    let merges = inputs::merged_ids(ctx)
+        .map(|merged| {
+            let mut pairs = merged.pairs.clone();
+            pairs.sort();
+            crate::facts::digest(pairs.iter().map(String::as_str))
+        })
+        .unwrap_or_default();
+    let sources = crate::facts::Sources {
+        files,
+        erasures,
+        merges,
+    };
+    let warehouse = Warehouse::open(&config.warehouse)?;
+    Ok(crate::facts::prepare(
+        ctx,
+        job,
+        config,
+        &warehouse,
+        &sources,
+        options.period,
+        &options.run_id,
+        options.full,
+        !options.dry_run,
+    )
+    .await?)
 }
 
 /// The data-quality gates on the input (docs/design.md §8): no usable line in
@@ -935,7 +991,7 @@ async fn segment_tables(
     let mut merged_since = false;
     if let (Some(manifest), Some(merged)) = (&previous_manifest, inputs::merged_ids(ctx))
         && manifest.rule_hash == *rule_hash
-        && !merged.0.is_empty()
+        && !merged.ids.is_empty()
     {
         let batches = publish::read_table(warehouse, &job.name, "snapshots", previous_period)
             .await?
@@ -944,7 +1000,7 @@ async fn segment_tables(
             batch
                 .column_by_name("customer_id")
                 .and_then(|c| c.as_string_opt::<i32>())
-                .is_some_and(|ids| ids.iter().flatten().any(|id| merged.0.contains(id)))
+                .is_some_and(|ids| ids.iter().flatten().any(|id| merged.ids.contains(id)))
         });
     }
     let previous_activity: Option<(f64, f64)>;

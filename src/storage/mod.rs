@@ -865,6 +865,15 @@ impl Warehouse {
         }
     }
 
+    /// The object's size and ETag, if it exists.
+    pub async fn head(&self, key: &Path) -> Result<Option<ObjectMeta>, StorageError> {
+        match self.location.store.head(key).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(key, e)),
+        }
+    }
+
     pub async fn exists(&self, key: &Path) -> Result<bool, StorageError> {
         match self.location.store.head(key).await {
             Ok(_) => Ok(true),

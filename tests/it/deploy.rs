@@ -34,7 +34,7 @@ const KUBERNETES_VERSIONS: [&str; 2] = ["1.31.0", "1.37.0"];
 /// this share of the container's memory limit (the rest is for what the pool
 /// does not track: Parquet decoding, hash joins and windows that do not
 /// spill, upload buffers, allocator fragmentation).
-const MAX_POOL_SHARE: f64 = 0.60;
+const MAX_POOL_SHARE: f64 = 0.80;
 
 /// The exit codes of docs/design.md §6 that a retry cannot fix: invalid job or config
 /// (2) and input or data-quality gate failures (3).

@@ -15,6 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["warehouse"],
     &["engine"],
     &["inputs"],
+    &["facts"],
     &["pipeline"],
     &["predict"],
     &["outputs"],

@@ -23,6 +23,7 @@ mod export;
 mod fixture;
 mod fuzz;
 mod generated;
+mod incremental;
 mod init;
 mod invariants;
 mod jobs;

@@ -1,0 +1,297 @@
+//! Month facts of incremental steps (`incremental: month`, see
+//! docs/guides/incremental.md): a step that groups `transactions` is computed
+//! once per month of `ordered_date`, kept in the warehouse under
+//! `<job>/_facts/<step>/month=YYYY-MM/` with the fingerprint of what it was
+//! computed from, and merged for a period. A run computes only the months
+//! whose fingerprint changed (a new or changed input file that may hold
+//! lines of the month, other mapping, step SQL, erasures or identity merges)
+//! and trusts a fact file only if its size and ETag are the ones recorded.
+
+mod fingerprint;
+mod shape;
+mod store;
+
+pub use fingerprint::{Fingerprint, digest_of as digest};
+pub use shape::{Merge, Mergeable, NotMergeable};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{Datelike, NaiveDate};
+use datafusion::catalog::TableProvider;
+use datafusion::error::DataFusionError;
+use datafusion::prelude::{DataFrame, SessionContext};
+
+use crate::config::{Config, Incremental, Job, SqlOrigin, Step};
+use crate::model::{ExitStatus, InputFile, Period};
+use crate::storage::{StorageError, Warehouse};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FactsError {
+    #[error(
+        "step `{step}` ({origin}) is declared `incremental: month` but cannot be computed per month: {message}\nhint: make it group `transactions` and return its keys and MIN, MAX, SUM or COUNT aggregates, or remove `incremental`"
+    )]
+    NotMergeable {
+        step: String,
+        origin: SqlOrigin,
+        message: String,
+    },
+    #[error("computing the month facts of step `{step}`")]
+    Query {
+        step: String,
+        #[source]
+        source: DataFusionError,
+    },
+    #[error("writing the month facts of step `{step}` in {dir}")]
+    Local {
+        step: String,
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{url} was written but cannot be found\nhint: check the warehouse's consistency and permissions, then rerun"
+    )]
+    Vanished { url: String },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl FactsError {
+    /// Exit codes of docs/design.md §6.
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            FactsError::NotMergeable { .. } => ExitStatus::Invalid,
+            FactsError::Storage(_) | FactsError::Vanished { .. } => ExitStatus::Storage,
+            FactsError::Query { .. } | FactsError::Local { .. } => ExitStatus::Internal,
+        }
+    }
+}
+
+/// What the facts of a run's incremental steps were made of, for the log and
+/// the manifest's timings.
+#[derive(Debug, Default, Clone)]
+pub struct FactsUsed {
+    /// Months whose stored facts were valid and read.
+    pub reused: usize,
+    /// Months computed from the raw lines.
+    pub computed: usize,
+}
+
+/// What a run needs to fingerprint the months: the files of `transactions`
+/// and what else shapes a line before the step reads it.
+pub struct Sources<'a> {
+    pub files: &'a [InputFile],
+    /// Digest of the erased customers (empty when none).
+    pub erasures: String,
+    /// Digest of the identity merges in force (empty when none).
+    pub merges: String,
+}
+
+/// The session extension the pipeline reads: for each incremental step, how
+/// it merges and the month facts it merges.
+pub struct MonthFacts {
+    steps: BTreeMap<String, (Arc<Mergeable>, Arc<dyn TableProvider>)>,
+    /// The facts computed but not stored (a dry run, an open month), read
+    /// from here as long as the session lives.
+    _local: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for MonthFacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.steps.keys()).finish()
+    }
+}
+
+/// The result of `step` for the period ending at `period_end`, merged from
+/// its month facts, when the run prepared them ([`prepare`]); `None` when
+/// the step is computed from its SQL.
+pub fn merged(
+    ctx: &SessionContext,
+    step: &str,
+    period_end: NaiveDate,
+) -> Option<datafusion::error::Result<DataFrame>> {
+    // Facts are whole months: a period that ends mid-month (an ad hoc
+    // range) is computed from the step's SQL.
+    if period_end.day() != 1 {
+        return None;
+    }
+    let facts = ctx.state().config().get_extension::<MonthFacts>()?;
+    let (mergeable, table) = facts.steps.get(step)?;
+    Some(
+        ctx.read_table(table.clone())
+            .and_then(|frame| mergeable.merge(frame, period_end)),
+    )
+}
+
+/// Check that every incremental step of `job` can be computed per month
+/// (`segments validate`: against the canonical inputs, no data read).
+pub async fn check(ctx: &SessionContext, job: &Job) -> Result<(), FactsError> {
+    for step in incremental_steps(job) {
+        mergeable(ctx, step).await?;
+    }
+    Ok(())
+}
+
+async fn mergeable(ctx: &SessionContext, step: &Step) -> Result<Mergeable, FactsError> {
+    Mergeable::of(ctx, step)
+        .await
+        .map_err(|e| FactsError::NotMergeable {
+            step: step.name.clone(),
+            origin: step.origin.clone(),
+            message: e.0,
+        })
+}
+
+/// The incremental steps of `job`.
+fn incremental_steps(job: &Job) -> Vec<&Step> {
+    job.steps
+        .iter()
+        .filter(|s| s.incremental == Some(Incremental::Month))
+        .collect()
+}
+
+/// Make the month facts of every incremental step of `job` for a run of
+/// `period` on the prepared `transactions` view: months with valid stored
+/// facts are read, the others computed (all of them with `full`) and, unless
+/// `write` is false (a dry run), stored. Registers [`MonthFacts`] in the
+/// session.
+#[allow(clippy::too_many_arguments)]
+pub async fn prepare(
+    ctx: &SessionContext,
+    job: &Job,
+    config: &Config,
+    warehouse: &Warehouse,
+    sources: &Sources<'_>,
+    period: Period,
+    run_id: &str,
+    full: bool,
+    write: bool,
+) -> Result<Option<FactsUsed>, FactsError> {
+    let steps = incremental_steps(job);
+    if steps.is_empty() {
+        return Ok(None);
+    }
+    let files: Vec<&InputFile> = sources
+        .files
+        .iter()
+        .filter(|f| f.input == "transactions")
+        .collect();
+    let ranges = fingerprint::file_ranges(config, &files).await;
+    let clock = crate::inputs::run_clock();
+    // The spill directory when configured: in a container, the one place
+    // meant for a run's scratch files.
+    let scratch = config
+        .engine
+        .spill_dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir);
+    let local = tempfile::tempdir_in(&scratch).map_err(|source| FactsError::Local {
+        step: String::new(),
+        dir: scratch.display().to_string(),
+        source,
+    })?;
+    let mut used = FactsUsed::default();
+    let mut registered = BTreeMap::new();
+    for step in steps {
+        let mergeable = Arc::new(mergeable(ctx, step).await?);
+        let context = fingerprint::context(config, step, sources);
+        let months = fingerprint::months(&files, &ranges, period);
+        let mut valid: BTreeMap<NaiveDate, store::Stored> = BTreeMap::new();
+        let mut missing: Vec<NaiveDate> = Vec::new();
+        let mut fingerprints = BTreeMap::new();
+        // Without a list (some file has no usable statistics: any month may
+        // be in it), every month is computed.
+        if let Some(months) = &months {
+            for (month, covering) in months {
+                fingerprints.insert(*month, Fingerprint::new(&context, *month, covering));
+            }
+            let stored = if full {
+                BTreeMap::new()
+            } else {
+                store::valid(warehouse, &job.name, &step.name, &fingerprints).await?
+            };
+            for month in fingerprints.keys() {
+                match stored.get(month) {
+                    Some(found) => {
+                        valid.insert(*month, found.clone());
+                    }
+                    None => missing.push(*month),
+                }
+            }
+        }
+        let step_error = |source| FactsError::Query {
+            step: step.name.clone(),
+            source,
+        };
+        let computed = if months.is_none() || !missing.is_empty() {
+            let frame = mergeable
+                .facts_query(ctx, months.as_ref().map(|_| missing.as_slice()))
+                .map_err(step_error)?;
+            let dir = local.path().join(&step.name);
+            store::write_local(frame, &dir).await.map_err(step_error)?
+        } else {
+            BTreeMap::new()
+        };
+        // Months computed without a list (no statistics): any change of any
+        // file would make them stale, so they are not stored.
+        if months.is_none() {
+            missing = computed.keys().copied().collect();
+        }
+        used.reused += valid.len();
+        used.computed += missing.len();
+        let mut paths: Vec<String> = valid.values().flat_map(|s| s.urls.clone()).collect();
+        let mut local_paths = Vec::new();
+        for month in &missing {
+            let file = computed.get(month);
+            // A month still open by the run's clock, in any time zone, may
+            // gain lines (or lose future-dated rejects): computed, not stored.
+            let closed = Period::of_date(*month)
+                .end()
+                .succ_opt()
+                .is_some_and(|after| after <= clock.date_naive());
+            let storable = write && closed && fingerprints.contains_key(month);
+            if storable {
+                let print = &fingerprints[month];
+                paths.extend(
+                    store::store(warehouse, &job.name, &step.name, print, file, run_id).await?,
+                );
+            } else if let Some(files) = file {
+                local_paths.extend(files.iter().map(|f| f.display().to_string()));
+            }
+        }
+        tracing::info!(
+            step = %step.name,
+            reused = valid.len(),
+            computed = missing.len(),
+            "Month facts ready."
+        );
+        let table = store::table(ctx, &mergeable, warehouse, &paths, &local_paths)
+            .await
+            .map_err(step_error)?;
+        registered.insert(step.name.clone(), (mergeable, table));
+    }
+    ctx.state_ref()
+        .write()
+        .config_mut()
+        .set_extension(Arc::new(MonthFacts {
+            steps: registered,
+            _local: local,
+        }));
+    Ok(Some(used))
+}
+
+/// The months (first days) with facts of `step` in the warehouse, for
+/// `segments status`-like listings and the tests.
+pub async fn stored_months(
+    warehouse: &Warehouse,
+    job: &str,
+    step: &str,
+) -> Result<BTreeSet<NaiveDate>, StorageError> {
+    store::months(warehouse, job, step).await
+}
+
+/// Delete every month fact of `job` (after an erasure: they hold the ids).
+pub async fn delete_all(warehouse: &Warehouse, job: &str) -> Result<usize, StorageError> {
+    store::delete_all(warehouse, job).await
+}

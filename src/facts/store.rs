@@ -1,0 +1,433 @@
+//! Where month facts live and how they are trusted:
+//!
+//! ```text
+//! <warehouse>/<job>/_facts/<step>/month=YYYY-MM/part-<run id>-<n>.parquet
+//! <warehouse>/<job>/_facts/<step>/month=YYYY-MM/_fingerprint.json
+//! ```
+//!
+//! The fingerprint is written after the fact files and names them with their
+//! size and ETag. Facts are read only when the fingerprint's digest is the
+//! month's and every file it names has that size and ETag: a deleted,
+//! truncated or rewritten file makes the month computed again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path as LocalPath, PathBuf};
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use datafusion::catalog::TableProvider;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{cast, col};
+use datafusion::prelude::{DataFrame, SessionContext};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use super::FactsError;
+use super::fingerprint::Fingerprint;
+use super::shape::{MONTH, Mergeable};
+use crate::storage::{StorageError, Warehouse};
+
+const FACTS: &str = "_facts";
+const FINGERPRINT: &str = "_fingerprint.json";
+/// How long a fact file no fingerprint names is kept (a concurrent run of
+/// another period may still be reading it).
+const SUPERSEDED_KEPT_HOURS: i64 = 24;
+/// The partition column of the local write (the facts keep [`MONTH`]).
+const PART: &str = "__part";
+
+/// One fact file as its fingerprint records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct FactFile {
+    name: String,
+    size: u64,
+    e_tag: Option<String>,
+}
+
+/// `_fingerprint.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    #[serde(flatten)]
+    fingerprint: Fingerprint,
+    /// The month's fact files; none when the month has no group.
+    facts: Vec<FactFile>,
+    run_id: String,
+}
+
+/// Valid facts of one month: the URLs of its files (none for an empty month).
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub urls: Vec<String>,
+}
+
+/// `month=YYYY-MM` of a fingerprint's month (`YYYY-MM`).
+fn month_folder(month: &str) -> String {
+    format!("month={month}")
+}
+
+fn folder_month(name: &str) -> Option<NaiveDate> {
+    let period: crate::model::Period = name.strip_prefix("month=")?.parse().ok()?;
+    Some(period.start())
+}
+
+/// The months whose stored facts match `fingerprints` (the others are
+/// absent, stale or not to be trusted).
+pub async fn valid(
+    warehouse: &Warehouse,
+    job: &str,
+    step: &str,
+    fingerprints: &BTreeMap<NaiveDate, Fingerprint>,
+) -> Result<BTreeMap<NaiveDate, Stored>, StorageError> {
+    let checks = futures::stream::iter(fingerprints.iter().map(|(month, print)| async move {
+        let found = check(warehouse, job, step, print).await?;
+        Ok::<_, StorageError>(found.map(|stored| (*month, stored)))
+    }))
+    .buffer_unordered(16)
+    .collect::<Vec<_>>()
+    .await;
+    let mut valid = BTreeMap::new();
+    for check in checks {
+        if let Some((month, stored)) = check? {
+            valid.insert(month, stored);
+        }
+    }
+    Ok(valid)
+}
+
+async fn check(
+    warehouse: &Warehouse,
+    job: &str,
+    step: &str,
+    print: &Fingerprint,
+) -> Result<Option<Stored>, StorageError> {
+    let folder = month_folder(&print.month);
+    let key = warehouse.key(&[job, FACTS, step, &folder, FINGERPRINT])?;
+    let Some(bytes) = warehouse.get(&key).await? else {
+        return Ok(None);
+    };
+    let record: Record = match serde_json::from_slice(&bytes) {
+        Ok(record) => record,
+        Err(error) => {
+            tracing::warn!(key = %warehouse.url_of(&key), %error, "Unreadable fingerprint: the month's facts are computed again.");
+            return Ok(None);
+        }
+    };
+    if record.fingerprint.digest != print.digest {
+        tracing::debug!(step, month = %print.month, "Input or step changed: the month's facts are computed again.");
+        return Ok(None);
+    }
+    let mut urls = Vec::new();
+    for fact in &record.facts {
+        let key = warehouse.key(&[job, FACTS, step, &folder, &fact.name])?;
+        match warehouse.head(&key).await? {
+            Some(meta) if meta.size == fact.size && meta.e_tag == fact.e_tag => {
+                urls.push(warehouse.url_of(&key));
+            }
+            _ => {
+                tracing::warn!(key = %warehouse.url_of(&key), "A fact file is missing or not the one recorded: the month's facts are computed again.");
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(Stored { urls }))
+}
+
+/// Write the facts of `frame` (with [`MONTH`]) as Parquet under `dir`, one
+/// folder per month; returns each month's files.
+pub async fn write_local(
+    frame: DataFrame,
+    dir: &LocalPath,
+) -> Result<BTreeMap<NaiveDate, Vec<PathBuf>>, DataFusionError> {
+    std::fs::create_dir_all(dir)?;
+    let mut columns: Vec<_> = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| col(datafusion::common::Column::from_name(f.name())))
+        .collect();
+    columns.push(cast(col(MONTH), datafusion::arrow::datatypes::DataType::Utf8).alias(PART));
+    let mut options = datafusion::config::TableParquetOptions::default();
+    options.global.compression = Some("zstd(3)".into());
+    frame
+        .select(columns)?
+        .write_parquet(
+            &format!("{}/", dir.display()),
+            DataFrameWriteOptions::new().with_partition_by(vec![PART.to_string()]),
+            Some(options),
+        )
+        .await?;
+    let mut months: BTreeMap<NaiveDate, Vec<PathBuf>> = BTreeMap::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(month) = name
+            .strip_prefix(&format!("{PART}="))
+            .and_then(|m| m.parse::<NaiveDate>().ok())
+        else {
+            continue;
+        };
+        for file in std::fs::read_dir(entry.path())? {
+            let path = file?.path();
+            if path.extension().is_some_and(|e| e == "parquet") {
+                months.entry(month).or_default().push(path);
+            }
+        }
+    }
+    for files in months.values_mut() {
+        files.sort();
+    }
+    Ok(months)
+}
+
+/// Store the facts of one month (its local `files`, none for a month with no
+/// group) under the fingerprint; returns the URLs of the stored files.
+pub async fn store(
+    warehouse: &Warehouse,
+    job: &str,
+    step: &str,
+    print: &Fingerprint,
+    files: Option<&Vec<PathBuf>>,
+    run_id: &str,
+) -> Result<Vec<String>, FactsError> {
+    let folder = month_folder(&print.month);
+    let mut facts = Vec::new();
+    let mut urls = Vec::new();
+    for (index, file) in files.into_iter().flatten().enumerate() {
+        let name = format!("part-{run_id}-{index}.parquet");
+        let key = warehouse.key(&[job, FACTS, step, &folder, &name])?;
+        let bytes = std::fs::read(file).map_err(|source| FactsError::Local {
+            step: step.to_string(),
+            dir: file.display().to_string(),
+            source,
+        })?;
+        warehouse.put(&key, bytes.into()).await?;
+        let meta = warehouse
+            .head(&key)
+            .await?
+            .ok_or_else(|| FactsError::Vanished {
+                url: warehouse.url_of(&key),
+            })?;
+        facts.push(FactFile {
+            name,
+            size: meta.size,
+            e_tag: meta.e_tag,
+        });
+        urls.push(warehouse.url_of(&key));
+    }
+    let record = Record {
+        fingerprint: print.clone(),
+        facts,
+        run_id: run_id.to_string(),
+    };
+    let key = warehouse.key(&[job, FACTS, step, &folder, FINGERPRINT])?;
+    let json = serde_json::to_vec_pretty(&record).expect("a record serialises");
+    warehouse.put(&key, json.into()).await?;
+    // The month's older files are not named by the fingerprint any more.
+    // A run of another period may have read the fingerprint that named
+    // them and read them still: they go once older than a run lasts.
+    let prefix = warehouse.key(&[job, FACTS, step, &folder])?;
+    let superseded_before = chrono::Utc::now() - chrono::Duration::hours(SUPERSEDED_KEPT_HOURS);
+    for meta in warehouse.list(&prefix).await? {
+        let name = meta.location.filename().unwrap_or_default();
+        let current = record.facts.iter().any(|f| f.name == name);
+        if name.starts_with("part-") && !current && meta.last_modified < superseded_before {
+            warehouse.delete(&meta.location).await?;
+        }
+    }
+    Ok(urls)
+}
+
+/// The facts at `urls` (warehouse) and `local` (files of this process) as
+/// one table with the facts' schema.
+pub async fn table(
+    ctx: &SessionContext,
+    mergeable: &Mergeable,
+    warehouse: &Warehouse,
+    urls: &[String],
+    local: &[String],
+) -> Result<Arc<dyn TableProvider>, DataFusionError> {
+    let schema = mergeable.facts_schema();
+    let location = warehouse.location();
+    ctx.register_object_store(&location.store_url, location.store.clone());
+    let listing = |paths: Vec<ListingTableUrl>| -> Result<Arc<dyn TableProvider>, DataFusionError> {
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new_with_multi_paths(paths)
+            .with_listing_options(options)
+            .with_schema(schema.clone());
+        Ok(Arc::new(ListingTable::try_new(config)?))
+    };
+    let mut frames = Vec::new();
+    if !urls.is_empty() {
+        let paths = urls
+            .iter()
+            .map(ListingTableUrl::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        frames.push(ctx.read_table(listing(paths)?)?);
+    }
+    if !local.is_empty() {
+        let paths = local
+            .iter()
+            .map(ListingTableUrl::parse)
+            .collect::<Result<Vec<_>, _>>()?;
+        frames.push(ctx.read_table(listing(paths)?)?);
+    }
+    let mut frames = frames.into_iter();
+    let Some(first) = frames.next() else {
+        return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
+    };
+    let all = frames.try_fold(first, |all, frame| all.union(frame))?;
+    Ok(all.into_view())
+}
+
+/// The months with a fingerprint of `step`.
+pub async fn months(
+    warehouse: &Warehouse,
+    job: &str,
+    step: &str,
+) -> Result<BTreeSet<NaiveDate>, StorageError> {
+    let prefix = warehouse.key(&[job, FACTS, step])?;
+    Ok(warehouse
+        .folders(&prefix)
+        .await?
+        .iter()
+        .filter_map(|folder| folder.filename().and_then(folder_month))
+        .collect())
+}
+
+/// Delete every fact of `job`; returns the files deleted.
+pub async fn delete_all(warehouse: &Warehouse, job: &str) -> Result<usize, StorageError> {
+    let prefix = warehouse.key(&[job, FACTS])?;
+    let listed = warehouse.list(&prefix).await?;
+    for meta in &listed {
+        warehouse.delete(&meta.location).await?;
+    }
+    Ok(listed.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::InputFile;
+    use bytes::Bytes;
+
+    fn print(month: NaiveDate, size: u64) -> Fingerprint {
+        let file = InputFile {
+            input: "transactions".into(),
+            path: "data/month=2024-01/part-0.parquet".into(),
+            size,
+            e_tag: Some("e1".into()),
+            last_modified: None,
+        };
+        Fingerprint::new("context", month, &[&file])
+    }
+
+    /// Stored facts are valid for their fingerprint only, and only while
+    /// their files are the ones recorded.
+    #[tokio::test]
+    async fn facts_are_trusted_only_as_recorded() {
+        let warehouse = Warehouse::open("memory:///wh/").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let local = dir.path().join("facts.parquet");
+        std::fs::write(&local, b"the facts of a month").unwrap();
+        let month = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+        let empty = NaiveDate::from_ymd_opt(2024, 2, 1).unwrap();
+        let printed = print(month, 10);
+        let urls = store(
+            &warehouse,
+            "job",
+            "orders",
+            &printed,
+            Some(&vec![local]),
+            "run-1",
+        )
+        .await
+        .unwrap();
+        assert_eq!(urls.len(), 1);
+        store(
+            &warehouse,
+            "job",
+            "orders",
+            &print(empty, 10),
+            None,
+            "run-1",
+        )
+        .await
+        .unwrap();
+        let wanted = BTreeMap::from([(month, printed.clone()), (empty, print(empty, 10))]);
+        let found = valid(&warehouse, "job", "orders", &wanted).await.unwrap();
+        assert_eq!(found[&month].urls, urls);
+        assert!(found[&empty].urls.is_empty(), "an empty month has no file");
+        assert_eq!(
+            months(&warehouse, "job", "orders").await.unwrap(),
+            BTreeSet::from([month, empty])
+        );
+
+        // Another input file (a new size): another digest.
+        let changed = BTreeMap::from([(month, print(month, 11))]);
+        assert!(
+            valid(&warehouse, "job", "orders", &changed)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // The fact file rewritten (same name, other bytes): not trusted.
+        let fact = warehouse
+            .key(&[
+                "job",
+                FACTS,
+                "orders",
+                "month=2024-01",
+                "part-run-1-0.parquet",
+            ])
+            .unwrap();
+        warehouse
+            .put(&fact, Bytes::from_static(b"other facts"))
+            .await
+            .unwrap();
+        let only_month = BTreeMap::from([(month, printed.clone())]);
+        assert!(
+            valid(&warehouse, "job", "orders", &only_month)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Deleted: not trusted either.
+        warehouse.delete(&fact).await.unwrap();
+        assert!(
+            valid(&warehouse, "job", "orders", &only_month)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // A fingerprint that does not parse: computed again, not an error.
+        let garbled = warehouse
+            .key(&["job", FACTS, "orders", "month=2024-02", FINGERPRINT])
+            .unwrap();
+        warehouse
+            .put(&garbled, Bytes::from_static(b"{not json"))
+            .await
+            .unwrap();
+        let only_empty = BTreeMap::from([(empty, print(empty, 10))]);
+        assert!(
+            valid(&warehouse, "job", "orders", &only_empty)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        assert_eq!(delete_all(&warehouse, "job").await.unwrap(), 2);
+        assert!(
+            months(&warehouse, "job", "orders")
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}

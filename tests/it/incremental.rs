@@ -1,0 +1,494 @@
+//! Incremental steps (`incremental: month`, docs/guides/incremental.md): a
+//! job whose `orders` step is computed per month and merged publishes, period
+//! after period, exactly the tables of the shipped job computed from every
+//! line (read back by DuckDB, row by row), through a steady sequence, a late
+//! file with a refund of an older order, fact files deleted or rewritten and
+//! `run --full`; and a run recomputes exactly the months whose facts are
+//! missing, stale or untrustworthy (the fingerprint names the run that made
+//! them).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::common::{default_job, duckdb_lines, job_with, segments, table_file, write_config};
+
+const TABLES: [&str; 5] = [
+    "snapshots",
+    "migrations",
+    "segment_summary",
+    "store_summary",
+    "migration_matrix",
+];
+
+/// The default job with its `orders` step declared incremental.
+fn incremental_job(dir: &Path) -> PathBuf {
+    job_with(dir, |text| {
+        let declared = text.replacen(
+            "    file: orders.sql\n",
+            "    file: orders.sql\n    incremental: month\n",
+            1,
+        );
+        assert_ne!(declared, text, "the default job has an orders step");
+        declared
+    })
+}
+
+struct Side {
+    job: PathBuf,
+    config: PathBuf,
+    warehouse: PathBuf,
+}
+
+fn side(dir: &Path, name: &str, job: PathBuf, data: &Path) -> Side {
+    let warehouse = dir.join(format!("warehouse-{name}"));
+    let config_dir = dir.join(format!("config-{name}"));
+    std::fs::create_dir_all(&config_dir).unwrap();
+    let config = write_config(&config_dir, &data.join("transactions"), &warehouse);
+    Side {
+        job,
+        config,
+        warehouse,
+    }
+}
+
+/// `segments run` (exit 0 or the test fails) with `extra` arguments; stderr.
+fn run(dir: &Path, side: &Side, period: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "run",
+        "--job",
+        side.job.to_str().unwrap(),
+        "--config",
+        side.config.to_str().unwrap(),
+        "--period",
+        period,
+        // Copies of a line are rejects; the fixtures' months move a lot.
+        "--allow-gate",
+        "reject_ratio",
+    ];
+    args.extend_from_slice(extra);
+    let output = segments(dir, &args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(output.status.success(), "{period} {extra:?}: {stderr}");
+    stderr
+}
+
+/// Every row of every table of `period`, as text (DuckDB reads them).
+fn published(warehouse: &Path, period: &str) -> Vec<(String, std::collections::BTreeSet<String>)> {
+    TABLES
+        .iter()
+        .map(|table| {
+            let file = table_file(warehouse, "rfm_monthly", table, period);
+            // Each distinct row with its count: a row twice is not a row once.
+            let rows = duckdb_lines(&format!(
+                "SELECT t::VARCHAR || ' ×' || COUNT(*) FROM '{}' t GROUP BY t::VARCHAR",
+                file.display()
+            ));
+            (table.to_string(), rows)
+        })
+        .collect()
+}
+
+fn assert_same_tables(incremental: &Side, full: &Side, period: &str) {
+    let expected = published(&full.warehouse, period);
+    for ((table, rows), (_, want)) in published(&incremental.warehouse, period)
+        .iter()
+        .zip(&expected)
+    {
+        assert!(!want.is_empty(), "{period}: {table} is empty");
+        let only_here: Vec<_> = rows.difference(want).take(3).collect();
+        let only_full: Vec<_> = want.difference(rows).take(3).collect();
+        assert!(
+            only_here.is_empty() && only_full.is_empty(),
+            "{period}: {table} of the incremental run differs: only there {only_here:?}, only in the full run {only_full:?}"
+        );
+    }
+}
+
+fn run_id(warehouse: &Path, period: &str) -> String {
+    let path = warehouse.join(format!("rfm_monthly/_runs/period={period}/_manifest.json"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    manifest["run_id"].as_str().unwrap().to_string()
+}
+
+fn facts_folder(warehouse: &Path) -> PathBuf {
+    warehouse.join("rfm_monthly/_facts/orders")
+}
+
+/// Month → the run that computed its stored facts.
+fn fact_runs(warehouse: &Path) -> BTreeMap<String, String> {
+    let mut runs = BTreeMap::new();
+    for entry in std::fs::read_dir(facts_folder(warehouse))
+        .unwrap()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let month = name.strip_prefix("month=").unwrap().to_string();
+        let Ok(bytes) = std::fs::read(entry.path().join("_fingerprint.json")) else {
+            continue;
+        };
+        let record: serde_json::Value = match serde_json::from_slice(&bytes) {
+            Ok(record) => record,
+            Err(_) => continue,
+        };
+        runs.insert(month, record["run_id"].as_str().unwrap().to_string());
+    }
+    runs
+}
+
+/// The months (of `months`) whose facts the run of `period` computed.
+fn computed_by(warehouse: &Path, period: &str) -> Vec<String> {
+    let id = run_id(warehouse, period);
+    fact_runs(warehouse)
+        .into_iter()
+        .filter(|(_, run)| *run == id)
+        .map(|(month, _)| month)
+        .collect()
+}
+
+/// The fact file the month's fingerprint names.
+fn fact_file(warehouse: &Path, month: &str) -> PathBuf {
+    let folder = facts_folder(warehouse).join(format!("month={month}"));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("_fingerprint.json")).unwrap()).unwrap();
+    folder.join(record["facts"][0]["name"].as_str().unwrap())
+}
+
+#[test]
+fn incremental_runs_publish_the_tables_of_full_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Real-shaped: exact duplicate lines and store lines arriving in the
+    // next month's file (which then holds lines of two months).
+    crate::common::segments_ok(
+        dir.path(),
+        &[
+            "generate",
+            "--customers",
+            "900",
+            "--months",
+            "15",
+            "--no-events",
+            "--out",
+            data.to_str().unwrap(),
+        ],
+    );
+    let incremental = side(
+        dir.path(),
+        "incremental",
+        incremental_job(dir.path()),
+        &data,
+    );
+    let full = side(dir.path(), "full", default_job(), &data);
+
+    // A first run (the previous period reclassified), then a steady month.
+    for period in ["2024-11", "2024-12"] {
+        run(dir.path(), &incremental, period, &[]);
+        run(dir.path(), &full, period, &[]);
+        assert_same_tables(&incremental, &full, period);
+    }
+    let first = fact_runs(&incremental.warehouse);
+    assert_eq!(
+        first.keys().cloned().collect::<Vec<_>>(),
+        months("2024-01", "2024-12"),
+        "a month of facts per month up to 2024-12"
+    );
+    assert_eq!(
+        computed_by(&incremental.warehouse, "2024-12"),
+        ["2024-12"],
+        "the steady month computes its own month only"
+    );
+    assert_eq!(
+        computed_by(&incremental.warehouse, "2024-11"),
+        months("2024-01", "2024-11"),
+        "the first run computes every month up to its own"
+    );
+
+    // A late file in December's folder: on 20 December, a refund of an
+    // October order under its own order id; on 20 October, a sale that
+    // arrived late. Its lines span October to December.
+    let october = data.join("transactions/month=2024-10/part-0.parquet");
+    let late = data.join("transactions/month=2024-12/part-late.parquet");
+    duckdb_lines(&format!(
+        "SET TimeZone = 'UTC';
+         CREATE TABLE october AS SELECT * FROM read_parquet('{october}', hive_partitioning = false)
+           WHERE customer_id IS NOT NULL AND amount > 0 AND strftime(ordered_at, '%Y-%m') = '2024-10'
+           ORDER BY order_id LIMIT 6;
+         COPY ((SELECT * REPLACE (-amount AS amount, TIMESTAMPTZ '2024-12-20 12:00:00+00' AS ordered_at) FROM october LIMIT 1)
+               UNION ALL (SELECT * REPLACE ('late-' || order_id AS order_id, TIMESTAMPTZ '2024-10-20 12:00:00+00' AS ordered_at) FROM october OFFSET 5))
+           TO '{late}' (FORMAT parquet);
+         SELECT COUNT(*)::VARCHAR FROM read_parquet('{late}')",
+        october = october.display(),
+        late = late.display(),
+    ));
+    run(dir.path(), &incremental, "2025-01", &[]);
+    run(dir.path(), &full, "2025-01", &[]);
+    assert_same_tables(&incremental, &full, "2025-01");
+    let recomputed = computed_by(&incremental.warehouse, "2025-01");
+    for month in ["2024-10", "2024-11", "2024-12", "2025-01"] {
+        assert!(
+            recomputed.contains(&month.to_string()),
+            "{month} may hold lines of the late file: recomputed {recomputed:?}"
+        );
+    }
+    let untouched = fact_runs(&incremental.warehouse);
+    for month in ["2024-01", "2024-05", "2024-08"] {
+        assert_eq!(
+            untouched[month], first[month],
+            "{month}: no file of it changed"
+        );
+    }
+
+    // Facts that cannot be trusted: one rewritten with another month's
+    // (valid Parquet, other rows), one deleted, one fingerprint garbled.
+    std::fs::copy(
+        fact_file(&incremental.warehouse, "2024-03"),
+        fact_file(&incremental.warehouse, "2024-02"),
+    )
+    .unwrap();
+    std::fs::remove_file(fact_file(&incremental.warehouse, "2024-05")).unwrap();
+    std::fs::write(
+        facts_folder(&incremental.warehouse).join("month=2024-06/_fingerprint.json"),
+        "{not json",
+    )
+    .unwrap();
+    run(dir.path(), &incremental, "2025-02", &[]);
+    run(dir.path(), &full, "2025-02", &[]);
+    assert_same_tables(&incremental, &full, "2025-02");
+    let recomputed = computed_by(&incremental.warehouse, "2025-02");
+    for month in ["2024-02", "2024-05", "2024-06", "2025-02"] {
+        assert!(
+            recomputed.contains(&month.to_string()),
+            "{month}: its facts were not to be trusted: recomputed {recomputed:?}"
+        );
+    }
+    assert!(
+        !recomputed.contains(&"2024-03".to_string()),
+        "2024-03 is intact: {recomputed:?}"
+    );
+
+    // `--full` computes every month again, to the same tables.
+    run(dir.path(), &incremental, "2025-02", &["--full"]);
+    assert_same_tables(&incremental, &full, "2025-02");
+    let all = fact_runs(&incremental.warehouse);
+    let id = run_id(&incremental.warehouse, "2025-02");
+    assert!(all.values().all(|run| *run == id), "{all:?}");
+    assert_eq!(
+        all.keys().cloned().collect::<Vec<_>>(),
+        months("2024-01", "2025-02")
+    );
+}
+
+/// The months from `first` to `last` (`YYYY-MM`), both included.
+fn months(first: &str, last: &str) -> Vec<String> {
+    let mut month: segments::model::Period = first.parse().unwrap();
+    let last: segments::model::Period = last.parse().unwrap();
+    let mut all = Vec::new();
+    while month <= last {
+        all.push(month.to_string());
+        month = month.next();
+    }
+    all
+}
+
+#[test]
+fn a_dry_run_stores_no_facts_and_a_step_that_cannot_merge_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    crate::common::segments_ok(
+        dir.path(),
+        &[
+            "generate",
+            "--customers",
+            "300",
+            "--months",
+            "6",
+            "--no-events",
+            "--out",
+            data.to_str().unwrap(),
+        ],
+    );
+    let incremental = side(
+        dir.path(),
+        "incremental",
+        incremental_job(dir.path()),
+        &data,
+    );
+    let stdout = String::from_utf8_lossy(
+        &segments(
+            dir.path(),
+            &[
+                "run",
+                "--job",
+                incremental.job.to_str().unwrap(),
+                "--config",
+                incremental.config.to_str().unwrap(),
+                "--period",
+                "2024-05",
+                "--dry-run",
+            ],
+        )
+        .stdout,
+    )
+    .into_owned();
+    assert!(
+        stdout.contains("champions"),
+        "the dry run prints its summary: {stdout}"
+    );
+    assert!(
+        !facts_folder(&incremental.warehouse).exists(),
+        "a dry run writes nothing"
+    );
+
+    let refused = job_with(dir.path(), |text| {
+        text.replacen(
+            "    file: customer_metrics.sql\n",
+            "    file: customer_metrics.sql\n    incremental: month\n",
+            1,
+        )
+    });
+    let output = segments(
+        dir.path(),
+        &[
+            "run",
+            "--job",
+            refused.to_str().unwrap(),
+            "--config",
+            incremental.config.to_str().unwrap(),
+            "--period",
+            "2024-05",
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("step `customer_metrics`") && stderr.contains("`transactions` input only"),
+        "{stderr}"
+    );
+}
+
+/// `forget` deletes the month facts (they hold customer ids); the next run
+/// computes them again without the customer, to the tables of a full run.
+#[test]
+fn forget_deletes_the_facts_and_the_next_run_keeps_the_customer_out() {
+    const SALT: &str = "a salt of the incremental tests";
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    crate::common::segments_ok(
+        dir.path(),
+        &[
+            "generate",
+            "--customers",
+            "300",
+            "--months",
+            "8",
+            "--no-events",
+            "--out",
+            data.to_str().unwrap(),
+        ],
+    );
+    let salted = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_segments"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn")
+            .env("SEGMENTS_ERASURE_SALT", SALT)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let incremental = side(
+        dir.path(),
+        "incremental",
+        incremental_job(dir.path()),
+        &data,
+    );
+    let full = side(dir.path(), "full", default_job(), &data);
+    let run_args = |side: &Side, period: &'static str| {
+        vec![
+            "run".to_string(),
+            "--job".into(),
+            side.job.display().to_string(),
+            "--config".into(),
+            side.config.display().to_string(),
+            "--period".into(),
+            period.into(),
+            "--allow-gate".into(),
+            "reject_ratio".into(),
+        ]
+    };
+    for side in [&incremental, &full] {
+        let args = run_args(side, "2024-07");
+        salted(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    let snapshot = table_file(
+        &incremental.warehouse,
+        "rfm_monthly",
+        "snapshots",
+        "2024-07",
+    );
+    let victim = duckdb_lines(&format!(
+        "SELECT customer_id FROM '{}' ORDER BY monetary DESC LIMIT 1",
+        snapshot.display()
+    ))
+    .into_iter()
+    .next()
+    .unwrap();
+    let facts = facts_folder(&incremental.warehouse);
+    let holding = duckdb_lines(&format!(
+        "SELECT COUNT(*)::VARCHAR FROM read_parquet('{}/*/*.parquet') WHERE customer_id = '{victim}'",
+        facts.display()
+    ));
+    assert_ne!(
+        holding.into_iter().next().unwrap(),
+        "0",
+        "the facts hold {victim}"
+    );
+
+    for side in [&incremental, &full] {
+        salted(&[
+            "forget",
+            "--config",
+            side.config.to_str().unwrap(),
+            "--customer-id",
+            &victim,
+        ]);
+    }
+    let left: Vec<_> = walkdir(&facts);
+    assert!(left.is_empty(), "forget leaves no fact: {left:?}");
+    for side in [&incremental, &full] {
+        let args = run_args(side, "2024-08");
+        salted(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    assert_same_tables(&incremental, &full, "2024-08");
+    let holding = duckdb_lines(&format!(
+        "SELECT COUNT(*)::VARCHAR FROM read_parquet('{}/*/*.parquet') WHERE customer_id = '{victim}'",
+        facts.display()
+    ));
+    assert_eq!(
+        holding.into_iter().next().unwrap(),
+        "0",
+        "the facts computed again hold no {victim}"
+    );
+}
+
+/// Every file under `dir` (none when it does not exist).
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(walkdir(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
