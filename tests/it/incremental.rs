@@ -20,6 +20,27 @@ const TABLES: [&str; 5] = [
     "migration_matrix",
 ];
 
+/// `segments generate` of `customers` over `months` from 2024-01 into
+/// `dir/data`, real-shaped: exact duplicate lines and store lines arriving
+/// in the next month's file (which then holds lines of two months).
+fn generate(dir: &Path, customers: u32, months: u32) -> PathBuf {
+    let data = dir.join("data");
+    crate::common::segments_ok(
+        dir,
+        &[
+            "generate",
+            "--customers",
+            &customers.to_string(),
+            "--months",
+            &months.to_string(),
+            "--no-events",
+            "--out",
+            data.to_str().unwrap(),
+        ],
+    );
+    data
+}
+
 /// The default job with its `orders` step declared incremental.
 fn incremental_job(dir: &Path) -> PathBuf {
     job_with(dir, |text| {
@@ -51,6 +72,21 @@ fn side(dir: &Path, name: &str, job: PathBuf, data: &Path) -> Side {
     }
 }
 
+/// The erasure salt of this module's runs (`forget` needs one; a run
+/// without an erasure log ignores it).
+const SALT: &str = "a salt of the incremental tests";
+
+/// `segments` with `args` and the erasure salt.
+fn salted(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_segments"))
+        .args(args)
+        .current_dir(dir)
+        .env("RUST_LOG", "warn")
+        .env("SEGMENTS_ERASURE_SALT", SALT)
+        .output()
+        .unwrap()
+}
+
 /// `segments run` (exit 0 or the test fails) with `extra` arguments; stderr.
 fn run(dir: &Path, side: &Side, period: &str, extra: &[&str]) -> String {
     let mut args = vec![
@@ -66,7 +102,7 @@ fn run(dir: &Path, side: &Side, period: &str, extra: &[&str]) -> String {
         "reject_ratio",
     ];
     args.extend_from_slice(extra);
-    let output = segments(dir, &args);
+    let output = salted(dir, &args);
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "{period} {extra:?}: {stderr}");
     stderr
@@ -157,22 +193,7 @@ fn fact_file(warehouse: &Path, month: &str) -> PathBuf {
 #[test]
 fn incremental_runs_publish_the_tables_of_full_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    // Real-shaped: exact duplicate lines and store lines arriving in the
-    // next month's file (which then holds lines of two months).
-    crate::common::segments_ok(
-        dir.path(),
-        &[
-            "generate",
-            "--customers",
-            "900",
-            "--months",
-            "15",
-            "--no-events",
-            "--out",
-            data.to_str().unwrap(),
-        ],
-    );
+    let data = generate(dir.path(), 900, 15);
     let incremental = side(
         dir.path(),
         "incremental",
@@ -294,20 +315,7 @@ fn months(first: &str, last: &str) -> Vec<String> {
 #[test]
 fn a_dry_run_stores_no_facts_and_a_step_that_cannot_merge_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    crate::common::segments_ok(
-        dir.path(),
-        &[
-            "generate",
-            "--customers",
-            "300",
-            "--months",
-            "6",
-            "--no-events",
-            "--out",
-            data.to_str().unwrap(),
-        ],
-    );
+    let data = generate(dir.path(), 300, 6);
     let incremental = side(
         dir.path(),
         "incremental",
@@ -371,36 +379,8 @@ fn a_dry_run_stores_no_facts_and_a_step_that_cannot_merge_is_refused() {
 /// computes them again without the customer, to the tables of a full run.
 #[test]
 fn forget_deletes_the_facts_and_the_next_run_keeps_the_customer_out() {
-    const SALT: &str = "a salt of the incremental tests";
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    crate::common::segments_ok(
-        dir.path(),
-        &[
-            "generate",
-            "--customers",
-            "300",
-            "--months",
-            "8",
-            "--no-events",
-            "--out",
-            data.to_str().unwrap(),
-        ],
-    );
-    let salted = |args: &[&str]| {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_segments"))
-            .args(args)
-            .current_dir(dir.path())
-            .env("RUST_LOG", "warn")
-            .env("SEGMENTS_ERASURE_SALT", SALT)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    };
+    let data = generate(dir.path(), 300, 8);
     let incremental = side(
         dir.path(),
         "incremental",
@@ -408,22 +388,8 @@ fn forget_deletes_the_facts_and_the_next_run_keeps_the_customer_out() {
         &data,
     );
     let full = side(dir.path(), "full", default_job(), &data);
-    let run_args = |side: &Side, period: &'static str| {
-        vec![
-            "run".to_string(),
-            "--job".into(),
-            side.job.display().to_string(),
-            "--config".into(),
-            side.config.display().to_string(),
-            "--period".into(),
-            period.into(),
-            "--allow-gate".into(),
-            "reject_ratio".into(),
-        ]
-    };
     for side in [&incremental, &full] {
-        let args = run_args(side, "2024-07");
-        salted(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        run(dir.path(), side, "2024-07", &[]);
     }
     let snapshot = table_file(
         &incremental.warehouse,
@@ -450,19 +416,21 @@ fn forget_deletes_the_facts_and_the_next_run_keeps_the_customer_out() {
     );
 
     for side in [&incremental, &full] {
-        salted(&[
-            "forget",
-            "--config",
-            side.config.to_str().unwrap(),
-            "--customer-id",
-            &victim,
-        ]);
+        let config = side.config.to_str().unwrap();
+        let output = salted(
+            dir.path(),
+            &["forget", "--config", config, "--customer-id", &victim],
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let left: Vec<_> = walkdir(&facts);
     assert!(left.is_empty(), "forget leaves no fact: {left:?}");
     for side in [&incremental, &full] {
-        let args = run_args(side, "2024-08");
-        salted(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        run(dir.path(), side, "2024-08", &[]);
     }
     assert_same_tables(&incremental, &full, "2024-08");
     let holding = duckdb_lines(&format!(
