@@ -460,3 +460,164 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
     }
     found
 }
+
+/// Every shipped job, with its `orders` step computed per month, publishes
+/// the tables of the same job computed from every line, period after
+/// period (a first run, a steady month, then a month after a late file),
+/// on generated data with every input (events, customers, catalog).
+#[test]
+fn every_shipped_job_publishes_the_same_tables_incrementally() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::common::segments_ok(
+        dir.path(),
+        &[
+            "generate",
+            "--customers",
+            "700",
+            "--months",
+            "14",
+            "--out",
+            "data",
+        ],
+    );
+    let shipped_config =
+        std::fs::read_to_string(crate::common::repo().join("config/local.yaml")).unwrap();
+    let config = |name: &str| {
+        let path = dir.path().join(format!("config-{name}.yaml"));
+        let text = shipped_config.replacen(
+            "warehouse: ./warehouse\n",
+            &format!("warehouse: ./warehouse-{name}\n"),
+            1,
+        );
+        assert_ne!(text, shipped_config, "config/local.yaml names ./warehouse");
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (config_incremental, config_full) = (config("incremental"), config("full"));
+    let mut jobs: Vec<PathBuf> = std::fs::read_dir(crate::common::repo().join("jobs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    jobs.sort();
+    assert_eq!(jobs.len(), 9, "{jobs:?}");
+    let sql_dir = crate::common::repo().join("sql");
+    // The job as shipped, then with `incremental: month` on its orders step
+    // added or removed: both read the repository's SQL.
+    let variant = |job: &Path, incremental: bool| {
+        let text = std::fs::read_to_string(job).unwrap();
+        let plain = text.replace("    incremental: month\n", "");
+        let text = if incremental {
+            plain.replacen(
+                "    file: orders.sql\n",
+                "    file: orders.sql\n    incremental: month\n",
+                1,
+            )
+        } else {
+            plain
+        };
+        assert!(text.contains("file: orders.sql"), "{}", job.display());
+        let text = text.replacen(
+            "\nsteps:\n",
+            &format!("\nsql_dir: {}\nsteps:\n", sql_dir.display()),
+            1,
+        );
+        let name = job.file_stem().unwrap().to_string_lossy().to_string();
+        let path = dir.path().join(format!(
+            "{name}-{}.yaml",
+            if incremental { "incremental" } else { "full" }
+        ));
+        std::fs::write(&path, text).unwrap();
+        (name, path)
+    };
+    let gates = [
+        "--allow-gate",
+        "reject_ratio",
+        "--allow-gate",
+        "active_customers_change",
+        "--allow-gate",
+        "revenue_change",
+    ];
+    let run_both = |period: &str| {
+        for job in &jobs {
+            for (incremental, config) in [(true, &config_incremental), (false, &config_full)] {
+                let (_, path) = variant(job, incremental);
+                let mut args = vec![
+                    "run",
+                    "--job",
+                    path.to_str().unwrap(),
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--period",
+                    period,
+                ];
+                args.extend_from_slice(&gates);
+                crate::common::segments_ok(dir.path(), &args);
+            }
+        }
+    };
+    let compare = |period: &str| {
+        for job in &jobs {
+            let (name, _) = variant(job, false);
+            let folder = dir.path().join("warehouse-full").join(&name);
+            let mut tables: Vec<String> = std::fs::read_dir(&folder)
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|t| !t.starts_with('_') && t != "published_periods" && t != "report")
+                .collect();
+            tables.sort();
+            assert!(tables.len() >= 3, "{name}: {tables:?}");
+            for table in &tables {
+                let rows = |side: &str| {
+                    let file = table_file(&dir.path().join(side), &name, table, period);
+                    duckdb_lines(&format!(
+                        "SELECT t::VARCHAR || ' ×' || COUNT(*) FROM '{}' t GROUP BY t::VARCHAR",
+                        file.display()
+                    ))
+                };
+                let (ours, full) = (rows("warehouse-incremental"), rows("warehouse-full"));
+                let only_ours: Vec<_> = ours.difference(&full).take(3).collect();
+                let only_full: Vec<_> = full.difference(&ours).take(3).collect();
+                assert!(
+                    only_ours.is_empty() && only_full.is_empty(),
+                    "{name} {table} {period}: only incremental {only_ours:?}, only full {only_full:?}"
+                );
+            }
+            assert!(
+                dir.path()
+                    .join("warehouse-incremental")
+                    .join(&name)
+                    .join("_facts/orders")
+                    .is_dir(),
+                "{name}: the incremental run kept month facts"
+            );
+        }
+    };
+    for period in ["2024-11", "2024-12"] {
+        run_both(period);
+        compare(period);
+    }
+    // A late file: a refund dated January of a November order, under the
+    // original order id.
+    let november = dir
+        .path()
+        .join("data/transactions/month=2024-11/part-0.parquet");
+    let late = dir
+        .path()
+        .join("data/transactions/month=2025-01/part-late.parquet");
+    duckdb_lines(&format!(
+        "SET TimeZone = 'UTC';
+         COPY (SELECT * REPLACE (-amount AS amount, TIMESTAMPTZ '2025-01-10 12:00:00+00' AS ordered_at)
+               FROM read_parquet('{}', hive_partitioning = false)
+               WHERE customer_id IS NOT NULL AND amount > 0 AND strftime(ordered_at, '%Y-%m') = '2024-11'
+               ORDER BY order_id LIMIT 3)
+           TO '{}' (FORMAT parquet);
+         SELECT 'written'",
+        november.display(),
+        late.display()
+    ));
+    run_both("2025-01");
+    compare("2025-01");
+}
