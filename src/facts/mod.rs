@@ -14,7 +14,7 @@ mod store;
 pub use fingerprint::{Fingerprint, digest_of as digest};
 pub use shape::{Merge, Mergeable, NotMergeable};
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate};
@@ -68,16 +68,6 @@ impl FactsError {
     }
 }
 
-/// What the facts of a run's incremental steps were made of, for the log and
-/// the manifest's timings.
-#[derive(Debug, Default, Clone)]
-pub struct FactsUsed {
-    /// Months whose stored facts were valid and read.
-    pub reused: usize,
-    /// Months computed from the raw lines.
-    pub computed: usize,
-}
-
 /// What a run needs to fingerprint the months: the files of `transactions`
 /// and what else shapes a line before the step reads it.
 pub struct Sources<'a> {
@@ -92,8 +82,8 @@ pub struct Sources<'a> {
 /// it merges and the month facts it merges.
 pub struct MonthFacts {
     steps: BTreeMap<String, (Arc<Mergeable>, Arc<dyn TableProvider>)>,
-    /// The facts computed but not stored (a dry run, an open month), read
-    /// from here as long as the session lives.
+    /// The facts this run computed (stored or not), read from here as long
+    /// as the session lives.
     _local: tempfile::TempDir,
 }
 
@@ -155,7 +145,7 @@ fn incremental_steps(job: &Job) -> Vec<&Step> {
 /// `period` on the prepared `transactions` view: months with valid stored
 /// facts are read, the others computed (all of them with `full`) and, unless
 /// `write` is false (a dry run), stored. Registers [`MonthFacts`] in the
-/// session.
+/// session; false when the job has no incremental step.
 #[allow(clippy::too_many_arguments)]
 pub async fn prepare(
     ctx: &SessionContext,
@@ -167,10 +157,10 @@ pub async fn prepare(
     run_id: &str,
     full: bool,
     write: bool,
-) -> Result<Option<FactsUsed>, FactsError> {
+) -> Result<bool, FactsError> {
     let steps = incremental_steps(job);
     if steps.is_empty() {
-        return Ok(None);
+        return Ok(false);
     }
     let files: Vec<&InputFile> = sources
         .files
@@ -191,7 +181,6 @@ pub async fn prepare(
         dir: scratch.display().to_string(),
         source,
     })?;
-    let mut used = FactsUsed::default();
     let mut registered = BTreeMap::new();
     for step in steps {
         let mergeable = Arc::new(mergeable(ctx, step).await?);
@@ -238,9 +227,7 @@ pub async fn prepare(
         if months.is_none() {
             missing = computed.keys().copied().collect();
         }
-        used.reused += valid.len();
-        used.computed += missing.len();
-        let mut paths: Vec<String> = valid.values().flat_map(|s| s.urls.clone()).collect();
+        let paths: Vec<String> = valid.values().flat_map(|s| s.urls.clone()).collect();
         let mut local_paths = Vec::new();
         for month in &missing {
             let file = computed.get(month);
@@ -250,13 +237,13 @@ pub async fn prepare(
                 .end()
                 .succ_opt()
                 .is_some_and(|after| after <= clock.date_naive());
-            let storable = write && closed && fingerprints.contains_key(month);
-            if storable {
+            if write && closed && fingerprints.contains_key(month) {
                 let print = &fingerprints[month];
-                paths.extend(
-                    store::store(warehouse, &job.name, &step.name, print, file, run_id).await?,
-                );
-            } else if let Some(files) = file {
+                store::store(warehouse, &job.name, &step.name, print, file, run_id).await?;
+            }
+            // Read from the local copy, stored or not: the same bytes,
+            // without a download of what was just uploaded.
+            if let Some(files) = file {
                 local_paths.extend(files.iter().map(|f| f.display().to_string()));
             }
         }
@@ -278,17 +265,7 @@ pub async fn prepare(
             steps: registered,
             _local: local,
         }));
-    Ok(Some(used))
-}
-
-/// The months (first days) with facts of `step` in the warehouse, for
-/// `segments status`-like listings and the tests.
-pub async fn stored_months(
-    warehouse: &Warehouse,
-    job: &str,
-    step: &str,
-) -> Result<BTreeSet<NaiveDate>, StorageError> {
-    store::months(warehouse, job, step).await
+    Ok(true)
 }
 
 /// Delete every month fact of `job` (after an erasure: they hold the ids).

@@ -10,7 +10,7 @@
 //! month's and every file it names has that size and ETag: a deleted,
 //! truncated or rewritten file makes the month computed again.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path as LocalPath, PathBuf};
 use std::sync::Arc;
 
@@ -68,11 +68,6 @@ pub struct Stored {
 /// `month=YYYY-MM` of a fingerprint's month (`YYYY-MM`).
 fn month_folder(month: &str) -> String {
     format!("month={month}")
-}
-
-fn folder_month(name: &str) -> Option<NaiveDate> {
-    let period: crate::model::Period = name.strip_prefix("month=")?.parse().ok()?;
-    Some(period.start())
 }
 
 /// The months whose stored facts match `fingerprints` (the others are
@@ -285,21 +280,6 @@ pub async fn table(
     Ok(all.into_view())
 }
 
-/// The months with a fingerprint of `step`.
-pub async fn months(
-    warehouse: &Warehouse,
-    job: &str,
-    step: &str,
-) -> Result<BTreeSet<NaiveDate>, StorageError> {
-    let prefix = warehouse.key(&[job, FACTS, step])?;
-    Ok(warehouse
-        .folders(&prefix)
-        .await?
-        .iter()
-        .filter_map(|folder| folder.filename().and_then(folder_month))
-        .collect())
-}
-
 /// Delete every fact of `job`; returns the files deleted.
 pub async fn delete_all(warehouse: &Warehouse, job: &str) -> Result<usize, StorageError> {
     let prefix = warehouse.key(&[job, FACTS])?;
@@ -315,6 +295,27 @@ mod tests {
     use super::*;
     use crate::model::InputFile;
     use bytes::Bytes;
+    use std::collections::BTreeSet;
+
+    fn folder_month(name: &str) -> Option<NaiveDate> {
+        let period: crate::model::Period = name.strip_prefix("month=")?.parse().ok()?;
+        Some(period.start())
+    }
+
+    /// The months with a fingerprint of `step` (what the test checks).
+    async fn months(
+        warehouse: &Warehouse,
+        job: &str,
+        step: &str,
+    ) -> Result<BTreeSet<NaiveDate>, StorageError> {
+        let prefix = warehouse.key(&[job, FACTS, step])?;
+        Ok(warehouse
+            .folders(&prefix)
+            .await?
+            .iter()
+            .filter_map(|folder| folder.filename().and_then(folder_month))
+            .collect())
+    }
 
     fn print(month: NaiveDate, size: u64) -> Fingerprint {
         let file = InputFile {

@@ -346,10 +346,14 @@ async fn apply_aliases(
         .write()
         .config_mut()
         .set_extension(Arc::new(MergedIds {
-            pairs: resolved
-                .iter()
-                .map(|(old, survivor)| format!("{old} -> {survivor}"))
-                .collect(),
+            pairs: {
+                let mut pairs: Vec<String> = resolved
+                    .iter()
+                    .map(|(old, survivor)| format!("{old} -> {survivor}"))
+                    .collect();
+                pairs.sort();
+                pairs
+            },
             ids: resolved.into_iter().map(|(old, _)| old).collect(),
         }));
     Ok(())

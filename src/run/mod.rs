@@ -625,8 +625,7 @@ async fn read_inputs(
     }
     resolved.known_by(&ctx).await?;
     let step = Instant::now();
-    let facts = month_facts(&ctx, job, config, options, &files).await?;
-    if facts.is_some() {
+    if month_facts(&ctx, job, config, options, &files).await? {
         timings.insert("facts".to_string(), step.elapsed().as_millis() as u64);
     }
     let rows = RowCounts {
@@ -650,28 +649,24 @@ async fn read_inputs(
 }
 
 /// The month facts of the job's incremental steps (`crate::facts`), on the
-/// period's prepared inputs; `None` when the job has none.
+/// period's prepared inputs; false when the job has none.
 async fn month_facts(
     ctx: &SessionContext,
     job: &Job,
     config: &Config,
     options: &RunOptions,
     files: &[InputFile],
-) -> Result<Option<crate::facts::FactsUsed>, RunError> {
+) -> Result<bool, RunError> {
     // The distributed engine's executors cannot write the facts where this
     // process reads them: its runs compute every step from its SQL.
-    if !job.steps.iter().any(|s| s.incremental.is_some()) || config.engine.scheduler.is_some() {
-        return Ok(None);
+    if config.engine.scheduler.is_some() {
+        return Ok(false);
     }
     let erasures = inputs::suppression(ctx)
         .map(|s| crate::facts::digest(s.sorted_hashes().into_iter().map(String::as_str)))
         .unwrap_or_default();
     let merges = inputs::merged_ids(ctx)
-        .map(|merged| {
-            let mut pairs = merged.pairs.clone();
-            pairs.sort();
-            crate::facts::digest(pairs.iter().map(String::as_str))
-        })
+        .map(|merged| crate::facts::digest(merged.pairs.iter().map(String::as_str)))
         .unwrap_or_default();
     let sources = crate::facts::Sources {
         files,

@@ -128,22 +128,12 @@ struct Access {
     duckdb_setup: Vec<String>,
 }
 
-/// Every table of the Delta warehouse at `delta` (a path or URL of the
-/// job's folder) as Polars' `scan_delta` and DuckDB's `delta_scan` read it,
-/// and of the Hive warehouse as DuckDB's `read_parquet` reads it, in the
-/// columns Polars lists.
-fn read_three_ways(
-    hive: &Path,
-    delta: &str,
-    access: &Access,
-) -> BTreeMap<String, [serde_json::Value; 3]> {
-    let tables = TABLES.join(",");
-    let options = access
-        .storage_options
-        .clone()
-        .unwrap_or(serde_json::Value::Null)
-        .to_string();
-    let polars_and_hive = python_json(
+/// Every table of the Delta warehouse at `delta` as Polars' `scan_delta`
+/// reads it (with delta-rs' storage `options`, JSON), and of the Hive
+/// warehouse folder `hive` as DuckDB's `read_parquet` reads it, in the
+/// columns Polars lists: `{table: {columns, polars, hive}}`.
+fn read_polars_and_hive(hive: &Path, delta: &str, options: &str) -> serde_json::Value {
+    python_json(
         r#"
 import duckdb, polars as pl
 hive, delta, tables, options = sys.argv[1], sys.argv[2], sys.argv[3].split(','), json.loads(sys.argv[4])
@@ -164,13 +154,30 @@ for t in tables:
 print(json.dumps(out))
 "#,
         &[
-            &hive.join(JOB).display().to_string(),
+            &hive.display().to_string(),
             delta,
-            &tables,
-            &options,
+            &TABLES.join(","),
+            options,
         ],
         false,
-    );
+    )
+}
+
+/// Every table of the Delta warehouse at `delta` (a path or URL of the
+/// job's folder) as Polars' `scan_delta` and DuckDB's `delta_scan` read it,
+/// and of the Hive warehouse as DuckDB's `read_parquet` reads it, in the
+/// columns Polars lists.
+fn read_three_ways(
+    hive: &Path,
+    delta: &str,
+    access: &Access,
+) -> BTreeMap<String, [serde_json::Value; 3]> {
+    let options = access
+        .storage_options
+        .clone()
+        .unwrap_or(serde_json::Value::Null)
+        .to_string();
+    let polars_and_hive = read_polars_and_hive(&hive.join(JOB), delta, &options);
     let columns: serde_json::Value = TABLES
         .iter()
         .map(|t| (t.to_string(), polars_and_hive[t]["columns"].clone()))
@@ -933,39 +940,20 @@ fn azure_delta_tables_read_by_polars_equal_the_local_hive_run() {
         crate::stores::ok(&setup.run(&config, period), period);
     }
     setup.local_runs(&["2024-05", "2024-06"]);
-    let read = python_json(
-        r#"
-import duckdb, polars as pl
-hive, delta, tables, options = sys.argv[1], sys.argv[2], sys.argv[3].split(','), json.loads(sys.argv[4])
-out = {}
-for t in tables:
-    frame = pl.scan_delta(f'{delta}/{t}', storage_options=options)
-    columns = frame.collect_schema().names()
-    quoted = ', '.join(f'"{c}"' for c in columns)
-    if t == 'published_periods':
-        source = f"read_parquet('{hive}/{t}/*.parquet')"
-    else:
-        source = f"read_parquet('{hive}/{t}/*/*.parquet', hive_partitioning = true, hive_types = {{'period': 'VARCHAR'}})"
-    out[t] = [rows(duckdb.sql(f'SELECT {quoted} FROM {source}').fetchall()),
-              rows(frame.select(columns).collect().rows())]
-print(json.dumps(out))
-"#,
-        &[
-            &setup.local_warehouse.join(JOB).display().to_string(),
-            "az://warehouse/delta/rfm_monthly",
-            &TABLES.join(","),
-            &serde_json::json!({
-                "account_name": crate::stores::azure::ACCOUNT,
-                "account_key": crate::stores::azure::KEY,
-                "endpoint": setup.server.account_url(),
-                "allow_http": "true",
-            })
-            .to_string(),
-        ],
-        false,
+    let options = serde_json::json!({
+        "account_name": crate::stores::azure::ACCOUNT,
+        "account_key": crate::stores::azure::KEY,
+        "endpoint": setup.server.account_url(),
+        "allow_http": "true",
+    })
+    .to_string();
+    let read = read_polars_and_hive(
+        &setup.local_warehouse.join(JOB),
+        "az://warehouse/delta/rfm_monthly",
+        &options,
     );
     for table in TABLES {
-        let [hive, polars] = [&read[table][0], &read[table][1]];
+        let [hive, polars] = [&read[table]["hive"], &read[table]["polars"]];
         assert!(
             !hive.as_array().unwrap().is_empty() || table == "rejects",
             "{table}: no rows"

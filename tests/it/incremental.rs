@@ -87,6 +87,15 @@ fn salted(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// The job with incremental orders and the shipped job, each with its own
+/// warehouse, over the same `data`.
+fn sides(dir: &Path, data: &Path) -> (Side, Side) {
+    (
+        side(dir, "incremental", incremental_job(dir), data),
+        side(dir, "full", default_job(), data),
+    )
+}
+
 /// `segments run` (exit 0 or the test fails) with `extra` arguments; stderr.
 fn run(dir: &Path, side: &Side, period: &str, extra: &[&str]) -> String {
     let mut args = vec![
@@ -108,18 +117,22 @@ fn run(dir: &Path, side: &Side, period: &str, extra: &[&str]) -> String {
     stderr
 }
 
-/// Every row of every table of `period`, as text (DuckDB reads them).
+/// Each distinct row of a Parquet file as text with its count (DuckDB
+/// reads it): a row twice is not a row once.
+fn rows_with_counts(file: &Path) -> std::collections::BTreeSet<String> {
+    duckdb_lines(&format!(
+        "SELECT t::VARCHAR || ' ×' || COUNT(*) FROM '{}' t GROUP BY t::VARCHAR",
+        file.display()
+    ))
+}
+
+/// Every row of every table of `period`.
 fn published(warehouse: &Path, period: &str) -> Vec<(String, std::collections::BTreeSet<String>)> {
     TABLES
         .iter()
         .map(|table| {
             let file = table_file(warehouse, "rfm_monthly", table, period);
-            // Each distinct row with its count: a row twice is not a row once.
-            let rows = duckdb_lines(&format!(
-                "SELECT t::VARCHAR || ' ×' || COUNT(*) FROM '{}' t GROUP BY t::VARCHAR",
-                file.display()
-            ));
-            (table.to_string(), rows)
+            (table.to_string(), rows_with_counts(&file))
         })
         .collect()
 }
@@ -194,13 +207,7 @@ fn fact_file(warehouse: &Path, month: &str) -> PathBuf {
 fn incremental_runs_publish_the_tables_of_full_runs() {
     let dir = tempfile::tempdir().unwrap();
     let data = generate(dir.path(), 900, 15);
-    let incremental = side(
-        dir.path(),
-        "incremental",
-        incremental_job(dir.path()),
-        &data,
-    );
-    let full = side(dir.path(), "full", default_job(), &data);
+    let (incremental, full) = sides(dir.path(), &data);
 
     // A first run (the previous period reclassified), then a steady month.
     for period in ["2024-11", "2024-12"] {
@@ -381,13 +388,7 @@ fn a_dry_run_stores_no_facts_and_a_step_that_cannot_merge_is_refused() {
 fn forget_deletes_the_facts_and_the_next_run_keeps_the_customer_out() {
     let dir = tempfile::tempdir().unwrap();
     let data = generate(dir.path(), 300, 8);
-    let incremental = side(
-        dir.path(),
-        "incremental",
-        incremental_job(dir.path()),
-        &data,
-    );
-    let full = side(dir.path(), "full", default_job(), &data);
+    let (incremental, full) = sides(dir.path(), &data);
     for side in [&incremental, &full] {
         run(dir.path(), side, "2024-07", &[]);
     }
@@ -405,15 +406,8 @@ fn forget_deletes_the_facts_and_the_next_run_keeps_the_customer_out() {
     .next()
     .unwrap();
     let facts = facts_folder(&incremental.warehouse);
-    let holding = duckdb_lines(&format!(
-        "SELECT COUNT(*)::VARCHAR FROM read_parquet('{}/*/*.parquet') WHERE customer_id = '{victim}'",
-        facts.display()
-    ));
-    assert_ne!(
-        holding.into_iter().next().unwrap(),
-        "0",
-        "the facts hold {victim}"
-    );
+    let holding = fact_rows_of(&facts, &victim);
+    assert_ne!(holding, 0, "the facts hold {victim}");
 
     for side in [&incremental, &full] {
         let config = side.config.to_str().unwrap();
@@ -433,15 +427,21 @@ fn forget_deletes_the_facts_and_the_next_run_keeps_the_customer_out() {
         run(dir.path(), side, "2024-08", &[]);
     }
     assert_same_tables(&incremental, &full, "2024-08");
-    let holding = duckdb_lines(&format!(
-        "SELECT COUNT(*)::VARCHAR FROM read_parquet('{}/*/*.parquet') WHERE customer_id = '{victim}'",
+    let holding = fact_rows_of(&facts, &victim);
+    assert_eq!(holding, 0, "the facts computed again hold no {victim}");
+}
+
+/// The rows of `customer` in the fact files under `facts`.
+fn fact_rows_of(facts: &Path, customer: &str) -> u64 {
+    duckdb_lines(&format!(
+        "SELECT COUNT(*)::VARCHAR FROM read_parquet('{}/*/*.parquet') WHERE customer_id = '{customer}'",
         facts.display()
-    ));
-    assert_eq!(
-        holding.into_iter().next().unwrap(),
-        "0",
-        "the facts computed again hold no {victim}"
-    );
+    ))
+    .into_iter()
+    .next()
+    .unwrap()
+    .parse()
+    .unwrap()
 }
 
 /// Every file under `dir` (none when it does not exist).
@@ -571,11 +571,7 @@ fn every_shipped_job_publishes_the_same_tables_incrementally() {
             assert!(tables.len() >= 3, "{name}: {tables:?}");
             for table in &tables {
                 let rows = |side: &str| {
-                    let file = table_file(&dir.path().join(side), &name, table, period);
-                    duckdb_lines(&format!(
-                        "SELECT t::VARCHAR || ' ×' || COUNT(*) FROM '{}' t GROUP BY t::VARCHAR",
-                        file.display()
-                    ))
+                    rows_with_counts(&table_file(&dir.path().join(side), &name, table, period))
                 };
                 let (ours, full) = (rows("warehouse-incremental"), rows("warehouse-full"));
                 let only_ours: Vec<_> = ours.difference(&full).take(3).collect();

@@ -672,27 +672,30 @@ fn a_backfill_sends_one_run_per_period_under_its_own() {
     let receiver = Receiver::start();
     let job = default_job();
     let root_run = "0190b3a1-0000-7000-8000-000000000001";
-    let output = segments(
-        dir.path(),
-        &[
-            "backfill",
-            "--job",
-            job.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--from",
-            "2024-02",
-            "--to",
-            "2024-04",
-        ],
-        &[
-            ("OPENLINEAGE_URL", &receiver.url()),
-            (
-                "OPENLINEAGE_PARENT_ID",
-                &format!("airflow/dag.backfill_task/{root_run}"),
-            ),
-        ],
-    );
+    let run_backfill = |env: &[(&str, &str)]| {
+        segments(
+            dir.path(),
+            &[
+                "backfill",
+                "--job",
+                job.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+                "--from",
+                "2024-02",
+                "--to",
+                "2024-04",
+            ],
+            env,
+        )
+    };
+    let output = run_backfill(&[
+        ("OPENLINEAGE_URL", &receiver.url()),
+        (
+            "OPENLINEAGE_PARENT_ID",
+            &format!("airflow/dag.backfill_task/{root_run}"),
+        ),
+    ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let events = receiver.events_from(0);
     assert_valid(&events);
@@ -765,21 +768,7 @@ fn a_backfill_sends_one_run_per_period_under_its_own() {
 
     // Run again: every period is already published and skipped; the
     // backfill alone sends its START and COMPLETE.
-    let output = segments(
-        dir.path(),
-        &[
-            "backfill",
-            "--job",
-            job.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--from",
-            "2024-02",
-            "--to",
-            "2024-04",
-        ],
-        &[("OPENLINEAGE_URL", &receiver.url())],
-    );
+    let output = run_backfill(&[("OPENLINEAGE_URL", &receiver.url())]);
     assert!(output.status.success(), "{}", stderr(&output));
     let again = receiver.events_from(8);
     assert_eq!(again.len(), 2, "{again:#?}");
