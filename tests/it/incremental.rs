@@ -617,3 +617,92 @@ fn every_shipped_job_publishes_the_same_tables_incrementally() {
     run_both("2025-01");
     compare("2025-01");
 }
+
+/// A Latin-1 CSV export (decimal comma, day-first dates) carrying what real
+/// exports carry: an exact duplicate line, a refund under the original order
+/// id a month later, a line of May in June's file, an anonymous ticket. CSV
+/// has no statistics: every month is computed by every run and nothing is
+/// stored, and the tables are those of the job computed from every line.
+#[test]
+fn a_latin1_csv_export_with_defects_gives_the_tables_of_a_full_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let header: &[u8] = b"customer_id;order_id;ordered_at;amount\n";
+    let may = [
+        header,
+        b"Zo\xe9;o1;03/05/2024 10:00;12,50\n",
+        b"Zo\xe9;o1;03/05/2024 10:00;12,50\n", // the same line twice
+        b"c2;o2;04/05/2024 11:00;7,05\n",
+        b";t1;05/05/2024 12:00;3,00\n", // anonymous ticket
+        b"c3;o3;20/05/2024 09:30;40,00\n",
+    ]
+    .concat();
+    let june = [
+        header,
+        b"c2;o4;02/06/2024 11:00;9,90\n",
+        b"Zo\xe9;o1;10/06/2024 15:00;-12,50\n", // refund of o1 under its id
+        b"c4;o5;31/05/2024 23:00;15,00\n",      // May's line in June's file
+        b"c3;o6;15/06/2024 09:30;22,00\n",
+    ]
+    .concat();
+    std::fs::write(data.join("2024-05.csv"), may).unwrap();
+    std::fs::write(data.join("2024-06.csv"), june).unwrap();
+    let config = |name: &str| {
+        let path = dir.path().join(format!("config-{name}.yaml"));
+        std::fs::write(
+            &path,
+            format!(
+                "warehouse: {}\ntimezone: UTC\ninputs:\n  transactions:\n    url: {}/\n    format: csv\n    csv:\n      delimiter: \";\"\n      decimal: \",\"\n      date_format: \"%d/%m/%Y %H:%M\"\n      encoding: latin-1\nquality:\n  max_active_customers_change: 100\n  max_revenue_change: 100\n",
+                dir.path().join(format!("warehouse-{name}")).display(),
+                data.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let incremental = Side {
+        job: incremental_job(dir.path()),
+        config: config("incremental"),
+        warehouse: dir.path().join("warehouse-incremental"),
+    };
+    let full = Side {
+        job: default_job(),
+        config: config("full"),
+        warehouse: dir.path().join("warehouse-full"),
+    };
+    for period in ["2024-05", "2024-06"] {
+        run(dir.path(), &incremental, period, &[]);
+        run(dir.path(), &full, period, &[]);
+        assert_same_tables(&incremental, &full, period);
+    }
+    // Zoé's one order is a purchase in May; in June its refund, a month
+    // later under the same id, nets it to zero with the duplicate line
+    // counted once: Zoé has no purchase left and leaves the universe.
+    let snapshot = |period: &str| {
+        rows_with_counts(&table_file(
+            &incremental.warehouse,
+            "rfm_monthly",
+            "snapshots",
+            period,
+        ))
+    };
+    assert!(
+        snapshot("2024-05")
+            .iter()
+            .any(|row| row.contains("'customer_id': Zoé,")),
+        "the Latin-1 id is read: {:?}",
+        snapshot("2024-05")
+    );
+    assert!(
+        !snapshot("2024-06")
+            .iter()
+            .any(|row| row.contains("'customer_id': Zoé,")),
+        "the refund under o1 nets it across months: {:?}",
+        snapshot("2024-06")
+    );
+    assert!(
+        walkdir(&facts_folder(&incremental.warehouse)).is_empty(),
+        "without statistics no month is stored"
+    );
+}
