@@ -82,9 +82,51 @@ pub struct Sources<'a> {
 /// it merges and the month facts it merges.
 pub struct MonthFacts {
     steps: BTreeMap<String, (Arc<Mergeable>, Arc<dyn TableProvider>)>,
+    /// The closed months this run computed, stored by [`MonthFacts::store`]
+    /// once the period is published.
+    to_store: Vec<ToStore>,
     /// The facts this run computed (stored or not), read from here as long
     /// as the session lives.
     _local: tempfile::TempDir,
+}
+
+/// One computed month waiting for the period's publication.
+struct ToStore {
+    step: String,
+    fingerprint: Fingerprint,
+    /// Its local fact files; none for a month with no group.
+    files: Option<Vec<std::path::PathBuf>>,
+}
+
+impl MonthFacts {
+    /// The month facts prepared in `ctx` ([`prepare`]), if any.
+    pub fn of(ctx: &SessionContext) -> Option<Arc<MonthFacts>> {
+        ctx.state().config().get_extension::<MonthFacts>()
+    }
+
+    /// Store the closed months this run computed under `job`'s `_facts/`.
+    /// Called after the period is published: a run that fails before
+    /// leaves the warehouse as it found it, facts included. Returns the
+    /// number of months stored.
+    pub async fn store(
+        &self,
+        warehouse: &Warehouse,
+        job: &str,
+        run_id: &str,
+    ) -> Result<usize, FactsError> {
+        for month in &self.to_store {
+            store::store(
+                warehouse,
+                job,
+                &month.step,
+                &month.fingerprint,
+                month.files.as_ref(),
+                run_id,
+            )
+            .await?;
+        }
+        Ok(self.to_store.len())
+    }
 }
 
 impl std::fmt::Debug for MonthFacts {
@@ -106,7 +148,7 @@ pub fn merged(
     if period_end.day() != 1 {
         return None;
     }
-    let facts = ctx.state().config().get_extension::<MonthFacts>()?;
+    let facts = MonthFacts::of(ctx)?;
     let (mergeable, table) = facts.steps.get(step)?;
     Some(
         ctx.read_table(table.clone())
@@ -144,8 +186,9 @@ fn incremental_steps(job: &Job) -> Vec<&Step> {
 /// Make the month facts of every incremental step of `job` for a run of
 /// `period` on the prepared `transactions` view: months with valid stored
 /// facts are read, the others computed (all of them with `full`) and, unless
-/// `write` is false (a dry run), stored. Registers [`MonthFacts`] in the
-/// session; false when the job has no incremental step.
+/// `write` is false (a dry run), kept to be stored after publication
+/// ([`MonthFacts::store`]). Registers [`MonthFacts`] in the session; false
+/// when the job has no incremental step.
 #[allow(clippy::too_many_arguments)]
 pub async fn prepare(
     ctx: &SessionContext,
@@ -154,7 +197,6 @@ pub async fn prepare(
     warehouse: &Warehouse,
     sources: &Sources<'_>,
     period: Period,
-    run_id: &str,
     full: bool,
     write: bool,
 ) -> Result<bool, FactsError> {
@@ -182,6 +224,7 @@ pub async fn prepare(
         source,
     })?;
     let mut registered = BTreeMap::new();
+    let mut to_store = Vec::new();
     for step in steps {
         let mergeable = Arc::new(mergeable(ctx, step).await?);
         let context = fingerprint::context(config, step, sources);
@@ -237,9 +280,15 @@ pub async fn prepare(
                 .end()
                 .succ_opt()
                 .is_some_and(|after| after <= clock.date_naive());
-            if write && closed && fingerprints.contains_key(month) {
-                let print = &fingerprints[month];
-                store::store(warehouse, &job.name, &step.name, print, file, run_id).await?;
+            if write
+                && closed
+                && let Some(print) = fingerprints.get(month)
+            {
+                to_store.push(ToStore {
+                    step: step.name.clone(),
+                    fingerprint: print.clone(),
+                    files: file.cloned(),
+                });
             }
             // Read from the local copy, stored or not: the same bytes,
             // without a download of what was just uploaded.
@@ -263,6 +312,7 @@ pub async fn prepare(
         .config_mut()
         .set_extension(Arc::new(MonthFacts {
             steps: registered,
+            to_store,
             _local: local,
         }));
     Ok(true)

@@ -15,15 +15,21 @@ use std::path::{Path as LocalPath, PathBuf};
 use std::sync::Arc;
 
 use chrono::NaiveDate;
+use datafusion::arrow::array::{Array, AsArray, Date32Array};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::compute::kernels::cmp::eq;
+use datafusion::arrow::datatypes::Date32Type;
 use datafusion::catalog::TableProvider;
-use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::{cast, col};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::prelude::{DataFrame, SessionContext};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -38,7 +44,9 @@ const FINGERPRINT: &str = "_fingerprint.json";
 /// How long a fact file no fingerprint names is kept (a concurrent run of
 /// another period may still be reading it).
 const SUPERSEDED_KEPT_HOURS: i64 = 24;
-/// The partition column of the local write (the facts keep [`MONTH`]).
+/// Rows per row group of a fact file.
+const FACTS_ROW_GROUP_ROWS: usize = 8 * 1024;
+/// The folder name of a month's local facts (`__part=YYYY-MM-DD`).
 const PART: &str = "__part";
 
 /// One fact file as its fingerprint records it.
@@ -134,49 +142,91 @@ async fn check(
 
 /// Write the facts of `frame` (with [`MONTH`]) as Parquet under `dir`, one
 /// folder per month; returns each month's files.
+///
+/// Each partition of the query writes its rows, batch by batch, into one
+/// file per month, row groups of [`FACTS_ROW_GROUP_ROWS`]: a first run has
+/// a writer open for every month, and what they buffer is outside the
+/// memory pool, so it is kept to a small row group each (DataFusion's
+/// partitioned write also buffers two whole batches per month).
 pub async fn write_local(
     frame: DataFrame,
     dir: &LocalPath,
 ) -> Result<BTreeMap<NaiveDate, Vec<PathBuf>>, DataFusionError> {
     std::fs::create_dir_all(dir)?;
-    let mut columns: Vec<_> = frame
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| col(datafusion::common::Column::from_name(f.name())))
-        .collect();
-    columns.push(cast(col(MONTH), datafusion::arrow::datatypes::DataType::Utf8).alias(PART));
-    let mut options = datafusion::config::TableParquetOptions::default();
-    options.global.compression = Some("zstd(3)".into());
-    frame
-        .select(columns)?
-        .write_parquet(
-            &format!("{}/", dir.display()),
-            DataFrameWriteOptions::new().with_partition_by(vec![PART.to_string()]),
-            Some(options),
-        )
-        .await?;
+    let streams = frame.execute_stream_partitioned().await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (partition, stream) in streams.into_iter().enumerate() {
+        let dir = dir.to_path_buf();
+        tasks.spawn(async move { write_partition(stream, &dir, partition).await });
+    }
     let mut months: BTreeMap<NaiveDate, Vec<PathBuf>> = BTreeMap::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().to_string();
-        let Some(month) = name
-            .strip_prefix(&format!("{PART}="))
-            .and_then(|m| m.parse::<NaiveDate>().ok())
-        else {
-            continue;
-        };
-        for file in std::fs::read_dir(entry.path())? {
-            let path = file?.path();
-            if path.extension().is_some_and(|e| e == "parquet") {
-                months.entry(month).or_default().push(path);
-            }
+    while let Some(written) = tasks.join_next().await {
+        let written = written.map_err(|e| DataFusionError::External(Box::new(e)))??;
+        for (month, file) in written {
+            months.entry(month).or_default().push(file);
         }
     }
     for files in months.values_mut() {
         files.sort();
     }
     Ok(months)
+}
+
+/// Write one partition's facts: a file per month it holds.
+async fn write_partition(
+    mut stream: SendableRecordBatchStream,
+    dir: &LocalPath,
+    partition: usize,
+) -> Result<BTreeMap<NaiveDate, PathBuf>, DataFusionError> {
+    let schema = stream.schema();
+    let month_column = schema.index_of(MONTH)?;
+    let properties = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3)?))
+        .set_max_row_group_row_count(Some(FACTS_ROW_GROUP_ROWS))
+        .build();
+    let mut writers: BTreeMap<NaiveDate, (PathBuf, ArrowWriter<std::fs::File>)> = BTreeMap::new();
+    while let Some(batch) = stream.next().await.transpose()? {
+        let months = batch.column(month_column).as_primitive::<Date32Type>();
+        if months.null_count() > 0 {
+            return Err(DataFusionError::Internal(
+                "a month fact without a month".to_string(),
+            ));
+        }
+        let mut distinct: Vec<i32> = months.values().to_vec();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let whole = distinct.len() == 1;
+        for month in distinct {
+            let rows = if whole {
+                batch.clone()
+            } else {
+                let mask = eq(months, &Date32Array::new_scalar(month))?;
+                filter_record_batch(&batch, &mask)?
+            };
+            let date = Date32Type::to_naive_date_opt(month).ok_or_else(|| {
+                DataFusionError::Internal(format!("a month fact out of range: day {month}"))
+            })?;
+            let (_, writer) = match writers.entry(date) {
+                std::collections::btree_map::Entry::Occupied(open) => open.into_mut(),
+                std::collections::btree_map::Entry::Vacant(new) => {
+                    let folder = dir.join(format!("{PART}={date}"));
+                    std::fs::create_dir_all(&folder)?;
+                    let path = folder.join(format!("part-{partition}.parquet"));
+                    let file = std::fs::File::create(&path)?;
+                    let writer =
+                        ArrowWriter::try_new(file, schema.clone(), Some(properties.clone()))?;
+                    new.insert((path, writer))
+                }
+            };
+            writer.write(&rows)?;
+        }
+    }
+    let mut written = BTreeMap::new();
+    for (month, (path, writer)) in writers {
+        writer.close()?;
+        written.insert(month, path);
+    }
+    Ok(written)
 }
 
 /// Store the facts of one month (its local `files`, none for a month with no

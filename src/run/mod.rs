@@ -511,6 +511,7 @@ async fn run_leased(
         &mut timings,
     )
     .await?;
+    let month_facts = crate::facts::MonthFacts::of(&read.ctx);
     let mut manifest = manifest_of(job, &options, run_id, rule_hash, read, &built, timings);
     if !options.dry_run {
         publish_period(
@@ -523,6 +524,9 @@ async fn run_leased(
             &mut manifest,
         )
         .await?;
+        if let Some(facts) = month_facts {
+            store_month_facts(&facts, &warehouse, job, &manifest.run_id).await;
+        }
     }
     manifest
         .timings_ms
@@ -681,7 +685,6 @@ async fn month_facts(
         &warehouse,
         &sources,
         options.period,
-        &options.run_id,
         options.full,
         !options.dry_run,
     )
@@ -884,6 +887,26 @@ fn manifest_of(
         inputs: read.files,
         predictions: built.prediction_facts.clone(),
         erasures: Vec::new(),
+    }
+}
+
+/// Store the month facts the run computed, once its period is published. A
+/// failure here loses nothing: the period stands, and the next run computes
+/// the months again; so it is a warning, not a failed run.
+async fn store_month_facts(
+    facts: &crate::facts::MonthFacts,
+    warehouse: &Warehouse,
+    job: &Job,
+    run_id: &str,
+) {
+    match facts.store(warehouse, &job.name, run_id).await {
+        Ok(0) => {}
+        Ok(months) => info!(job = %job.name, months, "Stored month facts."),
+        Err(error) => tracing::warn!(
+            job = %job.name,
+            %error,
+            "The period is published, but its month facts could not be stored; the next run computes those months again."
+        ),
     }
 }
 

@@ -346,7 +346,12 @@ const MIB: u64 = 1024 * 1024;
 #[test]
 fn memory_limited_run_fits_a_cgroup_of_the_limit_over_0_8() {
     let test = "container::memory_limited_run_fits_a_cgroup_of_the_limit_over_0_8";
-    let pool = 64 * MIB;
+    // What the binary holds besides the pool (its runtime, session and
+    // caches, some 15 MiB) is a large share of a very small container: at
+    // 64 MiB, a first run that also writes month facts came within a MiB
+    // of the 80 MiB cgroup under the test suite's load. 96 MiB is still far
+    // below what a month of real data gets (docs/guides/deploying.md).
+    let pool = 96 * MIB;
     // The pool is 80% of the container.
     let container = pool * 5 / 4;
     let cgroup = match MemoryCgroup::create("fits", container) {
@@ -363,8 +368,8 @@ fn memory_limited_run_fits_a_cgroup_of_the_limit_over_0_8() {
     };
     let binary = Path::new(env!("CARGO_BIN_EXE_segments"));
     let dir = tempfile::tempdir().unwrap();
-    // ~1.5M lines: the unlimited run allocates ~200 MiB.
-    generate(dir.path(), 150_000);
+    // ~2.3M lines: the unlimited run allocates ~250 MiB.
+    generate(dir.path(), 225_000);
 
     let unlimited = run_measured(
         {

@@ -378,6 +378,8 @@ pub async fn objects(store: &Arc<dyn ObjectStore>, prefix: &str) -> BTreeMap<Str
 
 /// The published tables of a local warehouse, by relative key, as text.
 /// `published_periods` carries run ids and times: only its periods count.
+/// Month facts (`_facts/`) are a cache named by the run that computed them,
+/// not published tables: left out ([`facts_fingerprints`] checks them).
 pub fn local_tables(warehouse: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![warehouse.to_path_buf()];
@@ -393,6 +395,9 @@ pub fn local_tables(warehouse: &Path) -> BTreeMap<String, String> {
                 .unwrap()
                 .to_string_lossy()
                 .into_owned();
+            if is_facts(&key) {
+                continue;
+            }
             if key.ends_with(".parquet") {
                 let batches = decode(Bytes::from(std::fs::read(&path).unwrap()));
                 out.insert(key.clone(), table_text(&key, &batches));
@@ -402,6 +407,25 @@ pub fn local_tables(warehouse: &Path) -> BTreeMap<String, String> {
         }
     }
     out
+}
+
+fn is_facts(key: &str) -> bool {
+    key.contains("/_facts/")
+}
+
+/// The month fingerprints of the job's month facts in `objects`, by month
+/// folder: the JSON of each `_fingerprint.json`.
+pub fn facts_fingerprints(
+    objects: &BTreeMap<String, Bytes>,
+) -> BTreeMap<String, serde_json::Value> {
+    objects
+        .iter()
+        .filter(|(key, _)| is_facts(key) && key.ends_with("/_fingerprint.json"))
+        .map(|(key, bytes)| {
+            let month = key.rsplit('/').nth(1).unwrap().to_string();
+            (month, serde_json::from_slice(bytes).unwrap())
+        })
+        .collect()
 }
 
 fn table_text(key: &str, batches: &[RecordBatch]) -> String {
@@ -419,7 +443,9 @@ pub async fn store_tables(store: &Arc<dyn ObjectStore>, prefix: &str) -> BTreeMa
         .await
         .into_iter()
         .filter_map(|(key, bytes)| {
-            if key.ends_with(".parquet") {
+            if is_facts(&key) {
+                None
+            } else if key.ends_with(".parquet") {
                 let text = table_text(&key, &decode(bytes));
                 Some((key, text))
             } else if key.ends_with("_SUCCESS") {
@@ -568,6 +594,26 @@ pub fn two_periods_and_rerun_equal_local_runs<S: StoreServer>(setup: &Setup<S>) 
     let lease: serde_json::Value = serde_json::from_slice(&all[leases[0]]).unwrap();
     assert_eq!(lease["released"], true, "{lease}");
     assert_eq!(lease["run_id"], manifest["run_id"]);
+    // The month facts went to the store, one fingerprint per month up to
+    // June, and the rerun reused them all: no fingerprint names its run.
+    let fingerprints = facts_fingerprints(&all);
+    assert!(
+        fingerprints.contains_key("month=2024-06") && fingerprints.len() >= 6,
+        "{:?}",
+        fingerprints.keys()
+    );
+    for (month, print) in &fingerprints {
+        assert_ne!(print["run_id"], manifest["run_id"], "{month}: {print}");
+        for fact in print["facts"].as_array().unwrap() {
+            let name = fact["name"].as_str().unwrap();
+            let key = format!("rfm_monthly/_facts/orders/{month}/{name}");
+            assert_eq!(
+                all[&key].len() as u64,
+                fact["size"].as_u64().unwrap(),
+                "{key}"
+            );
+        }
+    }
     // The rerun replaced, it did not add: one object per table partition.
     let partitions = all
         .keys()
@@ -880,12 +926,18 @@ pub async fn fault_at_every_warehouse_call_leaves_old_new_or_unpublished<S: Stor
 
     let mut seen: BTreeMap<CallKind, usize> = BTreeMap::new();
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    // The month facts make the same calls for every month (a fingerprint
+    // read, a HEAD per fact file): the first of each kind stands for them.
+    let mut facts_kinds_tried = std::collections::BTreeSet::new();
     for (kind, key) in &calls {
         let nth = {
             let n = seen.entry(*kind).or_default();
             *n += 1;
             *n
         };
+        if is_facts(key) && !facts_kinds_tried.insert(*kind) {
+            continue;
+        }
         // Back to the old version, published.
         restore(&store, "wh", &old_objects).await;
         let faults = Faults::new();
