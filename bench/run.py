@@ -226,22 +226,28 @@ assert TASKS["12-period backfill"][0] == FIRST_BACKFILL
 VARIANTS = {"real": [], "clean": ["--clean"]}
 # Jobs segments runs: the default job as shipped (its 8 output tables), and
 # the same job writing only what the peers write (snapshots and migrations):
-# the like-for-like comparison. Both check and count every input row.
-# A third, `incremental`, is the like-for-like job with its orders step
-# computed per month and merged (`incremental: month`, issue 25).
+# the like-for-like comparison. Both check and count every input row, and
+# compute their orders step per month and merge it (`incremental: month`,
+# as shipped since issue 25). A third, `lines`, is the like-for-like job
+# with its orders step computed from every line, as before issue 25 (and as
+# the peers do). Until 8eb1cf5 `same` grouped every line and a job named
+# `incremental` had the month facts.
 JOBS = {"full": "all 8 tables", "same": "snapshots + migrations",
-        "incremental": "snapshots + migrations, incremental orders"}
+        "lines": "snapshots + migrations, orders from every line"}
 
 
-def same_outputs_job(work, incremental=False):
+def same_outputs_job(work, every_line=False):
     """jobs/rfm_monthly.yaml with `outputs: [snapshots, migrations]`, its SQL
-    read from the repository's sql/ (and its orders step incremental)."""
+    read from the repository's sql/ (and, with every_line, its orders step
+    computed from every line: no `incremental`)."""
     with open(os.path.join(REPO, "jobs", "rfm_monthly.yaml")) as f:
         text = f.read()
     head, _, _ = text.partition("\noutputs:\n")
-    if incremental:
-        head = head.replace("    file: orders.sql\n", "    file: orders.sql\n    incremental: month\n", 1)
-    name = "rfm_same_outputs_incremental.yaml" if incremental else "rfm_same_outputs.yaml"
+    if every_line:
+        plain = head.replace("    incremental: month\n", "", 1)
+        assert plain != head, "the default job's orders step is incremental"
+        head = plain
+    name = "rfm_same_outputs_lines.yaml" if every_line else "rfm_same_outputs.yaml"
     path = os.path.join(work, name)
     with open(path, "w") as f:
         f.write(head)
@@ -264,7 +270,7 @@ def main():
     parser.add_argument("--peers", default="duckdb,polars", help="peers to run beside segments ('' for none)")
     parser.add_argument("--jobs", default="full,same",
                         help="segments jobs: full (the default job, 8 tables), same (snapshots + migrations only, as the peers), "
-                             "incremental (same, with the orders step computed per month: issue 25)")
+                             "lines (same, with the orders step computed from every line, no month facts)")
     parser.add_argument("--months", type=int, default=24,
                         help="months of history generated (the size is the lines of 24 months; other lengths keep the customers)")
     args = parser.parse_args()
@@ -284,7 +290,7 @@ def main():
 
     os.makedirs(args.work, exist_ok=True)
     jobs = {"full": os.path.join(REPO, "jobs", "rfm_monthly.yaml"), "same": same_outputs_job(args.work),
-            "incremental": same_outputs_job(args.work, incremental=True)}
+            "lines": same_outputs_job(args.work, every_line=True)}
     jobs = {name: jobs[name] for name in args.jobs.split(",")}
     peers = os.path.join(HERE, "peers.py")
     results = []
@@ -328,7 +334,7 @@ def main():
                         command = [binary, "backfill", "--job", job, "--config", config, "--from", first, "--to", last]
                     print(f"{name} {task}: segments ({JOBS[job_name]})…", flush=True)
                     row[f"segments_{job_name}"] = run_measured(command + ["-q"], cwd=REPO)
-                warehouse = warehouses.get("same") or warehouses.get("incremental") or warehouses["full"]
+                warehouse = warehouses.get("same") or warehouses.get("lines") or warehouses["full"]
                 for peer in ("duckdb", "polars"):
                     if peer not in args.peers.split(","):
                         row[peer] = None
@@ -382,7 +388,7 @@ def write_report(path, results, versions, memory_limit):
     pool = parse_bytes(memory_limit or "")
 
     def rss_over_pool(row):
-        runs = [row[k] for k in ("segments_full", "segments_same", "segments_incremental") if row.get(k)]
+        runs = [row[k] for k in ("segments_full", "segments_same", "segments_lines") if row.get(k)]
         run = max(runs, key=lambda r: r["rss_mib"]) if runs else None
         if pool is None or run is None:
             return "–"
@@ -430,7 +436,7 @@ def write_report(path, results, versions, memory_limit):
         "[memory rule](guides/deploying.md#memory-rule)).",
         "",
     ]
-    ran = [job for job in ("same", "incremental", "full") if any(row.get(f"segments_{job}") for row in results)]
+    ran = [job for job in ("same", "lines", "full") if any(row.get(f"segments_{job}") for row in results)]
     header = " | ".join(f"segments, {JOBS[job]}" for job in ran)
     out += [
         f"| data | variant | task | {header} | DuckDB | Polars | segments ÷ DuckDB | segments ÷ Polars | segments peak RSS ÷ pool | same result |",
