@@ -21,6 +21,7 @@ use chrono::{Datelike, NaiveDate};
 use datafusion::catalog::TableProvider;
 use datafusion::error::DataFusionError;
 use datafusion::prelude::{DataFrame, SessionContext};
+use futures::StreamExt;
 
 use crate::config::{Config, Incremental, Job, SqlOrigin, Step};
 use crate::model::{ExitStatus, InputFile, Period};
@@ -107,14 +108,17 @@ impl MonthFacts {
     /// Store the closed months this run computed under `job`'s `_facts/`.
     /// Called after the period is published: a run that fails before
     /// leaves the warehouse as it found it, facts included. Returns the
-    /// number of months stored.
+    /// number of months stored, or the first error once every month was
+    /// tried.
     pub async fn store(
         &self,
         warehouse: &Warehouse,
         job: &str,
         run_id: &str,
     ) -> Result<usize, FactsError> {
-        for month in &self.to_store {
+        // Every month is tried: one that fails is computed again by the
+        // next run, the others are kept.
+        let results = futures::stream::iter(self.to_store.iter().map(|month| {
             store::store(
                 warehouse,
                 job,
@@ -123,9 +127,24 @@ impl MonthFacts {
                 month.files.as_ref(),
                 run_id,
             )
-            .await?;
+        }))
+        .buffer_unordered(8)
+        .collect::<Vec<_>>()
+        .await;
+        let mut stored = 0;
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(_) => stored += 1,
+                Err(error) => {
+                    first_error.get_or_insert(error);
+                }
+            }
         }
-        Ok(self.to_store.len())
+        match first_error {
+            Some(error) => Err(error),
+            None => Ok(stored),
+        }
     }
 }
 
@@ -233,8 +252,17 @@ pub async fn prepare(
         let mut missing: Vec<NaiveDate> = Vec::new();
         let mut fingerprints = BTreeMap::new();
         // Without a list (some file has no usable statistics: any month may
-        // be in it), every month is computed.
-        if let Some(months) = &months {
+        // be in it), nothing could be stored or reused: the step is computed
+        // from its SQL, without the cost of month facts.
+        let Some(months) = months else {
+            tracing::info!(
+                step = %step.name,
+                "Some input file of `transactions` has no statistics of `ordered_at` (CSV, JSON, a mapped column): the step is computed from every line, without month facts."
+            );
+            continue;
+        };
+        {
+            let months = &months;
             for (month, covering) in months {
                 fingerprints.insert(*month, Fingerprint::new(&context, *month, covering));
             }
@@ -256,20 +284,13 @@ pub async fn prepare(
             step: step.name.clone(),
             source,
         };
-        let computed = if months.is_none() || !missing.is_empty() {
-            let frame = mergeable
-                .facts_query(ctx, months.as_ref().map(|_| missing.as_slice()))
-                .map_err(step_error)?;
+        let computed = if !missing.is_empty() {
+            let frame = mergeable.facts_query(ctx, &missing).map_err(step_error)?;
             let dir = local.path().join(&step.name);
             store::write_local(frame, &dir).await.map_err(step_error)?
         } else {
             BTreeMap::new()
         };
-        // Months computed without a list (no statistics): any change of any
-        // file would make them stale, so they are not stored.
-        if months.is_none() {
-            missing = computed.keys().copied().collect();
-        }
         let paths: Vec<String> = valid.values().flat_map(|s| s.urls.clone()).collect();
         let mut local_paths = Vec::new();
         for month in &missing {

@@ -148,7 +148,7 @@ impl Mergeable {
     pub fn facts_query(
         &self,
         ctx: &SessionContext,
-        months: Option<&[chrono::NaiveDate]>,
+        months: &[chrono::NaiveDate],
     ) -> datafusion::error::Result<DataFrame> {
         let month = month_of(Expr::Column(Column::from_name("ordered_date")));
         let mut group = self.aggregate.group_expr.clone();
@@ -156,18 +156,16 @@ impl Mergeable {
         let mut projection = self.projection.clone();
         projection.push(Expr::Column(Column::from_name(MONTH)));
         let mut plan = LogicalPlanBuilder::from(self.aggregate.input.as_ref().clone());
-        if let Some(months) = months {
-            let wanted: Vec<Expr> = months.iter().map(|m| date(*m)).collect();
-            let instant_type = self
-                .aggregate
-                .input
-                .schema()
-                .field_with_unqualified_name("ordered_at")?
-                .data_type()
-                .clone();
-            let near = instants_near(months, &instant_type);
-            plan = plan.filter(near.and(month.clone().in_list(wanted, false)))?;
-        }
+        let wanted: Vec<Expr> = months.iter().map(|m| date(*m)).collect();
+        let instant_type = self
+            .aggregate
+            .input
+            .schema()
+            .field_with_unqualified_name("ordered_at")?
+            .data_type()
+            .clone();
+        let near = instants_near(months, &instant_type);
+        plan = plan.filter(near.and(month.clone().in_list(wanted, false)))?;
         let plan = plan
             .aggregate(group, self.aggregate.aggr_expr.clone())?
             .project(projection)?
@@ -651,7 +649,7 @@ mod tests {
         let mergeable = Mergeable::of(&ctx, &shipped).await.unwrap();
         let day = |m: u32, d: u32| chrono::NaiveDate::from_ymd_opt(2024, m, d).unwrap();
         let facts = mergeable
-            .facts_query(&ctx, Some(&[day(1, 1), day(2, 1), day(3, 1)]))
+            .facts_query(&ctx, &[day(1, 1), day(2, 1), day(3, 1)])
             .unwrap();
         let facts = crate::engine::materialise(facts).await.unwrap();
         let sorted = "SELECT * FROM merged ORDER BY customer_id, order_id";

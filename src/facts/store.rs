@@ -27,6 +27,7 @@ use datafusion::datasource::listing::{
 };
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::{Partitioning, col};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::WriterProperties;
@@ -143,17 +144,22 @@ async fn check(
 /// Write the facts of `frame` (with [`MONTH`]) as Parquet under `dir`, one
 /// folder per month; returns each month's files.
 ///
-/// Each partition of the query writes its rows, batch by batch, into one
-/// file per month, row groups of [`FACTS_ROW_GROUP_ROWS`]: a first run has
-/// a writer open for every month, and what they buffer is outside the
-/// memory pool, so it is kept to a small row group each (DataFusion's
+/// The rows are partitioned by month, so each month is one file, written
+/// by one partition, batch by batch, in row groups of
+/// [`FACTS_ROW_GROUP_ROWS`]. A first run has a writer open for every month
+/// (whatever the number of partitions), and what they buffer is outside
+/// the memory pool, so it is kept to a small row group each (DataFusion's
 /// partitioned write also buffers two whole batches per month).
 pub async fn write_local(
     frame: DataFrame,
     dir: &LocalPath,
 ) -> Result<BTreeMap<NaiveDate, Vec<PathBuf>>, DataFusionError> {
     std::fs::create_dir_all(dir)?;
-    let streams = frame.execute_stream_partitioned().await?;
+    let partitions = frame.task_ctx().session_config().target_partitions();
+    let streams = frame
+        .repartition(Partitioning::Hash(vec![col(MONTH)], partitions))?
+        .execute_stream_partitioned()
+        .await?;
     let mut tasks = tokio::task::JoinSet::new();
     for (partition, stream) in streams.into_iter().enumerate() {
         let dir = dir.to_path_buf();

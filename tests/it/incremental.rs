@@ -1,7 +1,8 @@
 //! Incremental steps (`incremental: month`, docs/guides/incremental.md): a
-//! job whose `orders` step is computed per month and merged publishes, period
-//! after period, exactly the tables of the shipped job computed from every
-//! line (read back by DuckDB, row by row), through a steady sequence, a late
+//! job whose `orders` step is computed per month and merged (the shipped
+//! default job) publishes, period after period, exactly the tables of the
+//! same job with that step computed from every line (read back by DuckDB,
+//! row by row), through a steady sequence, a late
 //! file with a refund of an older order, fact files deleted or rewritten and
 //! `run --full`; and a run recomputes exactly the months whose facts are
 //! missing, stale or untrustworthy (the fingerprint names the run that made
@@ -95,8 +96,8 @@ fn salted(dir: &Path, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-/// The job with incremental orders and the shipped job, each with its own
-/// warehouse, over the same `data`.
+/// The shipped job (incremental orders) and the same job with orders from
+/// every line, each with its own warehouse, over the same `data`.
 fn sides(dir: &Path, data: &Path) -> (Side, Side) {
     (
         side(dir, "incremental", incremental_job(), data),

@@ -927,7 +927,8 @@ pub async fn fault_at_every_warehouse_call_leaves_old_new_or_unpublished<S: Stor
     let mut seen: BTreeMap<CallKind, usize> = BTreeMap::new();
     let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
     // The month facts make the same calls for every month (a fingerprint
-    // read, a HEAD per fact file): the first of each kind stands for them.
+    // read, a HEAD per fact file, the puts): the first of each kind, on a
+    // fact file and on a fingerprint, stands for them.
     let mut facts_kinds_tried = std::collections::BTreeSet::new();
     for (kind, key) in &calls {
         let nth = {
@@ -935,7 +936,8 @@ pub async fn fault_at_every_warehouse_call_leaves_old_new_or_unpublished<S: Stor
             *n += 1;
             *n
         };
-        if is_facts(key) && !facts_kinds_tried.insert(*kind) {
+        let facts_call = (*kind, key.contains("/_fingerprint.json"));
+        if is_facts(key) && !facts_kinds_tried.insert(facts_call) {
             continue;
         }
         // Back to the old version, published.

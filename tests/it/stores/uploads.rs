@@ -368,22 +368,37 @@ async fn s3_fault_at_every_upload_call_leaves_no_open_upload_after_the_next_run(
         key_contains: "/_facts/".into(),
         ..Rule::fail(CallKind::Part, 1)
     });
+    let manifest = KeyPath::from("wh/rfm_monthly/_runs/period=2024-06/_manifest.json");
+    let run_id = |bytes: bytes::Bytes| -> String {
+        let manifest: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        manifest["run_id"].as_str().unwrap().to_string()
+    };
+    let before = run_id(store.get(&manifest).await.unwrap().bytes().await.unwrap());
     run_faulted(&job, &config, &faults)
         .await
         .expect("a failed upload of month facts does not fail the run");
     assert_eq!(faults.injected().len(), 1, "the facts upload was reached");
+    let republished = run_id(store.get(&manifest).await.unwrap().bytes().await.unwrap());
+    assert_ne!(republished, before, "the faulted run published the period");
     assert_same_tables(&expected, &s3_tables(&store, "wh").await);
+    let fingerprints = || async {
+        store
+            .list(Some(&facts))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.location.as_ref().ends_with("/_fingerprint.json"))
+            .count()
+    };
+    let after_fault = fingerprints().await;
     run_faulted(&job, &config, &Faults::new()).await.unwrap();
     assert!(setup.server.open_uploads().is_empty());
-    let fingerprints: Vec<_> = store
-        .list(Some(&facts))
-        .try_collect::<Vec<_>>()
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|m| m.location.as_ref().ends_with("/_fingerprint.json"))
-        .collect();
-    assert!(fingerprints.len() >= 6, "{fingerprints:?}");
+    // The month whose upload failed has no fingerprint until the next run
+    // computes and stores it; the other months were stored.
+    let after_next = fingerprints().await;
+    assert!(after_next >= 6, "{after_next}");
+    assert!(after_fault < after_next, "{after_fault} then {after_next}");
 }
 
 /// Retention deletes the run folders of expired periods, records included:
