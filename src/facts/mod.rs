@@ -37,6 +37,15 @@ pub enum FactsError {
         origin: SqlOrigin,
         message: String,
     },
+    #[error(
+        "step `{step}` ({origin}): {source}\nhint: a step declared `incremental: month` is planned on the inputs alone, before the other steps: fix its SQL, or remove `incremental` if it reads an earlier step"
+    )]
+    Plan {
+        step: String,
+        origin: SqlOrigin,
+        #[source]
+        source: DataFusionError,
+    },
     #[error("computing the month facts of step `{step}`")]
     Query {
         step: String,
@@ -62,7 +71,7 @@ impl FactsError {
     /// Exit codes of docs/design.md §6.
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            FactsError::NotMergeable { .. } => ExitStatus::Invalid,
+            FactsError::NotMergeable { .. } | FactsError::Plan { .. } => ExitStatus::Invalid,
             FactsError::Storage(_) | FactsError::Vanished { .. } => ExitStatus::Storage,
             FactsError::Query { .. } | FactsError::Local { .. } => ExitStatus::Internal,
         }
@@ -185,13 +194,18 @@ pub async fn check(ctx: &SessionContext, job: &Job) -> Result<(), FactsError> {
 }
 
 async fn mergeable(ctx: &SessionContext, step: &Step) -> Result<Mergeable, FactsError> {
-    Mergeable::of(ctx, step)
+    let shape = Mergeable::of(ctx, step)
         .await
-        .map_err(|e| FactsError::NotMergeable {
+        .map_err(|source| FactsError::Plan {
             step: step.name.clone(),
             origin: step.origin.clone(),
-            message: e.0,
-        })
+            source,
+        })?;
+    shape.map_err(|e| FactsError::NotMergeable {
+        step: step.name.clone(),
+        origin: step.origin.clone(),
+        message: e.0,
+    })
 }
 
 /// The incremental steps of `job`.

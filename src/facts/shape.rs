@@ -10,6 +10,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Column, ScalarValue};
+use datafusion::error::DataFusionError;
 use datafusion::logical_expr::utils::{conjunction, split_conjunction};
 use datafusion::logical_expr::{
     Aggregate, BinaryExpr, Expr, Filter, LogicalPlan, LogicalPlanBuilder, Operator, cast, col, lit,
@@ -58,16 +59,15 @@ pub struct NotMergeable(pub String);
 
 impl Mergeable {
     /// Analyse the SQL of `step` (unbound: the parameters are checked here).
-    pub async fn of(ctx: &SessionContext, step: &Step) -> Result<Mergeable, NotMergeable> {
-        let frame = ctx
-            .sql_with_options(&step.sql, sql_options())
-            .await
-            .map_err(|e| {
-                NotMergeable(format!(
-                    "its SQL does not plan on the inputs alone ({e}): a step computed per month reads the `transactions` input only"
-                ))
-            })?;
-        Self::of_plan(frame.logical_plan())
+    /// The outer error is SQL that does not plan on the inputs (a typo, or
+    /// a read of an earlier step, not registered yet); the inner one a plan
+    /// that cannot be computed per month.
+    pub async fn of(
+        ctx: &SessionContext,
+        step: &Step,
+    ) -> Result<Result<Mergeable, NotMergeable>, DataFusionError> {
+        let frame = ctx.sql_with_options(&step.sql, sql_options()).await?;
+        Ok(Self::of_plan(frame.logical_plan()))
     }
 
     fn of_plan(plan: &LogicalPlan) -> Result<Mergeable, NotMergeable> {
@@ -519,7 +519,20 @@ mod tests {
     }
 
     async fn analyse(sql: &str) -> Result<Mergeable, NotMergeable> {
-        Mergeable::of(&session().await, &step(sql)).await
+        Mergeable::of(&session().await, &step(sql))
+            .await
+            .expect("the step plans")
+    }
+
+    #[tokio::test]
+    async fn sql_that_does_not_plan_on_the_inputs_is_a_planning_error() {
+        for sql in [
+            "SELECT customer_id, SUM(amount) AS s FROM orders GROUP BY customer_id",
+            "SELECT customer_id, SUM(amount AS s FROM transactions GROUP BY customer_id",
+        ] {
+            let planned = Mergeable::of(&session().await, &step(sql)).await;
+            assert!(planned.is_err(), "{sql}");
+        }
     }
 
     #[tokio::test]
@@ -646,7 +659,7 @@ mod tests {
         .await
         .unwrap();
         let shipped = step(include_str!("../../sql/orders.sql"));
-        let mergeable = Mergeable::of(&ctx, &shipped).await.unwrap();
+        let mergeable = Mergeable::of(&ctx, &shipped).await.unwrap().unwrap();
         let day = |m: u32, d: u32| chrono::NaiveDate::from_ymd_opt(2024, m, d).unwrap();
         let facts = mergeable
             .facts_query(&ctx, &[day(1, 1), day(2, 1), day(3, 1)])
