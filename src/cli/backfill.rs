@@ -270,6 +270,10 @@ pub async fn backfill(
     // What the periods share (input facts, store orders): computed by the
     // first that needs it.
     let shared = run::SharedWork::default();
+    // `--full`: the first period run computes every month fact again and
+    // stores it; each later one computes its own month again and reuses
+    // the rest, instead of computing all of history once per period.
+    let mut recompute_from = if args.full { RunOptions::FULL } else { None };
     for (index, period) in periods.iter().copied().enumerate() {
         progress.start(period);
         let published = published_manifest(&config, &job.name, period)
@@ -298,7 +302,7 @@ pub async fn backfill(
                 let step = Instant::now();
                 let mut options = RunOptions::new(period);
                 options.allowed_gates = args.allow_gate.clone();
-                options.full = args.full;
+                options.recompute_from = recompute_from;
                 options.backfill_until = periods.last().copied();
                 options.shared = shared.clone();
                 let mut events = lineage.as_ref().map(|lineage| PeriodEvents {
@@ -317,6 +321,9 @@ pub async fn backfill(
                     events.start().await;
                 }
                 let result = run::run(&job, &config, options).await;
+                if result.is_ok() && args.full {
+                    recompute_from = Some(period.next().start());
+                }
                 if let Some(events) = &mut events {
                     match &result {
                         Ok(outcome) => events.complete(outcome).await,

@@ -155,7 +155,7 @@ async fn run_job(
             run_id: known.run_id.clone(),
             dry_run: args.dry_run,
             allowed_gates: args.allow_gate.clone(),
-            full: args.full,
+            recompute_from: if args.full { RunOptions::FULL } else { None },
             backfill_until: None,
             shared: run::SharedWork::default(),
         },

@@ -218,7 +218,8 @@ fn incremental_steps(job: &Job) -> Vec<&Step> {
 
 /// Make the month facts of every incremental step of `job` for a run of
 /// `period` on the prepared `transactions` view: months with valid stored
-/// facts are read, the others computed (all of them with `full`) and, unless
+/// facts are read, the others computed (and those from `recompute_from` on,
+/// whatever is stored) and, unless
 /// `write` is false (a dry run), kept to be stored after publication
 /// ([`MonthFacts::store`]). Registers [`MonthFacts`] in the session; false
 /// when the job has no incremental step.
@@ -230,7 +231,7 @@ pub async fn prepare(
     warehouse: &Warehouse,
     sources: &Sources<'_>,
     period: Period,
-    full: bool,
+    recompute_from: Option<NaiveDate>,
     write: bool,
 ) -> Result<bool, FactsError> {
     let steps = incremental_steps(job);
@@ -280,11 +281,13 @@ pub async fn prepare(
             for (month, covering) in months {
                 fingerprints.insert(*month, Fingerprint::new(&context, *month, covering));
             }
-            let stored = if full {
-                BTreeMap::new()
-            } else {
-                store::valid(warehouse, &job.name, &step.name, &fingerprints).await?
-            };
+            // Months from `recompute_from` on are computed whatever is stored.
+            let trusted: BTreeMap<NaiveDate, Fingerprint> = fingerprints
+                .iter()
+                .filter(|(month, _)| recompute_from.is_none_or(|from| **month < from))
+                .map(|(month, print)| (*month, print.clone()))
+                .collect();
+            let stored = store::valid(warehouse, &job.name, &step.name, &trusted).await?;
             for month in fingerprints.keys() {
                 match stored.get(month) {
                     Some(found) => {

@@ -129,9 +129,10 @@ pub struct RunOptions {
     /// Gates the operator overrides on purpose (`--allow-gate NAME`),
     /// recorded in the manifest.
     pub allowed_gates: Vec<Gate>,
-    /// Ignore the month facts of incremental steps: every step from the raw
-    /// lines (`run --full`); the facts are written anew.
-    pub full: bool,
+    /// Ignore the stored month facts of incremental steps from this month
+    /// on, and compute them anew from the raw lines: the first month of
+    /// all for `run --full` ([`RunOptions::FULL`]).
+    pub recompute_from: Option<chrono::NaiveDate>,
     /// The last period of the backfill this run belongs to: what its periods
     /// share (the store orders) is computed once, up to that period's end.
     pub backfill_until: Option<Period>,
@@ -140,13 +141,16 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
+    /// [`RunOptions::recompute_from`] of `--full`: every month.
+    pub const FULL: Option<chrono::NaiveDate> = Some(chrono::NaiveDate::MIN);
+
     pub fn new(period: Period) -> Self {
         RunOptions {
             period,
             run_id: crate::lineage::new_run_id(),
             dry_run: false,
             allowed_gates: Vec::new(),
-            full: false,
+            recompute_from: None,
             backfill_until: None,
             shared: SharedWork::default(),
         }
@@ -524,9 +528,12 @@ async fn run_leased(
             &mut manifest,
         )
         .await?;
+        // Before the retention: its failure would fail a run whose period
+        // is published, and the facts are good either way.
         if let Some(facts) = month_facts {
             store_month_facts(&facts, &warehouse, job, &manifest.run_id).await;
         }
+        apply_retention(job, config, period, &warehouse).await?;
     }
     manifest
         .timings_ms
@@ -685,7 +692,7 @@ async fn month_facts(
         &warehouse,
         &sources,
         options.period,
-        options.full,
+        options.recompute_from,
         !options.dry_run,
     )
     .await?)
@@ -910,8 +917,7 @@ async fn store_month_facts(
     }
 }
 
-/// Render the report, publish the period under the lease, then apply the
-/// retention.
+/// Render the report, then publish the period under the lease.
 async fn publish_period(
     job: &Job,
     config: &Config,
@@ -954,6 +960,17 @@ async fn publish_period(
         .timings_ms
         .insert("publish".to_string(), step.elapsed().as_millis() as u64);
     info!(job = %job.name, %period, customers = tables.customers, "Published period.");
+    Ok(())
+}
+
+/// Delete what the retention of `config` lets go, once `period` is
+/// published.
+async fn apply_retention(
+    job: &Job,
+    config: &Config,
+    period: Period,
+    warehouse: &Warehouse,
+) -> Result<(), RunError> {
     let deleted = crate::warehouse::retention::apply(
         warehouse,
         &job.name,

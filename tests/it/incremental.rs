@@ -314,6 +314,43 @@ fn incremental_runs_publish_the_tables_of_full_runs() {
         all.keys().cloned().collect::<Vec<_>>(),
         months("2024-01", "2025-02")
     );
+
+    // `backfill --full`: its first period computes every month again, the
+    // second its own month and reuses what the first stored, to the same
+    // tables.
+    let output = salted(
+        dir.path(),
+        &[
+            "backfill",
+            "--job",
+            incremental.job.to_str().unwrap(),
+            "--config",
+            incremental.config.to_str().unwrap(),
+            "--from",
+            "2025-01",
+            "--to",
+            "2025-02",
+            "--rerun",
+            "--full",
+            "--allow-gate",
+            "reject_ratio",
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for period in ["2025-01", "2025-02"] {
+        assert_same_tables(&incremental, &full, period);
+    }
+    let february = run_id(&incremental.warehouse, "2025-02");
+    assert_ne!(february, id, "the backfill published 2025-02 again");
+    assert_eq!(
+        computed_by(&incremental.warehouse, "2025-01"),
+        months("2024-01", "2025-01")
+    );
+    assert_eq!(computed_by(&incremental.warehouse, "2025-02"), ["2025-02"]);
 }
 
 /// The months from `first` to `last` (`YYYY-MM`), both included.
