@@ -418,7 +418,9 @@ fn a_dry_run_stores_no_facts_and_a_step_that_cannot_merge_is_refused() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("step `customer_metrics`") && stderr.contains("`transactions` input only"),
+        stderr.contains("step `customer_metrics`")
+            && stderr.contains("orders' not found")
+            && stderr.contains("remove `incremental` if it reads an earlier step"),
         "{stderr}"
     );
 }
