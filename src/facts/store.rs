@@ -163,7 +163,13 @@ pub async fn write_local(
     }
     let mut months: BTreeMap<NaiveDate, Vec<PathBuf>> = BTreeMap::new();
     while let Some(written) = tasks.join_next().await {
-        let written = written.map_err(|e| DataFusionError::External(Box::new(e)))??;
+        // A writer that panicked is a bug: raised again here, not turned
+        // into an error that reads like bad data.
+        let written = match written {
+            Ok(written) => written?,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => return Err(DataFusionError::External(Box::new(error))),
+        };
         for (month, file) in written {
             months.entry(month).or_default().push(file);
         }
@@ -351,6 +357,122 @@ mod tests {
     use crate::model::InputFile;
     use bytes::Bytes;
     use std::collections::BTreeSet;
+
+    /// Every row of the Parquet files at `paths`, as text, sorted.
+    fn rows_of(paths: &[PathBuf]) -> Vec<String> {
+        let mut rows = Vec::new();
+        for path in paths {
+            let file = std::fs::File::open(path).unwrap();
+            let reader =
+                datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                    file,
+                )
+                .unwrap()
+                .build()
+                .unwrap();
+            for batch in reader {
+                let batch = batch.unwrap();
+                let ids = batch.column(0).as_string::<i32>();
+                let months = batch.column(1).as_primitive::<Date32Type>();
+                for row in 0..batch.num_rows() {
+                    let month = Date32Type::to_naive_date_opt(months.value(row)).unwrap();
+                    rows.push(format!("{} {month}", ids.value(row)));
+                }
+            }
+        }
+        rows.sort();
+        rows
+    }
+
+    /// Batches that hold several months each, over two partitions, with a
+    /// month in both partitions and a month in one: every month's rows end
+    /// up in that month's files, each row once, whatever batch it came in.
+    #[tokio::test]
+    async fn each_months_rows_go_to_that_months_files() {
+        use datafusion::arrow::array::{Date32Array, StringArray};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::arrow::record_batch::RecordBatch;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("customer_id", DataType::Utf8, false),
+            Field::new(MONTH, DataType::Date32, true),
+        ]));
+        let day = |y, m| {
+            let date = NaiveDate::from_ymd_opt(y, m, 1).unwrap();
+            (date - NaiveDate::from_ymd_opt(1970, 1, 1).unwrap()).num_days() as i32
+        };
+        let batch = |ids: &[&str], months: &[i32]| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(StringArray::from(ids.to_vec())),
+                    Arc::new(Date32Array::from(months.to_vec())),
+                ],
+            )
+            .unwrap()
+        };
+        let (jan, feb, mar) = (day(2024, 1), day(2024, 2), day(2024, 3));
+        let partitions = vec![
+            vec![
+                batch(&["a", "b", "c", "d"], &[feb, jan, feb, mar]),
+                batch(&["e"], &[jan]),
+            ],
+            vec![batch(&["f", "g"], &[mar, mar])],
+        ];
+        let table = MemTable::try_new(schema.clone(), partitions).unwrap();
+        let ctx = SessionContext::new();
+        let frame = ctx.read_table(Arc::new(table)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_local(frame, dir.path()).await.unwrap();
+        let month = |m| NaiveDate::from_ymd_opt(2024, m, 1).unwrap();
+        assert_eq!(
+            written.keys().copied().collect::<Vec<_>>(),
+            [month(1), month(2), month(3)]
+        );
+        assert_eq!(
+            rows_of(&written[&month(1)]),
+            ["b 2024-01-01", "e 2024-01-01"]
+        );
+        assert_eq!(
+            rows_of(&written[&month(2)]),
+            ["a 2024-02-01", "c 2024-02-01"]
+        );
+        assert_eq!(
+            rows_of(&written[&month(3)]),
+            ["d 2024-03-01", "f 2024-03-01", "g 2024-03-01"]
+        );
+        assert_eq!(
+            written[&month(3)].len(),
+            2,
+            "a file per partition that held March"
+        );
+        assert_eq!(written[&month(1)].len(), 1);
+    }
+
+    /// A fact without a month is refused, not written somewhere.
+    #[tokio::test]
+    async fn a_fact_without_a_month_is_an_error() {
+        use datafusion::arrow::array::{Date32Array, StringArray};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use datafusion::arrow::record_batch::RecordBatch;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("customer_id", DataType::Utf8, false),
+            Field::new(MONTH, DataType::Date32, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(vec!["a"])),
+                Arc::new(Date32Array::from(vec![None::<i32>])),
+            ],
+        )
+        .unwrap();
+        let table = MemTable::try_new(schema, vec![vec![batch]]).unwrap();
+        let ctx = SessionContext::new();
+        let frame = ctx.read_table(Arc::new(table)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let error = write_local(frame, dir.path()).await.unwrap_err();
+        assert!(error.to_string().contains("without a month"), "{error}");
+    }
 
     fn folder_month(name: &str) -> Option<NaiveDate> {
         let period: crate::model::Period = name.strip_prefix("month=")?.parse().ok()?;
