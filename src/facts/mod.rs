@@ -187,7 +187,11 @@ pub fn merged(
 /// Check that every incremental step of `job` can be computed per month
 /// (`segments validate`: against the canonical inputs, no data read).
 pub async fn check(ctx: &SessionContext, job: &Job) -> Result<(), FactsError> {
-    for step in incremental_steps(job) {
+    check_steps(ctx, &incremental_steps(job)).await
+}
+
+async fn check_steps(ctx: &SessionContext, steps: &[&Step]) -> Result<(), FactsError> {
+    for step in steps {
         mergeable(ctx, step).await?;
     }
     Ok(())
@@ -222,7 +226,8 @@ fn incremental_steps(job: &Job) -> Vec<&Step> {
 /// whatever is stored) and, unless
 /// `write` is false (a dry run), kept to be stored after publication
 /// ([`MonthFacts::store`]). Registers [`MonthFacts`] in the session; false
-/// when the job has no incremental step.
+/// when the job has no incremental step or an input file has no statistics
+/// of `ordered_at` (the steps are then computed from their SQL).
 #[allow(clippy::too_many_arguments)]
 pub async fn prepare(
     ctx: &SessionContext,
@@ -244,6 +249,17 @@ pub async fn prepare(
         .filter(|f| f.input == "transactions")
         .collect();
     let ranges = fingerprint::file_ranges(config, &files).await;
+    // Without a list (some file has no usable statistics: any month may be
+    // in it), nothing could be stored or reused: the steps are computed from
+    // their SQL, without the cost of month facts.
+    let Some(months) = fingerprint::months(&files, &ranges, period) else {
+        // A declaration that cannot hold is refused all the same.
+        check_steps(ctx, &steps).await?;
+        tracing::info!(
+            "Some input file of `transactions` has no statistics of `ordered_at` (CSV, JSON, a mapped column): incremental steps are computed from every line, without month facts."
+        );
+        return Ok(false);
+    };
     let clock = crate::inputs::run_clock();
     // The spill directory when configured: in a container, the one place
     // meant for a run's scratch files.
@@ -262,41 +278,22 @@ pub async fn prepare(
     for step in steps {
         let mergeable = Arc::new(mergeable(ctx, step).await?);
         let context = fingerprint::context(config, step, sources);
-        let months = fingerprint::months(&files, &ranges, period);
-        let mut valid: BTreeMap<NaiveDate, store::Stored> = BTreeMap::new();
-        let mut missing: Vec<NaiveDate> = Vec::new();
-        let mut fingerprints = BTreeMap::new();
-        // Without a list (some file has no usable statistics: any month may
-        // be in it), nothing could be stored or reused: the step is computed
-        // from its SQL, without the cost of month facts.
-        let Some(months) = months else {
-            tracing::info!(
-                step = %step.name,
-                "Some input file of `transactions` has no statistics of `ordered_at` (CSV, JSON, a mapped column): the step is computed from every line, without month facts."
-            );
-            continue;
-        };
-        {
-            let months = &months;
-            for (month, covering) in months {
-                fingerprints.insert(*month, Fingerprint::new(&context, *month, covering));
-            }
-            // Months from `recompute_from` on are computed whatever is stored.
-            let trusted: BTreeMap<NaiveDate, Fingerprint> = fingerprints
-                .iter()
-                .filter(|(month, _)| recompute_from.is_none_or(|from| **month < from))
-                .map(|(month, print)| (*month, print.clone()))
-                .collect();
-            let stored = store::valid(warehouse, &job.name, &step.name, &trusted).await?;
-            for month in fingerprints.keys() {
-                match stored.get(month) {
-                    Some(found) => {
-                        valid.insert(*month, found.clone());
-                    }
-                    None => missing.push(*month),
-                }
-            }
-        }
+        let fingerprints: BTreeMap<NaiveDate, Fingerprint> = months
+            .iter()
+            .map(|(month, covering)| (*month, Fingerprint::new(&context, *month, covering)))
+            .collect();
+        // Months from `recompute_from` on are computed whatever is stored.
+        let trusted: BTreeMap<NaiveDate, Fingerprint> = fingerprints
+            .iter()
+            .filter(|(month, _)| recompute_from.is_none_or(|from| **month < from))
+            .map(|(month, print)| (*month, print.clone()))
+            .collect();
+        let valid = store::valid(warehouse, &job.name, &step.name, &trusted).await?;
+        let missing: Vec<NaiveDate> = fingerprints
+            .keys()
+            .filter(|month| !valid.contains_key(month))
+            .copied()
+            .collect();
         let step_error = |source| FactsError::Query {
             step: step.name.clone(),
             source,
@@ -318,13 +315,10 @@ pub async fn prepare(
                 .end()
                 .succ_opt()
                 .is_some_and(|after| after <= clock.date_naive());
-            if write
-                && closed
-                && let Some(print) = fingerprints.get(month)
-            {
+            if write && closed {
                 to_store.push(ToStore {
                     step: step.name.clone(),
-                    fingerprint: print.clone(),
+                    fingerprint: fingerprints[month].clone(),
                     files: file.cloned(),
                 });
             }
