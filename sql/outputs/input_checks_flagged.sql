@@ -2,7 +2,7 @@
 -- lines: `repeated_lines` (inputs::seen) flags each usable line whose row
 -- hash the pass has already seen, in one filter shared by every group and
 -- partition, and gives their hashes and instants. Reads __hashed_transactions
--- (__checked_transactions with __line_hash, null for rejects). A grouping of
+-- (__counted_transactions with __line_hash, null for rejects). A grouping of
 -- every line's hash, in a pass of its own, did this before.
 SELECT
     __reason AS reason,

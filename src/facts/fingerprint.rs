@@ -87,11 +87,17 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The digest of what shapes every month of `step` beside its files.
 pub fn context(config: &Config, step: &Step, sources: &Sources<'_>) -> String {
+    context_of(config, &format!("step {}", step.sql), sources)
+}
+
+/// The digest of what shapes a month of what `what` names (a step's SQL,
+/// or the row accounting) beside its files.
+pub fn context_of(config: &Config, what: &str, sources: &Sources<'_>) -> String {
     let mut hash = Sha256::new();
     let parts = [
         format!("format {FORMAT}"),
         format!("segments {}", env!("CARGO_PKG_VERSION")),
-        format!("step {}", step.sql),
+        what.to_string(),
         format!("input {:?}", config.inputs.get("transactions")),
         format!("timezone {}", config.timezone),
         format!("quality {:?}", config.quality),
@@ -218,13 +224,15 @@ async fn file_range(
 }
 
 /// The months up to `period` (first days) and the files that may hold lines
-/// of each; `None` when some file may hold any month.
+/// of each (every month any file may hold when `period` is `None`); `None`
+/// when some file may hold any month.
 pub fn months<'a>(
     files: &[&'a InputFile],
     ranges: &[Coverage],
-    period: Period,
+    period: Option<Period>,
 ) -> Option<BTreeMap<NaiveDate, Vec<&'a InputFile>>> {
-    let last = period.start();
+    let last = period.map_or(NaiveDate::MAX, |p| p.start());
+    let period_end = period.map_or(NaiveDate::MAX, |p| p.end());
     let mut months: BTreeMap<NaiveDate, Vec<&InputFile>> = BTreeMap::new();
     for (file, range) in files.iter().zip(ranges) {
         let (first, end) = match range {
@@ -233,7 +241,7 @@ pub fn months<'a>(
             Coverage::Days(first, end) => (*first, *end),
         };
         let mut month = first.with_day(1).expect("day 1");
-        let end = end.min(period.end());
+        let end = end.min(period_end);
         while month <= end && month <= last {
             months.entry(month).or_default().push(*file);
             month = Period::of_date(month).next().start();
@@ -271,7 +279,7 @@ mod tests {
             Coverage::Days(day(2024, 1, 31), day(2024, 3, 1)),
         ];
         let period: Period = "2024-02".parse().unwrap();
-        let listed = months(&files, &ranges, period).unwrap();
+        let listed = months(&files, &ranges, Some(period)).unwrap();
         let names = |m: NaiveDate| {
             listed[&m]
                 .iter()
@@ -282,13 +290,13 @@ mod tests {
         assert_eq!(names(day(2023, 12, 1)), ["a"]);
         assert_eq!(names(day(2024, 1, 1)), ["a", "b"]);
         assert_eq!(names(day(2024, 2, 1)), ["a", "b"]);
-        let with_empty = months(&files, &[ranges[0], Coverage::Empty], period).unwrap();
+        let with_empty = months(&files, &[ranges[0], Coverage::Empty], Some(period)).unwrap();
         assert_eq!(
             with_empty[&day(2024, 2, 1)].len(),
             1,
             "an empty file holds no month"
         );
-        assert!(months(&files, &[ranges[0], Coverage::Unknown], period).is_none());
+        assert!(months(&files, &[ranges[0], Coverage::Unknown], Some(period)).is_none());
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! lines of the month, other mapping, step SQL, erasures or identity merges)
 //! and trusts a fact file only if its size and ETag are the ones recorded.
 
+mod accounting;
 mod fingerprint;
 mod shape;
 mod store;
 
+pub use accounting::{InputMonths, MonthAccounting};
 pub use fingerprint::{Fingerprint, digest_of as digest};
 pub use shape::{Merge, Mergeable, NotMergeable};
 
@@ -212,6 +214,11 @@ async fn mergeable(ctx: &SessionContext, step: &Step) -> Result<Mergeable, Facts
     })
 }
 
+/// Whether `job` has a step declared `incremental: month`.
+pub fn is_incremental(job: &Job) -> bool {
+    !incremental_steps(job).is_empty()
+}
+
 /// The incremental steps of `job`.
 fn incremental_steps(job: &Job) -> Vec<&Step> {
     job.steps
@@ -252,7 +259,7 @@ pub async fn prepare(
     // Without a list (some file has no usable statistics: any month may be
     // in it), nothing could be stored or reused: the steps are computed from
     // their SQL, without the cost of month facts.
-    let Some(months) = fingerprint::months(&files, &ranges, period) else {
+    let Some(months) = fingerprint::months(&files, &ranges, Some(period)) else {
         // A declaration that cannot hold is refused all the same.
         check_steps(ctx, &steps).await?;
         tracing::info!(
@@ -311,11 +318,7 @@ pub async fn prepare(
             let file = computed.get(month);
             // A month still open by the run's clock, in any time zone, may
             // gain lines (or lose future-dated rejects): computed, not stored.
-            let closed = Period::of_date(*month)
-                .end()
-                .succ_opt()
-                .is_some_and(|after| after <= clock.date_naive());
-            if write && closed {
+            if write && accounting::closed(*month, clock) {
                 to_store.push(ToStore {
                     step: step.name.clone(),
                     fingerprint: fingerprints[month].clone(),

@@ -210,7 +210,7 @@ impl Mergeable {
 
 /// `ordered_at` within a day of the runs of consecutive `months` (first
 /// days, ascending): one range per run, false when there is none.
-fn instants_near(months: &[chrono::NaiveDate], instant_type: &DataType) -> Expr {
+pub(super) fn instants_near(months: &[chrono::NaiveDate], instant_type: &DataType) -> Expr {
     let at = |day: chrono::NaiveDate| {
         let micros = day
             .and_hms_opt(0, 0, 0)
@@ -246,14 +246,14 @@ fn instants_near(months: &[chrono::NaiveDate], instant_type: &DataType) -> Expr 
 }
 
 /// The first day of the month of a Date32 expression.
-fn month_of(date: Expr) -> Expr {
+pub(super) fn month_of(date: Expr) -> Expr {
     cast(
         datafusion::functions::expr_fn::date_trunc(lit("month"), date),
         DataType::Date32,
     )
 }
 
-fn date(day: chrono::NaiveDate) -> Expr {
+pub(super) fn date(day: chrono::NaiveDate) -> Expr {
     lit(ScalarValue::Date32(Some(crate::model::units::epoch_days(
         day,
     ))))

@@ -66,10 +66,12 @@ struct Record {
     run_id: String,
 }
 
-/// Valid facts of one month: the URLs of its files (none for an empty month).
+/// Valid facts of one month: the URLs and keys of its files (none for an
+/// empty month).
 #[derive(Debug, Clone)]
 pub struct Stored {
     pub urls: Vec<String>,
+    pub keys: Vec<object_store::path::Path>,
 }
 
 /// `month=YYYY-MM` of a fingerprint's month (`YYYY-MM`).
@@ -124,11 +126,13 @@ async fn check(
         return Ok(None);
     }
     let mut urls = Vec::new();
+    let mut keys = Vec::new();
     for fact in &record.facts {
         let key = warehouse.key(&[job, FACTS, step, &folder, &fact.name])?;
         match warehouse.head(&key).await? {
             Some(meta) if meta.size == fact.size && meta.e_tag == fact.e_tag => {
                 urls.push(warehouse.url_of(&key));
+                keys.push(key);
             }
             _ => {
                 tracing::warn!(key = %warehouse.url_of(&key), "A fact file is missing or not the one recorded: the month's facts are computed again.");
@@ -136,7 +140,7 @@ async fn check(
             }
         }
     }
-    Ok(Some(Stored { urls }))
+    Ok(Some(Stored { urls, keys }))
 }
 
 /// Write the facts of `frame` (with [`MONTH`]) as Parquet under `dir`, one

@@ -18,9 +18,10 @@
 //! each distinct affected row once. Only when the affected rows are too
 //! many to hold does the view fall back to the exact DISTINCT.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::{DataType, Date32Type, Decimal128Type, Int64Type, UInt64Type};
@@ -30,7 +31,7 @@ use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, in_list, lit, not
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::scalar::ScalarValue;
 
-use super::checked::{REASON, checked_table, usable_table};
+use super::checked::{REASON, usable_table};
 use super::seen::{Flagged, REPEATED_LINES, SeenLines, repeated_lines};
 use crate::engine::EngineError;
 use crate::engine::functions::row_hash;
@@ -64,13 +65,22 @@ pub enum Duplicates {
 /// distinct row once with its number of copies.
 #[derive(Debug)]
 pub struct DuplicateLines {
+    /// The keys of the affected rows, one set per search (or per month of
+    /// stored facts): a row is affected when its instant and its order id
+    /// are in the same set. The sets' instants are disjoint.
+    keys: Vec<AffectedKeys>,
+    /// The distinct affected rows: the usable columns of the input
+    /// (canonical ones and the local date), then `__copies`.
+    lines: Vec<RecordBatch>,
+}
+
+/// The instants and order ids of one set of affected rows.
+#[derive(Debug)]
+struct AffectedKeys {
     /// `ordered_at` of the candidates.
     instants: Vec<ScalarValue>,
     /// `order_id` of the candidates.
     order_ids: Vec<String>,
-    /// The distinct affected rows: the usable columns of the input
-    /// (canonical ones and the local date), then `__copies`.
-    lines: Vec<RecordBatch>,
 }
 
 /// The copies of one line beyond its first, which the canonical view drops.
@@ -121,6 +131,84 @@ impl DuplicateLines {
     /// most), as the usable columns of the input then `__copies`.
     pub fn repeated_lines(&self) -> &[RecordBatch] {
         &self.lines
+    }
+
+    /// The affected rows by month of their local date (every usable row
+    /// has one): two copies of a line share their instant, so a month's
+    /// duplicates are found among that month's lines alone.
+    pub fn by_month(&self) -> Result<BTreeMap<NaiveDate, Vec<RecordBatch>>, EngineError> {
+        let mut months: BTreeMap<NaiveDate, Vec<RecordBatch>> = BTreeMap::new();
+        for batch in &self.lines {
+            let dates = batch
+                .column_by_name("ordered_date")
+                .expect("a usable column of transactions")
+                .as_primitive::<Date32Type>();
+            let month_of = |row: usize| {
+                crate::model::units::date_of_epoch_days(dates.value(row))
+                    .with_day(1)
+                    .expect("day 1")
+            };
+            for month in (0..batch.num_rows())
+                .map(month_of)
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                let keep: BooleanArray = (0..batch.num_rows())
+                    .map(|row| Some(month_of(row) == month))
+                    .collect();
+                let kept = filter_record_batch(batch, &keep).map_err(|e| failed(e.into()))?;
+                months.entry(month).or_default().push(kept);
+            }
+        }
+        Ok(months)
+    }
+
+    /// The duplicates of an input from the affected rows of each of its
+    /// months ([`DuplicateLines::by_month`], found by several searches).
+    /// The keys of a month are its rows' instants and order ids: a row at
+    /// one of those instants of one of those orders was among the rows its
+    /// search read and kept, so it is one of the month's rows.
+    pub fn of_months(months: Vec<Vec<RecordBatch>>) -> Duplicates {
+        let rows: usize = months.iter().flatten().map(RecordBatch::num_rows).sum();
+        if rows as u64 > MAX_AFFECTED_ROWS {
+            return Duplicates::TooMany;
+        }
+        let mut keys = Vec::new();
+        let mut lines = Vec::new();
+        for month in months {
+            let mut instants = Vec::new();
+            let mut order_ids = Vec::new();
+            for batch in &month {
+                let ids = batch
+                    .column_by_name("order_id")
+                    .expect("order_id is canonical")
+                    .as_string::<i32>();
+                let at = batch
+                    .column_by_name("ordered_at")
+                    .expect("ordered_at is canonical");
+                for row in 0..batch.num_rows() {
+                    if let Ok(instant) = ScalarValue::try_from_array(at, row) {
+                        instants.push(instant);
+                    }
+                    if ids.is_valid(row) {
+                        order_ids.push(ids.value(row).to_string());
+                    }
+                }
+            }
+            sort_dedup(&mut instants);
+            order_ids.sort();
+            order_ids.dedup();
+            if !instants.is_empty() {
+                keys.push(AffectedKeys {
+                    instants,
+                    order_ids,
+                });
+            }
+            lines.extend(month);
+        }
+        if keys.is_empty() {
+            return Duplicates::NoneFound;
+        }
+        Duplicates::Found(Arc::new(DuplicateLines { keys, lines }))
     }
 }
 
@@ -240,29 +328,31 @@ pub async fn find(
 }
 
 /// The view the run's row accounting reads to flag duplicate candidates as
-/// it counts (`sql/outputs/input_checks_flagged.sql`): every checked row
-/// with `__line_hash`, its row hash when usable, else null.
+/// it counts (`sql/outputs/input_checks_flagged.sql`): every counted row
+/// ([`super::counted_table`]) with `__line_hash`, its row hash when usable,
+/// else null.
 pub fn hashed_table(input: &str) -> String {
     format!("__hashed_{input}")
 }
 
-/// Register [`hashed_table`] and the aggregate `repeated_lines` bound to a
-/// fresh [`SeenLines`] filter, for one pass that counts the rows of `input`
-/// and flags its candidates; [`deregister_flagging`] frees the filter.
+/// Register [`hashed_table`] over the counted rows of `input`
+/// ([`super::register_counted`] first) and the aggregate `repeated_lines`
+/// bound to a fresh [`SeenLines`] filter, for one pass that counts the rows
+/// and flags their candidates; [`deregister_flagging`] frees the filter.
 pub async fn register_flagging(ctx: &SessionContext, input: &str) -> Result<(), EngineError> {
     let setup = EngineError::Setup;
     let usable = ctx
         .table(usable_table(input).as_str())
         .await
         .map_err(setup)?;
-    let checked = ctx
-        .table(checked_table(input).as_str())
+    let counted = ctx
+        .table(super::counted_table(input).as_str())
         .await
         .map_err(setup)?;
     let hash = when(column_ref(REASON).is_null(), hash_of(&usable, input))
         .end()
         .map_err(setup)?;
-    let hashed = checked.with_column(LINE_HASH, hash).map_err(setup)?;
+    let hashed = counted.with_column(LINE_HASH, hash).map_err(setup)?;
     ctx.register_table(hashed_table(input).as_str(), hashed.into_view())
         .map_err(setup)?;
     let filter = Arc::new(SeenLines::new(
@@ -438,8 +528,10 @@ pub async fn resolve(
         return Ok(Duplicates::NoneFound);
     }
     Ok(Duplicates::Found(Arc::new(DuplicateLines {
-        instants,
-        order_ids,
+        keys: vec![AffectedKeys {
+            instants,
+            order_ids,
+        }],
         lines,
     })))
 }
@@ -587,7 +679,10 @@ async fn affected_lines(
 ) -> Result<Option<Vec<RecordBatch>>, EngineError> {
     let columns = every_column(usable);
     let lines = late_materialised(usable.clone())
-        .filter(affected(instants, order_ids))
+        .filter(affected(&[AffectedKeys {
+            instants: instants.to_vec(),
+            order_ids: order_ids.to_vec(),
+        }]))
         .map_err(failed)?
         .aggregate(columns, vec![count(lit(1)).alias(COPIES)])
         .map_err(failed)?
@@ -629,18 +724,47 @@ fn hash_literals(hashes: &[u64]) -> Vec<Expr> {
         .collect()
 }
 
-/// Whether a row is affected: its instant and its order id are among the
-/// candidates'. The instant is tested first (a comparison of integers), the
-/// order id only for the few rows that pass.
-fn affected(instants: &[ScalarValue], order_ids: &[String]) -> Expr {
-    let instants = instants.iter().map(|i| lit(i.clone())).collect();
-    let order_ids = order_ids.iter().map(|id| lit(id.as_str())).collect();
-    when(
-        in_list(column_ref("ordered_at"), instants, false),
-        in_list(column_ref("order_id"), order_ids, false),
-    )
-    .otherwise(lit(false))
-    .expect("a CASE with one branch")
+/// Whether a row is affected: its instant and its order id are in one set
+/// of `keys`. The instant is tested first (a comparison of integers), then
+/// which set holds it, and the order id only for the few rows that pass.
+fn affected(keys: &[AffectedKeys]) -> Expr {
+    let in_instants = |keys: &AffectedKeys| {
+        in_list(
+            column_ref("ordered_at"),
+            keys.instants.iter().map(|i| lit(i.clone())).collect(),
+            false,
+        )
+    };
+    let in_orders = |keys: &AffectedKeys| {
+        in_list(
+            column_ref("order_id"),
+            keys.order_ids.iter().map(|id| lit(id.as_str())).collect(),
+            false,
+        )
+    };
+    let by_set = match keys {
+        [one] => in_orders(one),
+        _ => {
+            let mut sets = keys.iter();
+            let first = sets.next().expect("at least one set of keys");
+            sets.fold(
+                when(in_instants(first), in_orders(first)),
+                |mut case, keys| {
+                    case.when(in_instants(keys), in_orders(keys));
+                    case
+                },
+            )
+            .otherwise(lit(false))
+            .expect("a CASE with branches")
+        }
+    };
+    let every_instant = AffectedKeys {
+        instants: keys.iter().flat_map(|k| k.instants.clone()).collect(),
+        order_ids: Vec::new(),
+    };
+    when(in_instants(&every_instant), by_set)
+        .otherwise(lit(false))
+        .expect("a CASE with one branch")
 }
 
 /// The canonical view of `input` with each duplicated line once: the rows
@@ -659,7 +783,7 @@ pub(super) async fn without_duplicates(
         .map_err(setup)?;
     let unique = usable
         .clone()
-        .filter(not(affected(&duplicates.instants, &duplicates.order_ids)))
+        .filter(not(affected(&duplicates.keys)))
         .map_err(setup)?;
     let schema = usable.schema().clone();
     let mut rows = Vec::new();
@@ -777,9 +901,10 @@ mod tests {
         let Duplicates::Found(lines) = found else {
             panic!("{found:?}");
         };
-        assert_eq!(lines.order_ids, vec!["o1".to_string()]);
+        assert_eq!(lines.keys.len(), 1);
+        assert_eq!(lines.keys[0].order_ids, vec!["o1".to_string()]);
         assert_eq!(
-            lines.instants,
+            lines.keys[0].instants,
             vec![ScalarValue::TimestampMicrosecond(Some(10), None)]
         );
         let copies: Vec<(i128, u64)> = lines

@@ -45,6 +45,56 @@ pub(crate) fn source_table(input: &str) -> String {
     format!("__source_{input}")
 }
 
+/// The rows of `input` a run's row accounting counts
+/// (`sql/outputs/input_checks.sql`): every checked row with its reason, or
+/// only those [`register_counted`] was given.
+pub(crate) fn counted_table(input: &str) -> String {
+    format!("__counted_{input}")
+}
+
+/// Register [`counted_table`]: the checked rows of `input` that match
+/// `rows` (every row when `None`); the months whose accounting is stored
+/// are left out of the pass. [`deregister_counted`] removes it.
+pub async fn register_counted(
+    ctx: &SessionContext,
+    input: &str,
+    rows: Option<datafusion::logical_expr::Expr>,
+) -> Result<(), EngineError> {
+    let setup = EngineError::Setup;
+    let checked = ctx
+        .table(checked::checked_table(input).as_str())
+        .await
+        .map_err(setup)?;
+    let counted = match rows {
+        Some(rows) => checked.filter(rows).map_err(setup)?,
+        None => checked,
+    };
+    ctx.register_table(counted_table(input).as_str(), counted.into_view())
+        .map_err(setup)?;
+    Ok(())
+}
+
+/// The type of `ordered_at` in the checked rows of `input`.
+pub async fn instant_type(ctx: &SessionContext, input: &str) -> Result<DataType, EngineError> {
+    let checked = ctx
+        .table(checked::checked_table(input).as_str())
+        .await
+        .map_err(EngineError::Setup)?;
+    Ok(checked
+        .schema()
+        .field_with_unqualified_name("ordered_at")
+        .map_err(EngineError::Setup)?
+        .data_type()
+        .clone())
+}
+
+/// Undo [`register_counted`].
+pub fn deregister_counted(ctx: &SessionContext, input: &str) -> Result<(), EngineError> {
+    ctx.deregister_table(counted_table(input).as_str())
+        .map_err(EngineError::Setup)?;
+    Ok(())
+}
+
 /// How the views of a job's inputs are prepared for a period, in the one
 /// order every command uses (`run`, `diff`, `why`, `compare`,
 /// `validate --explain`), so they all see the rows a run sees:

@@ -2,6 +2,8 @@
 //! classification (of the period and, when needed, of the previous one) →
 //! output tables → publish (unless dry run).
 
+mod accounting;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +17,7 @@ use tracing::info;
 
 use crate::config::{ClassificationKind, Config, ConfigError, Job, OutputTable};
 use crate::engine::{self, EngineError};
-use crate::inputs::{self, InputChecks};
+use crate::inputs;
 use crate::model::table_schema;
 use crate::model::{ExitStatus, Gate};
 use crate::model::{FromSide, InputFile, Period};
@@ -26,6 +28,7 @@ use crate::storage::{StorageError, Warehouse};
 use crate::warehouse::TableData;
 use crate::warehouse::lease::{Lease, LeaseError};
 use crate::warehouse::publish::{self, Manifest, PublishError, RowCounts};
+use accounting::{InputFacts, InputStats, input_facts, input_key, input_stats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -189,228 +192,6 @@ pub struct RunOutcome {
     pub format: crate::config::TableFormat,
 }
 
-#[derive(Default)]
-struct InputStats {
-    rows_read: u64,
-    anonymous_rows: u64,
-    period_rows: u64,
-    period_revenue_cents: i128,
-    identified_revenue_cents: i128,
-}
-
-impl InputStats {
-    /// These facts (counted over every usable row) less the extra copies of
-    /// the repeated `lines`: the facts of the distinct lines, without a
-    /// second pass over the input.
-    fn without(mut self, lines: &inputs::DuplicateLines, period: Period) -> Self {
-        for extra in lines.extra_copies() {
-            self.rows_read -= extra.copies;
-            if extra.anonymous {
-                self.anonymous_rows -= extra.copies;
-            }
-            let in_period = extra
-                .ordered_date
-                .is_some_and(|date| date >= period.start() && date < period.end());
-            if in_period {
-                let cents = extra.amount_cents * i128::from(extra.copies);
-                self.period_rows -= extra.copies;
-                self.period_revenue_cents -= cents;
-                if !extra.anonymous {
-                    self.identified_revenue_cents -= cents;
-                }
-            }
-        }
-        self
-    }
-}
-
-/// Row accounting of the transactions per reason and local month (see
-/// `sql/outputs/input_checks.sql`), and whether they may hold duplicate
-/// lines: all a run needs to know about its input before classifying.
-#[derive(Debug)]
-struct InputFacts {
-    rows: Vec<FactRow>,
-    duplicates: inputs::Duplicates,
-}
-
-#[derive(Debug)]
-struct FactRow {
-    reason: Option<String>,
-    month_index: Option<i32>,
-    rows: u64,
-    anonymous_rows: u64,
-    revenue_cents: i128,
-    identified_revenue_cents: i128,
-}
-
-impl InputFacts {
-    /// Rows per reason, and the run facts of `period` over the usable rows
-    /// (duplicate lines included).
-    fn of_period(&self, period: Period) -> (InputChecks, InputStats) {
-        let month_index = period.year() * 12 + period.month() as i32 - 1;
-        let mut checks = InputChecks::default();
-        let mut usable = InputStats::default();
-        for row in &self.rows {
-            checks.read += row.rows;
-            if let Some(reason) = &row.reason {
-                *checks.rejected_by_reason.entry(reason.clone()).or_default() += row.rows;
-                continue;
-            }
-            checks.valid += row.rows;
-            usable.rows_read += row.rows;
-            usable.anonymous_rows += row.anonymous_rows;
-            if row.month_index == Some(month_index) {
-                usable.period_rows += row.rows;
-                usable.period_revenue_cents += row.revenue_cents;
-                usable.identified_revenue_cents += row.identified_revenue_cents;
-            }
-        }
-        (checks, usable)
-    }
-}
-
-/// The facts of the transactions input: counted once for the same input
-/// files and erasures by the runs that share `shared` (the periods of a
-/// backfill), under the process's one clock (`inputs::run_clock`), so every
-/// period sees the same rows.
-async fn input_facts(
-    ctx: &SessionContext,
-    config: &Config,
-    key: &str,
-    shared: &SharedWork,
-) -> Result<std::sync::Arc<InputFacts>, RunError> {
-    let known = &shared.0.facts;
-    if let Some((known_key, facts)) = known.lock().expect("not poisoned").as_ref()
-        && *known_key == key
-    {
-        return Ok(facts.clone());
-    }
-    // On the local engine the counting pass also flags the candidates for
-    // exact duplicate lines (`inputs::seen`): no pass of their own. A
-    // distributed engine cannot share the filter between its workers; it
-    // groups the row hashes instead (`inputs::duplicates::find`).
-    let flag = config.quality.reject_duplicates && config.engine.scheduler.is_none();
-    let batches = if flag {
-        inputs::duplicates::register_flagging(ctx, "transactions").await?;
-        let batches = facts_query(
-            ctx,
-            None,
-            include_str!("../../sql/outputs/input_checks_flagged.sql"),
-        )
-        .await;
-        inputs::duplicates::deregister_flagging(ctx, "transactions")?;
-        batches?
-    } else {
-        facts_query(
-            ctx,
-            None,
-            include_str!("../../sql/outputs/input_checks.sql"),
-        )
-        .await?
-    };
-    let mut rows = Vec::new();
-    let mut flagged = inputs::seen::Flagged::default();
-    for batch in &batches {
-        let reasons = batch.column(0).as_string::<i32>();
-        let months = batch
-            .column(1)
-            .as_primitive::<datafusion::arrow::datatypes::Int32Type>();
-        let int =
-            |i: usize, row: usize| batch.column(i).as_primitive::<Int64Type>().value(row) as u64;
-        let cents =
-            |i: usize, row: usize| batch.column(i).as_primitive::<Decimal128Type>().value(row);
-        for row in 0..batch.num_rows() {
-            rows.push(FactRow {
-                reason: reasons
-                    .is_valid(row)
-                    .then(|| reasons.value(row).to_string()),
-                month_index: months.is_valid(row).then(|| months.value(row)),
-                rows: int(2, row),
-                anonymous_rows: int(3, row),
-                revenue_cents: cents(4, row),
-                identified_revenue_cents: cents(5, row),
-            });
-            if flag {
-                flagged.extend_from(batch.column(6), row);
-            }
-        }
-    }
-    let duplicates = if flag {
-        let candidates =
-            inputs::duplicates::flagged_candidates(ctx, "transactions", &flagged).await?;
-        inputs::duplicates::resolve(ctx, "transactions", candidates).await?
-    } else if config.quality.reject_duplicates {
-        inputs::duplicates::find(ctx, "transactions", true).await?
-    } else {
-        inputs::Duplicates::NoneFound
-    };
-    let facts = Arc::new(InputFacts { rows, duplicates });
-    *known.lock().expect("not poisoned") = Some((key.to_string(), facts.clone()));
-    Ok(facts)
-}
-
-/// What identifies the transactions a run reads, for the results the runs of
-/// one process share: the input, its files, the erasures and the duplicate
-/// rule.
-fn input_key(ctx: &SessionContext, config: &Config, files: &[InputFile]) -> String {
-    let erased = inputs::suppression(ctx).map(|s| s.len()).unwrap_or(0);
-    format!(
-        "{:?}|{:?}|{erased}|{}",
-        config
-            .inputs
-            .get("transactions")
-            .map(|i| (&i.url, &i.columns)),
-        files
-            .iter()
-            .filter(|f| f.input == "transactions")
-            .collect::<Vec<_>>(),
-        config.quality.reject_duplicates
-    )
-}
-
-/// The run facts over the distinct usable lines (when there are duplicates).
-async fn input_stats(
-    ctx: &SessionContext,
-    params: &Parameters,
-) -> Result<InputStats, PipelineError> {
-    let batches = facts_query(
-        ctx,
-        Some(params),
-        include_str!("../../sql/outputs/input_stats.sql"),
-    )
-    .await?;
-    let batch = batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .expect("an aggregate returns one row");
-    let int = |i: usize| batch.column(i).as_primitive::<Int64Type>().value(0) as u64;
-    let cents = |i: usize| batch.column(i).as_primitive::<Decimal128Type>().value(0);
-    Ok(InputStats {
-        rows_read: int(0),
-        anonymous_rows: int(1),
-        period_rows: int(2),
-        period_revenue_cents: cents(3),
-        identified_revenue_cents: cents(4),
-    })
-}
-
-async fn facts_query(
-    ctx: &SessionContext,
-    params: Option<&Parameters>,
-    sql: &str,
-) -> Result<Vec<RecordBatch>, PipelineError> {
-    let execution = |source| PipelineError::Execution {
-        context: "counting input rows".into(),
-        source,
-    };
-    engine::plan_sql(ctx, sql, params.map(Parameters::values))
-        .await
-        .map_err(execution)?
-        .collect()
-        .await
-        .map_err(execution)
-}
-
 /// The "from" side columns the output queries need.
 const FROM_COLUMNS: [&str; 5] = [
     "customer_id",
@@ -516,6 +297,7 @@ async fn run_leased(
     )
     .await?;
     let month_facts = crate::facts::MonthFacts::of(&read.ctx);
+    let input_facts = read.input_facts.clone();
     let mut manifest = manifest_of(job, &options, run_id, rule_hash, read, &built, timings);
     if !options.dry_run {
         publish_period(
@@ -530,9 +312,15 @@ async fn run_leased(
         .await?;
         // Before the retention: its failure would fail a run whose period
         // is published, and the facts are good either way.
-        if let Some(facts) = month_facts {
-            store_month_facts(&facts, &warehouse, job, &manifest.run_id).await;
-        }
+        store_month_facts(
+            month_facts.as_deref(),
+            &input_facts,
+            config,
+            &warehouse,
+            job,
+            &manifest.run_id,
+        )
+        .await;
         apply_retention(job, config, period, &warehouse).await?;
     }
     manifest
@@ -561,6 +349,8 @@ struct InputsRead {
     /// The lines that repeated another exactly (dropped), for the rejects
     /// table.
     duplicate_lines: inputs::Duplicates,
+    /// The accounting this period read, with the months to store.
+    input_facts: Arc<InputFacts>,
 }
 
 /// Readiness, the input views and the row accounting of a period.
@@ -587,7 +377,25 @@ async fn read_inputs(
         return Err(not_ready(message));
     }
     let input_key = input_key(&ctx, config, &files);
-    let facts = input_facts(&ctx, config, &input_key, &options.shared).await?;
+    let sources = month_sources(&ctx, &files);
+    let warehouse = Warehouse::open(&config.warehouse)?;
+    // The accounting by month goes with the month facts: an incremental job
+    // on the local engine (see `month_facts`).
+    let by_month = crate::facts::is_incremental(job) && config.engine.scheduler.is_none();
+    let months = async {
+        if !by_month {
+            return Ok(None);
+        }
+        Ok(crate::facts::InputMonths::load(
+            config,
+            &warehouse,
+            &job.name,
+            &sources,
+            options.recompute_from,
+        )
+        .await?)
+    };
+    let facts = input_facts(&ctx, config, &input_key, &options.shared, months).await?;
     let (checks, usable_stats) = facts.of_period(period);
     let stats = match &facts.duplicates {
         inputs::Duplicates::Found(lines) => usable_stats.without(lines, period),
@@ -636,7 +444,7 @@ async fn read_inputs(
     }
     resolved.known_by(&ctx).await?;
     let step = Instant::now();
-    if month_facts(&ctx, job, config, options, &files).await? {
+    if month_facts(&ctx, job, config, options, &warehouse, &sources).await? {
         timings.insert("facts".to_string(), step.elapsed().as_millis() as u64);
     }
     let rows = RowCounts {
@@ -656,7 +464,24 @@ async fn read_inputs(
         rows,
         rejected_by_reason,
         duplicate_lines: duplicate_rule,
+        input_facts: facts,
     })
+}
+
+/// What the month facts and the accounting by month are fingerprinted
+/// with: the input files, and the erasures and identity merges in force.
+fn month_sources<'a>(ctx: &SessionContext, files: &'a [InputFile]) -> crate::facts::Sources<'a> {
+    let erasures = inputs::suppression(ctx)
+        .map(|s| crate::facts::digest(s.sorted_hashes().into_iter().map(String::as_str)))
+        .unwrap_or_default();
+    let merges = inputs::merged_ids(ctx)
+        .map(|merged| crate::facts::digest(merged.pairs.iter().map(String::as_str)))
+        .unwrap_or_default();
+    crate::facts::Sources {
+        files,
+        erasures,
+        merges,
+    }
 }
 
 /// The month facts of the job's incremental steps (`crate::facts`), on the
@@ -666,31 +491,20 @@ async fn month_facts(
     job: &Job,
     config: &Config,
     options: &RunOptions,
-    files: &[InputFile],
+    warehouse: &Warehouse,
+    sources: &crate::facts::Sources<'_>,
 ) -> Result<bool, RunError> {
     // The distributed engine's executors cannot write the facts where this
     // process reads them: its runs compute every step from its SQL.
     if config.engine.scheduler.is_some() {
         return Ok(false);
     }
-    let erasures = inputs::suppression(ctx)
-        .map(|s| crate::facts::digest(s.sorted_hashes().into_iter().map(String::as_str)))
-        .unwrap_or_default();
-    let merges = inputs::merged_ids(ctx)
-        .map(|merged| crate::facts::digest(merged.pairs.iter().map(String::as_str)))
-        .unwrap_or_default();
-    let sources = crate::facts::Sources {
-        files,
-        erasures,
-        merges,
-    };
-    let warehouse = Warehouse::open(&config.warehouse)?;
     Ok(crate::facts::prepare(
         ctx,
         job,
         config,
-        &warehouse,
-        &sources,
+        warehouse,
+        sources,
         options.period,
         options.recompute_from,
         !options.dry_run,
@@ -897,23 +711,36 @@ fn manifest_of(
     }
 }
 
-/// Store the month facts the run computed, once its period is published. A
-/// failure here loses nothing: the period stands, and the next run computes
-/// the months again; so it is a warning, not a failed run.
+/// Store the month facts and the accounting by month the run computed,
+/// once its period is published. A failure here loses nothing: the period
+/// stands, and the next run computes the months again; so it is a warning,
+/// not a failed run.
 async fn store_month_facts(
-    facts: &crate::facts::MonthFacts,
+    facts: Option<&crate::facts::MonthFacts>,
+    input_facts: &InputFacts,
+    config: &Config,
     warehouse: &Warehouse,
     job: &Job,
     run_id: &str,
 ) {
-    match facts.store(warehouse, &job.name, run_id).await {
-        Ok(0) => {}
-        Ok(months) => info!(job = %job.name, months, "Stored month facts."),
-        Err(error) => tracing::warn!(
+    let warn = |error: crate::facts::FactsError| {
+        tracing::warn!(
             job = %job.name,
             %error,
             "The period is published, but its month facts could not be stored; the next run computes those months again."
-        ),
+        )
+    };
+    if let Some(facts) = facts {
+        match facts.store(warehouse, &job.name, run_id).await {
+            Ok(0) => {}
+            Ok(months) => info!(job = %job.name, months, "Stored month facts."),
+            Err(error) => warn(error),
+        }
+    }
+    match accounting::store_input_months(input_facts, config, warehouse, &job.name, run_id).await {
+        Ok(0) => {}
+        Ok(months) => info!(job = %job.name, months, "Stored the row accounting by month."),
+        Err(error) => warn(error),
     }
 }
 
