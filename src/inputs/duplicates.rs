@@ -833,6 +833,7 @@ mod tests {
     use datafusion::datasource::MemTable;
 
     const INSTANT_TYPE: DataType = DataType::Timestamp(TimeUnit::Microsecond, None);
+    const MICROS_PER_DAY: i64 = 86_400_000_000;
 
     /// A usable `transactions` view of (customer, order, instant, cents).
     fn session(rows: &[(&str, &str, i64, i128)]) -> SessionContext {
@@ -856,7 +857,9 @@ mod tests {
                         .with_precision_and_scale(18, 2)
                         .unwrap(),
                 ),
-                Arc::new(Date32Array::from_iter_values(rows.iter().map(|_| 20_000))),
+                Arc::new(Date32Array::from_iter_values(
+                    rows.iter().map(|r| (r.2 / MICROS_PER_DAY) as i32),
+                )),
             ],
         )
         .unwrap();
@@ -920,5 +923,67 @@ mod tests {
             .map(RecordBatch::num_rows)
             .sum();
         assert_eq!(affected, 2);
+    }
+
+    #[tokio::test]
+    async fn duplicates_found_month_by_month_keep_a_line_of_one_month_under_an_order_of_another() {
+        // January: a sale sent twice. February: its refund under the same
+        // order id (once), and another sale sent twice.
+        let (january, february) = (20_000 * MICROS_PER_DAY, 20_040 * MICROS_PER_DAY);
+        let ctx = session(&[
+            ("c1", "o1", january, 500),
+            ("c1", "o1", january, 500),
+            ("c1", "o1", february, -500),
+            ("c2", "o2", february, 700),
+            ("c2", "o2", february, 700),
+        ]);
+        // Each month searched on its own, as runs that count one month do.
+        let mut months = Vec::new();
+        for (hash, instant) in [(1, january), (2, february)] {
+            let Duplicates::Found(lines) =
+                resolve(&ctx, "transactions", flagged(&[(hash, instant)]))
+                    .await
+                    .unwrap()
+            else {
+                panic!("a month with a copy");
+            };
+            let by_month = lines.by_month().unwrap();
+            assert_eq!(by_month.len(), 1, "one search, one month");
+            months.extend(by_month.into_values());
+        }
+        let Duplicates::Found(both) = DuplicateLines::of_months(months) else {
+            panic!("two months with copies");
+        };
+        assert_eq!(both.keys.len(), 2, "a set of keys per month");
+        let view = without_duplicates(&ctx, "transactions", &both)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let mut rows: Vec<(String, i128)> = view
+            .iter()
+            .flat_map(|batch| {
+                let ids = batch.column_by_name("order_id").unwrap().as_string::<i32>();
+                let amounts = batch
+                    .column_by_name("amount")
+                    .unwrap()
+                    .as_primitive::<Decimal128Type>();
+                (0..batch.num_rows())
+                    .map(|row| (ids.value(row).to_string(), amounts.value(row)))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        rows.sort();
+        // The refund is neither a copy nor an affected row of February's
+        // search (o1 is January's order): it stays, once.
+        assert_eq!(
+            rows,
+            [
+                ("o1".to_string(), -500),
+                ("o1".to_string(), 500),
+                ("o2".to_string(), 700)
+            ]
+        );
     }
 }

@@ -146,7 +146,40 @@ fn published(warehouse: &Path, period: &str) -> Vec<(String, std::collections::B
         .collect()
 }
 
+/// The row accounting a run's manifest records: rows read, used,
+/// anonymous and rejected, per reason, and the period's revenue.
+fn accounting(warehouse: &Path, period: &str) -> serde_json::Value {
+    let path = warehouse.join(format!("rfm_monthly/_runs/period={period}/_manifest.json"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    serde_json::json!({
+        "rows": manifest["rows"],
+        "rejected_by_reason": manifest["rejected_by_reason"],
+        "period_revenue": manifest["period_revenue"],
+        "identification_rate": manifest["identification_rate"],
+    })
+}
+
+/// The same tables, rejects and row accounting on both sides.
 fn assert_same_tables(incremental: &Side, full: &Side, period: &str) {
+    assert_eq!(
+        accounting(&incremental.warehouse, period),
+        accounting(&full.warehouse, period),
+        "{period}: the row accounting differs"
+    );
+    let rejects = |side: &Side| {
+        rows_with_counts(&table_file(
+            &side.warehouse,
+            "rfm_monthly",
+            "rejects",
+            period,
+        ))
+    };
+    assert_eq!(
+        rejects(incremental),
+        rejects(full),
+        "{period}: the rejects differ"
+    );
     let expected = published(&full.warehouse, period);
     for ((table, rows), (_, want)) in published(&incremental.warehouse, period)
         .iter()
@@ -173,13 +206,25 @@ fn facts_folder(warehouse: &Path) -> PathBuf {
     warehouse.join("rfm_monthly/_facts/orders")
 }
 
+/// Where the row accounting by month is kept.
+fn accounting_folder(warehouse: &Path) -> PathBuf {
+    warehouse.join("rfm_monthly/_facts/input-accounting")
+}
+
 /// Month → the run that computed its stored facts.
 fn fact_runs(warehouse: &Path) -> BTreeMap<String, String> {
+    runs_in(&facts_folder(warehouse))
+}
+
+/// Month → the run that counted its stored row accounting.
+fn accounting_runs(warehouse: &Path) -> BTreeMap<String, String> {
+    runs_in(&accounting_folder(warehouse))
+}
+
+/// Month → the run id its fingerprint in `folder` records.
+fn runs_in(folder: &Path) -> BTreeMap<String, String> {
     let mut runs = BTreeMap::new();
-    for entry in std::fs::read_dir(facts_folder(warehouse))
-        .unwrap()
-        .flatten()
-    {
+    for entry in std::fs::read_dir(folder).unwrap().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         let month = name.strip_prefix("month=").unwrap().to_string();
         let Ok(bytes) = std::fs::read(entry.path().join("_fingerprint.json")) else {
@@ -194,11 +239,18 @@ fn fact_runs(warehouse: &Path) -> BTreeMap<String, String> {
     runs
 }
 
-/// The months (of `months`) whose facts the run of `period` computed.
+/// The months whose facts the run of `period` computed.
 fn computed_by(warehouse: &Path, period: &str) -> Vec<String> {
-    let id = run_id(warehouse, period);
-    fact_runs(warehouse)
-        .into_iter()
+    months_of_run(fact_runs(warehouse), &run_id(warehouse, period))
+}
+
+/// The months whose row accounting the run of `period` counted.
+fn counted_by(warehouse: &Path, period: &str) -> Vec<String> {
+    months_of_run(accounting_runs(warehouse), &run_id(warehouse, period))
+}
+
+fn months_of_run(runs: BTreeMap<String, String>, id: &str) -> Vec<String> {
+    runs.into_iter()
         .filter(|(_, run)| *run == id)
         .map(|(month, _)| month)
         .collect()
@@ -216,6 +268,18 @@ fn fact_file(warehouse: &Path, month: &str) -> PathBuf {
 fn incremental_runs_publish_the_tables_of_full_runs() {
     let dir = tempfile::tempdir().unwrap();
     let data = generate(dir.path(), 900, 15);
+    // Exact copies of March's first lines, sent again in a file of their
+    // own (a data this small may hold none of the generator's): every later
+    // run must count them from March's stored accounting.
+    let march = data.join("transactions/month=2024-03/part-0.parquet");
+    let resent = data.join("transactions/month=2024-03/part-resent.parquet");
+    duckdb_lines(&format!(
+        "COPY (SELECT * FROM read_parquet('{march}', hive_partitioning = false) LIMIT 3)
+           TO '{resent}' (FORMAT parquet);
+         SELECT 1",
+        march = march.display(),
+        resent = resent.display(),
+    ));
     let (incremental, full) = sides(dir.path(), &data);
 
     // A first run (the previous period reclassified), then a steady month.
@@ -240,6 +304,26 @@ fn incremental_runs_publish_the_tables_of_full_runs() {
         months("2024-01", "2024-11"),
         "the first run computes every month up to its own"
     );
+    // The row accounting covers every month of the input, later ones too
+    // (a run counts every line it reads); the steady month reads it all.
+    assert_eq!(
+        counted_by(&incremental.warehouse, "2024-11"),
+        months("2024-01", "2025-03"),
+        "the first run counts every month of the input"
+    );
+    assert!(
+        counted_by(&incremental.warehouse, "2024-12").is_empty(),
+        "no file changed: the steady month counts no month again"
+    );
+    let copies =
+        accounting(&incremental.warehouse, "2024-12")["rejected_by_reason"]["duplicate_line"]
+            .as_u64()
+            .unwrap_or(0);
+    assert!(
+        copies >= 3,
+        "the resent lines of March are duplicates: {copies}"
+    );
+    let first_counted = accounting_runs(&incremental.warehouse);
 
     // A late file in December's folder: on 20 December, a refund of an
     // October order under its own order id; on 20 October, a sale that
@@ -275,6 +359,15 @@ fn incremental_runs_publish_the_tables_of_full_runs() {
             "{month}: no file of it changed"
         );
     }
+    assert_eq!(
+        counted_by(&incremental.warehouse, "2025-01"),
+        months("2024-10", "2024-12"),
+        "the months the late file may hold are counted again, and only they"
+    );
+    assert_eq!(
+        accounting_runs(&incremental.warehouse)["2024-05"],
+        first_counted["2024-05"]
+    );
 
     // Facts that cannot be trusted: one rewritten with another month's
     // (valid Parquet, other rows), one deleted, one fingerprint garbled.
@@ -289,9 +382,25 @@ fn incremental_runs_publish_the_tables_of_full_runs() {
         "{not json",
     )
     .unwrap();
+    // The same for the row accounting: 2024-04's rows in 2024-03's file,
+    // 2024-07's file deleted.
+    let accounting_file = |month: &str| {
+        let folder = accounting_folder(&incremental.warehouse).join(format!("month={month}"));
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(folder.join("_fingerprint.json")).unwrap())
+                .unwrap();
+        folder.join(record["facts"][0]["name"].as_str().unwrap())
+    };
+    std::fs::copy(accounting_file("2024-04"), accounting_file("2024-03")).unwrap();
+    std::fs::remove_file(accounting_file("2024-07")).unwrap();
     run(dir.path(), &incremental, "2025-02", &[]);
     run(dir.path(), &full, "2025-02", &[]);
     assert_same_tables(&incremental, &full, "2025-02");
+    assert_eq!(
+        counted_by(&incremental.warehouse, "2025-02"),
+        ["2024-03", "2024-07"],
+        "only the accounting not to be trusted is counted again"
+    );
     let recomputed = computed_by(&incremental.warehouse, "2025-02");
     for month in ["2024-02", "2024-05", "2024-06", "2025-02"] {
         assert!(
