@@ -27,7 +27,7 @@ use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::fingerprint::{self, Fingerprint};
-use super::shape::{date, instants_near, month_of};
+use super::shape::{date, instants_near};
 use super::{FactsError, Sources, store};
 use crate::config::Config;
 use crate::model::{InputFile, Period};
@@ -138,10 +138,15 @@ impl InputMonths {
     }
 
     /// The rows of the checked view the pass must count: the lines of the
-    /// months not stored, and the lines without a date. The condition on
-    /// `ordered_at` lets the scan skip the files and row groups of stored
-    /// months by their statistics; the one on the month is exact.
-    pub fn rows_to_count(&self, instant_type: &DataType) -> Expr {
+    /// months not stored, and the lines without a date; `None` when nothing
+    /// is stored (every row). The condition on `ordered_at` lets the scan
+    /// skip the files and row groups of stored months by their statistics;
+    /// the one on `ordered_date` (a range per run of consecutive months,
+    /// two comparisons a row) is exact.
+    pub fn rows_to_count(&self, instant_type: &DataType) -> Option<Expr> {
+        if self.stored.is_empty() {
+            return None;
+        }
         let ordered_at = Expr::Column(Column::from_name("ordered_at"));
         let undated = ordered_at.is_null();
         let counted: Vec<NaiveDate> = self
@@ -151,13 +156,31 @@ impl InputMonths {
             .copied()
             .collect();
         if counted.is_empty() {
-            return undated;
+            return Some(undated);
         }
-        let month = month_of(Expr::Column(Column::from_name("ordered_date")));
-        let wanted = counted.iter().map(|m| date(*m)).collect();
-        instants_near(&counted, instant_type)
-            .and(month.in_list(wanted, false))
-            .or(undated)
+        let ordered_date = || Expr::Column(Column::from_name("ordered_date"));
+        let mut ranges: Vec<(NaiveDate, NaiveDate)> = Vec::new();
+        for first in &counted {
+            let end = Period::of_date(*first).end();
+            match ranges.last_mut() {
+                Some((_, last_end)) if *last_end == *first => *last_end = end,
+                _ => ranges.push((*first, end)),
+            }
+        }
+        let in_months = ranges
+            .into_iter()
+            .map(|(start, end)| {
+                ordered_date()
+                    .gt_eq(date(start))
+                    .and(ordered_date().lt(date(end)))
+            })
+            .reduce(Expr::or)
+            .expect("a month counted");
+        Some(
+            instants_near(&counted, instant_type)
+                .and(in_months)
+                .or(undated),
+        )
     }
 
     /// Store the accounting of the closed months this run counted, as

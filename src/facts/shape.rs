@@ -246,7 +246,7 @@ pub(super) fn instants_near(months: &[chrono::NaiveDate], instant_type: &DataTyp
 }
 
 /// The first day of the month of a Date32 expression.
-pub(super) fn month_of(date: Expr) -> Expr {
+fn month_of(date: Expr) -> Expr {
     cast(
         datafusion::functions::expr_fn::date_trunc(lit("month"), date),
         DataType::Date32,

@@ -134,9 +134,7 @@ pub(super) async fn input_facts(
     }
     let months = months.await?;
     let counted_rows = match &months {
-        Some(months) => {
-            Some(months.rows_to_count(&inputs::instant_type(ctx, "transactions").await?))
-        }
+        Some(months) => months.rows_to_count(&inputs::instant_type(ctx, "transactions").await?),
         None => None,
     };
     inputs::register_counted(ctx, "transactions", counted_rows).await?;

@@ -802,11 +802,13 @@ fn retention_deletes_exactly_the_expired_partitions() {
             assert_eq!(&after[path], bytes, "{path} changed");
         }
     }
-    // New: the period's tables, and the facts of its month (closed, never
-    // computed before); retention leaves month facts alone.
+    // New: the period's tables, and the facts and row accounting of its
+    // month (closed, never computed before); retention leaves them alone.
     for path in after.keys().filter(|k| !before.contains_key(*k)) {
         assert!(
-            path.contains("period=2024-06") || path.contains("/_facts/orders/month=2024-06/"),
+            path.contains("period=2024-06")
+                || path.contains("/_facts/orders/month=2024-06/")
+                || path.contains("/_facts/input-accounting/month=2024-06/"),
             "unexpected new file {path}"
         );
     }

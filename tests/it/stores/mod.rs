@@ -413,8 +413,9 @@ fn is_facts(key: &str) -> bool {
     key.contains("/_facts/")
 }
 
-/// The month fingerprints of the job's month facts in `objects`, by month
-/// folder: the JSON of each `_fingerprint.json`.
+/// The month fingerprints of the job's month facts and row accounting in
+/// `objects`, by `<step>/month=YYYY-MM` folder: the JSON of each
+/// `_fingerprint.json`.
 pub fn facts_fingerprints(
     objects: &BTreeMap<String, Bytes>,
 ) -> BTreeMap<String, serde_json::Value> {
@@ -422,8 +423,13 @@ pub fn facts_fingerprints(
         .iter()
         .filter(|(key, _)| is_facts(key) && key.ends_with("/_fingerprint.json"))
         .map(|(key, bytes)| {
-            let month = key.rsplit('/').nth(1).unwrap().to_string();
-            (month, serde_json::from_slice(bytes).unwrap())
+            let mut parts = key.rsplit('/').skip(1);
+            let month = parts.next().unwrap();
+            let step = parts.next().unwrap();
+            (
+                format!("{step}/{month}"),
+                serde_json::from_slice(bytes).unwrap(),
+            )
         })
         .collect()
 }
@@ -594,19 +600,26 @@ pub fn two_periods_and_rerun_equal_local_runs<S: StoreServer>(setup: &Setup<S>) 
     let lease: serde_json::Value = serde_json::from_slice(&all[leases[0]]).unwrap();
     assert_eq!(lease["released"], true, "{lease}");
     assert_eq!(lease["run_id"], manifest["run_id"]);
-    // The month facts went to the store, one fingerprint per month up to
-    // June, and the rerun reused them all: no fingerprint names its run.
+    // The month facts and the row accounting went to the store, one
+    // fingerprint per month up to June, and the rerun reused them all: no
+    // fingerprint names its run.
     let fingerprints = facts_fingerprints(&all);
-    assert!(
-        fingerprints.contains_key("month=2024-06") && fingerprints.len() >= 6,
-        "{:?}",
-        fingerprints.keys()
-    );
-    for (month, print) in &fingerprints {
-        assert_ne!(print["run_id"], manifest["run_id"], "{month}: {print}");
+    for step in ["orders", "input-accounting"] {
+        let months = fingerprints
+            .keys()
+            .filter(|k| k.starts_with(&format!("{step}/")))
+            .count();
+        assert!(
+            fingerprints.contains_key(&format!("{step}/month=2024-06")) && months >= 6,
+            "{step}: {:?}",
+            fingerprints.keys()
+        );
+    }
+    for (folder, print) in &fingerprints {
+        assert_ne!(print["run_id"], manifest["run_id"], "{folder}: {print}");
         for fact in print["facts"].as_array().unwrap() {
             let name = fact["name"].as_str().unwrap();
-            let key = format!("rfm_monthly/_facts/orders/{month}/{name}");
+            let key = format!("rfm_monthly/_facts/{folder}/{name}");
             assert_eq!(
                 all[&key].len() as u64,
                 fact["size"].as_u64().unwrap(),
