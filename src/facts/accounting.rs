@@ -203,31 +203,19 @@ impl InputMonths {
             source,
         })?;
         let empty = MonthAccounting::default();
-        let mut stored = 0;
-        let mut first_error = None;
-        for (month, print) in &self.fingerprints {
-            // Open months may still gain lines (or lose future-dated
-            // rejects): counted again by every run.
-            if self.stored.contains_key(month) || !closed(*month, clock) {
-                continue;
-            }
-            let accounting = counted.get(month).unwrap_or(&empty);
-            let result = async {
-                let files = write_month(local.path(), *month, accounting)?;
-                store::store(warehouse, job, STEP, print, Some(&files), run_id).await
-            }
-            .await;
-            match result {
-                Ok(_) => stored += 1,
-                Err(error) => {
-                    first_error.get_or_insert(error);
-                }
-            }
-        }
-        match first_error {
-            Some(error) => Err(error),
-            None => Ok(stored),
-        }
+        // Open months may still gain lines (or lose future-dated rejects):
+        // counted again by every run.
+        let months = self
+            .fingerprints
+            .iter()
+            .filter(|(month, _)| !self.stored.contains_key(*month) && closed(**month, clock));
+        let (local, empty) = (local.path(), &empty);
+        super::store_every(months.map(|(month, print)| async move {
+            let accounting = counted.get(month).unwrap_or(empty);
+            let files = write_month(local, *month, accounting)?;
+            store::store(warehouse, job, STEP, print, Some(&files), run_id).await
+        }))
+        .await
     }
 }
 

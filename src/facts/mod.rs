@@ -127,9 +127,7 @@ impl MonthFacts {
         job: &str,
         run_id: &str,
     ) -> Result<usize, FactsError> {
-        // Every month is tried: one that fails is computed again by the
-        // next run, the others are kept.
-        let results = futures::stream::iter(self.to_store.iter().map(|month| {
+        store_every(self.to_store.iter().map(|month| {
             store::store(
                 warehouse,
                 job,
@@ -139,23 +137,33 @@ impl MonthFacts {
                 run_id,
             )
         }))
+        .await
+    }
+}
+
+/// Run every store of `months`, 8 at a time: one that fails is computed
+/// again by the next run, the others are kept. Returns how many were
+/// stored, or the first error once every one was tried.
+async fn store_every<T>(
+    months: impl Iterator<Item = impl std::future::Future<Output = Result<T, FactsError>>>,
+) -> Result<usize, FactsError> {
+    let results = futures::stream::iter(months)
         .buffer_unordered(8)
         .collect::<Vec<_>>()
         .await;
-        let mut stored = 0;
-        let mut first_error = None;
-        for result in results {
-            match result {
-                Ok(_) => stored += 1,
-                Err(error) => {
-                    first_error.get_or_insert(error);
-                }
+    let mut stored = 0;
+    let mut first_error = None;
+    for result in results {
+        match result {
+            Ok(_) => stored += 1,
+            Err(error) => {
+                first_error.get_or_insert(error);
             }
         }
-        match first_error {
-            Some(error) => Err(error),
-            None => Ok(stored),
-        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(stored),
     }
 }
 
@@ -227,7 +235,9 @@ fn incremental_steps(job: &Job) -> Vec<&Step> {
         .collect()
 }
 
-/// Make the month facts of every incremental step of `job` for a run of
+/// Make the month facts of every incremental step of `job`, and of the
+/// `internal` steps of its outputs (computed per month as well when the
+/// job's steps are, and from their SQL when they cannot be), for a run of
 /// `period` on the prepared `transactions` view: months with valid stored
 /// facts are read, the others computed (and those from `recompute_from` on,
 /// whatever is stored) and, unless
@@ -242,6 +252,7 @@ pub async fn prepare(
     config: &Config,
     warehouse: &Warehouse,
     sources: &Sources<'_>,
+    internal: &[Step],
     period: Period,
     recompute_from: Option<NaiveDate>,
     write: bool,
@@ -282,8 +293,22 @@ pub async fn prepare(
     })?;
     let mut registered = BTreeMap::new();
     let mut to_store = Vec::new();
+    let mut internal_steps = Vec::new();
+    for step in internal {
+        match mergeable(ctx, step).await {
+            Ok(shape) => internal_steps.push((step, shape)),
+            // Not on these inputs (a column the query needs is not mapped):
+            // computed from its SQL, as before.
+            Err(error) => tracing::debug!(step = %step.name, %error, "Computed from every line."),
+        }
+    }
+    let mut every_step = Vec::new();
     for step in steps {
-        let mergeable = Arc::new(mergeable(ctx, step).await?);
+        every_step.push((step, mergeable(ctx, step).await?));
+    }
+    every_step.extend(internal_steps);
+    for (step, mergeable) in every_step {
+        let mergeable = Arc::new(mergeable);
         let context = fingerprint::context(config, step, sources);
         let fingerprints: BTreeMap<NaiveDate, Fingerprint> = months
             .iter()

@@ -7,6 +7,7 @@ mod tables;
 
 pub use tables::{
     PeriodTables, StoreOrdersCache, build_audience_tables, build_period_tables, share_store_orders,
+    store_orders_step,
 };
 
 use datafusion::error::DataFusionError;

@@ -12,7 +12,7 @@ use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 
 use super::OutputError;
-use crate::config::{FixedBands, Job, Locale, OutputTable, Scoring};
+use crate::config::{FixedBands, Incremental, Job, Locale, OutputTable, Scoring, SqlOrigin, Step};
 use crate::model::table_schema;
 use crate::pipeline::Parameters;
 use crate::warehouse::TableData;
@@ -20,6 +20,12 @@ use crate::warehouse::parquet::ParquetEncoder;
 
 const TRANSITIONS_SQL: &str = include_str!("../../sql/outputs/transitions.sql");
 const STORE_ORDER_DAYS_SQL: &str = include_str!("../../sql/outputs/store_order_days.sql");
+/// What the store order days count: see [`store_order_days`].
+const STORE_ORDER_LINES: &str = "__store_order_lines";
+const STORE_ORDER_LINES_SQL: &str = include_str!("../../sql/outputs/store_order_lines.sql");
+/// The name of the store order lines as month facts (`_facts/store-orders/`;
+/// not a valid step name, so no step of a job has it).
+pub const STORE_ORDERS_FACTS: &str = "store-orders";
 /// What the store summary reads: see [`share_store_orders`].
 const STORE_ORDER_DAYS: &str = "__store_order_days";
 /// What the store summary groups: see [`register_store_sides`].
@@ -239,7 +245,7 @@ pub async fn build_period_tables(
         .map_err(setup)?;
 
     if job.outputs.contains(&OutputTable::StoreSummary) {
-        register_store_sides(ctx, &values).await?;
+        register_store_sides(ctx, &values, params.period.end()).await?;
     }
     let tables = output_tables(ctx, job, &values).await?;
 
@@ -273,6 +279,7 @@ pub async fn build_period_tables(
 async fn register_store_sides(
     ctx: &SessionContext,
     values: &datafusion::common::ParamValues,
+    period_end: chrono::NaiveDate,
 ) -> Result<(), OutputError> {
     let failed = |source| OutputError::Query {
         table: STORE_SIDES.into(),
@@ -286,8 +293,7 @@ async fn register_store_sides(
     // plan, and the fair pool, which divides the memory among all the
     // operators of a plan, would leave the sort too small a share.
     if !ctx.table_exist(STORE_ORDER_DAYS).map_err(failed)? {
-        let mut store_orders =
-            run_query(ctx, STORE_ORDER_DAYS, STORE_ORDER_DAYS_SQL, values).await?;
+        let mut store_orders = store_order_days(ctx, values, Some(period_end)).await?;
         if memory_limited {
             store_orders = crate::engine::keep(ctx, store_orders)
                 .await
@@ -306,6 +312,44 @@ async fn register_store_sides(
     ctx.register_table(STORE_SIDES, sides.into_view())
         .map_err(failed)?;
     Ok(())
+}
+
+/// The store order days (`store_order_days.sql`) over the store order lines:
+/// merged from their month facts when the run prepared them up to
+/// `period_end` ([`store_orders_step`]), else grouped from the lines.
+async fn store_order_days(
+    ctx: &SessionContext,
+    values: &datafusion::common::ParamValues,
+    period_end: Option<chrono::NaiveDate>,
+) -> Result<DataFrame, OutputError> {
+    let failed = |source| OutputError::Query {
+        table: STORE_ORDER_LINES.into(),
+        source,
+    };
+    let merged = period_end.and_then(|end| crate::facts::merged(ctx, STORE_ORDERS_FACTS, end));
+    let lines = match merged {
+        Some(frame) => frame.map_err(failed)?,
+        None => run_query(ctx, STORE_ORDER_LINES, STORE_ORDER_LINES_SQL, values).await?,
+    };
+    ctx.deregister_table(STORE_ORDER_LINES).map_err(failed)?;
+    ctx.register_table(STORE_ORDER_LINES, lines.into_view())
+        .map_err(failed)?;
+    run_query(ctx, STORE_ORDER_DAYS, STORE_ORDER_DAYS_SQL, values).await
+}
+
+/// The store order lines as a step computed per month, for a job that
+/// writes the store summary: the run makes its month facts with those of
+/// the job's incremental steps (`crate::facts::prepare`).
+pub fn store_orders_step(job: &Job) -> Option<Step> {
+    job.outputs
+        .contains(&OutputTable::StoreSummary)
+        .then(|| Step {
+            name: STORE_ORDERS_FACTS.to_string(),
+            sql: STORE_ORDER_LINES_SQL.to_string(),
+            origin: SqlOrigin::File("sql/outputs/store_order_lines.sql".into()),
+            description: "The orders of every customer at every store.".to_string(),
+            incremental: Some(Incremental::Month),
+        })
 }
 
 /// The store orders shared by the runs of one backfill: input key, end of
@@ -348,8 +392,9 @@ pub async fn share_store_orders(
     let table = match known {
         Some(table) => table,
         None => {
-            let frame =
-                run_query(ctx, STORE_ORDER_DAYS, STORE_ORDER_DAYS_SQL, &last.values()).await?;
+            // From the lines: month facts are made up to the run's own
+            // period, and these cover the backfill's last one.
+            let frame = store_order_days(ctx, &last.values(), None).await?;
             let table = Arc::new(crate::engine::share(ctx, frame).await.map_err(failed)?);
             *shared.lock().expect("not poisoned") =
                 Some((input_key.to_string(), end, table.clone()));

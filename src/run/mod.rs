@@ -444,7 +444,15 @@ async fn read_inputs(
     }
     resolved.known_by(&ctx).await?;
     let step = Instant::now();
-    if month_facts(&ctx, job, config, options, &warehouse, &sources).await? {
+    // The store orders become month facts too, but not in a backfill that
+    // shares them across its periods (grouped once from the lines, above).
+    let shares_store_orders =
+        options.backfill_until.is_some() && inputs::merged_ids(&ctx).is_none();
+    let internal: Vec<crate::config::Step> = crate::outputs::store_orders_step(job)
+        .filter(|_| !shares_store_orders)
+        .into_iter()
+        .collect();
+    if month_facts(&ctx, job, config, options, &warehouse, &sources, &internal).await? {
         timings.insert("facts".to_string(), step.elapsed().as_millis() as u64);
     }
     let rows = RowCounts {
@@ -493,6 +501,7 @@ async fn month_facts(
     options: &RunOptions,
     warehouse: &Warehouse,
     sources: &crate::facts::Sources<'_>,
+    internal: &[crate::config::Step],
 ) -> Result<bool, RunError> {
     // The distributed engine's executors cannot write the facts where this
     // process reads them: its runs compute every step from its SQL.
@@ -505,6 +514,7 @@ async fn month_facts(
         config,
         warehouse,
         sources,
+        internal,
         options.period,
         options.recompute_from,
         !options.dry_run,

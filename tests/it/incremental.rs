@@ -315,6 +315,21 @@ fn incremental_runs_publish_the_tables_of_full_runs() {
         counted_by(&incremental.warehouse, "2024-12").is_empty(),
         "no file changed: the steady month counts no month again"
     );
+    // The store summary's store orders are month facts too.
+    let store_orders = runs_in(
+        &incremental
+            .warehouse
+            .join("rfm_monthly/_facts/store-orders"),
+    );
+    assert_eq!(
+        store_orders.keys().cloned().collect::<Vec<_>>(),
+        months("2024-01", "2024-12")
+    );
+    assert_eq!(
+        months_of_run(store_orders, &run_id(&incremental.warehouse, "2024-12")),
+        ["2024-12"],
+        "the steady month groups its own month's store orders only"
+    );
     let copies =
         accounting(&incremental.warehouse, "2024-12")["rejected_by_reason"]["duplicate_line"]
             .as_u64()
