@@ -377,6 +377,9 @@ async fn read_inputs(
         return Err(not_ready(message));
     }
     let input_key = input_key(&ctx, config, &files);
+    // The accounting is of the lines before identity merges (not resolved
+    // yet: its digest has none); the month facts below are of the merged
+    // view, and take the merges in force into their digest.
     let sources = month_sources(&ctx, &files);
     let warehouse = Warehouse::open(&config.warehouse)?;
     // The accounting by month goes with the month facts: an incremental job
@@ -452,6 +455,7 @@ async fn read_inputs(
         .filter(|_| !shares_store_orders)
         .into_iter()
         .collect();
+    let sources = month_sources(&ctx, &files);
     if month_facts(&ctx, job, config, options, &warehouse, &sources, &internal).await? {
         timings.insert("facts".to_string(), step.elapsed().as_millis() as u64);
     }
