@@ -12,22 +12,24 @@
 //! month's duplicates are among that month's lines. So a closed month whose
 //! files have not changed is read from here, under the same fingerprint
 //! rules as the month facts (its files, the mapping, the quality rules, the
-//! erasures and merges), and the pass reads the lines of the other months
-//! and the lines without a date (never stored: any file may hold them).
+//! erasures, the accounting's SQL; no identity merges, which apply after
+//! it), and the pass reads the lines of the other months and the lines
+//! without a date (never stored: any file may hold them).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use chrono::NaiveDate;
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::DataType;
+use chrono::{Datelike, NaiveDate};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Date32Type, Int32Type};
 use datafusion::common::Column;
 use datafusion::logical_expr::Expr;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use futures::StreamExt;
 
 use super::fingerprint::{self, Fingerprint};
-use super::shape::{date, instants_near};
+use super::shape::{date, instants_near, month_ranges};
 use super::{FactsError, Sources, store};
 use crate::config::Config;
 use crate::model::{InputFile, Period};
@@ -58,16 +60,19 @@ pub struct InputMonths {
 }
 
 impl InputMonths {
-    /// The stored accounting of the months whose fingerprint matches
-    /// (before `recompute_from`, when given); `None` when some input file
-    /// has no statistics of `ordered_at` (any month may be in it: every
-    /// line is counted).
+    /// The stored accounting of the closed months whose fingerprint matches
+    /// (before `recompute_from`, when given), counted by the SQL
+    /// `definition`; `None` when some input file has no statistics of
+    /// `ordered_at` (any month may be in it: every line is counted).
+    #[allow(clippy::too_many_arguments)]
     pub async fn load(
         config: &Config,
         warehouse: &Warehouse,
         job: &str,
         sources: &Sources<'_>,
+        definition: &str,
         recompute_from: Option<NaiveDate>,
+        clock: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<InputMonths>, FactsError> {
         let files: Vec<&InputFile> = sources
             .files
@@ -78,49 +83,31 @@ impl InputMonths {
         let Some(months) = fingerprint::months(&files, &ranges, None) else {
             return Ok(None);
         };
-        let context = fingerprint::context_of(config, "row accounting", sources);
+        let context =
+            fingerprint::context_of(config, &format!("row accounting {definition}"), sources);
         let fingerprints: BTreeMap<NaiveDate, Fingerprint> = months
             .iter()
             .map(|(month, covering)| (*month, Fingerprint::new(&context, *month, covering)))
             .collect();
+        // Only closed months are ever stored: the others (a line dated
+        // years ahead by mistake, say) are not looked for.
         let trusted: BTreeMap<NaiveDate, Fingerprint> = fingerprints
             .iter()
-            .filter(|(month, _)| recompute_from.is_none_or(|from| **month < from))
+            .filter(|(month, _)| {
+                recompute_from.is_none_or(|from| **month < from) && super::closed(**month, clock)
+            })
             .map(|(month, print)| (*month, print.clone()))
             .collect();
         let valid = store::valid(warehouse, job, STEP, &trusted).await?;
-        let mut stored = BTreeMap::new();
-        for (month, found) in valid {
-            let mut accounting = MonthAccounting::default();
-            for key in &found.keys {
-                // Gone since the check: the month is counted from its lines.
-                let Some(bytes) = warehouse.get(key).await? else {
-                    accounting.rows.clear();
-                    break;
-                };
-                let batches = match read_parquet(bytes) {
-                    Ok(batches) => batches,
-                    Err(error) => {
-                        tracing::warn!(key = %warehouse.url_of(key), %error, "Unreadable row accounting: the month is counted from its lines.");
-                        accounting.rows.clear();
-                        break;
-                    }
-                };
-                let is_duplicates = batches
-                    .first()
-                    .is_some_and(|b| b.schema().column_with_name(COPIES).is_some());
-                if is_duplicates {
-                    accounting.duplicates.extend(batches);
-                } else {
-                    accounting.rows.extend(batches);
-                }
-            }
-            // A month with lines has accounting rows; none is a month with
-            // no line at all, or a file that could not be read.
-            if !accounting.rows.is_empty() || found.keys.is_empty() {
-                stored.insert(month, accounting);
-            }
-        }
+        let read = futures::stream::iter(valid.into_iter().map(|(month, found)| async move {
+            read_month(warehouse, month, &found.keys)
+                .await
+                .map(|accounting| (month, accounting))
+        }))
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
+        let stored: BTreeMap<NaiveDate, MonthAccounting> = read.into_iter().flatten().collect();
         tracing::info!(
             reused = stored.len(),
             counted = fingerprints.len() - stored.len(),
@@ -159,15 +146,7 @@ impl InputMonths {
             return Some(undated);
         }
         let ordered_date = || Expr::Column(Column::from_name("ordered_date"));
-        let mut ranges: Vec<(NaiveDate, NaiveDate)> = Vec::new();
-        for first in &counted {
-            let end = Period::of_date(*first).end();
-            match ranges.last_mut() {
-                Some((_, last_end)) if *last_end == *first => *last_end = end,
-                _ => ranges.push((*first, end)),
-            }
-        }
-        let in_months = ranges
+        let in_months = month_ranges(&counted)
             .into_iter()
             .map(|(start, end)| {
                 ordered_date()
@@ -205,10 +184,9 @@ impl InputMonths {
         let empty = MonthAccounting::default();
         // Open months may still gain lines (or lose future-dated rejects):
         // counted again by every run.
-        let months = self
-            .fingerprints
-            .iter()
-            .filter(|(month, _)| !self.stored.contains_key(*month) && closed(**month, clock));
+        let months = self.fingerprints.iter().filter(|(month, _)| {
+            !self.stored.contains_key(*month) && super::closed(**month, clock)
+        });
         let (local, empty) = (local.path(), &empty);
         super::store_every(months.map(|(month, print)| async move {
             let accounting = counted.get(month).unwrap_or(empty);
@@ -217,15 +195,6 @@ impl InputMonths {
         }))
         .await
     }
-}
-
-/// Whether every line of `month` is known by `clock`'s day, in any time
-/// zone.
-pub(super) fn closed(month: NaiveDate, clock: chrono::DateTime<chrono::Utc>) -> bool {
-    Period::of_date(month)
-        .end()
-        .succ_opt()
-        .is_some_and(|after| after <= clock.date_naive())
 }
 
 /// Write a month's accounting as local Parquet files: its rows, then its
@@ -263,9 +232,238 @@ fn write_month(
     Ok(files)
 }
 
+/// A month's stored accounting from its files (`keys`, as its fingerprint
+/// names them); `None`, with a warning, when one cannot be read or is not
+/// the accounting of that month: the month is then counted from its lines.
+async fn read_month(
+    warehouse: &Warehouse,
+    month: NaiveDate,
+    keys: &[object_store::path::Path],
+) -> Option<MonthAccounting> {
+    let mut accounting = MonthAccounting::default();
+    for key in keys {
+        let batches = match warehouse.get(key).await {
+            Ok(Some(bytes)) => read_parquet(bytes).map_err(|e| e.to_string()),
+            Ok(None) => Err("gone since it was checked".to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        let batches = batches.and_then(|batches| {
+            let schema = batches.first().map(|b| b.schema()).ok_or("no rows")?;
+            if schema.column_with_name(COPIES).is_some() {
+                check_duplicates(&schema, month, &batches)?;
+                accounting.duplicates.extend(batches);
+            } else {
+                check_rows(&schema, month, &batches)?;
+                accounting.rows.extend(batches);
+            }
+            Ok::<_, String>(())
+        });
+        if let Err(error) = batches {
+            tracing::warn!(key = %warehouse.url_of(key), %error, "Unusable row accounting: the month is counted from its lines.");
+            return None;
+        }
+    }
+    // A month with lines has accounting rows; a month with none has no file.
+    (accounting.rows.is_empty() == keys.is_empty()).then_some(accounting)
+}
+
+/// The month's index as `input_checks.sql` writes it.
+fn month_index(month: NaiveDate) -> i32 {
+    month.year() * 12 + month.month0() as i32
+}
+
+/// Stored accounting rows are `input_checks.sql`'s six columns, of `month`.
+fn check_rows(
+    schema: &datafusion::arrow::datatypes::Schema,
+    month: NaiveDate,
+    batches: &[RecordBatch],
+) -> Result<(), String> {
+    let types: Vec<&DataType> = schema.fields().iter().map(|f| f.data_type()).collect();
+    let expected = [
+        DataType::Utf8,
+        DataType::Int32,
+        DataType::Int64,
+        DataType::Int64,
+        DataType::Decimal128(18, 2),
+        DataType::Decimal128(18, 2),
+    ];
+    if types.len() != expected.len() || types.iter().zip(&expected).any(|(a, b)| *a != b) {
+        return Err(format!("unexpected columns {types:?}"));
+    }
+    let index = month_index(month);
+    for batch in batches {
+        let months = batch.column(1).as_primitive::<Int32Type>();
+        if months.null_count() > 0 || months.values().iter().any(|m| *m != index) {
+            return Err("rows of another month".to_string());
+        }
+    }
+    Ok(())
+}
+
+/// Stored duplicate lines carry the columns the duplicate check reads, all
+/// dated in `month`.
+fn check_duplicates(
+    schema: &datafusion::arrow::datatypes::Schema,
+    month: NaiveDate,
+    batches: &[RecordBatch],
+) -> Result<(), String> {
+    let expected = [
+        ("customer_id", false),
+        ("order_id", false),
+        ("ordered_at", false),
+        ("amount", false),
+        ("ordered_date", true),
+        (COPIES, false),
+    ];
+    for (name, is_date) in expected {
+        let field = schema
+            .field_with_name(name)
+            .map_err(|_| format!("no column {name}"))?;
+        if is_date && *field.data_type() != DataType::Date32 {
+            return Err(format!("{name} is not a date"));
+        }
+    }
+    let (first, end) = (month, Period::of_date(month).end());
+    for batch in batches {
+        let dates = batch
+            .column_by_name("ordered_date")
+            .expect("checked above")
+            .as_primitive::<Date32Type>();
+        let outside = dates.iter().any(|date| {
+            date.map(crate::model::units::date_of_epoch_days)
+                .is_none_or(|date| date < first || date >= end)
+        });
+        if outside {
+            return Err("lines of another month".to_string());
+        }
+    }
+    Ok(())
+}
+
 fn read_parquet(
     bytes: bytes::Bytes,
 ) -> Result<Vec<RecordBatch>, datafusion::parquet::errors::ParquetError> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
     Ok(reader.collect::<Result<Vec<_>, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{
+        Date32Array, Decimal128Array, Int32Array, Int64Array, StringArray,
+        TimestampMicrosecondArray,
+    };
+    use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+    use std::sync::Arc;
+
+    fn march() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 3, 1).unwrap()
+    }
+
+    /// Accounting rows as `input_checks.sql` gives them, of `month_index`.
+    fn rows(month_index: i32) -> RecordBatch {
+        let money = || {
+            Arc::new(
+                Decimal128Array::from(vec![1250])
+                    .with_precision_and_scale(18, 2)
+                    .unwrap(),
+            )
+        };
+        RecordBatch::try_from_iter(vec![
+            (
+                "reason",
+                Arc::new(StringArray::from(vec![None::<&str>])) as _,
+            ),
+            (
+                "month_index",
+                Arc::new(Int32Array::from(vec![month_index])) as _,
+            ),
+            ("rows_read", Arc::new(Int64Array::from(vec![3])) as _),
+            ("anonymous_rows", Arc::new(Int64Array::from(vec![1])) as _),
+            ("revenue", money() as _),
+            ("identified_revenue", money() as _),
+        ])
+        .unwrap()
+    }
+
+    /// One duplicated line dated `day`.
+    fn duplicates(day: NaiveDate) -> RecordBatch {
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        let days = (day - epoch).num_days() as i32;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("customer_id", DataType::Utf8, true),
+            Field::new("order_id", DataType::Utf8, true),
+            Field::new(
+                "ordered_at",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                true,
+            ),
+            Field::new("amount", DataType::Decimal128(18, 2), true),
+            Field::new("ordered_date", DataType::Date32, true),
+            Field::new(COPIES, DataType::Int64, false),
+        ]));
+        RecordBatch::try_new(
+            schema,
+            vec![
+                Arc::new(StringArray::from(vec!["c1"])),
+                Arc::new(StringArray::from(vec!["o1"])),
+                Arc::new(TimestampMicrosecondArray::from(vec![
+                    i64::from(days) * 86_400_000_000,
+                ])),
+                Arc::new(
+                    Decimal128Array::from(vec![500])
+                        .with_precision_and_scale(18, 2)
+                        .unwrap(),
+                ),
+                Arc::new(Date32Array::from(vec![days])),
+                Arc::new(Int64Array::from(vec![2])),
+            ],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn stored_accounting_of_another_month_or_shape_is_refused() {
+        let good = rows(month_index(march()));
+        assert_eq!(month_index(march()), 2024 * 12 + 2);
+        assert!(check_rows(&good.schema(), march(), std::slice::from_ref(&good)).is_ok());
+        let april = rows(month_index(march()) + 1);
+        assert!(check_rows(&april.schema(), march(), std::slice::from_ref(&april)).is_err());
+        let fewer = good.project(&[0, 1, 2, 3, 4]).unwrap();
+        assert!(check_rows(&fewer.schema(), march(), std::slice::from_ref(&fewer)).is_err());
+
+        let lines = duplicates(NaiveDate::from_ymd_opt(2024, 3, 31).unwrap());
+        assert!(check_duplicates(&lines.schema(), march(), std::slice::from_ref(&lines)).is_ok());
+        let late = duplicates(NaiveDate::from_ymd_opt(2024, 4, 1).unwrap());
+        assert!(check_duplicates(&late.schema(), march(), std::slice::from_ref(&late)).is_err());
+        let without_copies = lines.project(&[0, 1, 2, 3, 4]).unwrap();
+        assert!(
+            check_duplicates(
+                &without_copies.schema(),
+                march(),
+                std::slice::from_ref(&without_copies)
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_month_written_is_read_back_with_its_rows_and_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let accounting = MonthAccounting {
+            rows: vec![rows(month_index(march()))],
+            duplicates: vec![duplicates(NaiveDate::from_ymd_opt(2024, 3, 9).unwrap())],
+        };
+        let files = write_month(dir.path(), march(), &accounting).unwrap();
+        assert_eq!(files.len(), 2);
+        let back: Vec<Vec<RecordBatch>> = files
+            .iter()
+            .map(|f| read_parquet(bytes::Bytes::from(std::fs::read(f).unwrap())).unwrap())
+            .collect();
+        assert_eq!(back[0], accounting.rows);
+        assert_eq!(back[1], accounting.duplicates);
+        let none = write_month(dir.path(), march(), &MonthAccounting::default()).unwrap();
+        assert!(none.is_empty(), "a month without lines has no file");
+    }
 }

@@ -343,7 +343,7 @@ pub async fn prepare(
             let file = computed.get(month);
             // A month still open by the run's clock, in any time zone, may
             // gain lines (or lose future-dated rejects): computed, not stored.
-            if write && accounting::closed(*month, clock) {
+            if write && closed(*month, clock) {
                 to_store.push(ToStore {
                     step: step.name.clone(),
                     fingerprint: fingerprints[month].clone(),
@@ -376,6 +376,16 @@ pub async fn prepare(
             _local: local,
         }));
     Ok(true)
+}
+
+/// Whether every line of `month` is known by `clock`'s day, in any time
+/// zone: a month still open may gain lines (or lose future-dated rejects),
+/// so it is computed but never stored.
+fn closed(month: NaiveDate, clock: chrono::DateTime<chrono::Utc>) -> bool {
+    Period::of_date(month)
+        .end()
+        .succ_opt()
+        .is_some_and(|after| after <= clock.date_naive())
 }
 
 /// Delete every month fact of `job` (after an erasure: they hold the ids).

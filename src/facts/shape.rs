@@ -226,6 +226,22 @@ pub(super) fn instants_near(months: &[chrono::NaiveDate], instant_type: &DataTyp
         )
     };
     let ordered_at = || Expr::Column(Column::from_name("ordered_at"));
+    month_ranges(months)
+        .into_iter()
+        .map(|(start, end)| {
+            let start = start.pred_opt().unwrap_or(start);
+            let end = end.succ_opt().unwrap_or(end);
+            ordered_at().gt_eq(at(start)).and(ordered_at().lt(at(end)))
+        })
+        .reduce(Expr::or)
+        .unwrap_or(lit(false))
+}
+
+/// Consecutive `months` (first days, in order) joined into ranges of
+/// days: (first day, day after the last), one per run of months.
+pub(super) fn month_ranges(
+    months: &[chrono::NaiveDate],
+) -> Vec<(chrono::NaiveDate, chrono::NaiveDate)> {
     let mut ranges: Vec<(chrono::NaiveDate, chrono::NaiveDate)> = Vec::new();
     for first in months {
         let end = crate::model::Period::of_date(*first).end();
@@ -235,14 +251,6 @@ pub(super) fn instants_near(months: &[chrono::NaiveDate], instant_type: &DataTyp
         }
     }
     ranges
-        .into_iter()
-        .map(|(start, end)| {
-            let start = start.pred_opt().unwrap_or(start);
-            let end = end.succ_opt().unwrap_or(end);
-            ordered_at().gt_eq(at(start)).and(ordered_at().lt(at(end)))
-        })
-        .reduce(Expr::or)
-        .unwrap_or(lit(false))
 }
 
 /// The first day of the month of a Date32 expression.

@@ -167,10 +167,10 @@ impl DuplicateLines {
     /// The keys of a month are its rows' instants and order ids: a row at
     /// one of those instants of one of those orders was among the rows its
     /// search read and kept, so it is one of the month's rows.
-    pub fn of_months(months: Vec<Vec<RecordBatch>>) -> Duplicates {
+    pub fn of_months(months: Vec<Vec<RecordBatch>>) -> Result<Duplicates, EngineError> {
         let rows: usize = months.iter().flatten().map(RecordBatch::num_rows).sum();
         if rows as u64 > MAX_AFFECTED_ROWS {
-            return Duplicates::TooMany;
+            return Ok(Duplicates::TooMany);
         }
         let mut keys = Vec::new();
         let mut lines = Vec::new();
@@ -186,9 +186,7 @@ impl DuplicateLines {
                     .column_by_name("ordered_at")
                     .expect("ordered_at is canonical");
                 for row in 0..batch.num_rows() {
-                    if let Ok(instant) = ScalarValue::try_from_array(at, row) {
-                        instants.push(instant);
-                    }
+                    instants.push(ScalarValue::try_from_array(at, row).map_err(failed)?);
                     if ids.is_valid(row) {
                         order_ids.push(ids.value(row).to_string());
                     }
@@ -206,9 +204,9 @@ impl DuplicateLines {
             lines.extend(month);
         }
         if keys.is_empty() {
-            return Duplicates::NoneFound;
+            return Ok(Duplicates::NoneFound);
         }
-        Duplicates::Found(Arc::new(DuplicateLines { keys, lines }))
+        Ok(Duplicates::Found(Arc::new(DuplicateLines { keys, lines })))
     }
 }
 
@@ -951,7 +949,7 @@ mod tests {
             assert_eq!(by_month.len(), 1, "one search, one month");
             months.extend(by_month.into_values());
         }
-        let Duplicates::Found(both) = DuplicateLines::of_months(months) else {
+        let Duplicates::Found(both) = DuplicateLines::of_months(months).unwrap() else {
             panic!("two months with copies");
         };
         assert_eq!(both.keys.len(), 2, "a set of keys per month");

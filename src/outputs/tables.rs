@@ -287,7 +287,8 @@ async fn register_store_sides(
     };
     let memory_limited = crate::engine::memory_limited(ctx);
     // A run that shares no store orders (a run on its own, `validate`,
-    // `diff`, a run with identity merges) reads them from its own period's
+    // `diff`, a run with identity merges) merges them from their month
+    // facts (an incremental job) or reads them from its own period's
     // lines. Under a memory limit they are computed first and kept on disk:
     // left as a view, their two groupings would run in the store summary's
     // plan, and the fair pool, which divides the memory among all the

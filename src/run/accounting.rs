@@ -111,7 +111,26 @@ impl InputFacts {
         }
         (checks, usable)
     }
+
+    /// Whether `period`'s rejects table has rows other than duplicate
+    /// lines: rejects dated in the period, or without a date. Only then are
+    /// the input files read again to list them (`inputs::collect_rejects`).
+    pub(super) fn period_has_other_rejects(&self, period: Period) -> bool {
+        let month_index = period.year() * 12 + period.month() as i32 - 1;
+        self.rows.iter().any(|row| {
+            row.reason.is_some()
+                && row.rows > 0
+                && row.month_index.is_none_or(|index| index == month_index)
+        })
+    }
 }
+
+/// What the accounting by month is computed with: stored accounting counted
+/// by other SQL is not trusted.
+pub(super) const ACCOUNTING_SQL: &str = concat!(
+    include_str!("../../sql/outputs/input_checks.sql"),
+    include_str!("../../sql/outputs/input_checks_flagged.sql"),
+);
 
 /// The facts of the transactions input: counted once for the same input
 /// files and erasures by the runs that share `shared` (the periods of a
@@ -132,36 +151,20 @@ pub(super) async fn input_facts(
     {
         return Ok(facts.clone());
     }
+    // On the local engine the counting pass also flags the candidates for
+    // exact duplicate lines (`inputs::seen`): no pass of their own. A
+    // distributed engine cannot share the filter between its workers; it
+    // groups the row hashes instead (`inputs::duplicates::find`).
+    let flag = config.quality.reject_duplicates && config.engine.scheduler.is_none();
     let months = months.await?;
     let counted_rows = match &months {
         Some(months) => months.rows_to_count(&inputs::instant_type(ctx, "transactions").await?),
         None => None,
     };
     inputs::register_counted(ctx, "transactions", counted_rows).await?;
-    // On the local engine the counting pass also flags the candidates for
-    // exact duplicate lines (`inputs::seen`): no pass of their own. A
-    // distributed engine cannot share the filter between its workers; it
-    // groups the row hashes instead (`inputs::duplicates::find`).
-    let flag = config.quality.reject_duplicates && config.engine.scheduler.is_none();
-    let batches = if flag {
-        inputs::duplicates::register_flagging(ctx, "transactions").await?;
-        let batches = facts_query(
-            ctx,
-            None,
-            include_str!("../../sql/outputs/input_checks_flagged.sql"),
-        )
-        .await;
-        inputs::duplicates::deregister_flagging(ctx, "transactions")?;
-        batches?
-    } else {
-        facts_query(
-            ctx,
-            None,
-            include_str!("../../sql/outputs/input_checks.sql"),
-        )
-        .await?
-    };
+    let batches = count_rows(ctx, flag).await;
     inputs::deregister_counted(ctx, "transactions")?;
+    let batches = batches?;
     let mut rows = Vec::new();
     let mut flagged = inputs::seen::Flagged::default();
     for batch in &batches {
@@ -201,7 +204,7 @@ pub(super) async fn input_facts(
                         .map(|stored| stored.duplicates.clone())
                         .chain(counted_duplicates.values().cloned())
                         .collect();
-                    let duplicates = inputs::DuplicateLines::of_months(every_month);
+                    let duplicates = inputs::DuplicateLines::of_months(every_month)?;
                     let counted = by_month(&batches, counted_duplicates)?;
                     let to_store = ToStore {
                         months,
@@ -220,6 +223,28 @@ pub(super) async fn input_facts(
     });
     *known.lock().expect("not poisoned") = Some((key.to_string(), facts.clone()));
     Ok(facts)
+}
+
+/// The pass over `__counted_transactions`: the accounting rows, and the
+/// duplicate candidates when `flag`.
+async fn count_rows(ctx: &SessionContext, flag: bool) -> Result<Vec<RecordBatch>, RunError> {
+    if !flag {
+        return Ok(facts_query(
+            ctx,
+            None,
+            include_str!("../../sql/outputs/input_checks.sql"),
+        )
+        .await?);
+    }
+    inputs::duplicates::register_flagging(ctx, "transactions").await?;
+    let batches = facts_query(
+        ctx,
+        None,
+        include_str!("../../sql/outputs/input_checks_flagged.sql"),
+    )
+    .await;
+    inputs::duplicates::deregister_flagging(ctx, "transactions")?;
+    Ok(batches?)
 }
 
 /// The accounting rows of a pass's batch (`input_checks.sql`'s columns).

@@ -394,7 +394,9 @@ async fn read_inputs(
             &warehouse,
             &job.name,
             &sources,
+            accounting::ACCOUNTING_SQL,
             options.recompute_from,
+            inputs::run_clock(),
         )
         .await?)
     };
@@ -649,9 +651,7 @@ async fn build_tables(
                 inputs::run_clock(),
                 period.start(),
                 period.end(),
-                read.rejected_by_reason
-                    .keys()
-                    .any(|reason| reason != "duplicate_line"),
+                read.input_facts.period_has_other_rejects(period),
                 &read.duplicate_lines,
             )
             .await?
@@ -741,7 +741,7 @@ async fn store_month_facts(
         tracing::warn!(
             job = %job.name,
             %error,
-            "The period is published, but its month facts could not be stored; the next run computes those months again."
+            "The period is published, but its month facts or row accounting could not be stored; the next run computes those months again."
         )
     };
     if let Some(facts) = facts {

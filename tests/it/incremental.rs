@@ -397,8 +397,8 @@ fn incremental_runs_publish_the_tables_of_full_runs() {
         "{not json",
     )
     .unwrap();
-    // The same for the row accounting: 2024-04's rows in 2024-03's file,
-    // 2024-07's file deleted.
+    // The same for the row accounting: 2024-04's rows in 2024-03's file
+    // (another size and ETag than recorded), 2024-07's file deleted.
     let accounting_file = |month: &str| {
         let folder = accounting_folder(&incremental.warehouse).join(format!("month={month}"));
         let record: serde_json::Value =
