@@ -32,7 +32,7 @@ use super::fingerprint::{self, Fingerprint};
 use super::shape::{date, instants_near, month_ranges};
 use super::{FactsError, Sources, store};
 use crate::config::Config;
-use crate::model::{InputFile, Period};
+use crate::model::Period;
 use crate::storage::Warehouse;
 
 /// The folder of the accounting under `_facts/` (not a valid step name).
@@ -74,13 +74,7 @@ impl InputMonths {
         recompute_from: Option<NaiveDate>,
         clock: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<InputMonths>, FactsError> {
-        let files: Vec<&InputFile> = sources
-            .files
-            .iter()
-            .filter(|f| f.input == "transactions")
-            .collect();
-        let ranges = fingerprint::file_ranges(config, &files).await;
-        let Some(months) = fingerprint::months(&files, &ranges, None) else {
+        let Some(months) = sources.coverage.months(None) else {
             return Ok(None);
         };
         let context =
@@ -465,5 +459,108 @@ mod tests {
         assert_eq!(back[1], accounting.duplicates);
         let none = write_month(dir.path(), march(), &MonthAccounting::default()).unwrap();
         assert!(none.is_empty(), "a month without lines has no file");
+    }
+
+    #[tokio::test]
+    async fn the_pass_counts_the_months_not_stored_and_the_lines_without_a_date() {
+        use datafusion::datasource::MemTable;
+        use datafusion::prelude::SessionContext;
+        let day = |m: u32, d: u32| NaiveDate::from_ymd_opt(2024, m, d).unwrap();
+        let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap();
+        // A line on the first and the last day of January, February and
+        // March, and one without a timestamp.
+        let dates: Vec<Option<NaiveDate>> = [(1, 1), (1, 31), (2, 1), (2, 29), (3, 1), (3, 31)]
+            .into_iter()
+            .map(|(m, d)| Some(day(m, d)))
+            .chain([None])
+            .collect();
+        let days = |d: &Option<NaiveDate>| d.map(|d| (d - epoch).num_days());
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                "ordered_at",
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                true,
+            ),
+            Field::new("ordered_date", DataType::Date32, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(TimestampMicrosecondArray::from(
+                    dates
+                        .iter()
+                        .map(|d| days(d).map(|n| n * 86_400_000_000 + 3_600_000_000))
+                        .collect::<Vec<_>>(),
+                )),
+                Arc::new(Date32Array::from(
+                    dates
+                        .iter()
+                        .map(|d| days(d).map(|n| n as i32))
+                        .collect::<Vec<_>>(),
+                )),
+            ],
+        )
+        .unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_table(
+            "lines",
+            Arc::new(MemTable::try_new(schema, vec![vec![batch]]).unwrap()),
+        )
+        .unwrap();
+        let months = |stored: &[NaiveDate]| InputMonths {
+            fingerprints: [day(1, 1), day(2, 1), day(3, 1)]
+                .into_iter()
+                .map(|m| (m, Fingerprint::new("ctx", m, &[])))
+                .collect(),
+            stored: stored
+                .iter()
+                .map(|m| (*m, MonthAccounting::default()))
+                .collect(),
+        };
+        let instant = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let counted = |filter: Expr| async {
+            let batches = ctx
+                .table("lines")
+                .await
+                .unwrap()
+                .filter(filter)
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let mut dates: Vec<Option<i32>> = batches
+                .iter()
+                .flat_map(|b| {
+                    let column = b.column(1).as_primitive::<Date32Type>();
+                    (0..b.num_rows())
+                        .map(|row| column.is_valid(row).then(|| column.value(row)))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            dates.sort();
+            dates
+        };
+        assert!(
+            months(&[]).rows_to_count(&instant).is_none(),
+            "nothing stored: every row"
+        );
+        let expected = |wanted: &[(u32, u32)]| {
+            let mut rows: Vec<Option<i32>> = wanted
+                .iter()
+                .map(|(m, d)| Some((day(*m, *d) - epoch).num_days() as i32))
+                .chain([None])
+                .collect();
+            rows.sort();
+            rows
+        };
+        let february = months(&[day(2, 1)]).rows_to_count(&instant).unwrap();
+        assert_eq!(
+            counted(february).await,
+            expected(&[(1, 1), (1, 31), (3, 1), (3, 31)])
+        );
+        let all = months(&[day(1, 1), day(2, 1), day(3, 1)])
+            .rows_to_count(&instant)
+            .unwrap();
+        assert_eq!(counted(all).await, expected(&[]), "only the undated line");
     }
 }

@@ -83,11 +83,39 @@ impl FactsError {
 /// What a run needs to fingerprint the months: the files of `transactions`
 /// and what else shapes a line before the step reads it.
 pub struct Sources<'a> {
-    pub files: &'a [InputFile],
+    pub coverage: &'a FileCoverage,
     /// Digest of the erased customers (empty when none).
     pub erasures: String,
     /// Digest of the identity merges in force (empty when none).
     pub merges: String,
+}
+
+/// The files of `transactions` and the days each may hold (the Parquet
+/// statistics of `ordered_at`): read once per run, for the month facts and
+/// the accounting by month.
+pub struct FileCoverage {
+    files: Vec<InputFile>,
+    ranges: Vec<fingerprint::Coverage>,
+}
+
+impl FileCoverage {
+    /// The coverage of the `transactions` files among `files`.
+    pub async fn of(config: &Config, files: &[InputFile]) -> FileCoverage {
+        let files: Vec<InputFile> = files
+            .iter()
+            .filter(|f| f.input == "transactions")
+            .cloned()
+            .collect();
+        let ranges = fingerprint::file_ranges(config, &files.iter().collect::<Vec<_>>()).await;
+        FileCoverage { files, ranges }
+    }
+
+    /// The months up to `period` (every month when `None`) and the files
+    /// that may hold lines of each; `None` when some file may hold any
+    /// month.
+    fn months(&self, period: Option<Period>) -> Option<BTreeMap<NaiveDate, Vec<&InputFile>>> {
+        fingerprint::months(&self.files.iter().collect::<Vec<_>>(), &self.ranges, period)
+    }
 }
 
 /// The session extension the pipeline reads: for each incremental step, how
@@ -261,16 +289,10 @@ pub async fn prepare(
     if steps.is_empty() {
         return Ok(false);
     }
-    let files: Vec<&InputFile> = sources
-        .files
-        .iter()
-        .filter(|f| f.input == "transactions")
-        .collect();
-    let ranges = fingerprint::file_ranges(config, &files).await;
     // Without a list (some file has no usable statistics: any month may be
     // in it), nothing could be stored or reused: the steps are computed from
     // their SQL, without the cost of month facts.
-    let Some(months) = fingerprint::months(&files, &ranges, Some(period)) else {
+    let Some(months) = sources.coverage.months(Some(period)) else {
         // A declaration that cannot hold is refused all the same.
         check_steps(ctx, &steps).await?;
         tracing::info!(

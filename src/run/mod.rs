@@ -380,11 +380,14 @@ async fn read_inputs(
     // The accounting is of the lines before identity merges (not resolved
     // yet: its digest has none); the month facts below are of the merged
     // view, and take the merges in force into their digest.
-    let sources = month_sources(&ctx, &files);
-    let warehouse = Warehouse::open(&config.warehouse)?;
     // The accounting by month goes with the month facts: an incremental job
-    // on the local engine (see `month_facts`).
+    // on the local engine (see `month_facts`). Both read which months each
+    // file may hold from its statistics, read here once.
     let by_month = crate::facts::is_incremental(job) && config.engine.scheduler.is_none();
+    let coverage =
+        crate::facts::FileCoverage::of(config, if by_month { &files } else { &[] }).await;
+    let sources = month_sources(&ctx, &coverage);
+    let warehouse = Warehouse::open(&config.warehouse)?;
     let months = async {
         if !by_month {
             return Ok(None);
@@ -457,7 +460,7 @@ async fn read_inputs(
         .filter(|_| !shares_store_orders)
         .into_iter()
         .collect();
-    let sources = month_sources(&ctx, &files);
+    let sources = month_sources(&ctx, &coverage);
     if month_facts(&ctx, job, config, options, &warehouse, &sources, &internal).await? {
         timings.insert("facts".to_string(), step.elapsed().as_millis() as u64);
     }
@@ -484,7 +487,10 @@ async fn read_inputs(
 
 /// What the month facts and the accounting by month are fingerprinted
 /// with: the input files, and the erasures and identity merges in force.
-fn month_sources<'a>(ctx: &SessionContext, files: &'a [InputFile]) -> crate::facts::Sources<'a> {
+fn month_sources<'a>(
+    ctx: &SessionContext,
+    coverage: &'a crate::facts::FileCoverage,
+) -> crate::facts::Sources<'a> {
     let erasures = inputs::suppression(ctx)
         .map(|s| crate::facts::digest(s.sorted_hashes().into_iter().map(String::as_str)))
         .unwrap_or_default();
@@ -492,7 +498,7 @@ fn month_sources<'a>(ctx: &SessionContext, files: &'a [InputFile]) -> crate::fac
         .map(|merged| crate::facts::digest(merged.pairs.iter().map(String::as_str)))
         .unwrap_or_default();
     crate::facts::Sources {
-        files,
+        coverage,
         erasures,
         merges,
     }
