@@ -303,10 +303,28 @@ async fn register_store_sides(
         ctx.register_table(STORE_ORDER_DAYS, store_orders.into_view())
             .map_err(failed)?;
     }
-    let sql = if memory_limited {
-        STORE_SIDES_SORTED_SQL
-    } else {
+    let pool = match ctx.runtime_env().memory_pool.memory_limit() {
+        datafusion::execution::memory_pool::MemoryLimit::Finite(bytes) => Some(bytes),
+        _ => None,
+    };
+    let by_hash = match pool {
+        Some(pool) if memory_limited => {
+            // Counted from statistics: the transitions are kept.
+            let customers = ctx
+                .table("transitions")
+                .await
+                .map_err(failed)?
+                .count()
+                .await
+                .map_err(failed)?;
+            store_sides_fit_a_hash_join(pool, customers as u64)
+        }
+        _ => true,
+    };
+    let sql = if by_hash {
         STORE_SIDES_SQL
+    } else {
+        STORE_SIDES_SORTED_SQL
     };
     let sides = run_query(ctx, STORE_SIDES, sql, values).await?;
     ctx.deregister_table(STORE_SIDES).map_err(failed)?;
@@ -351,6 +369,19 @@ pub fn store_orders_step(job: &Job) -> Option<Step> {
             description: "The orders of every customer at every store.".to_string(),
             incremental: Some(Incremental::Month),
         })
+}
+
+/// Whether the store sides' hash join (`store_sides.sql`, which cannot
+/// spill) fits a memory pool of `pool` bytes with `customers` on the two
+/// sides: at most a quarter of a pool of 1 GiB or more, at 512 bytes a
+/// customer (both sides' rows and the home stores). Else the sort
+/// (`store_sides_sorted.sql`), which spills, at ~1.7 s more for 540,541
+/// customers. At 16M customers the join needed more than a 2.5 GiB pool
+/// (docs/performance.md), about 170 bytes a customer.
+fn store_sides_fit_a_hash_join(pool: usize, customers: u64) -> bool {
+    const GIB: u64 = 1 << 30;
+    let pool = pool as u64;
+    pool >= GIB && customers.saturating_mul(512) <= pool / 4
 }
 
 /// The store orders shared by the runs of one backfill: input key, end of
@@ -527,4 +558,23 @@ async fn counts(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_sides_join_by_hash_only_with_room_to_spare() {
+        const MIB: usize = 1 << 20;
+        // The shipped 2 GiB pool and the bench's 540,541 customers.
+        assert!(store_sides_fit_a_hash_join(2048 * MIB, 540_541));
+        // 16M customers needed more than 2.5 GiB: sorted.
+        assert!(!store_sides_fit_a_hash_join(2560 * MIB, 16_000_000));
+        assert!(!store_sides_fit_a_hash_join(4096 * MIB, 16_000_000));
+        // The tests' small pools keep the sort, whatever the data.
+        assert!(!store_sides_fit_a_hash_join(64 * MIB, 1_500));
+        assert!(!store_sides_fit_a_hash_join(96 * MIB, 225_000));
+        assert!(!store_sides_fit_a_hash_join(512 * MIB, 10));
+    }
 }
