@@ -79,19 +79,10 @@ impl InputMonths {
         };
         let context =
             fingerprint::context_of(config, &format!("row accounting {definition}"), sources);
-        let fingerprints: BTreeMap<NaiveDate, Fingerprint> = months
-            .iter()
-            .map(|(month, covering)| (*month, Fingerprint::new(&context, *month, covering)))
-            .collect();
+        let fingerprints = fingerprint::of_months(&context, &months);
         // Only closed months are ever stored: the others (a line dated
         // years ahead by mistake, say) are not looked for.
-        let trusted: BTreeMap<NaiveDate, Fingerprint> = fingerprints
-            .iter()
-            .filter(|(month, _)| {
-                recompute_from.is_none_or(|from| **month < from) && super::closed(**month, clock)
-            })
-            .map(|(month, print)| (*month, print.clone()))
-            .collect();
+        let trusted = fingerprint::trusted(&fingerprints, recompute_from, clock);
         let valid = store::valid(warehouse, job, STEP, &trusted).await?;
         let read = futures::stream::iter(valid.into_iter().map(|(month, found)| async move {
             read_month(warehouse, month, &found.keys)

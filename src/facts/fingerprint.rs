@@ -81,6 +81,34 @@ impl Fingerprint {
     }
 }
 
+/// The fingerprint of each of `months` (with the files that may hold it)
+/// under `context`.
+pub fn of_months(
+    context: &str,
+    months: &BTreeMap<NaiveDate, Vec<&InputFile>>,
+) -> BTreeMap<NaiveDate, Fingerprint> {
+    months
+        .iter()
+        .map(|(month, covering)| (*month, Fingerprint::new(context, *month, covering)))
+        .collect()
+}
+
+/// The fingerprints of the months stored facts may stand for: closed by
+/// `clock` (an open month is never stored) and before `recompute_from`.
+pub fn trusted(
+    fingerprints: &BTreeMap<NaiveDate, Fingerprint>,
+    recompute_from: Option<NaiveDate>,
+    clock: chrono::DateTime<chrono::Utc>,
+) -> BTreeMap<NaiveDate, Fingerprint> {
+    fingerprints
+        .iter()
+        .filter(|(month, _)| {
+            recompute_from.is_none_or(|from| **month < from) && super::closed(**month, clock)
+        })
+        .map(|(month, print)| (*month, print.clone()))
+        .collect()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

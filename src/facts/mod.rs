@@ -332,16 +332,10 @@ pub async fn prepare(
     for (step, mergeable) in every_step {
         let mergeable = Arc::new(mergeable);
         let context = fingerprint::context(config, step, sources);
-        let fingerprints: BTreeMap<NaiveDate, Fingerprint> = months
-            .iter()
-            .map(|(month, covering)| (*month, Fingerprint::new(&context, *month, covering)))
-            .collect();
-        // Months from `recompute_from` on are computed whatever is stored.
-        let trusted: BTreeMap<NaiveDate, Fingerprint> = fingerprints
-            .iter()
-            .filter(|(month, _)| recompute_from.is_none_or(|from| **month < from))
-            .map(|(month, print)| (*month, print.clone()))
-            .collect();
+        let fingerprints = fingerprint::of_months(&context, &months);
+        // Months from `recompute_from` on are computed whatever is stored;
+        // open months are never stored, so not looked for.
+        let trusted = fingerprint::trusted(&fingerprints, recompute_from, clock);
         let valid = store::valid(warehouse, &job.name, &step.name, &trusted).await?;
         let missing: Vec<NaiveDate> = fingerprints
             .keys()
